@@ -1,0 +1,135 @@
+"""Capture attention probabilities with forward hooks, as a context manager.
+
+Each attention module of a transformers model returns ``(attn_output, attn_weights)``; eager attention fills
+``attn_weights`` with the softmax probabilities ``(batch, heads, q, kv)``. ``capture_attention`` switches the
+model to eager attention for the duration of the ``with`` block (restoring SDPA or whatever it had on exit,
+also on error), hooks the selected layers, and removes every hook on exit. Nothing in the model is replaced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+
+@dataclass
+class AttentionRecord:
+    """Attention probabilities recorded inside one ``capture_attention`` block.
+
+    ``passes[k][i]`` is the ``(batch, heads, q, kv)`` tensor of the ``i``-th selected layer during the ``k``-th
+    forward pass of the model (a prefill, then one per cached step). ``layers`` are the selected layer indices,
+    ``heads`` the selected head indices (``None`` = all).
+    """
+
+    layers: list[int]
+    heads: list[int] | None
+    passes: list[list[torch.Tensor]] = field(default_factory=list)
+
+    @property
+    def weights(self) -> list[torch.Tensor]:
+        """Per selected layer, ``(batch, heads, q, kv)`` of the most recent forward pass."""
+        if not self.passes:
+            raise RuntimeError("no forward pass was recorded inside the capture_attention block")
+        return self.passes[-1]
+
+    def stacked(self, pass_index: int = -1) -> torch.Tensor:
+        """One pass as a single tensor ``(layers, batch, heads, q, kv)``."""
+        return torch.stack(self.passes[pass_index])
+
+    def mass(self, keys: slice | Sequence[int], query: int = -1, pass_index: int = -1) -> torch.Tensor:
+        """Attention mass of query row ``query`` on the key slots ``keys``, ``(layers, batch, heads)``."""
+        return span_mass(self.stacked(pass_index), keys, query)
+
+
+def span_mass(weights: torch.Tensor, keys: slice | Sequence[int], query: int = -1) -> torch.Tensor:
+    """Sum of attention probabilities of one query row over a span of key slots.
+
+    ``weights``: ``(..., q, kv)`` probabilities (e.g. ``(batch, heads, q, kv)`` or ``(layers, batch, heads, q, kv)``).
+    Returns ``(...)``. A mass over *all* keys is always 1; name the span you mean (e.g. the prompt's slots).
+    """
+    row = weights[..., query, :]
+    if isinstance(keys, slice):
+        return row[..., keys].sum(-1)
+    return row[..., torch.as_tensor(list(keys), dtype=torch.long, device=row.device)].sum(-1)
+
+
+def attention_modules(model: PreTrainedModel) -> list[nn.Module]:
+    """The self-attention module of every decoder layer, in layer order."""
+    target = (getattr(model, "_can_record_outputs", None) or {}).get("attentions")
+    target_cls = getattr(target, "target_class", target)
+    if isinstance(target_cls, type):
+        found = [m for m in model.modules() if isinstance(m, target_cls)]
+    else:
+        found = [m for name, m in model.named_modules() if name.endswith(("self_attn", ".attn"))]
+    if not found:
+        raise ValueError(f"found no attention modules in {type(model).__name__}")
+    return found
+
+
+def _resolve(indices: Sequence[int] | None, n: int, what: str) -> list[int] | None:
+    if indices is None:
+        return None
+    out = []
+    for i in indices:
+        if not -n <= i < n:
+            raise IndexError(f"{what} index {i} is out of range for {n} {what}s")
+        out.append(i % n)
+    return out
+
+
+@contextmanager
+def capture_attention(
+    model: PreTrainedModel,
+    layers: Sequence[int] | None = None,
+    heads: Sequence[int] | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> Iterator[AttentionRecord]:
+    """Record attention probabilities of every forward pass run inside the block.
+
+    Args:
+        model: a transformers causal LM, loaded with eager or SDPA attention.
+        layers: layer indices to record (negative allowed); ``None`` = all.
+        heads: head indices to keep; ``None`` = all. Selecting fewer bounds memory.
+        device: where recorded tensors are stored.
+        dtype: storage dtype (e.g. ``torch.float16`` to halve memory); ``None`` keeps the model's.
+
+    Yields an :class:`AttentionRecord` whose ``passes`` fill as the model runs.
+    """
+    modules = attention_modules(model)
+    n_heads = model.config.num_attention_heads
+    layer_ids = _resolve(layers, len(modules), "layer") or list(range(len(modules)))
+    head_ids = _resolve(heads, n_heads, "head")
+    record = AttentionRecord(layers=layer_ids, heads=head_ids)
+    slot = {id(modules[i]): k for k, i in enumerate(layer_ids)}
+    head_index = None if head_ids is None else torch.tensor(head_ids, dtype=torch.long)
+
+    def keep(module: nn.Module, _args: tuple, output: tuple) -> None:
+        weights = output[1]
+        if weights is None:
+            raise RuntimeError(f"{type(module).__name__} returned no attention weights; is it running eager?")
+        if head_index is not None:
+            weights = weights.index_select(1, head_index.to(weights.device))
+        k = slot[id(module)]
+        if not record.passes or record.passes[-1][k] is not None:  # this layer ran again: a new forward pass
+            record.passes.append([None] * len(layer_ids))  # type: ignore[list-item]
+        record.passes[-1][k] = weights.detach().to(device=device, dtype=dtype or weights.dtype)
+
+    original = model.config._attn_implementation
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+    try:
+        if original != "eager":
+            model.set_attn_implementation("eager")
+        handles = [modules[i].register_forward_hook(keep) for i in layer_ids]
+        yield record
+    finally:
+        for h in handles:
+            h.remove()
+        if model.config._attn_implementation != original:
+            model.set_attn_implementation(original)

@@ -1,0 +1,144 @@
+"""The one decoding core all generators share: prefill, then cached steps with explicit positions and masks.
+
+Every forward pass passes its own ``position_ids`` and an explicit additive 4D mask; nothing is patched into
+the model. ``generate()`` is not used because it recomputes positions itself, which erases gaps, fractional
+positions and shared positions.
+
+Branches: :func:`branch` turns a batch-1 prefix cache into a batch-``n`` cache whose tensors are *expanded views*
+of the prefix (no copy). A step on the branched cache concatenates new keys onto those views into fresh
+tensors, so the prefix cache itself is never modified and can be branched again.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache
+
+from tempo_lab import masks
+from tempo_lab import positions as pos
+from tempo_lab.models import LoadedModel
+
+
+@dataclass
+class Prefix:
+    """A prefilled prompt: its cache, ids ``(1, T)``, positions ``(1, T)`` and logits ``(1, T, vocab)``."""
+
+    cache: DynamicCache
+    input_ids: torch.Tensor
+    positions: torch.Tensor
+    logits: torch.Tensor
+
+    @property
+    def length(self) -> int:
+        return self.input_ids.shape[1]
+
+    @property
+    def next_logits(self) -> torch.Tensor:
+        """Logits for the token after the prompt, ``(vocab,)``."""
+        return self.logits[0, -1]
+
+
+def cache_length(cache: DynamicCache) -> int:
+    """Number of slots (tokens) held by the cache."""
+    return cache.get_seq_length()
+
+
+def branch(cache: DynamicCache, n: int) -> DynamicCache:
+    """A batch-``n`` cache over a batch-1 cache, built from expanded views (shares memory, copies nothing)."""
+    if n < 1:
+        raise ValueError(f"need at least one branch, got {n}")
+    out = copy.copy(cache)
+    out.layers = []
+    for layer in cache.layers:
+        if layer.keys.shape[0] != 1:
+            raise ValueError(f"can only branch a batch-1 cache, got batch {layer.keys.shape[0]}")
+        view = copy.copy(layer)
+        view.keys = layer.keys.expand(n, -1, -1, -1)
+        view.values = layer.values.expand(n, -1, -1, -1)
+        out.layers.append(view)
+    return out
+
+
+class DecodingCore:
+    """Forward passes with explicit positions and masks on a loaded model.
+
+    ``check_context=True`` makes any position past ``max_position_embeddings`` an error (raised before the
+    model runs); fractional positions on a model without rotary embeddings are refused.
+    """
+
+    def __init__(self, lm: LoadedModel):
+        self.lm = lm
+        self.model = lm.model
+        self.dtype = lm.dtype
+        self.device = lm.device
+
+    def check_positions(self, positions: torch.Tensor, *, after: float | None = None) -> torch.Tensor:
+        """Validate ``(batch, n)`` positions for this model and return them in the form it takes."""
+        pos.validate(positions, max_positions=self.lm.max_positions, strict_context=True, after=after)
+        return pos.as_model_positions(positions, self.lm.is_rotary).to(self.device)
+
+    @torch.no_grad()
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        mask: torch.Tensor,
+        cache: DynamicCache | None,
+    ) -> torch.Tensor:
+        """One forward pass; returns logits ``(batch, q, vocab)`` and appends ``q`` slots to ``cache``.
+
+        ``input_ids`` and ``positions``: ``(batch, q)``; ``mask``: ``(batch, 1, q, cached + q)``, bool or additive
+        (a bool mask is converted, never added as 0/1).
+        """
+        b, q = input_ids.shape
+        kv = q + (cache_length(cache) if cache is not None else 0)
+        mask = masks.ensure_additive(mask, self.dtype)
+        if mask.shape[0] not in (1, b) or tuple(mask.shape[2:]) != (q, kv):
+            raise ValueError(f"mask shape {tuple(mask.shape)} does not fit (batch={b}, 1, q={q}, kv={kv})")
+        out = self.model(
+            input_ids=input_ids.to(self.device),
+            position_ids=self.check_positions(positions.expand(b, -1)),
+            attention_mask=mask.to(self.device).expand(b, -1, -1, -1),
+            past_key_values=cache,
+            use_cache=cache is not None,
+        )
+        return out.logits.float()
+
+    def prefill(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None) -> Prefix:
+        """Run the prompt ``(1, T)`` once (contiguous positions by default) and keep its cache."""
+        if input_ids.dim() != 2 or input_ids.shape[0] != 1 or input_ids.shape[1] == 0:
+            raise ValueError(f"prefill takes one non-empty prompt of shape (1, T), got {tuple(input_ids.shape)}")
+        t = input_ids.shape[1]
+        positions = pos.contiguous(t) if positions is None else positions
+        cache = DynamicCache(config=self.model.config)
+        logits = self.forward(input_ids, positions, masks.causal_mask(t, dtype=self.dtype), cache)
+        return Prefix(cache=cache, input_ids=input_ids, positions=positions, logits=logits)
+
+    def step(
+        self,
+        cache: DynamicCache,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Feed ``q`` new tokens per branch on top of ``cache`` (causal over all slots unless ``mask`` is given).
+
+        ``input_ids``, ``positions``: ``(batch, q)``; ``mask``: ``(batch, 1, q, cached + q)``. Returns logits
+        ``(batch, q, vocab)``; the cache grows by ``q`` slots.
+        """
+        q = input_ids.shape[1]
+        if mask is None:
+            mask = masks.causal_mask(q, cache_length(cache) + q, dtype=self.dtype)
+        return self.forward(input_ids, positions, mask, cache)
+
+    def full(self, input_ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Plain uncached recomputation of a whole sequence: the reference every cached result is checked
+        against, and the naive baseline of the benchmarks. ``input_ids``, ``positions``: ``(batch, n)``;
+        ``mask``: ``(batch, 1, n, n)`` (causal by default). Returns logits ``(batch, n, vocab)``."""
+        n = input_ids.shape[1]
+        if mask is None:
+            mask = masks.causal_mask(n, dtype=self.dtype)
+        return self.forward(input_ids, positions, mask, cache=None)
