@@ -21,9 +21,9 @@ from transformers import PreTrainedModel
 class AttentionRecord:
     """Attention probabilities recorded inside one ``capture_attention`` block.
 
-    ``passes[k][i]`` is the ``(batch, heads, q, kv)`` tensor of the ``i``-th selected layer during the ``k``-th
-    forward pass of the model (a prefill, then one per cached step). ``layers`` are the selected layer indices,
-    ``heads`` the selected head indices (``None`` = all).
+    ``passes[k][i]`` is the ``(batch, heads, q, kv)`` tensor of the ``i``-th selected layer during the
+    ``k``-th forward pass of the model (a prefill, then one per cached step). ``layers`` are the selected
+    layer indices, ``heads`` the selected head indices (``None`` = all).
     """
 
     layers: list[int]
@@ -49,7 +49,8 @@ class AttentionRecord:
 def span_mass(weights: torch.Tensor, keys: slice | Sequence[int], query: int = -1) -> torch.Tensor:
     """Sum of attention probabilities of one query row over a span of key slots.
 
-    ``weights``: ``(..., q, kv)`` probabilities (e.g. ``(batch, heads, q, kv)`` or ``(layers, batch, heads, q, kv)``).
+    ``weights``: ``(..., q, kv)`` probabilities (e.g. ``(batch, heads, q, kv)`` or
+    ``(layers, batch, heads, q, kv)``).
     Returns ``(...)``. A mass over *all* keys is always 1; name the span you mean (e.g. the prompt's slots).
     """
     row = weights[..., query, :]

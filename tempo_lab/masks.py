@@ -5,10 +5,11 @@ query may attend, ``torch.finfo(dtype).min`` where it may not. The queries are t
 ``kv_len`` slots, so the same builders serve a prefill (``q_len == kv_len``) and a cached step
 (``kv_len = cached + q_len``).
 
-Why additive: eager attention computes ``scores + mask``. A boolean mask added that way contributes 0/1 and masks
-nothing (future tokens leak), while SDPA reads the same boolean mask correctly. An additive float mask means the
-same thing to both. Passing any explicit mask also switches off transformers' packed-sequence detection, which
-otherwise splits a sequence at every position gap and hides the prompt from the token after the gap.
+Why additive: eager attention computes ``scores + mask``. A boolean mask added that way contributes 0/1 and
+masks nothing (future tokens leak), while SDPA reads the same boolean mask correctly. An additive float mask
+means the same thing to both. Passing any explicit mask also switches off transformers' packed-sequence
+detection, which otherwise splits a sequence at every position gap and hides the prompt from the token after
+the gap.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def ensure_additive(mask: torch.Tensor, dtype: torch.dtype, *, convert_bool: boo
     as 0/1 by eager attention. A float mask in another dtype is re-expressed in ``dtype`` (its ``finfo.min``).
     """
     if mask.dim() != 4 or mask.shape[1] != 1:
-        raise ValueError(f"attention masks must have shape (batch, 1, q_len, kv_len), got {tuple(mask.shape)}")
+        raise ValueError(
+            f"attention masks must have shape (batch, 1, q_len, kv_len), got {tuple(mask.shape)}"
+        )
     if mask.dtype == torch.bool:
         if not convert_bool:
             raise TypeError(
@@ -58,7 +61,9 @@ def ensure_additive(mask: torch.Tensor, dtype: torch.dtype, *, convert_bool: boo
     return mask
 
 
-def causal_allowed(q_len: int, kv_len: int | None = None, *, device: torch.device | str | None = None) -> torch.Tensor:
+def causal_allowed(
+    q_len: int, kv_len: int | None = None, *, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Boolean causal visibility ``(q_len, kv_len)``: query ``i`` sits at slot ``kv_len - q_len + i``."""
     kv_len = q_len if kv_len is None else kv_len
     if q_len < 1 or kv_len < q_len:
@@ -93,10 +98,10 @@ def set_labels(set_sizes: Sequence[int], prefix_len: int = 0) -> torch.Tensor:
 def parallel_allowed(labels: torch.Tensor, mode: IntraSet, q_len: int | None = None) -> torch.Tensor:
     """Boolean visibility for a layout with parallel sets, ``(batch, q_len, kv_len)``.
 
-    ``labels``: ``(kv_len,)`` or ``(batch, kv_len)``, one label per cache slot: ``-1`` for an ordinary token, the
-    same label ``>= 0`` for every member of one parallel set. ``visible``: plain causal order over slots.
-    ``isolated``: causal, except that a member never sees the *other* members of its own set (it sees the prefix,
-    every earlier set and itself). Later tokens see all members of earlier sets in both modes.
+    ``labels``: ``(kv_len,)`` or ``(batch, kv_len)``, one label per cache slot: ``-1`` for an ordinary token,
+    the same label ``>= 0`` for every member of one parallel set. ``visible``: plain causal order over slots.
+    ``isolated``: causal, except that a member never sees the *other* members of its own set (it sees the
+    prefix, every earlier set and itself). Later tokens see all members of earlier sets in both modes.
     """
     if mode not in ("isolated", "visible"):
         raise ValueError(f"mode must be 'isolated' or 'visible', got {mode!r}")

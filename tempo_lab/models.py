@@ -35,7 +35,8 @@ TINY_NAME = "tiny-random"
 
 @dataclass
 class LoadedModel:
-    """A model in eval mode with its tokenizer. ``name`` is what was asked for (or the bundled model's name)."""
+    """A model in eval mode with its tokenizer. ``name`` is what was asked for (or the bundled model's
+    name)."""
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
@@ -75,11 +76,15 @@ class LoadedModel:
         """The id of a token given as an id or as text that encodes to exactly one token."""
         if isinstance(token, int):
             if not 0 <= token < self.model.config.vocab_size:
-                raise ValueError(f"token id {token} is outside the vocabulary (0..{self.model.config.vocab_size - 1})")
+                raise ValueError(
+                    f"token id {token} is outside the vocabulary (0..{self.model.config.vocab_size - 1})"
+                )
             return token
         ids = self.tokenizer(token, add_special_tokens=False).input_ids
         if len(ids) != 1:
-            raise ValueError(f"{token!r} encodes to {len(ids)} tokens {ids}; give text that is exactly one token")
+            raise ValueError(
+                f"{token!r} encodes to {len(ids)} tokens {ids}; give text that is exactly one token"
+            )
         return ids[0]
 
 

@@ -43,7 +43,8 @@ def placed(prompt_len: int, position: Number) -> torch.Tensor:
     Shape ``(1, prompt_len + 1)``. The position must not precede the last prompt position.
     """
     _check_number("position", position)
-    return validate(torch.cat([torch.arange(prompt_len, dtype=torch.float32), torch.tensor([float(position)])])[None])
+    prompt = torch.arange(prompt_len, dtype=torch.float32)
+    return validate(torch.cat([prompt, torch.tensor([float(position)])])[None])
 
 
 def shared(start: Number, set_sizes: Sequence[int]) -> torch.Tensor:
@@ -78,7 +79,9 @@ def validate(
     for name, bad in (("NaN", torch.isnan(p)), ("infinite", torch.isinf(p)), ("negative", p < 0)):
         if bad.any():
             b, i = (int(x) for x in bad.nonzero()[0])
-            raise ValueError(f"position_ids[{b}, {i}] is {name} ({p[b, i].item()}); positions must be finite and >= 0")
+            raise ValueError(
+                f"position_ids[{b}, {i}] is {name} ({p[b, i].item()}); positions must be finite and >= 0"
+            )
     if p.shape[1] > 1:
         down = p[:, 1:] < p[:, :-1]
         if down.any():
@@ -112,7 +115,8 @@ def require_rotary_for(positions: torch.Tensor, is_rotary: bool) -> None:
         b, i = (int(x) for x in frac.nonzero()[0])
         raise ValueError(
             f"position_ids[{b}, {i}] = {positions[b, i].item()} is fractional, but this model has no rotary "
-            "position embedding (it looks positions up in a learned table), so fractional positions are undefined"
+            "position embedding (it looks positions up in a learned table), so fractional positions are "
+            "undefined"
         )
 
 
@@ -123,5 +127,5 @@ def as_model_positions(positions: torch.Tensor, is_rotary: bool) -> torch.Tensor
 
 
 def _check_number(name: str, value: Number) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value) or math.isinf(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")

@@ -1,0 +1,272 @@
+"""The gap-dropout probe: how much a token placed after a position gap still attends to the prompt.
+
+For a prompt of ``T`` tokens and one next token placed at position ``T + gap`` (the prompt keeps
+``0..T-1``), one forward pass over the ``T + 1`` tokens is run per (mask strategy, gap). The probe records the
+attention mass of the last token on the prompt's slots (mean over layers and heads, and per layer) and its
+top-k next tokens.
+
+The strategies differ only in how the mask and cache are given to the model:
+
+- ``default_no_cache``: no mask, ``use_cache=False``. transformers then runs packed-sequence detection on the
+  position ids: any step other than +1 starts a new "document", so after a gap the token sees only itself
+  (prompt mass exactly 0). This is the dropout.
+- ``default_cache``: no mask, with a fresh cache (``use_cache=True``, the library's default). A cache switches
+  the detection off.
+- ``ones_2d``: an explicit 2D all-ones padding mask. Any explicit mask switches the detection off.
+- ``additive_4d``: our additive 4D causal mask (:func:`tempo_lab.masks.causal_mask`), built from sequence
+  order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tempo_lab import masks
+from tempo_lab import positions as pos
+from tempo_lab.capture import AttentionRecord, capture_attention
+from tempo_lab.models import LoadedModel
+
+STRATEGIES: tuple[str, ...] = ("default_no_cache", "default_cache", "ones_2d", "additive_4d")
+
+STRATEGY_DESCRIPTIONS: dict[str, str] = {
+    "default_no_cache": "no mask, use_cache=False: packed-sequence detection splits at the gap (the dropout)",
+    "default_cache": "no mask, default KV cache (use_cache=True): the cache switches packed detection off",
+    "ones_2d": "explicit 2D all-ones attention_mask: any explicit mask switches packed detection off",
+    "additive_4d": "explicit additive 4D causal mask from sequence order (tempo_lab.masks.causal_mask): ours",
+}
+
+COLUMNS: tuple[str, ...] = (
+    "strategy",
+    "gap",
+    "position",
+    "prompt_len",
+    "token",
+    "token_id",
+    "prompt_mass",
+    "layer_mass",
+    "top1",
+    "p1",
+    "top_tokens",
+    "top_ids",
+    "top_probs",
+)
+
+
+# The probe batches several gaps into one forward pass while the recorded attention stays below this size.
+CAPTURE_BUDGET_BYTES = 256 * 2**20
+
+
+@dataclass
+class StrategyPass:
+    """One forward pass under one strategy.
+
+    ``logits``: ``(batch, vocab)`` float32 logits of the last token of each row. ``attention``: the record of
+    the pass (its ``weights`` are per layer ``(batch, heads, n, n)``), or ``None`` when run without capture.
+    """
+
+    strategy: str
+    logits: torch.Tensor
+    attention: AttentionRecord | None
+
+
+def check_strategies(strategies: Sequence[str]) -> list[str]:
+    """The strategies as a list, refusing unknown names and an empty selection."""
+    if isinstance(strategies, str):
+        strategies = [strategies]
+    strategies = list(strategies)
+    if not strategies:
+        raise ValueError(f"give at least one strategy out of {list(STRATEGIES)}")
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"unknown strategy {unknown[0]!r}; choose from {list(STRATEGIES)}")
+    return strategies
+
+
+def strategy_forward(
+    lm: LoadedModel,
+    input_ids: torch.Tensor,
+    position_ids: torch.Tensor,
+    strategy: str,
+    *,
+    capture: bool = True,
+) -> StrategyPass:
+    """Run sequences ``input_ids`` ``(batch, n)`` at ``position_ids`` ``(batch, n)`` once under ``strategy``.
+
+    Positions are validated for the model (fractional positions need a rotary model); with ``capture`` the
+    attention of every layer is recorded (the model may be loaded with SDPA: capture switches it to eager for
+    the pass and back). Rows are independent: each row gets its own packed-sequence split, cache row or mask.
+    """
+    (strategy,) = check_strategies([strategy])
+    if input_ids.dim() != 2 or input_ids.shape[1] == 0:
+        raise ValueError(f"input_ids must have shape (batch, n) with n >= 1, got {tuple(input_ids.shape)}")
+    if tuple(position_ids.shape) != tuple(input_ids.shape):
+        raise ValueError(
+            f"position_ids {tuple(position_ids.shape)} must match input_ids {tuple(input_ids.shape)}"
+        )
+    pos.validate(position_ids, max_positions=lm.max_positions, strict_context=True)
+    model_positions = pos.as_model_positions(position_ids, lm.is_rotary).to(lm.device)
+    b, n = input_ids.shape
+    kwargs: dict = {"input_ids": input_ids.to(lm.device), "position_ids": model_positions}
+    if strategy == "default_no_cache":
+        kwargs["use_cache"] = False
+    elif strategy == "default_cache":
+        kwargs["use_cache"] = True
+    elif strategy == "ones_2d":
+        kwargs["attention_mask"] = torch.ones(b, n, dtype=torch.long, device=lm.device)
+        kwargs["use_cache"] = False
+    else:  # additive_4d
+        kwargs["attention_mask"] = masks.causal_mask(n, dtype=lm.dtype, batch=b, device=lm.device)
+        kwargs["use_cache"] = False
+    record = None
+    with torch.no_grad():
+        if capture:
+            with capture_attention(lm.model) as record:
+                out = lm.model(**kwargs)
+        else:
+            out = lm.model(**kwargs)
+    return StrategyPass(strategy=strategy, logits=out.logits[:, -1].float(), attention=record)
+
+
+def _check_gaps(gaps: Sequence[float], prompt_len: int, lm: LoadedModel) -> list[float]:
+    if isinstance(gaps, (int, float)):
+        gaps = [gaps]
+    gaps = list(gaps)
+    if not gaps:
+        raise ValueError("give at least one gap")
+    for i, g in enumerate(gaps):
+        if isinstance(g, bool) or not isinstance(g, (int, float, np.integer, np.floating)):
+            raise ValueError(f"gaps[{i}] = {g!r} is not a number")
+        if math.isnan(g) or math.isinf(g):
+            raise ValueError(f"gaps[{i}] = {g} is not finite")
+        if g < 0:
+            raise ValueError(f"gaps[{i}] = {g} is negative; a gap must be >= 0")
+        position = prompt_len + float(g)
+        if lm.max_positions is not None and position >= lm.max_positions:
+            raise ValueError(
+                f"gaps[{i}] = {g} puts the token at position {position}, past the model's context "
+                f"(max_position_embeddings = {lm.max_positions}, prompt of {prompt_len} tokens)"
+            )
+        if not lm.is_rotary and float(g) != round(float(g)):
+            raise ValueError(
+                f"gaps[{i}] = {g} is fractional, but this model has no rotary position embedding, so "
+                "fractional positions are undefined"
+            )
+    out = [int(g) if float(g).is_integer() else float(g) for g in gaps]
+    for i, g in enumerate(out):
+        if g in out[:i]:
+            raise ValueError(f"gaps[{i}] = {g} repeats gaps[{out.index(g)}]; give each gap once")
+    return out
+
+
+def gap_probe(
+    lm: LoadedModel,
+    prompt: str,
+    token: str | int | None = None,
+    gaps: Sequence[float] = (0, 1, 5, 20),
+    *,
+    strategies: Sequence[str] = STRATEGIES,
+    top_k: int = 5,
+) -> pd.DataFrame:
+    """Attention mass on the prompt and top-k next tokens of a token placed after a gap, per mask strategy.
+
+    Args:
+        lm: a loaded model (eager or SDPA).
+        prompt: the prompt text (``T`` tokens at positions ``0..T-1``).
+        token: the token after the prompt, as text (exactly one token) or id; ``None`` = the prompt's greedy
+            next token (computed with our causal mask).
+        gaps: the token sits at position ``T + gap``; gaps are >= 0, finite, and may be fractional on a RoPE
+            model.
+        strategies: which of :data:`STRATEGIES` to run.
+        top_k: how many next tokens to list.
+
+    Returns one row per (strategy, gap), in that order, with columns :data:`COLUMNS`: ``position``
+    (``T + gap``), ``prompt_mass`` (mean over layers and heads of the last token's attention on the ``T``
+    prompt slots), ``layer_mass`` (``np.ndarray`` ``(layers,)``, mean over heads), ``top_tokens`` /
+    ``top_ids`` / ``top_probs`` (lists of ``top_k``) and ``top1`` / ``p1`` (the first of those).
+    ``frame.attrs`` holds ``prompt``, ``prompt_tokens``, ``token``, ``token_id`` and ``model``. Every input is
+    checked before the model runs. Several gaps share one batched forward pass per strategy (rows are
+    independent) as long as the recorded attention stays under :data:`CAPTURE_BUDGET_BYTES`.
+    """
+    strategies = check_strategies(strategies)
+    prompt_ids = lm.encode(prompt)
+    prompt_len = prompt_ids.shape[1]
+    gaps = _check_gaps(gaps, prompt_len, lm)
+    vocab = lm.model.config.vocab_size
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= vocab:
+        raise ValueError(f"top_k must be an integer in 1..{vocab}, got {top_k!r}")
+    if token is None:
+        first = strategy_forward(lm, prompt_ids, pos.contiguous(prompt_len), "additive_4d", capture=False)
+        token_id = int(first.logits[0].argmax())
+    else:
+        token_id = lm.token_id(token)
+    input_ids = torch.cat([prompt_ids, torch.tensor([[token_id]], device=prompt_ids.device)], dim=1)
+
+    config = lm.model.config
+    per_row = (
+        config.num_hidden_layers * config.num_attention_heads * input_ids.shape[1] ** 2 * lm.dtype.itemsize
+    )
+    chunk = max(1, min(len(gaps), CAPTURE_BUDGET_BYTES // per_row))
+    rows = []
+    for strategy in strategies:
+        for start in range(0, len(gaps), chunk):
+            part = gaps[start : start + chunk]
+            position_ids = torch.cat([pos.with_gap(prompt_len, 1, g) for g in part])  # (chunk, T+1)
+            result = strategy_forward(lm, input_ids.expand(len(part), -1), position_ids, strategy)
+            # (layers, chunk, heads): mass of each row's last query on the prompt slots
+            mass = result.attention.mass(slice(0, prompt_len), query=-1).float()
+            probs = torch.softmax(result.logits, dim=-1)  # (chunk, vocab)
+            top = probs.topk(top_k, dim=-1)
+            for r, gap in enumerate(part):
+                top_ids = [int(i) for i in top.indices[r]]
+                top_tokens = [lm.token_str(i) for i in top_ids]
+                layer_mass = mass[:, r].mean(-1)  # (layers,)
+                rows.append(
+                    {
+                        "strategy": strategy,
+                        "gap": gap,
+                        "position": prompt_len + gap,
+                        "prompt_len": prompt_len,
+                        "token": lm.token_str(token_id),
+                        "token_id": token_id,
+                        "prompt_mass": float(mass[:, r].mean()),
+                        "layer_mass": layer_mass.cpu().numpy(),
+                        "top1": top_tokens[0],
+                        "p1": float(top.values[r, 0]),
+                        "top_tokens": top_tokens,
+                        "top_ids": top_ids,
+                        "top_probs": [float(p) for p in top.values[r]],
+                    }
+                )
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame.attrs.update(
+        prompt=prompt,
+        prompt_tokens=[lm.token_str(i) for i in prompt_ids[0].tolist()],
+        token=lm.token_str(token_id),
+        token_id=token_id,
+        model=lm.name,
+    )
+    return frame
+
+
+def mass_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Prompt mass as a table: one row per gap, one column per strategy (in the frame's strategy order)."""
+    order = list(dict.fromkeys(frame["strategy"]))
+    return frame.pivot(index="gap", columns="strategy", values="prompt_mass")[order]
+
+
+def layer_mass_table(frame: pd.DataFrame, strategy: str) -> pd.DataFrame:
+    """Per-layer prompt mass of one strategy for a heatmap: one row per layer, one column per gap."""
+    (strategy,) = check_strategies([strategy])
+    rows = frame[frame["strategy"] == strategy]
+    if rows.empty:
+        raise ValueError(f"the frame has no rows for strategy {strategy!r}")
+    table = pd.DataFrame(np.stack(list(rows["layer_mass"])).T, columns=list(rows["gap"]))
+    table.index.name = "layer"
+    table.columns.name = "gap"
+    return table
