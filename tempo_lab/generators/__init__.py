@@ -1,5 +1,38 @@
-"""Generators built on one decoding core (:mod:`tempo_lab.generators.core`)."""
+"""Generators built on one decoding core (:mod:`tempo_lab.generators.core`).
 
+- :class:`RetroactivePositionGenerator`: one token re-evaluated at many positions (one batched forward).
+- :class:`CompressedThoughtGenerator`: candidates placed after a position gap, expanded as one batch of paths.
+- :class:`ParallelTokenGenerator`: TEMPO parallel tokens sharing one position, isolated or visible.
+"""
+
+from tempo_lab.generators.compressed import (
+    Candidate,
+    CompressedResult,
+    CompressedThoughtGenerator,
+    ThoughtPath,
+)
 from tempo_lab.generators.core import DecodingCore, Prefix, branch, cache_length
+from tempo_lab.generators.parallel import (
+    ParallelResult,
+    ParallelStep,
+    ParallelTokenGenerator,
+    bracket_text,
+)
+from tempo_lab.generators.retroactive import RetroactivePositionGenerator, RetroactiveResult
 
-__all__ = ["DecodingCore", "Prefix", "branch", "cache_length"]
+__all__ = [
+    "Candidate",
+    "CompressedResult",
+    "CompressedThoughtGenerator",
+    "DecodingCore",
+    "ParallelResult",
+    "ParallelStep",
+    "ParallelTokenGenerator",
+    "Prefix",
+    "RetroactivePositionGenerator",
+    "RetroactiveResult",
+    "ThoughtPath",
+    "branch",
+    "bracket_text",
+    "cache_length",
+]

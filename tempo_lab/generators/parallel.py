@@ -1,0 +1,306 @@
+"""TEMPO parallel tokens: every likely next token is kept, and all of them share one position.
+
+Step ``k`` selects a *set* from the current next-token distribution: every token with probability
+``>= threshold`` (most probable first, at most ``max_set_size``, at least the argmax). All members get the
+same RoPE position ``prompt_len + k`` and **all of them are fed to the model in one cached step** (``q`` = set
+size), so each occupies its own cache slot. The mask for the new rows comes from
+:func:`tempo_lab.masks.parallel_mask` over the labels of every slot so far:
+
+- ``intraset="isolated"``: a member sees the prompt, every earlier set and itself, but not the other members
+  of its own set;
+- ``intraset="visible"``: plain causal order over slots (a member sees the members fed before it).
+
+Later tokens see every member of earlier sets in both modes.
+
+The distribution for the next step (``next_dist``):
+
+- ``"mixture"`` (default): ``sum_i w_i * softmax(logits_i)`` over the members' rows, with ``w_i`` the members'
+  selection probabilities renormalised to sum to 1;
+- ``"last"``: the row of the last (least probable) member alone.
+
+Stopping: after ``max_steps`` sets, or as soon as a set contains the end-of-sequence token. Such a set is
+recorded (with its position) but **not fed**: it has no cache slots, and generation stops. Every other set is
+fed, the last one included, so every recorded non-EOS set has cache slots (and attention rows when captured).
+
+Sampling (``sample=True``): the sets are still chosen by the threshold; only when no token reaches it, the one
+fallback member is drawn from ``softmax(logits / temperature)`` (seeded ``torch.Generator``) instead of being
+the argmax. With ``sample=False`` (default) the run is fully deterministic.
+
+Replay (``forced_sets``): feed given sets instead of selecting them (e.g. the sets of an isolated run,
+replayed in visible mode, to compare the two modes on identical tokens). Each step's ``probs`` are then the
+model's probabilities of the given members, used as the mixture weights as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from tempo_lab import masks
+from tempo_lab.capture import AttentionRecord, capture_attention
+from tempo_lab.generators.core import (
+    DecodingCore,
+    cache_length,
+    check_choice,
+    check_context,
+    check_count,
+    check_positive,
+    check_probability,
+    encode_prompt,
+    seeded_generator,
+    select_tokens,
+)
+from tempo_lab.models import LoadedModel
+
+INTRASET_MODES = ("isolated", "visible")
+NEXT_DIST_MODES = ("mixture", "last")
+
+
+@dataclass
+class ParallelStep:
+    """One parallel set: members (most probable first), their probabilities in the distribution they were
+    selected from, their shared position and the cache slots they occupy (empty for an unfed EOS set).
+    ``distribution``: ``(vocab,)``, the distribution the set was selected from."""
+
+    token_ids: list[int]
+    tokens: list[str]
+    probs: list[float]
+    position: float
+    slots: list[int]
+    distribution: torch.Tensor = field(repr=False)
+
+    @property
+    def size(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def fed(self) -> bool:
+        return bool(self.slots)
+
+
+@dataclass
+class ParallelResult:
+    """A TEMPO run.
+
+    ``input_ids``, ``positions``: ``(1, N)`` for every slot fed to the model (the prompt, then each fed set's
+    members in order); ``labels``: ``(N,)``, ``-1`` for prompt slots and ``k`` for the members of set ``k``
+    (:func:`tempo_lab.masks.set_labels` semantics). ``text``: the prompt followed by the sets in bracket
+    notation, ``"The cat [sat/jumped] on"``. ``attention`` (with ``capture=True``): ``passes[0]`` is the
+    prefill ``(1, heads, T, T)``, ``passes[1 + k]`` the feed of set ``k``
+    ``(1, heads, size_k, slots so far)``.
+    ``stop``: ``"eos"`` or ``"max_steps"``.
+    """
+
+    prompt: str
+    prompt_len: int
+    mode: str
+    next_dist: str
+    threshold: float
+    steps: list[ParallelStep]
+    input_ids: torch.Tensor
+    positions: torch.Tensor
+    labels: torch.Tensor
+    text: str
+    stop: str
+    attention: AttentionRecord | None = None
+
+    @property
+    def set_sizes(self) -> list[int]:
+        """Sizes of the fed sets, in order."""
+        return [s.size for s in self.steps if s.fed]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per step: position, size, members ("sat/jumped"), their probabilities, slots."""
+        return pd.DataFrame(
+            [
+                {
+                    "step": k,
+                    "position": s.position,
+                    "size": s.size,
+                    "tokens": "/".join(s.tokens),
+                    "probs": [round(p, 4) for p in s.probs],
+                    "mass": sum(s.probs),
+                    "slots": s.slots,
+                }
+                for k, s in enumerate(self.steps)
+            ]
+        )
+
+    def attention_map(self, layer: int | None = None, head: int | None = None) -> torch.Tensor:
+        """Attention between all slots, ``(N, N)`` (row = query slot, column = key slot), assembled from the
+        captured passes; averaged over the captured layers/heads unless ``layer``/``head`` (indices into the
+        captured ones) pick one. Needs ``capture=True``."""
+        if self.attention is None:
+            raise ValueError("no attention was captured: run generate(..., capture=True)")
+        n = self.input_ids.shape[1]
+        out = torch.zeros(n, n)
+        row = 0
+        for layers in self.attention.passes:
+            w = torch.stack(layers).float()  # (layers, 1, heads, q, kv)
+            w = w[layer : layer + 1] if layer is not None else w
+            w = w[:, :, head : head + 1] if head is not None else w
+            w = w.mean(dim=(0, 1, 2))  # (q, kv)
+            q, kv = w.shape
+            out[row : row + q, :kv] = w
+            row += q
+        return out
+
+
+def bracket_text(prompt: str, sets: Sequence[Sequence[str]]) -> str:
+    """TEMPO's bracket notation: one-member sets are plain text, larger ones ``[a/b/c]``.
+
+    A leading space shared by every member is written once before the bracket:
+    ``bracket_text("The cat", [[" sat", " jumped"], [" on"]]) == "The cat [sat/jumped] on"``.
+    """
+    out = [prompt]
+    for members in sets:
+        if len(members) == 1:
+            out.append(members[0])
+        elif all(m.startswith(" ") for m in members):
+            out.append(" [" + "/".join(m[1:] for m in members) + "]")
+        else:
+            out.append("[" + "/".join(members) + "]")
+    return "".join(out)
+
+
+class ParallelTokenGenerator:
+    """TEMPO generation: sets of parallel tokens sharing one position, every member fed to the model."""
+
+    def __init__(self, lm: LoadedModel):
+        self.lm = lm
+        self.core = DecodingCore(lm)
+
+    def generate(
+        self,
+        prompt: str | torch.Tensor,
+        *,
+        threshold: float = 0.1,
+        max_steps: int = 15,
+        max_set_size: int = 5,
+        intraset: str = "isolated",
+        next_dist: str = "mixture",
+        seed: int = 0,
+        sample: bool = False,
+        temperature: float = 1.0,
+        capture: bool = False,
+        capture_layers: Sequence[int] | None = None,
+        progress: bool = True,
+        forced_sets: Sequence[Sequence[int | str]] | None = None,
+    ) -> ParallelResult:
+        """Generate up to ``max_steps`` parallel sets after ``prompt`` (see the module docstring).
+
+        Args:
+            prompt: text (or token ids ``(1, T)``).
+            threshold: keep tokens with probability ``>= threshold``, in ``(0, 1]``.
+            max_steps: number of sets (positions) to generate, ``>= 1``.
+            max_set_size: at most this many members per set (the most probable), ``>= 1``.
+            intraset: ``"isolated"`` or ``"visible"``.
+            next_dist: ``"mixture"`` or ``"last"``.
+            seed, sample, temperature: see the module docstring (only used when ``sample=True``).
+            capture: record attention of every forward pass (prefill and each step) into ``result.attention``.
+            capture_layers: layers to record (``None`` = all).
+            progress: show a progress bar over the steps.
+            forced_sets: replay these sets (token ids or one-token texts, fed in the given order) instead of
+                selecting; ``max_steps``, ``threshold`` and ``max_set_size`` then play no part.
+        """
+        threshold = check_probability("threshold", threshold)
+        check_count("max_steps", max_steps)
+        check_count("max_set_size", max_set_size)
+        check_choice("intraset", intraset, INTRASET_MODES)
+        check_choice("next_dist", next_dist, NEXT_DIST_MODES)
+        temperature = check_positive("temperature", temperature)
+        generator = seeded_generator(seed)
+        forced = None if forced_sets is None else self._forced(forced_sets)
+        text, ids = encode_prompt(self.lm, prompt)
+        t = ids.shape[1]
+        n_steps = max_steps if forced is None else len(forced)
+        check_context(self.lm, t + n_steps - 1, f"a prompt of {t} tokens with {n_steps} steps")
+
+        eos = self.lm.tokenizer.eos_token_id
+        steps: list[ParallelStep] = []
+        sizes: list[int] = []
+        fed_ids: list[torch.Tensor] = [ids[0]]
+        fed_pos: list[torch.Tensor] = []
+        stop = "max_steps"
+        context = capture_attention(self.lm.model, layers=capture_layers) if capture else nullcontext()
+        with context as record:
+            prefix = self.core.prefill(ids)
+            fed_pos.append(prefix.positions)
+            cache = prefix.cache
+            dist = torch.softmax(prefix.next_logits, -1)
+            bar = tqdm(range(n_steps), desc="parallel tokens", disable=not progress, leave=False)
+            for k in bar:
+                if forced is not None:
+                    members = forced[k].to(dist.device)
+                    probs = dist[members]
+                else:
+                    members, probs = select_tokens(dist, threshold, max_set_size)
+                if forced is None and sample and float(probs[0]) < threshold:
+                    draw = torch.softmax(dist.clamp_min(1e-30).log() / temperature, -1)
+                    members = torch.multinomial(draw.cpu(), 1, generator=generator).to(dist.device)
+                    probs = dist[members]
+                m = members.shape[0]
+                position = float(t + k)
+                member_ids = members.tolist()
+                step = ParallelStep(
+                    token_ids=member_ids,
+                    tokens=[self.lm.token_str(i) for i in member_ids],
+                    probs=probs.tolist(),
+                    position=position,
+                    slots=[],
+                    distribution=dist,
+                )
+                steps.append(step)
+                if eos is not None and eos in member_ids:
+                    stop = "eos"
+                    break
+                start = cache_length(cache)
+                sizes.append(m)
+                mask = masks.parallel_mask(masks.set_labels(sizes, t), intraset, q_len=m, dtype=self.lm.dtype)
+                member_pos = torch.full((1, m), position)
+                logits = self.core.step(cache, members.view(1, m), member_pos, mask)[0]  # (m, vocab)
+                fed_pos.append(member_pos)
+                step.slots = list(range(start, start + m))
+                fed_ids.append(members)
+                rows = torch.softmax(logits, -1)
+                if next_dist == "mixture":
+                    total = probs.sum()  # replayed members may all have underflowed to 0: weigh them equally
+                    weights = probs / total if total > 0 else torch.full_like(probs, 1.0 / m)
+                    dist = weights @ rows
+                else:
+                    dist = rows[-1]
+            bar.close()
+
+        return ParallelResult(
+            prompt=text,
+            prompt_len=t,
+            mode=intraset,
+            next_dist=next_dist,
+            threshold=threshold,
+            steps=steps,
+            input_ids=torch.cat(fed_ids)[None],
+            positions=torch.cat(fed_pos, 1),
+            labels=masks.set_labels(sizes, t),
+            text=bracket_text(text, [s.tokens for s in steps]),
+            stop=stop,
+            attention=record if capture else None,
+        )
+
+    def _forced(self, sets: Sequence[Sequence[int | str]]) -> list[torch.Tensor]:
+        """Check replayed sets (non-empty, no repeated member, valid tokens) and return them as id tensors."""
+        if isinstance(sets, (str, torch.Tensor)) or len(sets) == 0:
+            raise ValueError("forced_sets must be a non-empty list of sets (lists of token ids or texts)")
+        out = []
+        for k, members in enumerate(sets):
+            if isinstance(members, (str, int)) or len(members) == 0:
+                raise ValueError(f"forced_sets[{k}] must be a non-empty list of tokens, got {members!r}")
+            ids = [self.lm.token_id(m) for m in members]
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"forced_sets[{k}] repeats a member: {list(members)!r}")
+            out.append(torch.tensor(ids, dtype=torch.long))
+        return out

@@ -1,0 +1,122 @@
+"""DecodingCore as the generators use it: its logits are the model's own, and the shared helpers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tempo_lab import load_model, masks, positions
+from tempo_lab.generators.core import (
+    DecodingCore,
+    branch,
+    check_choice,
+    check_context,
+    check_count,
+    check_nonnegative,
+    check_probability,
+    choose_next,
+    encode_prompt,
+    select_tokens,
+    split_head,
+)
+
+
+def _plain_logits(lm, ids, pos, mask, cache=None):
+    """Logits of a plain ``model(...)`` call (positions as the model takes them)."""
+    with torch.no_grad():
+        return lm.model(
+            input_ids=ids,
+            position_ids=positions.as_model_positions(pos, lm.is_rotary),
+            attention_mask=mask,
+            past_key_values=cache,
+            use_cache=cache is not None,
+        ).logits.float()
+
+
+@pytest.mark.parametrize("fixture", ["tiny", "tiny_gpt2"])
+def test_core_logits_equal_a_plain_model_call(fixture, request):
+    lm = request.getfixturevalue(fixture)
+    core = DecodingCore(lm)
+    assert core.split_head is not None  # the fast head path is the one under test
+    ids = lm.encode("Once upon a time")
+    t = ids.shape[1]
+    pos = positions.contiguous(t)
+    mask = masks.causal_mask(t, dtype=lm.dtype)
+    torch.testing.assert_close(core.full(ids, pos), _plain_logits(lm, ids, pos, mask), atol=1e-5, rtol=0)
+    # a cached step of 3 tokens sharing one position, in 2 branches, against the same step done plainly
+    prefix = core.prefill(ids)
+    new = torch.tensor([[5, 6, 7], [8, 9, 10]])
+    new_pos = torch.full((2, 3), float(t + 2))
+    step_mask = masks.parallel_mask(masks.set_labels([3], t), "isolated", q_len=3, dtype=lm.dtype)
+    ours = core.step(branch(prefix.cache, 2), new, new_pos, step_mask)
+    plain_cache = branch(core.prefill(ids).cache, 2)
+    ref = _plain_logits(lm, new, new_pos, step_mask.expand(2, -1, -1, -1), plain_cache)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
+
+
+def test_other_architectures_go_through_the_model_unchanged():
+    lm = load_model("tiny-random")  # a private copy: its config is changed below
+    lm.model.config.model_type = "some-new-arch"
+    core = DecodingCore(lm)
+    assert split_head(lm.model) is None and core.split_head is None
+    ids = lm.encode("abc")
+    pos = positions.contiguous(3)
+    ref = DecodingCore(load_model("tiny-random")).full(ids, pos)
+    torch.testing.assert_close(core.full(ids, pos), ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.bundled
+def test_bundled_core_logits_equal_a_plain_model_call(bundled):
+    core = DecodingCore(bundled)
+    assert core.split_head is not None
+    ids = bundled.encode("The cat sat on the mat")
+    t = ids.shape[1]
+    prefix = core.prefill(ids)
+    new, new_pos = torch.tensor([[253, 3233]]), torch.full((1, 2), float(t))
+    ours = core.step(branch(prefix.cache, 1), new, new_pos)
+    ref = _plain_logits(
+        bundled, new, new_pos, masks.causal_mask(2, t + 2), branch(core.prefill(ids).cache, 1)
+    )
+    torch.testing.assert_close(ours, ref, atol=1e-4, rtol=0)
+
+
+def test_select_tokens():
+    probs = torch.tensor([0.05, 0.4, 0.1, 0.3, 0.15])
+    ids, p = select_tokens(probs, 0.1, 5)
+    assert ids.tolist() == [1, 3, 4, 2] and p.tolist() == pytest.approx([0.4, 0.3, 0.15, 0.1])
+    assert select_tokens(probs, 0.1, 2)[0].tolist() == [1, 3]
+    assert select_tokens(probs, 0.9, 5)[0].tolist() == [1]  # nothing reaches it: the argmax alone
+
+
+def test_choose_next_greedy_and_seeded():
+    logits = torch.randn(4, 50, generator=torch.Generator().manual_seed(0))
+    assert choose_next(logits).tolist() == logits.argmax(-1).tolist()
+    a = choose_next(logits, sample=True, generator=torch.Generator().manual_seed(1))
+    b = choose_next(logits, sample=True, generator=torch.Generator().manual_seed(1))
+    assert a.tolist() == b.tolist()
+    cold = choose_next(logits, sample=True, temperature=1e-4, generator=torch.Generator().manual_seed(2))
+    assert cold.tolist() == logits.argmax(-1).tolist()
+
+
+def test_checks_name_the_bad_value(tiny):
+    for bad in (0, -0.5, 1.5, float("nan"), True, "0.2", None):
+        with pytest.raises(ValueError, match=r"threshold must be a probability in \(0, 1\]"):
+            check_probability("threshold", bad)
+    assert check_probability("threshold", 1) == 1.0
+    for bad in (0, -1, 1.0, True):
+        with pytest.raises(ValueError, match="cap must be an integer >= 1"):
+            check_count("cap", bad)
+    for bad in (-0.1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="gap must be a finite number >= 0"):
+            check_nonnegative("gap", bad)
+    with pytest.raises(ValueError, match="mode must be one of 'a', 'b'; got 'c'"):
+        check_choice("mode", "c", ("a", "b"))
+    with pytest.raises(ValueError, match="reaches position 512, past the model's context"):
+        check_context(tiny, 512, "this layout")
+    check_context(tiny, 511, "this layout")
+    with pytest.raises(ValueError, match="prompt is empty"):
+        encode_prompt(tiny, "")
+    with pytest.raises(ValueError, match="prompt ids must be a non-empty integer tensor"):
+        encode_prompt(tiny, torch.zeros(1, 0, dtype=torch.long))
+    text, ids = encode_prompt(tiny, tiny.encode("hey")[0])
+    assert text == "hey" and ids.shape == (1, 3)
