@@ -21,9 +21,10 @@ run: setup
 	$(VENV)/bin/tempo-lab run $(ARGS)
 
 ## Lint and the whole test suite (unit, bundled model, notebooks via nbval + papermill, browser).
+## nbval re-executes the committed notebooks and compares their outputs (sanitized, widget cells ignored).
 test: setup
 	$(VENV)/bin/ruff check tempo_lab tests benchmarks
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest tests notebooks --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg $(ARGS)
 
 ## Open the series in JupyterLab.
 lab: setup
