@@ -1,0 +1,197 @@
+"""Playwright steps on a JupyterLab page: open a notebook, run all cells, read outputs, move a slider.
+
+Every wait is a wait for a condition on the page (bounded by a timeout), never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from lab_harness import LabServer, wait_until
+
+# JavaScript run in the page. The notebook is the one in the active tab.
+_CELL_STATE_JS = """() => {
+  const nb = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook');
+  if (!nb) return null;
+  const cells = [...nb.querySelectorAll('.jp-CodeCell')];
+  let running = 0, pending = 0, done = 0;
+  for (const c of cells) {
+    const src = (c.querySelector('.cm-content')?.textContent || '').trim();
+    const prompt = (c.querySelector('.jp-InputArea-prompt')?.textContent || '').trim();
+    if (prompt.includes('*')) running++;
+    else if (/^\\[\\d+\\]:?$/.test(prompt)) done++;
+    else if (src) pending++;
+  }
+  const stderr = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]';
+  const errors = [...nb.querySelectorAll(stderr)]
+    .filter(e => /Traceback|^\\w*(Error|Exception|Interrupt)\\b/m.test(e.innerText)).length;
+  const indicator = document.querySelector(
+    '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator');
+  return {cells: cells.length, running, pending, done, errors, status: indicator?.dataset.status || null};
+}"""
+
+_PROBLEMS_JS = """() => {
+  const nb = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook');
+  const out = {errors: [], widget_errors: [], figures_as_text: [], stderr: []};
+  for (const e of nb.querySelectorAll('.jp-OutputArea-output')) {
+    const text = e.innerText || '';
+    const mime = e.dataset.mimeType;
+    if (mime === 'application/vnd.jupyter.stderr') {
+      if (/Traceback|^\\w*(Error|Exception|Interrupt)\\b/m.test(text)) out.errors.push(text.slice(0, 3000));
+      else out.stderr.push(text.slice(0, 500));
+    }
+    if (/Error displaying widget|Model not found|Failed to load model class/.test(text))
+      out.widget_errors.push(text.slice(0, 500));
+    if (mime === 'text/plain' && /^\\s*<Figure size [\\d.]+x[\\d.]+ with \\d+ Axes>\\s*$/.test(text))
+      out.figures_as_text.push(text.trim());
+  }
+  return out;
+}"""
+
+
+@dataclass
+class SliderState:
+    label: str
+    readout: str
+    aria_now: str | None
+    aria_max: str | None
+
+
+def open_notebook(page, server: LabServer, name: str, timeout_s: float = 120) -> None:
+    """Open ``name`` in a fresh workspace and wait until its kernel is connected and idle."""
+    page.goto(server.url(f"lab/tree/{name}?reset"), timeout=timeout_s * 1000)
+    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=timeout_s * 1000)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        dialog = page.locator(".jp-Dialog")
+        if dialog.count():
+            raise AssertionError(f"{name}: unexpected dialog on opening: {dialog.first.inner_text()[:500]}")
+        if page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').count() and _session_idle(
+            server, name
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name}: kernel not idle {timeout_s:.0f} s after opening; sessions: "
+                               f"{server.sessions()}")
+        page.wait_for_timeout(250)
+
+
+def _session_idle(server: LabServer, name: str) -> bool:
+    for s in server.sessions():
+        if s["path"] == name and s.get("kernel"):
+            return s["kernel"].get("execution_state") == "idle"
+    return False
+
+
+def cell_state(page) -> dict[str, Any] | None:
+    return page.evaluate(_CELL_STATE_JS)
+
+
+def run_all_cells(page, name: str, timeout_s: float) -> dict[str, Any]:
+    """Run > Run All Cells from the menu bar, then wait until no cell runs and every code cell has run (or
+    one failed, which stops the run). Returns the final cell state."""
+    before = cell_state(page)
+    if before is None or before["cells"] == 0:
+        raise AssertionError(f"{name}: no code cells on the page")
+
+    def started() -> bool:
+        s = cell_state(page)
+        return bool(s and (s["running"] or s["done"] > before["done"] or s["errors"]))
+
+    for attempt in range(2):
+        # focus the notebook, then Run > Run All Cells
+        page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell .jp-InputPrompt").first.click()
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").click()
+        page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
+        try:
+            wait_until(started, 30, f"{name}: cells to start running")
+            break
+        except TimeoutError:
+            if attempt == 1:
+                raise
+            print(f"\n{name}: Run All did not start within 30 s; clicking it again")
+
+    def finished() -> dict[str, Any] | None:
+        s = cell_state(page)
+        if s and s["status"] == "idle" and not s["running"] and (not s["pending"] or s["errors"]):
+            return s
+        return None
+
+    return wait_until(finished, timeout_s, f"{name}: all cells to finish", interval=0.5)
+
+
+def problems(page) -> dict[str, list[str]]:
+    return page.evaluate(_PROBLEMS_JS)
+
+
+def first_view(page):
+    """The first widget box that holds both a slider and an Output widget (a tempo_lab view)."""
+    return page.locator(".jp-Notebook .widget-vbox:has(.widget-slider):has(.widget-output)").first
+
+
+def show_view(page, view) -> None:
+    """Collapse the left sidebar and scroll the notebook so that the view's cell starts at the top."""
+    left = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
+    if left.count():
+        left.first.click()
+    view.evaluate("e => (e.closest('.jp-Cell') || e).scrollIntoView({block: 'start'})")
+
+
+def sliders(view) -> list[SliderState]:
+    states = []
+    for s in view.locator(".widget-slider").all():
+        handle = s.locator(".noUi-handle").first
+        states.append(SliderState(
+            label=s.locator(".widget-label").first.inner_text().strip(),
+            readout=s.locator(".widget-readout").first.inner_text().strip(),
+            aria_now=handle.get_attribute("aria-valuenow"),
+            aria_max=handle.get_attribute("aria-valuemax"),
+        ))
+    return states
+
+
+def output_text(view) -> str:
+    """The stdout text of the view's Output widget ('' while empty): the view's summary line."""
+    stdout = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']"
+    out = view.locator(f".widget-output {stdout}")
+    return out.first.inner_text().rstrip("\n") if out.count() else ""
+
+
+def output_figure(view) -> bytes | str | None:
+    """The view's figure: PNG bytes of the first image in its Output widget; the text when the figure was
+    displayed as ``<Figure size ...>`` text instead; None when there is neither (yet)."""
+    img = view.locator(".widget-output img")
+    if img.count():
+        src = img.first.get_attribute("src") or ""
+        if not src.startswith("data:image/png;base64,"):
+            return src.encode()
+        return base64.b64decode(src.split(",", 1)[1])
+    text = view.locator(".widget-output .jp-OutputArea-output[data-mime-type='text/plain']")
+    for t in text.all():
+        if (content := t.inner_text().strip()).startswith("<Figure size"):
+            return content
+    return None
+
+
+def move_first_slider(view) -> str:
+    """Focus the first slider's handle, press ArrowRight (ArrowLeft when at the maximum); returns the key."""
+    handle = view.locator(".widget-slider").first.locator(".noUi-handle").first
+    now, top = handle.get_attribute("aria-valuenow"), handle.get_attribute("aria-valuemax")
+    key = "ArrowLeft" if now is not None and top is not None and float(now) >= float(top) else "ArrowRight"
+    handle.focus()
+    handle.press(key)
+    return key
+
+
+def parse_summary(line: str, view_name: str) -> tuple[dict[str, Any], str]:
+    """Split ``"<name>: <json values> -> <text>"`` into (values, text); AssertionError if it does not fit."""
+    prefix = f"{view_name}: "
+    assert line.startswith(prefix), f"view line {line!r} does not start with {prefix!r}"
+    values, end = json.JSONDecoder().raw_decode(line, len(prefix))
+    assert isinstance(values, dict), f"view line {line!r}: values are not a JSON object"
+    assert line[end:].startswith(" -> "), f"view line {line!r}: no ' -> ' after the values"
+    return values, line[end + 4:]

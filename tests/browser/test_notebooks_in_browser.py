@@ -1,0 +1,275 @@
+"""The notebooks in JupyterLab, in headless Chromium, as a user sees them.
+
+For each notebook: open it, Run > Run All Cells, wait until every cell has run, and check that no cell shows
+an error, that no widget failed to render and that no figure is shown as ``<Figure size ...>`` text. Then take
+the first view (the first widget box with sliders and an Output widget, see :func:`tempo_lab.widgets.show`),
+press ArrowRight on its first slider (ArrowLeft at its maximum) and check that
+
+- its summary line (``"<view>: <values JSON> -> <text>"``) changed, and so did its figure's PNG if it has one;
+- the values in the line are the values the sliders' readouts show, with the moved one changed;
+- the line, before and after the move, is exactly ``summary_line(name, values, view.render(**values))`` for a
+  view rebuilt here, in the test process, from the notebook's ``parameters`` cell with the same package calls
+  the notebook makes (the ``RECIPES`` table below).
+
+A screenshot of each notebook, its view in sight, goes to ``build/screenshots/<notebook>.png``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lab_page as lp
+import pytest
+from lab_harness import NOTEBOOKS, SCRATCH_NOTEBOOK
+
+from tempo_lab.widgets import View, summary_line
+
+pytestmark = pytest.mark.browser
+
+RUN_TIMEOUT_S = 420  # Run All on 2 CPU cores takes 20-60 s per notebook with the bundled model
+SLIDER_TIMEOUT_S = 120  # a slider step only re-renders results computed earlier
+
+
+# ---- how to rebuild each notebook's first view from its parameters ---------------------------------------
+# Each recipe takes the values of the notebook's parameters cell and makes the same package calls as the
+# notebook, here in the test process, returning the same View. ``shows`` is the notebook's call that builds
+# the view; the test checks that the notebook still contains it, so a recipe cannot silently drift from it.
+
+
+@dataclass(frozen=True)
+class Recipe:
+    shows: str
+    rebuild: Callable[[dict[str, Any]], View]
+
+
+def _scratch(p: dict[str, Any]) -> View:
+    from scratch_view import make_view
+
+    return make_view(p["start"])
+
+
+def _nb01(p: dict[str, Any]) -> View:
+    from tempo_lab import load_model, widgets
+    from tempo_lab.probe import gap_probe
+
+    frame = gap_probe(load_model(p["model_name"]), p["prompt"], p["token"], p["gaps"])
+    return widgets.gap_dropout_view(frame)
+
+
+def _nb02(p: dict[str, Any]) -> View:
+    from tempo_lab import analysis, load_model, widgets
+
+    positions = analysis.sweep_positions(p["start"], p["stop"], p["step"])
+    sweep = analysis.position_sweep(load_model(p["model_name"]), p["prompt"], positions)
+    return widgets.decimal_position_view(sweep)
+
+
+def _nb03(p: dict[str, Any]) -> View:
+    from tempo_lab import analysis, load_model, widgets
+    from tempo_lab.generators import RetroactivePositionGenerator
+
+    lm = load_model(p["model_name"])
+    gaps = list(range(0, p["max_gap"] + 1, p["gap_step"]))
+    gen = RetroactivePositionGenerator(lm)
+    sweep = gen.explore(p["prompt"], gaps=gaps, token=p["token"], top_k=p["top_k"])
+    return widgets.retroactive_view(analysis.retro_heat_table(lm, sweep, p["top_k"]))
+
+
+def _nb04(p: dict[str, Any]) -> View:
+    from tempo_lab import analysis, load_model, widgets
+
+    thresholds = sorted(set(p["thresholds"]) | {p["threshold"]})
+    pairs = analysis.parallel_pairs(load_model(p["model_name"]), p["prompt"], thresholds,
+                                    max_steps=p["max_steps"], max_set_size=p["max_set_size"])
+    return widgets.parallel_attention_view(pairs)
+
+
+def _nb05(p: dict[str, Any]) -> View:
+    from tempo_lab import analysis, load_model, widgets
+
+    lm = load_model(p["model_name"])
+    runs = analysis.compressed_runs(lm, p["prompt"], p["gaps"], threshold=p["threshold"],
+                                    max_candidates=p["max_candidates"], path_length=p["path_length"])
+    return widgets.compressed_view(runs)
+
+
+SCRATCH = Recipe("make_view(start)", _scratch)
+RECIPES: dict[str, Recipe] = {
+    "01_gap_attention_dropout": Recipe("widgets.gap_dropout_view(frame)", _nb01),
+    "02_decimal_positions": Recipe("widgets.decimal_position_view(sweep)", _nb02),
+    "03_retroactive_exploration": Recipe("widgets.retroactive_view(heat)", _nb03),
+    "04_isolated_vs_visible_attention": Recipe("widgets.parallel_attention_view(pairs)", _nb04),
+    "05_compressed_thoughts": Recipe("widgets.compressed_view(runs)", _nb05),
+}
+
+
+def read_notebook(path: Path, recipe: Recipe) -> dict[str, Any]:
+    """The literal assignments of the notebook's cell tagged ``parameters`` (as papermill reads them); also
+    checks that the notebook still makes the recipe's ``shows`` call."""
+    nb = json.loads(path.read_text())
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    assert any(recipe.shows in src for src in code), (
+        f"{path.name}: no cell calls {recipe.shows!r}; update RECIPES in {Path(__file__).name}"
+    )
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, f"{path.name}: expected one cell tagged 'parameters', found {len(cells)}"
+    values: dict[str, Any] = {}
+    for node in ast.parse("".join(cells[0]["source"])).body:
+        assert isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets), (
+            f"{path.name}: the parameters cell has a statement other than name = literal: {ast.unparse(node)}"
+        )
+        for t in node.targets:
+            values[t.id] = ast.literal_eval(node.value)
+    return values
+
+
+# ---- the check, shared by the scratch notebook and the real ones -----------------------------------------
+
+
+def _readout_matches(readout: str, value: Any) -> bool:
+    """Whether a slider readout shows ``value``: ints as digits, floats with 2 decimals, options by str()."""
+    readout = readout.replace("\u2212", "-")  # number readouts use the Unicode minus sign
+    if isinstance(value, float):  # a FloatSlider shows 2 decimals, a SelectionSlider str(option)
+        return readout in (str(value), f"{value:.2f}")
+    return readout == str(value)
+
+
+def _check_readouts(view: View, states: list[lp.SliderState], values: dict[str, Any], when: str) -> None:
+    by_label = {(c.description or name): name for name, c in view.controls.items()}
+    assert len(states) == len(view.controls), f"{when}: {len(states)} sliders on the page; view: {by_label}"
+    for s in states:
+        assert s.label in by_label, f"{when}: slider {s.label!r} is not a control of view {view.name!r}"
+        name = by_label[s.label]
+        assert name in values, f"{when}: control {name!r} missing from the view line values {values}"
+        assert _readout_matches(s.readout, values[name]), (
+            f"{when}: slider {s.label!r} reads {s.readout!r} but the view line says {name}={values[name]!r}"
+        )
+
+
+def check_notebook(page, server, name: str, view: View, screenshot: Path) -> None:
+    """Open, run all, check outputs, move the first slider of the first view; ``view`` is its rebuilt twin."""
+    t0 = time.monotonic()
+    lp.open_notebook(page, server, name)
+    session = next(s for s in server.sessions() if s["path"] == name)
+    assert session["kernel"]["name"] == "python3", f"{name}: kernel {session['kernel']['name']!r}"
+
+    state = lp.run_all_cells(page, name, RUN_TIMEOUT_S)
+    t_run = time.monotonic() - t0
+    found = lp.problems(page)
+    assert not found["errors"], f"{name}: error output after Run All:\n" + "\n---\n".join(found["errors"])
+    assert not state["pending"], f"{name}: {state['pending']} code cells did not run: {state}"
+    assert not found["widget_errors"], f"{name}: widget failed to render: {found['widget_errors']}"
+    # Problems that do not stop the slider check are collected and reported together at the end.
+    deferred: list[str] = []
+    if found["figures_as_text"]:
+        deferred.append("figures shown as text, not images (matplotlib's inline display was not active): "
+                        f"{found['figures_as_text']}")
+    if found["stderr"]:
+        print(f"\n{name}: stderr (not errors): {found['stderr']}")
+
+    kernels = server.kernel_processes()
+    assert kernels, f"{name}: no kernel process found under the server"
+    venv_bin = (Path(sys.prefix) / "bin").resolve()
+    for k in kernels:
+        exe = Path(k.cmdline()[0])
+        assert exe.parent.resolve() == venv_bin, f"{name}: the kernel runs {exe}, not a python in {venv_bin}"
+
+    box = lp.first_view(page)
+    assert box.count(), f"{name}: no widget view (sliders + output) rendered"
+    box.locator(".widget-output .jp-OutputArea-output").first.wait_for(timeout=SLIDER_TIMEOUT_S * 1000)
+    lp.show_view(page, box)
+
+    before_line, before_fig = lp.output_text(box), lp.output_figure(box)
+    before_values, _ = lp.parse_summary(before_line, view.name)
+    before_rendered = view.render(**before_values)
+    assert before_line == summary_line(view.name, before_values, before_rendered), (
+        f"{name}: the page shows\n  {before_line!r}\nbut render({before_values}) gives\n"
+        f"  {summary_line(view.name, before_values, before_rendered)!r}"
+    )
+    assert before_values == view.defaults(), f"{name}: view opened at {before_values}, not {view.defaults()}"
+    if before_rendered.figure is not None and not isinstance(before_fig, bytes):
+        deferred.append(f"the view's figure is not shown as an image before the move: {before_fig!r}")
+    _check_readouts(view, lp.sliders(box), before_values, f"{name} before the move")
+
+    moved = lp.sliders(box)[0]
+    key = lp.move_first_slider(box)
+    after_line = lp.wait_until(
+        lambda: (line := lp.output_text(box)) and line != before_line and line,
+        SLIDER_TIMEOUT_S, f"{name}: the view line to change after {key} on slider {moved.label!r}",
+    )
+    after_values, _ = lp.parse_summary(after_line, view.name)
+    after_rendered = view.render(**after_values)
+    assert after_line == summary_line(view.name, after_values, after_rendered), (
+        f"{name}: after {key} on {moved.label!r} the page shows\n  {after_line!r}\n"
+        f"but render({after_values}) gives\n  {summary_line(view.name, after_values, after_rendered)!r}"
+    )
+    changed = {k for k in after_values if after_values[k] != before_values.get(k)}
+    moved_name = next(n for n, c in view.controls.items() if (c.description or n) == moved.label)
+    assert changed == {moved_name}, f"{name}: moving {moved_name!r} changed {changed or 'nothing'}"
+    after_states = lp.sliders(box)
+    assert after_states[0].readout != moved.readout, f"{name}: the readout of {moved.label!r} did not change"
+    _check_readouts(view, after_states, after_values, f"{name} after the move")
+
+    if after_rendered.figure is not None:
+        # The new line replaced the old outputs (clear_output(wait=True)); the new figure follows it.
+        after_fig = lp.wait_until(lambda: lp.output_figure(box), SLIDER_TIMEOUT_S, f"{name}: the new figure")
+        if isinstance(after_fig, str):
+            deferred.append(f"the view's figure is not shown as an image after the move: {after_fig!r}")
+        else:
+            assert after_fig[:8] == b"\x89PNG\r\n\x1a\n", f"{name}: the view's image is not a PNG"
+            assert after_fig != before_fig, f"{name}: the view's image did not change with the slider"
+
+    lp.show_view(page, box)
+    page.screenshot(path=str(screenshot))
+    print(f"\n{name}: Run All {t_run:.1f} s, all checks {time.monotonic() - t0:.1f} s; "
+          f"{moved.label}: {moved.readout} -> {after_states[0].readout}; {after_line}")
+    assert not deferred, f"{name}:\n" + "\n".join(f"- {d}" for d in deferred)
+
+
+def run_case(browser_context, lab_server, screenshot_dir: Path, path: Path, recipe: Recipe) -> None:
+    """Rebuild the view (fails fast on a stale recipe), then check the notebook in a fresh page; the page is
+    closed and the notebook's kernel shut down whatever happens."""
+    t0 = time.monotonic()
+    view = recipe.rebuild(read_notebook(path, recipe))
+    print(f"\n{path.name}: view rebuilt in the test process in {time.monotonic() - t0:.1f} s", end="")
+    failed_shot = screenshot_dir / f"FAILED_{path.stem}.png"
+    failed_shot.unlink(missing_ok=True)
+    page = browser_context.new_page()
+    page.set_default_timeout(60_000)
+    page_errors: list[str] = []
+    page.on("pageerror", lambda e: page_errors.append(str(e)))
+    try:
+        check_notebook(page, lab_server, path.name, view, screenshot_dir / f"{path.stem}.png")
+    except BaseException:
+        try:
+            page.screenshot(path=str(failed_shot))
+        except Exception:  # noqa: BLE001 - the page may be gone; the original error matters
+            pass
+        if page_errors:
+            print(f"\n{path.name}: page errors: {page_errors}")
+        print(f"\n{path.name}: jupyter lab log (tail):\n{lab_server.log_tail(30)}")
+        raise
+    finally:
+        page.close()
+        lab_server.shutdown_kernels()
+        lp.wait_until(lambda: not lab_server.kernel_processes(), 30, "kernels to exit after shutdown")
+        print(f"\n{path.name}: {time.monotonic() - t0:.1f} s in all")
+
+
+def test_harness_scratch_notebook(browser_context, lab_server, screenshot_dir: Path) -> None:
+    """The harness itself, on a model-free notebook: a view with an IntSlider and a FloatSlider."""
+    run_case(browser_context, lab_server, screenshot_dir, lab_server.root / SCRATCH_NOTEBOOK, SCRATCH)
+
+
+@pytest.mark.parametrize("stem", list(RECIPES))
+def test_notebook_in_browser(stem: str, browser_context, lab_server, screenshot_dir: Path) -> None:
+    path = NOTEBOOKS / f"{stem}.ipynb"
+    assert path.exists(), f"{path} is missing"
+    run_case(browser_context, lab_server, screenshot_dir, path, RECIPES[stem])
