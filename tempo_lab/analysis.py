@@ -329,7 +329,7 @@ def retro_heat_table(lm: LoadedModel, result, k: int = 5) -> pd.DataFrame:
     table = pd.DataFrame(
         sub[order],
         index=pd.Index(token_labels(lm, ordered), name="token"),
-        columns=pd.Index([_num(g) for g in result.gaps], name="gap"),
+        columns=pd.Index([plain_number(g) for g in result.gaps], name="gap"),
     )
     table.attrs.update(
         prompt=result.prompt,
@@ -348,7 +348,7 @@ def token_labels(lm: LoadedModel, ids: Sequence[int]) -> list[str]:
     return [f"{t} #{int(i)}" if texts.count(t) > 1 else t for t, i in zip(texts, ids, strict=True)]
 
 
-def _num(x: float) -> int | float:
+def plain_number(x: float) -> int | float:
     """An integral float as ``int`` (labels ``5`` rather than ``5.0``)."""
     return int(x) if float(x).is_integer() else float(x)
 
@@ -529,7 +529,7 @@ def compressed_runs(
         raise ValueError("give at least one gap")
     gen = CompressedThoughtGenerator(lm)
     return {
-        _num(g): gen.generate(
+        plain_number(g): gen.generate(
             prompt,
             gap=g,
             threshold=threshold,
