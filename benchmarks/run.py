@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +58,7 @@ RETRO_GAPS = [0, 0.5, 1, 2, 3, 4.5, 6, 8, 10, 15, 20, 30, 50, 75, 100, 150]
 PATHS, GAP, PATH_LEN = 5, 20, 20
 PARALLEL = {"threshold": 0.1, "max_steps": 20, "max_set_size": 5}
 QUIET_SHARE = 0.10  # a timing round counts as quiet if other processes used at most 10% of the CPUs
+DEADLINE = [float("inf")]  # perf_counter time after which no timing round starts (set from --max-minutes)
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -84,25 +86,52 @@ def others_share(before: tuple[float, float] | None, after: tuple[float, float] 
     return max(0.0, others / (wall * (os.cpu_count() or 1)))
 
 
+def wait_for_quiet(max_wait: float) -> float:
+    """Sleep in 1-second probes until other processes use at most :data:`QUIET_SHARE` of the CPUs (or
+    ``max_wait`` seconds have passed); returns the seconds waited."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < max_wait:
+        c0, t0 = cpu_counters(), time.perf_counter()
+        time.sleep(1.0)
+        if others_share(c0, cpu_counters(), time.perf_counter() - t0) <= QUIET_SHARE:
+            break
+    return time.perf_counter() - start
+
+
 def side_by_side(
-    fns: dict[str, Callable[[], object]], repeats: int, *, warm_up: bool = True
+    fns: dict[str, Callable[[], object]], repeats: int, *, warm_up: bool = True, label: str = ""
 ) -> tuple[dict[str, float], dict]:
     """Median seconds per function over ``repeats`` *quiet* rounds.
 
     A round calls every function once, in turn, so the functions compared share the machine's state. The
-    machine is shared (other jobs come and go), so each round also records the CPU share other processes used
-    meanwhile; a round where it exceeds :data:`QUIET_SHARE` is set aside and another is run, up to
-    ``3 * repeats`` rounds. If too few rounds were quiet, all rounds count, and the record says so.
+    machine is shared (other jobs come and go), so before each round the script waits (up to a minute) for
+    the other processes to go quiet, and records the CPU share they used during the round; a round where it
+    exceeds :data:`QUIET_SHARE` is set aside and another is run, up to ``3 * repeats`` rounds or the time
+    budget. If too few rounds were quiet, all rounds count, and the record says so.
     """
     if warm_up:
         for fn in fns.values():
             fn()
-    rounds = []
+    rounds: list[dict] = []
     while len(rounds) < 3 * repeats and sum(r["quiet"] for r in rounds) < repeats:
+        if rounds and time.perf_counter() > DEADLINE[0]:
+            break
+        waited = wait_for_quiet(60.0)
         start, c0 = time.perf_counter(), cpu_counters()
         times = {name: timed(fn) for name, fn in fns.items()}
         share = others_share(c0, cpu_counters(), time.perf_counter() - start)
-        rounds.append({"seconds": times, "others_cpu_share": round(share, 3), "quiet": share <= QUIET_SHARE})
+        rounds.append(
+            {
+                "seconds": times,
+                "others_cpu_share": round(share, 3),
+                "quiet": share <= QUIET_SHARE,
+                "waited": waited,
+            }
+        )
+        shown = ", ".join(f"{k} {v:.3f}s" for k, v in times.items())
+        print(
+            f"  [{label} round {len(rounds)}] {shown}; others used {share:.0%} of the CPUs", file=sys.stderr
+        )
     quiet = [r for r in rounds if r["quiet"]]
     used = quiet if len(quiet) >= repeats else rounds
     medians = {name: statistics.median(r["seconds"][name] for r in used) for name in fns}
@@ -129,7 +158,9 @@ def bench_retroactive(lm: LoadedModel, repeats: int) -> dict:
     floor()
     err = (ours().logits - naive()).abs().max().item()  # also the warm-up
     assert err < 1e-4, f"retroactive logits differ from the full recomputation by {err}"
-    s, all_times = side_by_side({"ours": ours, "naive": naive, "floor": floor}, repeats, warm_up=False)
+    s, all_times = side_by_side(
+        {"ours": ours, "naive": naive, "floor": floor}, repeats, warm_up=False, label="retroactive"
+    )
     return {
         "prompt_tokens": t,
         "positions": len(RETRO_GAPS),
@@ -166,7 +197,9 @@ def bench_compressed(lm: LoadedModel, repeats: int) -> dict:
     res = ours()  # the correctness check doubles as the warm-up
     paths = [p.token_ids for p in res.paths]
     assert len(paths) == PATHS and paths == naive(), "compressed paths differ from the naive expansion"
-    s, all_times = side_by_side({"ours": ours, "naive": naive}, max(1, min(repeats, 3)), warm_up=False)
+    s, all_times = side_by_side(
+        {"ours": ours, "naive": naive}, max(1, min(repeats, 3)), warm_up=False, label="compressed"
+    )
     return {
         "prompt_tokens": t,
         "paths": PATHS,
@@ -209,6 +242,7 @@ def bench_parallel(lm: LoadedModel, repeats: int) -> dict:
             "generate_1": hf_generate(1),
         },
         repeats,
+        label="parallel",
     )
     ours_step = (s["isolated"] - s["isolated_first_set"]) / (n_sets - 1)
     hf_step = (s["generate_n"] - s["generate_1"]) / (n_new - 1)
@@ -242,20 +276,34 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds per measurement (median)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=30.0,
+        help="time budget for waiting for quiet timing rounds, split over the 3 benchmarks",
+    )
     args = parser.parse_args(argv)
 
     lm = load_model()
     load_before = os.getloadavg()
-    results = {
-        "retroactive": bench_retroactive(lm, args.repeats),
-        "compressed": bench_compressed(lm, args.repeats),
-        "parallel": bench_parallel(lm, args.repeats),
-    }
+    results = {}
+    for name, bench in (
+        ("retroactive", bench_retroactive),
+        ("compressed", bench_compressed),
+        ("parallel", bench_parallel),
+    ):
+        DEADLINE[0] = time.perf_counter() + 60.0 * args.max_minutes / 3  # a third of the budget each
+        results[name] = bench(lm, args.repeats)
     table = []
     for bench, what, key, target, bound, kind in ROWS:
         value = results[bench][key]
-        ok = value >= bound if kind == "min" else value <= bound
+        # A differenced per-step time can come out <= 0 when the machine's load changed between rounds:
+        # that is a failed measurement, never a met target.
+        valid = value > 0
+        ok = valid and (value >= bound if kind == "min" else value <= bound)
         row = {"benchmark": bench, "what": what, "ratio": round(value, 3), "target": target, "met": ok}
+        if not valid:
+            row["note"] = "invalid measurement (non-positive time difference): rerun on a quiet machine"
         table.append(row)
     results["table"] = table
     results["environment"] = {
