@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from tempo_lab import load_model, positions
+from tempo_lab import load_model, positions, timing
 from tempo_lab.generators import (
     CompressedThoughtGenerator,
     DecodingCore,
@@ -143,13 +143,12 @@ def bench_retroactive(lm: LoadedModel, repeats: int) -> dict:
     ids = lm.encode(PROMPT)
     t = ids.shape[1]
     token = int(core.prefill(ids).next_logits.argmax())
-    seq = torch.cat([ids, torch.tensor([[token]])], 1)
 
     def ours():
         return gen.explore(PROMPT, gaps=RETRO_GAPS, token=token)
 
     def naive():
-        return torch.stack([core.full(seq, positions.placed(t, t + g))[0, -1] for g in RETRO_GAPS])
+        return timing.retroactive_naive(lm, PROMPT, token, RETRO_GAPS)
 
     def floor():
         prefix = core.prefill(ids)
@@ -176,23 +175,15 @@ def bench_compressed(lm: LoadedModel, repeats: int) -> dict:
     gen, core = CompressedThoughtGenerator(lm), DecodingCore(lm)
     ids = lm.encode(PROMPT)
     t = ids.shape[1]
-    eos = lm.tokenizer.eos_token_id
     kw = {"gap": GAP, "threshold": 1e-4, "max_candidates": PATHS, "path_length": PATH_LEN, "progress": False}
 
     def ours():
         return gen.generate(PROMPT, **kw)
 
     def naive():
-        """Each candidate's path grown greedily by uncached full forward passes, one per new token."""
-        first = torch.softmax(core.full(ids, positions.contiguous(t))[0, -1], -1)
-        out = []
-        for cand in first.topk(PATHS).indices.tolist():
-            path = [cand]
-            while len(path) <= PATH_LEN and path[-1] != eos:
-                seq = torch.cat([ids, torch.tensor([path])], 1)
-                path.append(int(core.full(seq, positions.with_gap(t, len(path), GAP))[0, -1].argmax()))
-            out.append(path)
-        return out
+        """The candidates from one full pass, then each path grown by uncached full passes, one per token."""
+        cands = core.full(ids, positions.contiguous(t))[0, -1].topk(PATHS).indices.tolist()
+        return timing.compressed_naive(lm, PROMPT, cands, GAP, PATH_LEN)
 
     res = ours()  # the correctness check doubles as the warm-up
     paths = [p.token_ids for p in res.paths]
