@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.tempo_lab-installed
 ARGS   ?=
 
-.PHONY: setup run test lab bench notebooks clean
+.PHONY: setup run test unit lab bench notebooks clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,6 +25,11 @@ run: setup
 test: setup
 	$(VENV)/bin/ruff check tempo_lab tests benchmarks
 	$(PY) -m pytest tests notebooks --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg $(ARGS)
+
+## The fast tests only: no bundled model, no notebook execution, no browser (well under a minute).
+unit: setup
+	$(VENV)/bin/ruff check tempo_lab tests benchmarks
+	$(PY) -m pytest tests -m "not bundled and not browser and not notebooks" $(ARGS)
 
 ## Open the series in JupyterLab.
 lab: setup

@@ -6,7 +6,8 @@ Everything runs on the bundled SmolLM2-135M-Instruct (fp32, eager attention, tor
 one process. Each measurement is the median of ``--repeats`` timed runs (``time.perf_counter``) after a
 warm-up; a generator and its baseline are timed in alternating rounds, so a change in machine load hits both.
 Rounds during which other processes used more than 10% of the CPUs (read from /proc/stat) are set aside and
-rerun (see :func:`side_by_side`): on a shared 2-core machine one busy neighbour slows a step by 10x.
+rerun (:func:`tempo_lab.timing.side_by_side` with ``quiet_share``): on a shared 2-core machine one busy
+neighbour slows a step by 10x.
 Progress bars are off while timing. Every baseline computes the same thing as the code it is compared with,
 and the script checks that (same tokens, logits equal to 1e-4) before timing.
 
@@ -31,15 +32,13 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from tempo_lab import load_model, positions, timing
+from tempo_lab import load_model, positions, reference, timing
 from tempo_lab.generators import (
     CompressedThoughtGenerator,
     DecodingCore,
@@ -61,81 +60,12 @@ QUIET_SHARE = 0.10  # a timing round counts as quiet if other processes used at 
 DEADLINE = [float("inf")]  # perf_counter time after which no timing round starts (set from --max-minutes)
 
 
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def cpu_counters() -> tuple[float, float] | None:
-    """``(busy CPU seconds of the machine, CPU seconds of this process)``; ``None`` without /proc/stat."""
-    try:
-        with open("/proc/stat") as f:
-            ticks = [int(x) for x in f.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    own = os.times()
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK"), own.user + own.system
-
-
-def others_share(before: tuple[float, float] | None, after: tuple[float, float] | None, wall: float) -> float:
-    """Fraction of the machine's CPU capacity used by *other* processes between two counters (0 = quiet)."""
-    if before is None or after is None or wall <= 0:
-        return 0.0
-    others = (after[0] - before[0]) - (after[1] - before[1])
-    return max(0.0, others / (wall * (os.cpu_count() or 1)))
-
-
-def wait_for_quiet(max_wait: float) -> float:
-    """Sleep in 1-second probes until other processes use at most :data:`QUIET_SHARE` of the CPUs (or
-    ``max_wait`` seconds have passed); returns the seconds waited."""
-    start = time.perf_counter()
-    while time.perf_counter() - start < max_wait:
-        c0, t0 = cpu_counters(), time.perf_counter()
-        time.sleep(1.0)
-        if others_share(c0, cpu_counters(), time.perf_counter() - t0) <= QUIET_SHARE:
-            break
-    return time.perf_counter() - start
-
-
-def side_by_side(
-    fns: dict[str, Callable[[], object]], repeats: int, *, warm_up: bool = True, label: str = ""
-) -> tuple[dict[str, float], dict]:
-    """Median seconds per function over ``repeats`` *quiet* rounds.
-
-    A round calls every function once, in turn, so the functions compared share the machine's state. The
-    machine is shared (other jobs come and go), so before each round the script waits (up to a minute) for
-    the other processes to go quiet, and records the CPU share they used during the round; a round where it
-    exceeds :data:`QUIET_SHARE` is set aside and another is run, up to ``3 * repeats`` rounds or the time
-    budget. If too few rounds were quiet, all rounds count, and the record says so.
-    """
-    if warm_up:
-        for fn in fns.values():
-            fn()
-    rounds: list[dict] = []
-    while len(rounds) < 3 * repeats and sum(r["quiet"] for r in rounds) < repeats:
-        if rounds and time.perf_counter() > DEADLINE[0]:
-            break
-        waited = wait_for_quiet(60.0)
-        start, c0 = time.perf_counter(), cpu_counters()
-        times = {name: timed(fn) for name, fn in fns.items()}
-        share = others_share(c0, cpu_counters(), time.perf_counter() - start)
-        rounds.append(
-            {
-                "seconds": times,
-                "others_cpu_share": round(share, 3),
-                "quiet": share <= QUIET_SHARE,
-                "waited": waited,
-            }
-        )
-        shown = ", ".join(f"{k} {v:.3f}s" for k, v in times.items())
-        print(
-            f"  [{label} round {len(rounds)}] {shown}; others used {share:.0%} of the CPUs", file=sys.stderr
-        )
-    quiet = [r for r in rounds if r["quiet"]]
-    used = quiet if len(quiet) >= repeats else rounds
-    medians = {name: statistics.median(r["seconds"][name] for r in used) for name in fns}
-    return medians, {"rounds": rounds, "quiet_rounds_used": len(used) if used is quiet else 0}
+def side_by_side(fns: dict[str, Callable[[], object]], repeats: int, *, warm_up=True, label=""):
+    """:func:`tempo_lab.timing.side_by_side` over quiet rounds only: ``(medians, record of every round)``."""
+    timed = timing.side_by_side(
+        fns, repeats, warm_up=warm_up, quiet_share=QUIET_SHARE, deadline=DEADLINE[0], label=label
+    )
+    return timed.medians, timed.as_record()
 
 
 def bench_retroactive(lm: LoadedModel, repeats: int) -> dict:
@@ -148,7 +78,7 @@ def bench_retroactive(lm: LoadedModel, repeats: int) -> dict:
         return gen.explore(PROMPT, gaps=RETRO_GAPS, token=token)
 
     def naive():
-        return timing.retroactive_naive(lm, PROMPT, token, RETRO_GAPS)
+        return reference.retroactive_naive(lm, PROMPT, token, RETRO_GAPS)
 
     def floor():
         prefix = core.prefill(ids)
@@ -183,7 +113,7 @@ def bench_compressed(lm: LoadedModel, repeats: int) -> dict:
     def naive():
         """The candidates from one full pass, then each path grown by uncached full passes, one per token."""
         cands = core.full(ids, positions.contiguous(t))[0, -1].topk(PATHS).indices.tolist()
-        return timing.compressed_naive(lm, PROMPT, cands, GAP, PATH_LEN)
+        return reference.compressed_naive(lm, PROMPT, cands, GAP, PATH_LEN)
 
     res = ours()  # the correctness check doubles as the warm-up
     paths = [p.token_ids for p in res.paths]

@@ -2,6 +2,18 @@
 
 Gaps, fractional positions, re-positioning a token after the fact, and TEMPO-style parallel tokens that share
 one position. See README.md for the notebook series and the API.
+
+The package, one module per concept:
+
+- models (loading), positions (layouts), masks (additive masks), checks (input checks), capture (attention
+  hooks): the foundation;
+- generators/: the decoding core, the one decoding loop, token selection, and the retroactive, compressed and
+  parallel-token generators built on them; reference: the naive full-recomputation versions of each;
+- probe (the gap-dropout probe), experiments (drivers that run a generator over conditions), metrics
+  (measurements on results), tables (display tables), labels (values as people read them);
+- plots (figures), widgets (sliders around pure render functions) and views (one per notebook), notebook
+  (set-up and key numbers), timing (the side-by-side timer);
+- execution (one notebook under papermill), runner (the series), cli (``tempo-lab``).
 """
 
 from tempo_lab import masks, positions

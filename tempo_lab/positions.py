@@ -1,4 +1,8 @@
-"""Position ids: pure builders and validation.
+"""Position ids: pure builders and their validation.
+
+Contents: :func:`contiguous`, :func:`with_gap`, :func:`placed`, :func:`shared` (layouts), :func:`grid` (a
+fine grid of positions for a sweep), :func:`validate` (the check every forward pass runs),
+:func:`as_model_positions` (float for RoPE, int64 for position tables).
 
 All builders return a float tensor of shape ``(1, n)`` (RoPE casts positions to float anyway, and fractional
 positions need it). Integral float positions give the same logits as integer ones. Validation names the
@@ -12,6 +16,8 @@ import warnings
 from collections.abc import Sequence
 
 import torch
+
+from tempo_lab import checks
 
 Number = int | float
 
@@ -29,9 +35,7 @@ def with_gap(prompt_len: int, n_new: int = 1, gap: Number = 0) -> torch.Tensor:
     ``gap=0`` is ordinary contiguous order; ``gap`` may be fractional (``gap=0.5`` puts the next token at
     ``prompt_len + 0.5``). Shape ``(1, prompt_len + n_new)``.
     """
-    _check_number("gap", gap)
-    if gap < 0:
-        raise ValueError(f"gap must be >= 0, got {gap}")
+    gap = checks.nonnegative("gap", gap)
     prompt = torch.arange(prompt_len, dtype=torch.float32)
     new = torch.arange(n_new, dtype=torch.float32) + (prompt_len + float(gap))
     return validate(torch.cat([prompt, new]).unsqueeze(0))
@@ -42,7 +46,7 @@ def placed(prompt_len: int, position: Number) -> torch.Tensor:
 
     Shape ``(1, prompt_len + 1)``. The position must not precede the last prompt position.
     """
-    _check_number("position", position)
+    position = checks.number("position", position)
     prompt = torch.arange(prompt_len, dtype=torch.float32)
     return validate(torch.cat([prompt, torch.tensor([float(position)])])[None])
 
@@ -52,11 +56,24 @@ def shared(start: Number, set_sizes: Sequence[int]) -> torch.Tensor:
 
     Example: ``shared(5, [3, 1, 2])`` → ``[[5, 5, 5, 6, 7, 7]]``. Shape ``(1, sum(set_sizes))``.
     """
-    _check_number("start", start)
+    start = checks.number("start", start)
     if any(s < 1 for s in set_sizes):
         raise ValueError(f"every set needs at least one member, got sizes {list(set_sizes)}")
     pos = [float(start) + k for k, size in enumerate(set_sizes) for _ in range(size)]
     return validate(torch.tensor(pos, dtype=torch.float32)[None])
+
+
+def grid(start: Number, stop: Number, step: Number) -> list[float]:
+    """``start, start + step, …`` up to and including ``stop`` (within rounding), rounded to 6 decimals.
+
+    Example: ``grid(1, 2, 0.25)`` → ``[1.0, 1.25, 1.5, 1.75, 2.0]``.
+    """
+    start, stop = checks.number("start", start), checks.number("stop", stop)
+    step = checks.positive("step", step)
+    if stop < start:
+        raise ValueError(f"stop ({stop:g}) must be >= start ({start:g})")
+    n = int(math.floor((stop - start) / step + 1e-9)) + 1
+    return [round(start + i * step, 6) for i in range(n)]
 
 
 def validate(
@@ -98,10 +115,7 @@ def validate(
         )
     if max_positions is not None and (p >= max_positions).any():
         b, i = (int(x) for x in (p >= max_positions).nonzero()[0])
-        msg = (
-            f"position_ids[{b}, {i}] = {p[b, i].item()} is past the model's context "
-            f"(max_position_embeddings = {max_positions})"
-        )
+        msg = checks.context_message(f"position_ids[{b}, {i}]", p[b, i].item(), max_positions)
         if strict_context:
             raise ValueError(msg)
         warnings.warn(msg, stacklevel=2)
@@ -113,19 +127,11 @@ def require_rotary_for(positions: torch.Tensor, is_rotary: bool) -> None:
     frac = positions != positions.round()
     if frac.any() and not is_rotary:
         b, i = (int(x) for x in frac.nonzero()[0])
-        raise ValueError(
-            f"position_ids[{b}, {i}] = {positions[b, i].item()} is fractional, but this model has no rotary "
-            "position embedding (it looks positions up in a learned table), so fractional positions are "
-            "undefined"
-        )
+        value = positions[b, i].item()
+        checks.integral_unless_rotary(f"position_ids[{b}, {i}] = {value:g}", value, is_rotary)
 
 
 def as_model_positions(positions: torch.Tensor, is_rotary: bool) -> torch.Tensor:
     """Positions in the form the model takes: float for RoPE models, int64 for position tables."""
     require_rotary_for(positions, is_rotary)
     return positions if is_rotary else positions.round().long()
-
-
-def _check_number(name: str, value: Number) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")

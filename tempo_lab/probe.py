@@ -15,21 +15,25 @@ The strategies differ only in how the mask and cache are given to the model:
 - ``ones_2d``: an explicit 2D all-ones padding mask. Any explicit mask switches the detection off.
 - ``additive_4d``: our additive 4D causal mask (:func:`tempo_lab.masks.causal_mask`), built from sequence
   order.
+
+Contents: :func:`gap_probe` (the probe, as a DataFrame), :func:`strategy_forward` (one pass under one
+strategy), :func:`packed_split_evidence` (why the dropout happens), :data:`STRATEGIES`. Tables over a probe
+frame are in :mod:`tempo_lab.tables`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
-from tempo_lab import masks
+from tempo_lab import checks, masks
 from tempo_lab import positions as pos
 from tempo_lab.capture import AttentionRecord, capture_attention
+from tempo_lab.labels import plain_number
 from tempo_lab.models import LoadedModel
 
 STRATEGIES: tuple[str, ...] = ("default_no_cache", "default_cache", "ones_2d", "additive_4d")
@@ -77,15 +81,10 @@ class StrategyPass:
 
 def check_strategies(strategies: Sequence[str]) -> list[str]:
     """The strategies as a list, refusing unknown names and an empty selection."""
-    if isinstance(strategies, str):
-        strategies = [strategies]
-    strategies = list(strategies)
+    strategies = checks.as_list(strategies)
     if not strategies:
         raise ValueError(f"give at least one strategy out of {list(STRATEGIES)}")
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown:
-        raise ValueError(f"unknown strategy {unknown[0]!r}; choose from {list(STRATEGIES)}")
-    return strategies
+    return [checks.choice(f"strategies[{i}]", s, STRATEGIES) for i, s in enumerate(strategies)]
 
 
 def strategy_forward(
@@ -102,7 +101,7 @@ def strategy_forward(
     attention of every layer is recorded (the model may be loaded with SDPA: capture switches it to eager for
     the pass and back). Rows are independent: each row gets its own packed-sequence split, cache row or mask.
     """
-    (strategy,) = check_strategies([strategy])
+    strategy = checks.choice("strategy", strategy, STRATEGIES)
     if input_ids.dim() != 2 or input_ids.shape[1] == 0:
         raise ValueError(f"input_ids must have shape (batch, n) with n >= 1, got {tuple(input_ids.shape)}")
     if tuple(position_ids.shape) != tuple(input_ids.shape):
@@ -134,33 +133,18 @@ def strategy_forward(
 
 
 def _check_gaps(gaps: Sequence[float], prompt_len: int, lm: LoadedModel) -> list[float]:
-    if isinstance(gaps, (int, float)):
-        gaps = [gaps]
-    gaps = list(gaps)
+    """The gaps as plain numbers (``int`` when integral), each placeable after the prompt, none repeated."""
+    gaps = checks.as_list(gaps)
     if not gaps:
         raise ValueError("give at least one gap")
+    out = []
     for i, g in enumerate(gaps):
-        if isinstance(g, bool) or not isinstance(g, (int, float, np.integer, np.floating)):
-            raise ValueError(f"gaps[{i}] = {g!r} is not a number")
-        if math.isnan(g) or math.isinf(g):
-            raise ValueError(f"gaps[{i}] = {g} is not finite")
-        if g < 0:
-            raise ValueError(f"gaps[{i}] = {g} is negative; a gap must be >= 0")
-        position = prompt_len + float(g)
-        if lm.max_positions is not None and position >= lm.max_positions:
-            raise ValueError(
-                f"gaps[{i}] = {g} puts the token at position {position}, past the model's context "
-                f"(max_position_embeddings = {lm.max_positions}, prompt of {prompt_len} tokens)"
-            )
-        if not lm.is_rotary and float(g) != round(float(g)):
-            raise ValueError(
-                f"gaps[{i}] = {g} is fractional, but this model has no rotary position embedding, so "
-                "fractional positions are undefined"
-            )
-    out = [int(g) if float(g).is_integer() else float(g) for g in gaps]
-    for i, g in enumerate(out):
-        if g in out[:i]:
+        g = plain_number(checks.nonnegative(f"gaps[{i}]", g))
+        checks.in_context(f"gaps[{i}] = {g:g}", prompt_len + g, lm.max_positions)
+        checks.integral_unless_rotary(f"gaps[{i}] = {g:g}", g, lm.is_rotary)
+        if g in out:
             raise ValueError(f"gaps[{i}] = {g} repeats gaps[{out.index(g)}]; give each gap once")
+        out.append(g)
     return out
 
 
@@ -197,9 +181,7 @@ def gap_probe(
     prompt_ids = lm.encode(prompt)
     prompt_len = prompt_ids.shape[1]
     gaps = _check_gaps(gaps, prompt_len, lm)
-    vocab = lm.model.config.vocab_size
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= vocab:
-        raise ValueError(f"top_k must be an integer in 1..{vocab}, got {top_k!r}")
+    top_k = checks.integer_in("top_k", top_k, 1, lm.model.config.vocab_size)
     if token is None:
         first = strategy_forward(lm, prompt_ids, pos.contiguous(prompt_len), "additive_4d", capture=False)
         token_id = int(first.logits[0].argmax())
@@ -254,19 +236,39 @@ def gap_probe(
     return frame
 
 
-def mass_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Prompt mass as a table: one row per gap, one column per strategy (in the frame's strategy order)."""
-    order = list(dict.fromkeys(frame["strategy"]))
-    return frame.pivot(index="gap", columns="strategy", values="prompt_mass")[order]
+def packed_split_evidence(
+    lm: LoadedModel, prompt: str, token: str | int | None, gap: float
+) -> dict[str, Any]:
+    """Evidence that the gap dropout is transformers' packed-sequence detection.
 
+    Returns ``segments``: the "document" index transformers assigns to each slot for positions
+    ``0..T-1, T+gap`` (:func:`transformers.masking_utils.find_packed_sequence_indices`; ``None`` = one
+    document); ``logit_diff_vs_alone``: the largest absolute difference between the last token's logits with
+    no mask and no cache, and its logits when fed *alone* (no prompt at all) at the same position; and the top
+    token of each. A difference of ~0 means the token after the gap behaves as if the prompt did not exist.
+    """
+    from transformers.masking_utils import find_packed_sequence_indices
 
-def layer_mass_table(frame: pd.DataFrame, strategy: str) -> pd.DataFrame:
-    """Per-layer prompt mass of one strategy for a heatmap: one row per layer, one column per gap."""
-    (strategy,) = check_strategies([strategy])
-    rows = frame[frame["strategy"] == strategy]
-    if rows.empty:
-        raise ValueError(f"the frame has no rows for strategy {strategy!r}")
-    table = pd.DataFrame(np.stack(list(rows["layer_mass"])).T, columns=list(rows["gap"]))
-    table.index.name = "layer"
-    table.columns.name = "gap"
-    return table
+    ids = lm.encode(prompt)
+    t = ids.shape[1]
+    token_id = lm.token_id(token) if token is not None else None
+    if token_id is None:
+        token_id = int(
+            strategy_forward(lm, ids, pos.contiguous(t), "additive_4d", capture=False).logits.argmax()
+        )
+    seq = torch.cat([ids, torch.tensor([[token_id]], device=ids.device)], dim=1)
+    positions = pos.with_gap(t, 1, gap)
+    segments = find_packed_sequence_indices(positions)
+    no_cache = strategy_forward(lm, seq, positions, "default_no_cache", capture=False).logits
+    alone = strategy_forward(lm, seq[:, -1:], positions[:, -1:], "additive_4d", capture=False).logits
+    explicit = strategy_forward(lm, seq, positions, "additive_4d", capture=False).logits
+    return {
+        "gap": gap,
+        "positions": [float(p) for p in positions[0]],
+        "segments": None if segments is None else [int(s) for s in segments[0]],
+        "logit_diff_vs_alone": float((no_cache - alone).abs().max()),
+        "logit_diff_vs_explicit_mask": float((no_cache - explicit).abs().max()),
+        "top_no_mask": lm.token_str(int(no_cache.argmax())),
+        "top_alone": lm.token_str(int(alone.argmax())),
+        "top_explicit_mask": lm.token_str(int(explicit.argmax())),
+    }

@@ -9,11 +9,9 @@ Tests must leave these models as they found them (eval mode, same attention impl
 from __future__ import annotations
 
 import pytest
-import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 
 from tempo_lab import load_model
-from tempo_lab.models import LoadedModel, _byte_tokenizer
+from tempo_lab.models import LoadedModel, tiny_random
 
 
 @pytest.fixture(scope="session")
@@ -28,22 +26,7 @@ def tiny_sdpa() -> LoadedModel:
 
 @pytest.fixture(scope="session")
 def tiny_gpt2() -> LoadedModel:
-    tokenizer = _byte_tokenizer()
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_embd=32,
-        n_layer=2,
-        n_head=2,
-        n_positions=64,
-        bos_token_id=tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    config._attn_implementation = "eager"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = GPT2LMHeadModel(config)
-    model.eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, name="tiny-gpt2")
+    return tiny_random("gpt2")
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from tempo_lab import cli
+from tempo_lab import cli, notebook, runner
 
 
 def write_notebook(path: Path, params: str, body: str, *, numbers: str | None = None) -> Path:
@@ -33,8 +33,8 @@ def series(tmp_path) -> Path:
         'model_name = None\nx = 1\nprompt = "hello"\ngaps = [0, 1]',
         "y = x * 2\nprint(prompt, gaps)",
         numbers=(
-            "from tempo_lab import analysis\n"
-            'analysis.key_numbers({"x": x, "y": y / 3, "prompt": prompt, "gaps": gaps})'
+            "from tempo_lab import notebook\n"
+            'notebook.print_key_numbers({"x": x, "y": y / 3, "prompt": prompt, "gaps": gaps})'
         ),
     )
     write_notebook(d / "02_second.ipynb", "x = 1", "print(x)")
@@ -43,34 +43,35 @@ def series(tmp_path) -> Path:
 
 
 def test_parse_value_reads_json_except_for_declared_strings():
-    assert cli.parse_value("0.2") == 0.2
-    assert cli.parse_value("[0, 5]") == [0, 5]
-    assert cli.parse_value("true") is True
-    assert cli.parse_value("None") is None and cli.parse_value("null") is None
-    assert cli.parse_value("Once upon a time") == "Once upon a time"
-    assert cli.parse_value("123", "str") == "123"
-    assert cli.parse_value("None", "str") is None
+    assert runner.parse_value("0.2") == 0.2
+    assert runner.parse_value("[0, 5]") == [0, 5]
+    assert runner.parse_value("true") is True
+    assert runner.parse_value("None") is None and runner.parse_value("null") is None
+    assert runner.parse_value("Once upon a time") == "Once upon a time"
+    assert runner.parse_value("123", "str") == "123"
+    assert runner.parse_value("None", "str") is None
 
 
 def test_discover_orders_the_series_and_selects_by_prefix(series):
-    assert [p.name for p in cli.discover(series)] == ["01_first.ipynb", "02_second.ipynb"]
-    assert [p.name for p in cli.discover(series, ["02"])] == ["02_second.ipynb"]
+    assert [p.name for p in runner.discover(series)] == ["01_first.ipynb", "02_second.ipynb"]
+    assert [p.name for p in runner.discover(series, ["02"])] == ["02_second.ipynb"]
     with pytest.raises(ValueError, match="--only '07'"):
-        cli.discover(series, ["07"])
+        runner.discover(series, ["07"])
     with pytest.raises(ValueError, match="no notebooks"):
-        cli.discover(series / "..")
+        runner.discover(series / "..")
 
 
 def test_plan_gives_each_notebook_only_the_parameters_it_declares(series):
-    nbs = cli.discover(series)
-    plans = cli.plan_parameters(nbs, None, [["gaps", "[3, 4]"], ["prompt", "42"], ["x", "7"]])
+    nbs = runner.discover(series)
+    plans = runner.plan_parameters(nbs, None, [["gaps", "[3, 4]"], ["prompt", "42"], ["x", "7"]])
     assert plans[nbs[0]] == {"gaps": [3, 4], "prompt": "42", "x": 7}  # prompt is declared str: kept as text
     assert plans[nbs[1]] == {"x": 7}
     with pytest.raises(ValueError, match="-p nope"):
-        cli.plan_parameters(nbs, None, [["nope", "1"]])
+        runner.plan_parameters(nbs, None, [["nope", "1"]])
     # --model goes to the notebooks that declare model_name; "bundled" means None
-    assert cli.plan_parameters(nbs, "tiny-random", []) == {nbs[0]: {"model_name": "tiny-random"}, nbs[1]: {}}
-    assert cli.plan_parameters(nbs, "bundled", [])[nbs[0]] == {"model_name": None}
+    planned = runner.plan_parameters(nbs, "tiny-random", [])
+    assert planned == {nbs[0]: {"model_name": "tiny-random"}, nbs[1]: {}}
+    assert runner.plan_parameters(nbs, "bundled", [])[nbs[0]] == {"model_name": None}
 
 
 def test_key_numbers_and_metadata_stripping():
@@ -79,15 +80,16 @@ def test_key_numbers_and_metadata_stripping():
     nb.cells[0].outputs = [
         nbformat.v4.new_output("stream", name="stdout", text='{\n "a": 1.5,\n "b": "x"\n}\n')
     ]
-    assert cli.key_numbers(nb) == {"a": 1.5, "b": "x"}
-    assert cli.key_numbers(new_notebook(cells=[new_code_cell("1")])) == {}
+    assert notebook.read_key_numbers(nb) == {"a": 1.5, "b": "x"}
+    assert notebook.read_key_numbers(new_notebook(cells=[new_code_cell("1")])) == {}
     nb.metadata["papermill"] = {"duration": 1.0}
     nb.cells[0].metadata["papermill"] = {"duration": 1.0}
     nb.cells[0].metadata["execution"] = {"iopub.status.idle": "now"}
-    cli.strip_run_metadata(nb)
+    runner.strip_run_metadata(nb)
     assert "papermill" not in nb.metadata and set(nb.cells[0].metadata) == {"tags"}
 
 
+@pytest.mark.notebooks
 def test_run_executes_into_out_injects_parameters_and_summarises(series, tmp_path, capsys):
     out = tmp_path / "out"
     rc = cli.main(
@@ -111,13 +113,14 @@ def test_run_executes_into_out_injects_parameters_and_summarises(series, tmp_pat
     done = nbformat.read(str(out / "01_first.ipynb"), 4)
     injected = [c for c in done.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "x = 6" in injected[0].source and "gaps = [9]" in injected[0].source
-    assert cli.key_numbers(done) == {"x": 6, "y": 4.0, "prompt": "hello", "gaps": [9]}
+    assert notebook.read_key_numbers(done) == {"x": 6, "y": 4.0, "prompt": "hello", "gaps": [9]}
     assert "[1/2] 01_first.ipynb (x=6, gaps=[9])" in text
     assert "    y: 4.0" in text and "2/2 notebooks ran in" in text
     # the sources are untouched
     assert not nbformat.read(str(series / "01_first.ipynb"), 4).cells[2].get("outputs")
 
 
+@pytest.mark.notebooks
 def test_in_place_writes_outputs_without_run_metadata(series, tmp_path, capsys):
     rc = cli.main(
         [
@@ -146,6 +149,7 @@ def test_in_place_refuses_parameters(series, capsys):
     assert cli.main(["run", "--notebooks", str(series), "-p", "nope", "2"]) == 2
 
 
+@pytest.mark.notebooks
 def test_a_failing_notebook_is_reported_and_its_source_kept(tmp_path, capsys):
     d = tmp_path / "nbs"
     d.mkdir()

@@ -172,7 +172,11 @@ def test_a_path_ends_at_eos_and_the_batch_stops_when_all_have(tiny):
         ({"gap": float("nan")}, "gap must be a finite number >= 0, got nan"),
         ({"temperature": 0}, "temperature must be a finite number > 0, got 0"),
         ({"seed": "x"}, "seed must be an integer"),
-        ({"gap": 495}, r"position_ids\[0, 6\] = 512.0 is past the model's context"),
+        (
+            {"gap": 495},
+            r"gap 495 after a prompt of 11 tokens with paths of 10 more tokens reaches position 516, "
+            r"past the model's context",
+        ),
     ],
 )
 def test_bad_input_is_refused_before_any_model_work(tiny, kwargs, match):

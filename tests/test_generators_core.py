@@ -6,19 +6,8 @@ import pytest
 import torch
 
 from tempo_lab import load_model, masks, positions
-from tempo_lab.generators.core import (
-    DecodingCore,
-    branch,
-    check_choice,
-    check_context,
-    check_count,
-    check_nonnegative,
-    check_probability,
-    choose_next,
-    encode_prompt,
-    select_tokens,
-    split_head,
-)
+from tempo_lab.generators.core import DecodingCore, branch, split_head
+from tempo_lab.generators.selection import choose_next, select_tokens
 
 
 def _plain_logits(lm, ids, pos, mask, cache=None):
@@ -98,25 +87,29 @@ def test_choose_next_greedy_and_seeded():
     assert cold.tolist() == logits.argmax(-1).tolist()
 
 
-def test_checks_name_the_bad_value(tiny):
-    for bad in (0, -0.5, 1.5, float("nan"), True, "0.2", None):
-        with pytest.raises(ValueError, match=r"threshold must be a probability in \(0, 1\]"):
-            check_probability("threshold", bad)
-    assert check_probability("threshold", 1) == 1.0
-    for bad in (0, -1, 1.0, True):
-        with pytest.raises(ValueError, match="cap must be an integer >= 1"):
-            check_count("cap", bad)
-    for bad in (-0.1, float("inf"), float("nan")):
-        with pytest.raises(ValueError, match="gap must be a finite number >= 0"):
-            check_nonnegative("gap", bad)
-    with pytest.raises(ValueError, match="mode must be one of 'a', 'b'; got 'c'"):
-        check_choice("mode", "c", ("a", "b"))
-    with pytest.raises(ValueError, match="reaches position 512, past the model's context"):
-        check_context(tiny, 512, "this layout")
-    check_context(tiny, 511, "this layout")
-    with pytest.raises(ValueError, match="prompt is empty"):
-        encode_prompt(tiny, "")
-    with pytest.raises(ValueError, match="prompt ids must be a non-empty integer tensor"):
-        encode_prompt(tiny, torch.zeros(1, 0, dtype=torch.long))
-    text, ids = encode_prompt(tiny, tiny.encode("hey")[0])
-    assert text == "hey" and ids.shape == (1, 3)
+def test_decode_loop_feeds_until_the_policy_stops(tiny):
+    """The shared loop: each proposed feed is one cached step whose logits go back to the policy; ``None``
+    stops before feeding; the logits equal a plain full recomputation of the same slots."""
+    from tempo_lab.generators.loop import Feed, decode
+
+    core = DecodingCore(tiny)
+    ids = tiny.encode("abc")
+    prefix = core.prefill(ids)
+    fed, seen = [], []
+
+    class Policy:
+        def propose(self, step):
+            if step == 2:
+                return None
+            token = torch.tensor([[100 + step]])
+            fed.append(token)
+            return Feed(token, torch.tensor([[3.0 + 2 * step]]))
+
+        def accept(self, step, logits):
+            seen.append((step, logits.shape, logits))
+
+    assert decode(core, prefix.cache, Policy(), max_steps=5, desc="test", progress=False) == 2
+    assert [(s, shape) for s, shape, _ in seen] == [(0, (1, 1, 257)), (1, (1, 1, 257))]
+    assert prefix.cache.get_seq_length() == 5
+    full = core.full(torch.cat([ids, *fed], 1), torch.tensor([[0.0, 1, 2, 3, 5]]))
+    torch.testing.assert_close(seen[1][2][0, -1], full[0, -1], atol=1e-5, rtol=0)

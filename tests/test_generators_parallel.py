@@ -6,29 +6,13 @@ import pytest
 import torch
 from generator_helpers import record_forwards, with_eos
 
-from tempo_lab import load_model, masks
-from tempo_lab.generators import DecodingCore, ParallelTokenGenerator, bracket_text
+from tempo_lab import load_model, masks, reference
+from tempo_lab.generators import ParallelTokenGenerator, bracket_text
 from tempo_lab.generators.core import cache_length
 
 PROMPT = "hello there"
 FAST = {"progress": False}
 RUN = {"threshold": 0.05, "max_steps": 8, "max_set_size": 4, **FAST}
-
-
-def _expected_distributions(lm, res):
-    """Each step's distribution rebuilt from one uncached forward of the whole result sequence, with the
-    full mask rebuilt from the result's labels: step 0 from the last prompt row, step k from set k-1."""
-    mask = masks.parallel_mask(res.labels, res.mode, dtype=lm.dtype)
-    rows = torch.softmax(DecodingCore(lm).full(res.input_ids, res.positions, mask)[0], -1)  # (N, vocab)
-    out = [rows[res.prompt_len - 1]]
-    for k, step in enumerate(res.steps[:-1]):
-        members = rows[res.labels == k]  # (size_k, vocab), in feeding order
-        if res.next_dist == "mixture":
-            w = torch.tensor(step.probs)
-            out.append((w / w.sum()) @ members)
-        else:
-            out.append(members[-1])
-    return out
 
 
 def _multi(res):
@@ -41,7 +25,7 @@ def test_every_step_equals_a_full_recomputation(tiny, intraset, next_dist):
     res = ParallelTokenGenerator(tiny).generate(PROMPT, intraset=intraset, next_dist=next_dist, **RUN)
     assert len(res.steps) == 8 and res.stop == "max_steps"
     assert len(_multi(res)) >= 2  # the check is only meaningful with real sets
-    for step, expected in zip(res.steps, _expected_distributions(tiny, res), strict=True):
+    for step, expected in zip(res.steps, reference.parallel_distributions(tiny, res), strict=True):
         torch.testing.assert_close(step.distribution, expected, atol=1e-5, rtol=0)
         p, i = expected.topk(step.size)
         assert step.token_ids == i.tolist()
@@ -234,7 +218,7 @@ def test_forced_sets_replay_a_run_exactly_and_in_the_other_mode(tiny):
         torch.testing.assert_close(a.distribution, b.distribution, atol=0, rtol=0)
     vis = gen.generate(PROMPT, intraset="visible", forced_sets=sets, **FAST)
     assert [s.token_ids for s in vis.steps] == sets and torch.equal(vis.input_ids, iso.input_ids)
-    for step, expected in zip(vis.steps, _expected_distributions(tiny, vis), strict=True):
+    for step, expected in zip(vis.steps, reference.parallel_distributions(tiny, vis), strict=True):
         torch.testing.assert_close(step.distribution, expected, atol=1e-5, rtol=0)
         assert step.probs == pytest.approx(expected[step.token_ids].tolist(), abs=1e-5)
     texts = gen.generate(PROMPT, forced_sets=[["a", "b"], ["c"]], **FAST)

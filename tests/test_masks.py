@@ -80,7 +80,7 @@ def test_parallel_mask_batch_rows_are_independent():
 
 
 def test_parallel_mask_refuses_unknown_mode():
-    with pytest.raises(ValueError, match="mode must be 'isolated' or 'visible', got 'hidden'"):
+    with pytest.raises(ValueError, match="mode must be one of 'isolated', 'visible'; got 'hidden'"):
         masks.parallel_mask(masks.set_labels([2]), "hidden")
 
 

@@ -10,7 +10,7 @@ import torch
 
 from tempo_lab import load_model
 from tempo_lab import models as models_mod
-from tempo_lab.models import BUNDLED_INSTALL, BUNDLED_NAME, cache_dir, has_rotary_positions, tiny_random_llama
+from tempo_lab.models import BUNDLED_INSTALL, BUNDLED_NAME, cache_dir, has_rotary_positions, tiny_random
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -23,7 +23,7 @@ def test_tiny_random_is_deterministic_and_leaves_global_rng_alone():
     a, b = load_model("tiny-random"), load_model("tiny-random")
     assert torch.equal(torch.random.get_rng_state(), state)
     assert _same_weights(a.model, b.model)
-    assert not _same_weights(a.model, tiny_random_llama(seed=1).model)
+    assert not _same_weights(a.model, tiny_random(seed=1).model)
 
 
 def test_tiny_random_shape_and_flags(tiny):

@@ -15,10 +15,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tempo_lab import cli
+from tempo_lab import notebook, runner
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob(cli.NOTEBOOK_GLOB))
+NOTEBOOKS = sorted((ROOT / "notebooks").glob(runner.NOTEBOOK_GLOB))
 NUMBER = re.compile(r"(?<![\w.#])-?\d+\.\d{2,}(?![\w.])")
 
 
@@ -98,7 +98,7 @@ def test_committed_notebook_is_executed_cleanly(path):
     assert any("image/png" in o.get("data", {}) for c in code for o in c.outputs)
     for name in re.findall(r'plots\.save\(fig, fig_dir, "([^"]+)"\)', "".join(c.source for c in code)):
         assert (ROOT / "figures" / f"{name}.png").is_file(), name
-    assert cli.key_numbers(nb), "the key-numbers cell printed nothing parseable"
+    assert notebook.read_key_numbers(nb), "the key-numbers cell printed nothing parseable"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -119,10 +119,11 @@ def test_numbers_in_the_text_come_from_the_outputs(path):
 
 @pytest.mark.bundled
 def test_notebook_01_key_numbers_recomputed(bundled):
-    from tempo_lab.probe import gap_probe, mass_table
+    from tempo_lab.probe import gap_probe
+    from tempo_lab.tables import mass_table
 
     nb = load(NOTEBOOKS[0])
-    p, committed = parameters(nb), cli.key_numbers(nb)
+    p, committed = parameters(nb), notebook.read_key_numbers(nb)
     m = mass_table(gap_probe(bundled, p["prompt"], p["token"], p["gaps"]))
     after = [g for g in m.index if g > 0]
     assert after and (m.loc[after, "default_no_cache"] == 0).all()  # the dropout: exactly zero
@@ -135,14 +136,15 @@ def test_notebook_01_key_numbers_recomputed(bundled):
 
 @pytest.mark.bundled
 def test_notebook_02_key_numbers_recomputed(bundled):
-    from tempo_lab import analysis
+    from tempo_lab import metrics, positions
+    from tempo_lab.generators import RetroactivePositionGenerator
 
     nb = load(NOTEBOOKS[1])
-    p, committed = parameters(nb), cli.key_numbers(nb)
-    sweep = analysis.position_sweep(
-        bundled, p["prompt"], analysis.sweep_positions(p["start"], p["stop"], p["step"])
+    p, committed = parameters(nb), notebook.read_key_numbers(nb)
+    sweep = RetroactivePositionGenerator(
+        bundled).sweep(p["prompt"], positions.grid(p["start"], p["stop"], p["step"])
     )
-    div = analysis.neighbour_divergence(sweep).set_index("position")
+    div = metrics.neighbour_divergence(sweep).set_index("position")
     nat = sweep.natural
     assert committed["tv_half_step_back"] == pytest.approx(div.loc[nat - 0.5, "tv_natural"], abs=1e-4)
     assert committed["tv_half_step_forward"] == pytest.approx(div.loc[nat + 0.5, "tv_natural"], abs=1e-4)
@@ -156,7 +158,7 @@ def test_notebook_03_key_numbers_recomputed(bundled):
     from tempo_lab.generators import RetroactivePositionGenerator
 
     nb = load(NOTEBOOKS[2])
-    p, committed = parameters(nb), cli.key_numbers(nb)
+    p, committed = parameters(nb), notebook.read_key_numbers(nb)
     res = RetroactivePositionGenerator(bundled).explore(p["prompt"], gaps=p["gaps"], token=p["token"])
     for gap, row in zip(res.gaps, res.top, strict=True):
         text, prob = row[0]

@@ -10,10 +10,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tempo_lab import cli
+from tempo_lab import runner
+
+pytestmark = pytest.mark.notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob(cli.NOTEBOOK_GLOB))
+NOTEBOOKS = sorted((ROOT / "notebooks").glob(runner.NOTEBOOK_GLOB))
 PROMPT = "Hi there"
 
 # per notebook: the parameters injected, and key numbers they must show up as
@@ -59,7 +61,7 @@ def runs(tmp_path_factory):
         path: {"model_name": "tiny-random", "fig_dir": str(fig_dir), **PARAMS[path.name[:2]]}
         for path in NOTEBOOKS
     }
-    results = cli.run_series(
+    results = runner.run_series(
         NOTEBOOKS, plans, out_dir=tmp / "out", progress=False, cell_timeout=600, echo=lambda *_: None
     )
     return {r.name[:2]: r for r in results}, fig_dir

@@ -7,7 +7,7 @@ import zlib
 import pytest
 from matplotlib.figure import Figure
 
-from tempo_lab import analysis, plots
+from tempo_lab import experiments, metrics, plots, positions, tables
 from tempo_lab.generators import RetroactivePositionGenerator
 from tempo_lab.probe import gap_probe
 
@@ -72,9 +72,9 @@ def test_gap_plots(probe_frame):
 
 def test_position_sweep_plot(tiny):
     t = tiny.encode(PROMPT).shape[1]
-    sweep = analysis.position_sweep(tiny, PROMPT, analysis.sweep_positions(t - 1, t + 1, 0.5))
+    sweep = RetroactivePositionGenerator(tiny).sweep(PROMPT, positions.grid(t - 1, t + 1, 0.5))
     fig = plots.position_sweep_plot(
-        analysis.neighbour_divergence(sweep), analysis.top_token_curves(sweep, 3), sweep.natural, sweep.token
+        metrics.neighbour_divergence(sweep), tables.top_token_curves(sweep, 3), sweep.natural, sweep.token
     )
     check_axes(fig, n_axes_with_labels=2)
     assert len(fig.axes[1].get_lines()) == 3 + 1  # three token curves and the natural-position marker
@@ -82,7 +82,7 @@ def test_position_sweep_plot(tiny):
 
 def test_retro_heatmap_and_token_curve(tiny):
     res = RetroactivePositionGenerator(tiny).explore(PROMPT, gaps=list(range(0, 30, 3)), token="!")
-    table = analysis.retro_heat_table(tiny, res, 3)
+    table = tables.retro_heat_table(tiny, res, 3)
     fig = plots.retro_heatmap(table)
     check_axes(fig)
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(table.index)
@@ -93,19 +93,19 @@ def test_retro_heatmap_and_token_curve(tiny):
 
 
 def test_parallel_and_compressed_plots(tiny):
-    pairs = analysis.parallel_pairs(tiny, "ab", [0.02], max_steps=5, max_set_size=3)
+    pairs = experiments.parallel_pairs(tiny, "ab", [0.02], max_steps=5, max_set_size=3)
     pair = pairs[0.02]
-    spans = analysis.set_spans(pair.isolated)
+    spans = metrics.set_spans(pair.isolated)
     fig = plots.mode_maps(
         pair.isolated.attention_map(), pair.replay.attention_map(), pair.slot_tokens, spans, "t"
     )
     check_axes(fig, n_axes_with_labels=3)
     n_outlined = sum(1 for _, a, b in spans if b - a > 1)
     assert len(fig.axes[0].patches) == n_outlined
-    bars = plots.mode_mass_bars(analysis.mode_mass_table(pair))
+    bars = plots.mode_mass_bars(tables.mode_mass_table(pair))
     check_axes(bars)
 
-    runs = analysis.compressed_runs(tiny, PROMPT, [0, 4], threshold=0.01, max_candidates=3, path_length=4)
+    runs = experiments.compressed_runs(tiny, PROMPT, [0, 4], threshold=0.01, max_candidates=3, path_length=4)
     fig = plots.thought_paths_by_gap(runs, PROMPT)
     check_axes(fig, n_axes_with_labels=2)
     n_boxes = sum(len(p.tokens) for p in runs[0].paths)

@@ -60,16 +60,17 @@ def test_validate_after_and_shape():
 
 def test_position_past_context_warns_and_strict_raises():
     p = torch.tensor([[0.0, 1.0, 600.0]])
-    with pytest.warns(UserWarning, match=r"position_ids\[0, 2\] = 600\.0 is past the model's context"):
+    past = r"position_ids\[0, 2\] reaches position 600, past the model's context"
+    with pytest.warns(UserWarning, match=past):
         positions.validate(p, max_positions=512)
     with pytest.raises(ValueError, match=r"max_position_embeddings = 512"):
         positions.validate(p, max_positions=512, strict_context=True)
 
 
 def test_builders_refuse_bad_numbers():
-    with pytest.raises(ValueError, match="gap must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="gap must be a finite number >= 0, got -1"):
         positions.with_gap(3, 1, -1)
-    with pytest.raises(ValueError, match="gap must be a finite number, got nan"):
+    with pytest.raises(ValueError, match="gap must be a finite number >= 0, got nan"):
         positions.with_gap(3, 1, math.nan)
     with pytest.raises(ValueError, match="position must be a finite number, got inf"):
         positions.placed(3, math.inf)
@@ -139,6 +140,7 @@ def test_non_rotary_model_takes_integer_positions_and_refuses_fractional(tiny_gp
 def test_decoding_core_refuses_positions_past_the_context(tiny):
     core = DecodingCore(tiny)
     ids = tiny.encode("ab")
-    with pytest.raises(ValueError, match=r"position_ids\[0, 1\] = 512\.0 is past the model's context"):
+    past = r"position_ids\[0, 1\] reaches position 512, past the model's context"
+    with pytest.raises(ValueError, match=past):
         core.full(ids, positions.placed(1, 512))
     core.full(ids, positions.placed(1, 511))

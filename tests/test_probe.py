@@ -15,10 +15,9 @@ from tempo_lab.probe import (
     STRATEGIES,
     STRATEGY_DESCRIPTIONS,
     gap_probe,
-    layer_mass_table,
-    mass_table,
     strategy_forward,
 )
+from tempo_lab.tables import layer_mass_table, mass_table
 
 PROMPT = "Once upon a time,"
 GAPS = (0, 1, 5, 20)
@@ -217,15 +216,15 @@ class _ForwardCounter:
     "kwargs, error, match",
     [
         ({"prompt": ""}, ValueError, "prompt is empty"),
-        ({"gaps": [0, -1]}, ValueError, r"gaps\[1\] = -1 is negative"),
-        ({"gaps": [math.nan]}, ValueError, r"gaps\[0\] = nan is not finite"),
-        ({"gaps": [0, math.inf]}, ValueError, r"gaps\[1\] = inf is not finite"),
-        ({"gaps": [0, 1, 600]}, ValueError, r"gaps\[2\] = 600 puts the token at position 617.*= 512"),
-        ({"gaps": [0, "5"]}, ValueError, r"gaps\[1\] = '5' is not a number"),
-        ({"gaps": [True]}, ValueError, r"gaps\[0\] = True is not a number"),
+        ({"gaps": [0, -1]}, ValueError, r"gaps\[1\] must be a finite number >= 0, got -1$"),
+        ({"gaps": [math.nan]}, ValueError, r"gaps\[0\] must be a finite number >= 0, got nan$"),
+        ({"gaps": [0, math.inf]}, ValueError, r"gaps\[1\] must be a finite number >= 0, got inf$"),
+        ({"gaps": [0, 1, 600]}, ValueError, r"gaps\[2\] = 600 reaches position 617, past the .*= 512"),
+        ({"gaps": [0, "5"]}, ValueError, r"gaps\[1\] must be a finite number >= 0, got '5'$"),
+        ({"gaps": [True]}, ValueError, r"gaps\[0\] must be a finite number >= 0, got True$"),
         ({"gaps": []}, ValueError, "at least one gap"),
         ({"gaps": [0, 5, 5.0]}, ValueError, r"gaps\[2\] = 5 repeats gaps\[1\]"),
-        ({"strategies": ["additive_4d", "bool_4d"]}, ValueError, r"unknown strategy 'bool_4d'; choose from"),
+        ({"strategies": ["additive_4d", "bool_4d"]}, ValueError, r"strategies\[1\] must be .*got 'bool_4d'"),
         ({"strategies": []}, ValueError, "at least one strategy"),
         ({"top_k": 0}, ValueError, r"top_k must be an integer in 1\.\.257, got 0"),
         ({"top_k": 300}, ValueError, "got 300"),
@@ -250,5 +249,5 @@ def test_strategy_forward_refuses_bad_shapes(tiny):
         strategy_forward(tiny, ids[:, :0], positions.contiguous(3)[:, :0], "additive_4d")
     with pytest.raises(ValueError, match=r"position_ids\[0, 2\] = 1\.0 decreases"):
         strategy_forward(tiny, ids, torch.tensor([[0.0, 2.0, 1.0]]), "additive_4d")
-    with pytest.raises(ValueError, match="unknown strategy 'sdpa'"):
+    with pytest.raises(ValueError, match="strategy must be one of 'default_no_cache', .*; got 'sdpa'"):
         strategy_forward(tiny, ids, positions.contiguous(3), "sdpa")

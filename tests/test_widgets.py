@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from tempo_lab import analysis, widgets
+from tempo_lab import experiments, metrics, positions, tables, views, widgets
 from tempo_lab.generators import RetroactivePositionGenerator
 from tempo_lab.probe import gap_probe
 
@@ -44,13 +44,13 @@ def check_view(view: widgets.View) -> None:
 
 
 def test_show_is_a_no_op_without_a_kernel(tiny):
-    view = widgets.gap_dropout_view(gap_probe(tiny, PROMPT, "!", [0, 2], top_k=2))
+    view = views.gap_dropout_view(gap_probe(tiny, PROMPT, "!", [0, 2], top_k=2))
     assert widgets.show(view) is None
 
 
 def test_gap_dropout_view_reports_the_probe_rows(tiny):
     frame = gap_probe(tiny, PROMPT, "!", [0, 2, 7], top_k=3)
-    view = widgets.gap_dropout_view(frame)
+    view = views.gap_dropout_view(frame)
     check_view(view)
     assert list(view.controls) == ["gap", "strategy", "layer"]
     assert view.controls["gap"].options == [0, 2, 7] and view.defaults()["gap"] == 2
@@ -70,11 +70,11 @@ def test_gap_dropout_view_reports_the_probe_rows(tiny):
 
 def test_decimal_position_view_compares_neighbours(tiny):
     t = tiny.encode(PROMPT).shape[1]
-    sweep = analysis.position_sweep(tiny, PROMPT, analysis.sweep_positions(t - 1, t + 1, 0.25))
-    view = widgets.decimal_position_view(sweep)
+    sweep = RetroactivePositionGenerator(tiny).sweep(PROMPT, positions.grid(t - 1, t + 1, 0.25))
+    view = views.decimal_position_view(sweep)
     check_view(view)
     assert view.defaults()["position"] == sweep.natural + 0.5
-    div = analysis.neighbour_divergence(sweep).set_index("position")
+    div = metrics.neighbour_divergence(sweep).set_index("position")
     for position in first_control_values(view):
         text = view(position=position, top_k=4).text
         lo, hi = math.floor(position), math.ceil(position)
@@ -88,8 +88,8 @@ def test_decimal_position_view_compares_neighbours(tiny):
 
 def test_retroactive_view_follows_one_token(tiny):
     res = RetroactivePositionGenerator(tiny).explore(PROMPT, gaps=list(range(0, 21, 2)), token="!")
-    table = analysis.retro_heat_table(tiny, res, 3)
-    view = widgets.retroactive_view(table)
+    table = tables.retro_heat_table(tiny, res, 3)
+    view = views.retroactive_view(table)
     check_view(view)
     c = view.controls["max_gap"]
     assert (c.lo, c.hi, c.step, c.value) == (0, 20, 2, 20)
@@ -108,13 +108,13 @@ def test_retroactive_view_follows_one_token(tiny):
 
 
 def test_parallel_attention_view(tiny):
-    pairs = analysis.parallel_pairs(tiny, "ab", [0.02, 0.05], max_steps=5, max_set_size=3)
-    view = widgets.parallel_attention_view(pairs)
+    pairs = experiments.parallel_pairs(tiny, "ab", [0.02, 0.05], max_steps=5, max_set_size=3)
+    view = views.parallel_attention_view(pairs)
     check_view(view)
     assert list(view.controls) == ["threshold", "step", "layer", "head", "mode"]
     for threshold in first_control_values(view):
         pair = pairs[threshold]
-        spans = analysis.set_spans(pair.isolated)
+        spans = metrics.set_spans(pair.isolated)
         k, a, b = spans[0]
         for mode, run, other in (
             ("isolated", pair.isolated, pair.replay),
@@ -138,8 +138,10 @@ def test_parallel_attention_view(tiny):
 
 
 def test_compressed_view_cuts_paths(tiny):
-    runs = analysis.compressed_runs(tiny, PROMPT, [0, 3, 9], threshold=0.01, max_candidates=4, path_length=5)
-    view = widgets.compressed_view(runs)
+    runs = experiments.compressed_runs(
+        tiny, PROMPT, [0, 3, 9], threshold=0.01, max_candidates=4, path_length=5
+    )
+    view = views.compressed_view(runs)
     check_view(view)
     assert view.controls["gap"].options == [0, 3, 9] and view.defaults()["path_length"] == 5
     for gap in first_control_values(view):

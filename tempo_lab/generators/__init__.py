@@ -1,6 +1,7 @@
-"""Generators built on one decoding core (:mod:`tempo_lab.generators.core`).
+"""Generators built on one decoding core (:mod:`tempo_lab.generators.core`) and one loop (:mod:`.loop`).
 
-- :class:`RetroactivePositionGenerator`: one token re-evaluated at many positions (one batched forward).
+- :class:`RetroactivePositionGenerator`: one token re-evaluated at many positions (one batched forward):
+  a new token after the prompt (``explore``), or the prompt's last token on a fine grid (``sweep``).
 - :class:`CompressedThoughtGenerator`: candidates placed after a position gap, expanded as one batch of paths.
 - :class:`ParallelTokenGenerator`: TEMPO parallel tokens sharing one position, isolated or visible.
 """
@@ -18,7 +19,11 @@ from tempo_lab.generators.parallel import (
     ParallelTokenGenerator,
     bracket_text,
 )
-from tempo_lab.generators.retroactive import RetroactivePositionGenerator, RetroactiveResult
+from tempo_lab.generators.retroactive import (
+    PositionSweep,
+    RetroactivePositionGenerator,
+    RetroactiveResult,
+)
 
 __all__ = [
     "Candidate",
@@ -28,6 +33,7 @@ __all__ = [
     "ParallelResult",
     "ParallelStep",
     "ParallelTokenGenerator",
+    "PositionSweep",
     "Prefix",
     "RetroactivePositionGenerator",
     "RetroactiveResult",

@@ -7,31 +7,23 @@ From the prompt's next-token distribution the generator keeps every token with p
 view per candidate and each step is one cached forward pass of the whole batch (``q = 1`` per path).
 
 A path that produces the end-of-sequence token ends there (the EOS is its last token); the batch stops early
-once every path has ended.
+once every path has ended. The steps run in the shared loop (:func:`tempo_lab.generators.loop.decode`).
+
+Contents: :class:`CompressedThoughtGenerator`, its result :class:`CompressedResult` of :class:`ThoughtPath`
+per :class:`Candidate`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from tempo_lab import masks
-from tempo_lab.generators.core import (
-    DecodingCore,
-    branch,
-    check_count,
-    check_nonnegative,
-    check_positive,
-    check_probability,
-    choose_next,
-    encode_prompt,
-    seeded_generator,
-    select_tokens,
-)
-from tempo_lab.models import LoadedModel
+from tempo_lab import checks
+from tempo_lab.generators.core import Generator, branch
+from tempo_lab.generators.loop import Feed, decode
+from tempo_lab.generators.selection import choose_next, seeded_generator, select_tokens
 
 
 @dataclass
@@ -62,6 +54,20 @@ class ThoughtPath:
     positions: list[float]
     ended_by_eos: bool = False
     logits: torch.Tensor | None = field(default=None, repr=False)
+
+    def truncated(self, n_tokens: int) -> ThoughtPath:
+        """The first ``n_tokens`` tokens of the path (the candidate included)."""
+        keep = slice(0, n_tokens)
+        return replace(
+            self,
+            token_ids=self.token_ids[keep],
+            tokens=self.tokens[keep],
+            text="".join(self.tokens[keep]),
+            step_probs=self.step_probs[keep],
+            positions=self.positions[keep],
+            ended_by_eos=self.ended_by_eos and len(self.token_ids) <= n_tokens,
+            logits=None if self.logits is None else self.logits[keep],
+        )
 
 
 @dataclass
@@ -95,13 +101,59 @@ class CompressedResult:
             ]
         )
 
+    def paths_within(self, threshold: float, path_length: int) -> list[ThoughtPath]:
+        """The paths a run with a higher ``threshold`` and a shorter ``path_length`` would give: candidates
+        with probability ``>= threshold`` (always at least the first), each cut to its candidate plus
+        ``path_length`` tokens. Valid for greedy runs (``sample=False``): a greedy path's prefix does not
+        depend on its length."""
+        if self.sample:
+            raise ValueError("cutting paths is only valid for greedy runs (sample=False)")
+        kept = [p for p in self.paths if p.candidate.prob >= threshold] or self.paths[:1]
+        return [p.truncated(path_length + 1) for p in kept]
 
-class CompressedThoughtGenerator:
+
+class _PathPolicy:
+    """Advance every path by one token per step (``q = 1`` per branch) until all have produced EOS."""
+
+    def __init__(
+        self,
+        first: torch.Tensor,
+        first_probs: torch.Tensor,
+        positions: list[float],
+        eos: int | None,
+        *,
+        sample: bool,
+        temperature: float,
+        generator: torch.Generator,
+        keep_logits: bool,
+        first_logits: torch.Tensor,
+    ):
+        n = first.shape[0]
+        self.n, self.positions, self.eos = n, positions, eos
+        self.choose = {"sample": sample, "temperature": temperature, "generator": generator}
+        self.tokens = [first]  # each (n,)
+        self.probs = [first_probs]  # each (n,)
+        self.logits = [first_logits.expand(n, -1)] if keep_logits else None  # each (n, vocab)
+        self.ended = first == eos if eos is not None else torch.zeros(n, dtype=torch.bool)
+
+    def propose(self, step: int) -> Feed | None:
+        if bool(self.ended.all()):
+            return None
+        return Feed(self.tokens[-1].view(self.n, 1), torch.full((self.n, 1), self.positions[step]))
+
+    def accept(self, step: int, logits: torch.Tensor) -> None:
+        logits = logits[:, -1]  # (n, vocab)
+        nxt = choose_next(logits, **self.choose)
+        self.probs.append(torch.softmax(logits, -1).gather(-1, nxt[:, None])[:, 0])
+        self.tokens.append(nxt)
+        if self.logits is not None:
+            self.logits.append(logits)
+        if self.eos is not None:
+            self.ended = self.ended | (nxt == self.eos)
+
+
+class CompressedThoughtGenerator(Generator):
     """Expand the likely next tokens of a prompt, each placed after a position gap, as one batch of paths."""
-
-    def __init__(self, lm: LoadedModel):
-        self.lm = lm
-        self.core = DecodingCore(lm)
 
     def generate(
         self,
@@ -132,73 +184,49 @@ class CompressedThoughtGenerator:
                 path).
             progress: show a progress bar over the steps.
         """
-        gap = check_nonnegative("gap", gap)
-        threshold = check_probability("threshold", threshold)
-        check_count("max_candidates", max_candidates)
-        check_count("path_length", path_length)
-        temperature = check_positive("temperature", temperature)
+        gap = checks.nonnegative("gap", gap)
+        threshold = checks.probability("threshold", threshold)
+        max_candidates = checks.count("max_candidates", max_candidates)
+        path_length = checks.count("path_length", path_length)
+        temperature = checks.positive("temperature", temperature)
         generator = seeded_generator(seed)
-        text, ids = encode_prompt(self.lm, prompt)
+        text, ids = self.lm.encode_prompt(prompt)
         t = ids.shape[1]
-        pos_list = [t + gap + j for j in range(path_length + 1)]
-        self.core.check_positions(torch.tensor([pos_list]))  # context and rotary checks, before model work
+        checks.integral_unless_rotary(f"gap = {gap:g}", gap, self.core.is_rotary)
+        checks.in_context(
+            f"gap {gap:g} after a prompt of {t} tokens with paths of {path_length} more tokens",
+            t + gap + path_length,
+            self.lm.max_positions,
+        )
+        positions = [t + gap + j for j in range(path_length + 1)]
 
         prefix = self.core.prefill(ids)
-        first_logits = prefix.next_logits
-        cand_ids, cand_probs = select_tokens(torch.softmax(first_logits, -1), threshold, max_candidates)
-        n = cand_ids.shape[0]
-        eos = self.lm.tokenizer.eos_token_id
+        cand_ids, cand_probs = select_tokens(torch.softmax(prefix.next_logits, -1), threshold, max_candidates)
+        policy = _PathPolicy(
+            cand_ids,
+            cand_probs,
+            positions,
+            self.lm.tokenizer.eos_token_id,
+            sample=sample,
+            temperature=temperature,
+            generator=generator,
+            keep_logits=keep_logits,
+            first_logits=prefix.next_logits,
+        )
+        cache = branch(prefix.cache, cand_ids.shape[0])
+        decode(self.core, cache, policy, path_length, desc="compressed thoughts", progress=progress)
 
-        cache = branch(prefix.cache, n)
-        tokens = [cand_ids]  # each (n,)
-        probs = [cand_probs]  # each (n,)
-        kept = [first_logits.expand(n, -1)] if keep_logits else []
-        ended = cand_ids == eos if eos is not None else torch.zeros(n, dtype=torch.bool)
-        steps = tqdm(range(path_length), desc="compressed thoughts", disable=not progress, leave=False)
-        for j in steps:
-            if bool(ended.all()):
-                break
-            kv = t + j + 1
-            logits = self.core.step(
-                cache,
-                tokens[-1].view(n, 1),
-                torch.full((n, 1), pos_list[j]),
-                masks.causal_mask(1, kv, dtype=self.lm.dtype),
-            )[:, -1]  # (n, vocab)
-            nxt = choose_next(logits, sample=sample, temperature=temperature, generator=generator)
-            probs.append(torch.softmax(logits, -1).gather(-1, nxt[:, None])[:, 0])
-            tokens.append(nxt)
-            if keep_logits:
-                kept.append(logits)
-            if eos is not None:
-                ended = ended | (nxt == eos)
-        steps.close()
-
-        tok = torch.stack(tokens, 1).tolist()  # (n, L)
-        prb = torch.stack(probs, 1).tolist()
-        lgt = torch.stack(kept, 1) if keep_logits else None  # (n, L, vocab)
         candidates = [
             Candidate(token_id=int(i), token=self.lm.token_str(int(i)), prob=float(p))
             for i, p in zip(cand_ids.tolist(), cand_probs.tolist(), strict=True)
         ]
-        paths = []
-        for b in range(n):
-            length = len(tok[b])
-            if eos is not None and eos in tok[b]:
-                length = tok[b].index(eos) + 1
-            path_ids = tok[b][:length]
-            paths.append(
-                ThoughtPath(
-                    candidate=candidates[b],
-                    token_ids=path_ids,
-                    tokens=[self.lm.token_str(i) for i in path_ids],
-                    text=self.lm.tokenizer.decode(path_ids),
-                    step_probs=prb[b][:length],
-                    positions=pos_list[:length],
-                    ended_by_eos=eos is not None and path_ids[-1] == eos,
-                    logits=None if lgt is None else lgt[b, :length],
-                )
-            )
+        tokens = torch.stack(policy.tokens, 1).tolist()  # (n, L)
+        probs = torch.stack(policy.probs, 1).tolist()
+        logits = torch.stack(policy.logits, 1) if keep_logits else None  # (n, L, vocab)
+        paths = [
+            self._path(candidates[b], tokens[b], probs[b], positions, None if logits is None else logits[b])
+            for b in range(len(candidates))
+        ]
         return CompressedResult(
             prompt=text,
             prompt_len=t,
@@ -208,4 +236,27 @@ class CompressedThoughtGenerator:
             seed=seed,
             candidates=candidates,
             paths=paths,
+        )
+
+    def _path(
+        self,
+        candidate: Candidate,
+        ids: list[int],
+        probs: list[float],
+        positions: list[float],
+        logits: torch.Tensor | None,
+    ) -> ThoughtPath:
+        """One row of the batch as a path, cut after its first end-of-sequence token."""
+        eos = self.lm.tokenizer.eos_token_id
+        length = ids.index(eos) + 1 if eos is not None and eos in ids else len(ids)
+        ids = ids[:length]
+        return ThoughtPath(
+            candidate=candidate,
+            token_ids=ids,
+            tokens=[self.lm.token_str(i) for i in ids],
+            text=self.lm.tokenizer.decode(ids),
+            step_probs=probs[:length],
+            positions=positions[:length],
+            ended_by_eos=eos is not None and ids[-1] == eos,
+            logits=None if logits is None else logits[:length],
         )

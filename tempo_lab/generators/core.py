@@ -1,5 +1,10 @@
 """The one decoding core all generators share: prefill, then cached steps with explicit positions and masks.
 
+Contents: :class:`DecodingCore` (``forward``, ``prefill``, ``step``, ``full``), :class:`Generator` (what
+every generator holds: the model and its core), :class:`Prefix` (a prefilled prompt), :func:`branch` (a
+batch-``n`` view of a prefix cache), :func:`cache_length`, :func:`split_head`. The loop that drives cached
+steps is :mod:`tempo_lab.generators.loop`; token selection is :mod:`tempo_lab.generators.selection`.
+
 Every forward pass passes its own ``position_ids`` and an explicit additive 4D mask; nothing is patched into
 the model. ``generate()`` is not used because it recomputes positions itself, which erases gaps, fractional
 positions and shared positions.
@@ -19,7 +24,6 @@ checks them against a plain ``model(...)`` call). Other architectures go through
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 
 import torch
@@ -182,107 +186,9 @@ class DecodingCore:
         return self.forward(input_ids, positions, mask, cache=None)
 
 
-# --- Generic helpers the generators share: prompt handling, input checks, token selection. ---
+class Generator:
+    """The base of every generator: the loaded model ``lm`` and its :class:`DecodingCore` ``core``."""
 
-
-def encode_prompt(lm: LoadedModel, prompt: str | torch.Tensor) -> tuple[str, torch.Tensor]:
-    """``(text, ids (1, T))`` for a prompt given as text or as token ids ``(T,)`` / ``(1, T)``.
-
-    Raises ``ValueError`` for an empty prompt (before any model work).
-    """
-    if isinstance(prompt, torch.Tensor):
-        ids = prompt if prompt.dim() == 2 else prompt.reshape(1, -1)
-        if ids.shape[0] != 1 or ids.shape[1] == 0 or ids.is_floating_point():
-            raise ValueError(
-                f"prompt ids must be a non-empty integer tensor of shape (T,) or (1, T), got "
-                f"{tuple(prompt.shape)} {prompt.dtype}"
-            )
-        return lm.tokenizer.decode(ids[0].tolist()), ids.to(lm.device)
-    if not isinstance(prompt, str) or not prompt:
-        raise ValueError(f"the prompt is empty: give at least one character of text (got {prompt!r})")
-    return prompt, lm.encode(prompt)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def check_probability(name: str, value: float) -> float:
-    """A threshold in ``(0, 1]`` (NaN, booleans and non-numbers refused)."""
-    if not _is_number(value) or not 0.0 < value <= 1.0:
-        raise ValueError(f"{name} must be a probability in (0, 1], got {value!r}")
-    return float(value)
-
-
-def check_count(name: str, value: int) -> int:
-    """A positive integer (a cap, a length)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
-
-
-def check_nonnegative(name: str, value: float) -> float:
-    """A finite number ``>= 0`` (a gap)."""
-    if not _is_number(value) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def check_positive(name: str, value: float) -> float:
-    """A finite number ``> 0`` (a temperature)."""
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}")
-    return value
-
-
-def check_context(lm: LoadedModel, last_position: float, what: str) -> None:
-    """Refuse, before any model work, a layout whose largest position is past the model's context."""
-    if lm.max_positions is not None and last_position >= lm.max_positions:
-        raise ValueError(
-            f"{what} reaches position {last_position:g}, past the model's context "
-            f"(max_position_embeddings = {lm.max_positions}; "
-            f"the largest usable position is {lm.max_positions - 1})"
-        )
-
-
-def select_tokens(probs: torch.Tensor, threshold: float, max_count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every token with probability ``>= threshold``, most probable first, at most ``max_count`` of them and
-    at least one (the argmax, even below the threshold). ``probs``: ``(vocab,)``. Returns ``(ids, probs)``,
-    each ``(k,)`` with ``1 <= k <= max_count``."""
-    top_p, top_i = probs.topk(min(max_count, probs.shape[-1]))
-    k = max(1, int((top_p >= threshold).sum()))
-    return top_i[:k], top_p[:k]
-
-
-def choose_next(
-    logits: torch.Tensor,
-    *,
-    sample: bool = False,
-    temperature: float = 1.0,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """One token per row of ``logits`` ``(batch, vocab)``: the argmax, or a draw from ``softmax(logits / T)``
-    with ``generator`` (seeded by the caller). Returns ``(batch,)`` int64 ids."""
-    if not sample:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(logits.device)
-
-
-def seeded_generator(seed: int) -> torch.Generator:
-    """A CPU ``torch.Generator`` seeded with ``seed`` (sampling never touches the global RNG)."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    return torch.Generator().manual_seed(seed)
-
-
-def top_tokens(lm: LoadedModel, probs: torch.Tensor, k: int) -> list[tuple[str, float]]:
-    """The ``k`` most probable tokens of ``probs`` ``(vocab,)`` as ``(text, probability)``."""
-    p, i = probs.topk(min(k, probs.shape[-1]))
-    return [(lm.token_str(t), float(v)) for t, v in zip(i.tolist(), p.tolist(), strict=True)]
+    def __init__(self, lm: LoadedModel):
+        self.lm = lm
+        self.core = DecodingCore(lm)

@@ -29,6 +29,11 @@ the argmax. With ``sample=False`` (default) the run is fully deterministic.
 Replay (``forced_sets``): feed given sets instead of selecting them (e.g. the sets of an isolated run,
 replayed in visible mode, to compare the two modes on identical tokens). Each step's ``probs`` are then the
 model's probabilities of the given members, used as the mixture weights as usual.
+
+The steps run in the shared loop (:func:`tempo_lab.generators.loop.decode`).
+
+Contents: :class:`ParallelTokenGenerator`, its result :class:`ParallelResult` of :class:`ParallelStep`,
+:func:`bracket_text`.
 """
 
 from __future__ import annotations
@@ -39,22 +44,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from tempo_lab import masks
+from tempo_lab import checks, masks
 from tempo_lab.capture import AttentionRecord, capture_attention
-from tempo_lab.generators.core import (
-    DecodingCore,
-    cache_length,
-    check_choice,
-    check_context,
-    check_count,
-    check_positive,
-    check_probability,
-    encode_prompt,
-    seeded_generator,
-    select_tokens,
-)
+from tempo_lab.generators.core import Generator
+from tempo_lab.generators.loop import Feed, decode
+from tempo_lab.generators.selection import choose_next, seeded_generator, select_tokens
 from tempo_lab.models import LoadedModel
 
 INTRASET_MODES = ("isolated", "visible")
@@ -168,12 +163,71 @@ def bracket_text(prompt: str, sets: Sequence[Sequence[str]]) -> str:
     return "".join(out)
 
 
-class ParallelTokenGenerator:
-    """TEMPO generation: sets of parallel tokens sharing one position, every member fed to the model."""
+class _SetPolicy:
+    """Select (or replay) one set per step and feed all its members at one shared position."""
 
-    def __init__(self, lm: LoadedModel):
-        self.lm = lm
-        self.core = DecodingCore(lm)
+    def __init__(self, lm: LoadedModel, prompt_len: int, first: torch.Tensor, options: dict):
+        self.lm, self.t, self.dist = lm, prompt_len, first
+        self.o = options
+        self.steps: list[ParallelStep] = []
+        self.sizes: list[int] = []
+        self.fed_ids: list[torch.Tensor] = []
+        self.fed_pos: list[torch.Tensor] = []
+        self.stop = "max_steps"
+
+    def _members(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(ids, probs)`` of this step's set, each ``(m,)``."""
+        o, dist = self.o, self.dist
+        if o["forced"] is not None:
+            members = o["forced"][step].to(dist.device)
+            return members, dist[members]
+        members, probs = select_tokens(dist, o["threshold"], o["max_set_size"])
+        if o["sample"] and float(probs[0]) < o["threshold"]:  # nothing reached it: draw the one fallback
+            logits = dist.clamp_min(1e-30).log()[None]
+            members = choose_next(logits, sample=True, temperature=o["temperature"], generator=o["generator"])
+            probs = dist[members]
+        return members, probs
+
+    def propose(self, step: int) -> Feed | None:
+        members, probs = self._members(step)
+        m, member_ids = members.shape[0], members.tolist()
+        position = float(self.t + step)
+        self.steps.append(
+            ParallelStep(
+                token_ids=member_ids,
+                tokens=[self.lm.token_str(i) for i in member_ids],
+                probs=probs.tolist(),
+                position=position,
+                slots=[],
+                distribution=self.dist,
+            )
+        )
+        eos = self.lm.tokenizer.eos_token_id
+        if eos is not None and eos in member_ids:
+            self.stop = "eos"
+            return None
+        start = self.t + sum(self.sizes)
+        self.sizes.append(m)
+        self.steps[-1].slots = list(range(start, start + m))
+        labels = masks.set_labels(self.sizes, self.t)
+        mask = masks.parallel_mask(labels, self.o["intraset"], q_len=m, dtype=self.lm.dtype)
+        self.fed_ids.append(members)
+        self.fed_pos.append(torch.full((1, m), position))
+        return Feed(members.view(1, m), self.fed_pos[-1], mask)
+
+    def accept(self, step: int, logits: torch.Tensor) -> None:
+        rows = torch.softmax(logits[0], -1)  # (m, vocab)
+        if self.o["next_dist"] == "last":
+            self.dist = rows[-1]
+            return
+        probs = torch.tensor(self.steps[-1].probs, dtype=rows.dtype, device=rows.device)
+        total = probs.sum()  # replayed members may all have underflowed to 0: weigh them equally
+        weights = probs / total if total > 0 else torch.full_like(probs, 1.0 / probs.shape[0])
+        self.dist = weights @ rows
+
+
+class ParallelTokenGenerator(Generator):
+    """TEMPO generation: sets of parallel tokens sharing one position, every member fed to the model."""
 
     def generate(
         self,
@@ -208,86 +262,42 @@ class ParallelTokenGenerator:
             forced_sets: replay these sets (token ids or one-token texts, fed in the given order) instead of
                 selecting; ``max_steps``, ``threshold`` and ``max_set_size`` then play no part.
         """
-        threshold = check_probability("threshold", threshold)
-        check_count("max_steps", max_steps)
-        check_count("max_set_size", max_set_size)
-        check_choice("intraset", intraset, INTRASET_MODES)
-        check_choice("next_dist", next_dist, NEXT_DIST_MODES)
-        temperature = check_positive("temperature", temperature)
-        generator = seeded_generator(seed)
-        forced = None if forced_sets is None else self._forced(forced_sets)
-        text, ids = encode_prompt(self.lm, prompt)
+        options = {
+            "threshold": checks.probability("threshold", threshold),
+            "max_set_size": checks.count("max_set_size", max_set_size),
+            "intraset": checks.choice("intraset", intraset, INTRASET_MODES),
+            "next_dist": checks.choice("next_dist", next_dist, NEXT_DIST_MODES),
+            "sample": sample,
+            "temperature": checks.positive("temperature", temperature),
+            "generator": seeded_generator(seed),
+            "forced": None if forced_sets is None else self._forced(forced_sets),
+        }
+        max_steps = checks.count("max_steps", max_steps)
+        text, ids = self.lm.encode_prompt(prompt)
         t = ids.shape[1]
-        n_steps = max_steps if forced is None else len(forced)
-        check_context(self.lm, t + n_steps - 1, f"a prompt of {t} tokens with {n_steps} steps")
+        n_steps = max_steps if options["forced"] is None else len(options["forced"])
+        checks.in_context(
+            f"a prompt of {t} tokens with {n_steps} steps", t + n_steps - 1, self.lm.max_positions
+        )
 
-        eos = self.lm.tokenizer.eos_token_id
-        steps: list[ParallelStep] = []
-        sizes: list[int] = []
-        fed_ids: list[torch.Tensor] = [ids[0]]
-        fed_pos: list[torch.Tensor] = []
-        stop = "max_steps"
         context = capture_attention(self.lm.model, layers=capture_layers) if capture else nullcontext()
         with context as record:
             prefix = self.core.prefill(ids)
-            fed_pos.append(prefix.positions)
-            cache = prefix.cache
-            dist = torch.softmax(prefix.next_logits, -1)
-            bar = tqdm(range(n_steps), desc="parallel tokens", disable=not progress, leave=False)
-            for k in bar:
-                if forced is not None:
-                    members = forced[k].to(dist.device)
-                    probs = dist[members]
-                else:
-                    members, probs = select_tokens(dist, threshold, max_set_size)
-                if forced is None and sample and float(probs[0]) < threshold:
-                    draw = torch.softmax(dist.clamp_min(1e-30).log() / temperature, -1)
-                    members = torch.multinomial(draw.cpu(), 1, generator=generator).to(dist.device)
-                    probs = dist[members]
-                m = members.shape[0]
-                position = float(t + k)
-                member_ids = members.tolist()
-                step = ParallelStep(
-                    token_ids=member_ids,
-                    tokens=[self.lm.token_str(i) for i in member_ids],
-                    probs=probs.tolist(),
-                    position=position,
-                    slots=[],
-                    distribution=dist,
-                )
-                steps.append(step)
-                if eos is not None and eos in member_ids:
-                    stop = "eos"
-                    break
-                start = cache_length(cache)
-                sizes.append(m)
-                mask = masks.parallel_mask(masks.set_labels(sizes, t), intraset, q_len=m, dtype=self.lm.dtype)
-                member_pos = torch.full((1, m), position)
-                logits = self.core.step(cache, members.view(1, m), member_pos, mask)[0]  # (m, vocab)
-                fed_pos.append(member_pos)
-                step.slots = list(range(start, start + m))
-                fed_ids.append(members)
-                rows = torch.softmax(logits, -1)
-                if next_dist == "mixture":
-                    total = probs.sum()  # replayed members may all have underflowed to 0: weigh them equally
-                    weights = probs / total if total > 0 else torch.full_like(probs, 1.0 / m)
-                    dist = weights @ rows
-                else:
-                    dist = rows[-1]
-            bar.close()
+            policy = _SetPolicy(self.lm, t, torch.softmax(prefix.next_logits, -1), options)
+            decode(self.core, prefix.cache, policy, n_steps, desc="parallel tokens", progress=progress)
 
         return ParallelResult(
             prompt=text,
             prompt_len=t,
             mode=intraset,
             next_dist=next_dist,
-            threshold=threshold,
-            steps=steps,
-            input_ids=torch.cat(fed_ids)[None],
-            positions=torch.cat(fed_pos, 1),
-            labels=masks.set_labels(sizes, t),
-            text=bracket_text(text, [s.tokens for s in steps]),
-            stop=stop,
+            threshold=options["threshold"],
+            steps=policy.steps,
+            input_ids=torch.cat([ids[0], *policy.fed_ids])[None],
+            positions=torch.cat([prefix.positions, *policy.fed_pos], 1),
+            labels=masks.set_labels(policy.sizes, t),
+            text=bracket_text(text, [s.tokens for s in policy.steps]),
+            stop=policy.stop,
             attention=record if capture else None,
         )
 

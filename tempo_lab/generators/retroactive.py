@@ -1,11 +1,18 @@
-"""Retroactive position assignment: one token, re-evaluated at many positions after the prompt.
+"""Retroactive position assignment: one token, re-evaluated at many positions.
 
-The prompt is prefilled once. The token is then fed at every requested position in **one batched cached
-step**: the prompt cache is branched into ``P + 1`` expanded views (no copy), each branch gets the same token
-with its own position id, and one forward pass returns every branch's next-token distribution. The extra
-branch is the *reference*: the token at position ``prompt_len`` (gap 0), against which every row's divergence
-is measured. It is always computed in the same batch, whether or not ``prompt_len`` is among the requested
-positions.
+Two questions, one mechanism. :meth:`RetroactivePositionGenerator.explore` places a *new* token after the
+prompt at many positions (gaps); :meth:`RetroactivePositionGenerator.sweep` moves the prompt's *own last*
+token along a grid of (fractional) positions. Either way the fixed prefix is prefilled once, and the token is
+fed at every position in **one batched cached step**: the prefix cache is branched into one expanded view per
+position (no copy), each branch gets the same token with its own position id, and one forward pass returns
+every branch's next-token distribution.
+
+``explore`` adds one branch: the *reference*, the token at position ``prompt_len`` (gap 0), against which
+every row's divergence is measured. It is always computed in the same batch, whether or not ``prompt_len`` is
+among the requested positions.
+
+Contents: :class:`RetroactivePositionGenerator`, its results :class:`RetroactiveResult` and
+:class:`PositionSweep`, :data:`DEFAULT_GAPS`, :data:`TOP_KEPT`.
 """
 
 from __future__ import annotations
@@ -17,18 +24,13 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from tempo_lab import masks
-from tempo_lab.generators.core import (
-    DecodingCore,
-    branch,
-    check_count,
-    check_nonnegative,
-    encode_prompt,
-    top_tokens,
-)
-from tempo_lab.models import LoadedModel
+from tempo_lab import checks, masks
+from tempo_lab.generators.core import Generator, Prefix, branch
+from tempo_lab.generators.selection import top_tokens
+from tempo_lab.metrics import divergences, entropy
 
 DEFAULT_GAPS: tuple[float, ...] = (0, 1, 2, 5, 10, 20, 50)
+TOP_KEPT = 10  # a sweep keeps the display text of this many top tokens per position
 
 
 @dataclass
@@ -58,33 +60,57 @@ class RetroactiveResult:
     def to_frame(self) -> pd.DataFrame:
         """One row per position: position, gap, top-k tokens and probabilities, tv, kl, entropy."""
         rows = []
-        entropy = -(self.probs * self.probs.clamp_min(1e-30).log()).sum(-1)
+        ent = entropy(self.probs)
         for i, (p, g) in enumerate(zip(self.positions, self.gaps, strict=True)):
             row: dict[str, object] = {"position": p, "gap": g}
             for k, (text, prob) in enumerate(self.top[i], start=1):
                 row[f"top{k}"] = text
                 row[f"p{k}"] = prob
-            row.update(tv=float(self.tv[i]), kl=float(self.kl[i]), entropy=float(entropy[i]))
+            row.update(tv=float(self.tv[i]), kl=float(self.kl[i]), entropy=float(ent[i]))
             rows.append(row)
         return pd.DataFrame(rows)
 
 
-def divergences(probs: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Total variation and ``KL(probs || reference)`` of each row of ``probs`` ``(P, vocab)`` from
-    ``reference`` ``(vocab,)``; both ``(P,)``. Zero-probability terms of ``probs`` contribute 0 to the KL;
-    rounding below 0 is clipped to 0."""
-    tv = 0.5 * (probs - reference).abs().sum(-1)
-    ratio = probs.clamp_min(1e-30).log() - reference.clamp_min(1e-30).log()
-    kl = torch.where(probs > 0, probs * ratio, torch.zeros_like(probs)).sum(-1).clamp_min(0.0)
-    return tv, kl
+@dataclass
+class PositionSweep:
+    """Next-token distributions with the prompt's last token placed at each of ``positions``.
+
+    ``prefix_len``: tokens before the moved one (at ``0..prefix_len-1``); its natural position is
+    ``prefix_len``. ``positions``: ``P`` floats, sorted, ``>= prefix_len - 1``; ``probs``: ``(P, vocab)``.
+    ``token_text``: display text of every token among the :data:`TOP_KEPT` most probable at any position.
+    """
+
+    prompt: str
+    prompt_tokens: list[str]
+    prefix_len: int
+    token_id: int
+    token: str
+    positions: list[float]
+    probs: torch.Tensor
+    token_text: dict[int, str]
+
+    @property
+    def natural(self) -> float:
+        return float(self.prefix_len)
+
+    def index(self, position: float) -> int:
+        """Row of ``position`` (matched to 1e-6); ``ValueError`` when it was not swept."""
+        for i, p in enumerate(self.positions):
+            if abs(p - position) < 1e-6:
+                return i
+        raise ValueError(
+            f"position {position} is not in the sweep ({self.positions[0]} .. {self.positions[-1]})"
+        )
+
+    def top_ids(self, k: int, position: float | None = None) -> list[int]:
+        """The ``k <= TOP_KEPT`` most probable next tokens at ``position`` (default: the natural position)."""
+        k = checks.integer_in("k", k, 1, TOP_KEPT)
+        row = self.probs[self.index(self.natural if position is None else position)]
+        return [int(i) for i in row.topk(k).indices]
 
 
-class RetroactivePositionGenerator:
-    """Re-evaluate one token at many positions after a prompt: one prefill plus one batched forward pass."""
-
-    def __init__(self, lm: LoadedModel):
-        self.lm = lm
-        self.core = DecodingCore(lm)
+class RetroactivePositionGenerator(Generator):
+    """Re-evaluate one token at many positions: one prefill plus one batched forward pass."""
 
     def resolve_positions(
         self, prompt_len: int, positions: Sequence[float] | None, gaps: Sequence[float] | None
@@ -96,39 +122,25 @@ class RetroactivePositionGenerator:
             raise ValueError(
                 "give either positions (absolute) or gaps (relative to the prompt length), not both"
             )
+        out = []
         if positions is None:
-            gaps = DEFAULT_GAPS if gaps is None else gaps
-            if isinstance(gaps, (int, float)):
-                gaps = [gaps]
-            out = [prompt_len + check_nonnegative(f"gaps[{i}]", g) for i, g in enumerate(gaps)]
+            for i, g in enumerate(checks.as_list(DEFAULT_GAPS if gaps is None else gaps)):
+                g = checks.nonnegative(f"gaps[{i}]", g)
+                out.append((f"gaps[{i}] = {g:g}", prompt_len + g))
         else:
-            if isinstance(positions, (int, float)):
-                positions = [positions]
-            out = []
-            for i, p in enumerate(positions):
-                check_nonnegative(f"positions[{i}]", p)
+            for i, p in enumerate(checks.as_list(positions)):
+                p = checks.nonnegative(f"positions[{i}]", p)
                 if p < prompt_len:
                     raise ValueError(
-                        f"positions[{i}] = {p} is inside the prompt (length {prompt_len}); the token must be "
-                        f"placed at position >= {prompt_len}"
+                        f"positions[{i}] = {p:g} is inside the prompt (length {prompt_len}); the token must "
+                        f"be placed at position >= {prompt_len}"
                     )
-                out.append(float(p))
+                out.append((f"positions[{i}] = {p:g}", p))
         if not out:
             raise ValueError("no positions to explore: give at least one position or gap")
-        limit = self.lm.max_positions
-        for i, p in enumerate(out):
-            if limit is not None and p >= limit:
-                raise ValueError(
-                    f"position {p:g} (entry {i}) is past the model's context "
-                    f"(max_position_embeddings = {limit})"
-                )
-            if not self.core.is_rotary and p != math.floor(p):
-                raise ValueError(
-                    f"position {p:g} (entry {i}) is fractional, but this model has no rotary position "
-                    "embedding (it looks positions up in a learned table), so fractional positions are "
-                    "undefined"
-                )
-        return out
+        for subject, p in out:
+            self._check_placement(subject, p)
+        return [p for _, p in out]
 
     def explore(
         self,
@@ -153,8 +165,8 @@ class RetroactivePositionGenerator:
         Cost: one prefill of the prompt and one forward pass of ``P + 1`` single-token branches over views of
         the prompt cache (the extra branch is the gap-0 reference).
         """
-        check_count("top_k", top_k)
-        text, ids = encode_prompt(self.lm, prompt)
+        top_k = checks.count("top_k", top_k)
+        text, ids = self.lm.encode_prompt(prompt)
         t = ids.shape[1]
         placed = self.resolve_positions(t, positions, gaps)
         token_id = None if token is None else self.lm.token_id(token)
@@ -162,11 +174,7 @@ class RetroactivePositionGenerator:
         prefix = self.core.prefill(ids)
         if token_id is None:
             token_id = int(prefix.next_logits.argmax())
-        n = len(placed) + 1  # the last branch is the gap-0 reference
-        pos = torch.tensor([*placed, float(t)], dtype=torch.float32).view(n, 1)
-        tok = torch.full((n, 1), token_id, dtype=torch.long, device=self.lm.device)
-        mask = masks.causal_mask(1, t + 1, dtype=self.lm.dtype)  # the same row for every branch
-        logits = self.core.step(branch(prefix.cache, n), tok, pos, mask)[:, -1]  # (n, vocab)
+        logits = self._place(prefix, token_id, [*placed, float(t)])  # the last branch is the reference
         probs = torch.softmax(logits, dim=-1)
         reference = probs[-1]
         tv, kl = divergences(probs[:-1], reference)
@@ -184,3 +192,62 @@ class RetroactivePositionGenerator:
             tv=tv,
             kl=kl,
         )
+
+    def sweep(self, prompt: str | torch.Tensor, positions: Sequence[float]) -> PositionSweep:
+        """Place the prompt's last token at each of ``positions`` and return every next-token distribution.
+
+        The first ``T - 1`` prompt tokens keep positions ``0..T-2``; the last token (naturally at ``T - 1``)
+        is fed at each position, which may be fractional and may go back as far as ``T - 2`` (onto the
+        previous token's position). Every integer neighbour ``floor(p)``, ``ceil(p)`` of a swept position is
+        added to the sweep, so divergences to them can be computed (:func:`tempo_lab.metrics.
+        neighbour_divergence`). Build a grid with :func:`tempo_lab.positions.grid`.
+
+        Cost: one prefill of the first ``T - 1`` tokens and one forward pass of ``P`` single-token branches
+        over views of that cache. Needs a prompt of at least two tokens, and a rotary model for fractional
+        positions.
+        """
+        text, ids = self.lm.encode_prompt(prompt)
+        t = ids.shape[1]
+        if t < 2:
+            raise ValueError(f"the prompt {text!r} has {t} token; the sweep moves the last of two or more")
+        wanted: set[float] = set()
+        for i, p in enumerate(checks.as_list(positions)):
+            p = checks.number(f"positions[{i}]", p)
+            if p < t - 2:
+                raise ValueError(
+                    f"positions[{i}] = {p:g} precedes position {t - 2} of the token before it; the moved "
+                    "token may go back at most onto that position"
+                )
+            checks.in_context(f"positions[{i}] = {p:g}", math.ceil(p), self.lm.max_positions)
+            checks.integral_unless_rotary(f"positions[{i}] = {p:g}", p, self.core.is_rotary)
+            wanted.update({round(p, 6), float(math.floor(p)), float(math.ceil(p))})
+        if not wanted:
+            raise ValueError("give at least one position")
+        placed = sorted(wanted)
+
+        prefix = self.core.prefill(ids[:, :-1])
+        probs = torch.softmax(self._place(prefix, int(ids[0, -1]), placed).float(), dim=-1).cpu()
+        kept = sorted({int(i) for i in probs.topk(min(TOP_KEPT, probs.shape[-1]), dim=-1).indices.flatten()})
+        return PositionSweep(
+            prompt=text,
+            prompt_tokens=[self.lm.token_str(i) for i in ids[0].tolist()],
+            prefix_len=t - 1,
+            token_id=int(ids[0, -1]),
+            token=self.lm.token_str(int(ids[0, -1])),
+            positions=placed,
+            probs=probs,
+            token_text={i: self.lm.token_str(i) for i in kept},
+        )
+
+    def _check_placement(self, subject: str, position: float) -> None:
+        checks.in_context(subject, position, self.lm.max_positions)
+        checks.integral_unless_rotary(subject, position, self.core.is_rotary)
+
+    def _place(self, prefix: Prefix, token_id: int, placed: list[float]) -> torch.Tensor:
+        """Logits ``(P, vocab)`` after ``token_id`` fed at each of the ``P`` positions right after ``prefix``,
+        as one cached step over ``P`` branches of its cache (the prefix cache is left as it was)."""
+        n = len(placed)
+        pos = torch.tensor(placed, dtype=torch.float32).view(n, 1)
+        tok = torch.full((n, 1), token_id, dtype=torch.long, device=self.lm.device)
+        mask = masks.causal_mask(1, prefix.length + 1, dtype=self.lm.dtype)  # the same row for every branch
+        return self.core.step(branch(prefix.cache, n), tok, pos, mask)[:, -1]

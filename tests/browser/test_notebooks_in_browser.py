@@ -56,57 +56,58 @@ def _scratch(p: dict[str, Any]) -> View:
 
 
 def _nb01(p: dict[str, Any]) -> View:
-    from tempo_lab import load_model, widgets
+    from tempo_lab import load_model, views
     from tempo_lab.probe import gap_probe
 
     frame = gap_probe(load_model(p["model_name"]), p["prompt"], p["token"], p["gaps"])
-    return widgets.gap_dropout_view(frame)
+    return views.gap_dropout_view(frame)
 
 
 def _nb02(p: dict[str, Any]) -> View:
-    from tempo_lab import analysis, load_model, widgets
+    from tempo_lab import load_model, positions, views
+    from tempo_lab.generators import RetroactivePositionGenerator
 
-    positions = analysis.sweep_positions(p["start"], p["stop"], p["step"])
-    sweep = analysis.position_sweep(load_model(p["model_name"]), p["prompt"], positions)
-    return widgets.decimal_position_view(sweep)
+    grid = positions.grid(p["start"], p["stop"], p["step"])
+    sweep = RetroactivePositionGenerator(load_model(p["model_name"])).sweep(p["prompt"], grid)
+    return views.decimal_position_view(sweep)
 
 
 def _nb03(p: dict[str, Any]) -> View:
-    from tempo_lab import analysis, load_model, widgets
+    from tempo_lab import load_model, tables, views
     from tempo_lab.generators import RetroactivePositionGenerator
 
     lm = load_model(p["model_name"])
     gaps = list(range(0, p["max_gap"] + 1, p["gap_step"]))
     gen = RetroactivePositionGenerator(lm)
     sweep = gen.explore(p["prompt"], gaps=gaps, token=p["token"], top_k=p["top_k"])
-    return widgets.retroactive_view(analysis.retro_heat_table(lm, sweep, p["top_k"]))
+    return views.retroactive_view(tables.retro_heat_table(lm, sweep, p["top_k"]))
 
 
 def _nb04(p: dict[str, Any]) -> View:
-    from tempo_lab import analysis, load_model, widgets
+    from tempo_lab import experiments, load_model, views
 
     thresholds = sorted(set(p["thresholds"]) | {p["threshold"]})
-    pairs = analysis.parallel_pairs(load_model(p["model_name"]), p["prompt"], thresholds,
-                                    max_steps=p["max_steps"], max_set_size=p["max_set_size"])
-    return widgets.parallel_attention_view(pairs)
+    pairs = experiments.parallel_pairs(load_model(p["model_name"]), p["prompt"], thresholds,
+                                       max_steps=p["max_steps"], max_set_size=p["max_set_size"])
+    return views.parallel_attention_view(pairs)
 
 
 def _nb05(p: dict[str, Any]) -> View:
-    from tempo_lab import analysis, load_model, widgets
+    from tempo_lab import experiments, load_model, views
 
     lm = load_model(p["model_name"])
-    runs = analysis.compressed_runs(lm, p["prompt"], p["gaps"], threshold=p["threshold"],
-                                    max_candidates=p["max_candidates"], path_length=p["path_length"])
-    return widgets.compressed_view(runs)
+    runs = experiments.compressed_runs(lm, p["prompt"], p["gaps"], threshold=p["threshold"],
+                                       max_candidates=p["max_candidates"], path_length=p["path_length"])
+    return views.compressed_view(runs)
 
 
 SCRATCH = Recipe("make_view(start)", _scratch)
 RECIPES: dict[str, Recipe] = {
-    "01_gap_attention_dropout": Recipe("widgets.gap_dropout_view(frame)", _nb01),
-    "02_decimal_positions": Recipe("widgets.decimal_position_view(sweep)", _nb02),
-    "03_retroactive_exploration": Recipe("widgets.retroactive_view(heat)", _nb03),
-    "04_isolated_vs_visible_attention": Recipe("widgets.parallel_attention_view(pairs)", _nb04),
-    "05_compressed_thoughts": Recipe("widgets.compressed_view(runs)", _nb05),
+    "01_gap_attention_dropout": Recipe("views.gap_dropout_view(frame)", _nb01),
+    "02_decimal_positions": Recipe("views.decimal_position_view(sweep)", _nb02),
+    "03_retroactive_exploration": Recipe("views.retroactive_view(heat)", _nb03),
+    "04_isolated_vs_visible_attention": Recipe("views.parallel_attention_view(pairs)", _nb04),
+    "05_compressed_thoughts": Recipe("views.compressed_view(runs)", _nb05),
 }
 
 

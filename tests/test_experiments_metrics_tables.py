@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from tempo_lab import analysis, timing
+from tempo_lab import experiments, metrics, notebook, probe, reference, tables, timing
 from tempo_lab import positions as pos
-from tempo_lab.generators import CompressedThoughtGenerator, DecodingCore, RetroactivePositionGenerator
+from tempo_lab.generators import CompressedThoughtGenerator, RetroactivePositionGenerator
+from tempo_lab.generators.retroactive import TOP_KEPT
 from tempo_lab.probe import gap_probe
 
 PROMPT = "The cat sat"
@@ -20,15 +21,14 @@ PROMPT = "The cat sat"
 
 def full_next_probs(lm, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """Next-token probabilities of a whole sequence by one uncached pass with an explicit causal mask."""
-    core = DecodingCore(lm)
-    return torch.softmax(core.full(ids, positions)[0, -1], -1)
+    return torch.softmax(reference.next_logits(lm, ids, positions), -1)
 
 
 # --- key numbers ---
 
 
 def test_key_numbers_prints_json_with_rounded_native_values(capsys):
-    analysis.key_numbers(
+    notebook.print_key_numbers(
         {"a": np.float32(0.123456), "b": [np.int64(3), 1.0e-7], "c": {"x": -0.00001}, "d": "t"}
     )
     out = json.loads(capsys.readouterr().out)
@@ -40,21 +40,21 @@ def test_key_numbers_prints_json_with_rounded_native_values(capsys):
 
 
 def test_sweep_positions_includes_stop_and_rejects_bad_ranges():
-    assert analysis.sweep_positions(1, 2, 0.25) == [1.0, 1.25, 1.5, 1.75, 2.0]
-    assert analysis.sweep_positions(3.0, 6.0, 0.1)[-1] == 6.0
-    assert len(analysis.sweep_positions(3.0, 6.0, 0.1)) == 31
+    assert pos.grid(1, 2, 0.25) == [1.0, 1.25, 1.5, 1.75, 2.0]
+    assert pos.grid(3.0, 6.0, 0.1)[-1] == 6.0
+    assert len(pos.grid(3.0, 6.0, 0.1)) == 31
     with pytest.raises(ValueError, match="step"):
-        analysis.sweep_positions(0, 1, 0)
+        pos.grid(0, 1, 0)
     with pytest.raises(ValueError, match="stop"):
-        analysis.sweep_positions(2, 1, 0.1)
+        pos.grid(2, 1, 0.1)
     with pytest.raises(ValueError, match="start"):
-        analysis.sweep_positions(float("nan"), 1, 0.1)
+        pos.grid(float("nan"), 1, 0.1)
 
 
 def test_position_sweep_matches_full_recomputation_at_every_position(tiny):
     ids = tiny.encode(PROMPT)
     t = ids.shape[1]
-    sweep = analysis.position_sweep(tiny, PROMPT, [t - 2 + 0.5, t - 1 + 0.25, t + 1.5])
+    sweep = RetroactivePositionGenerator(tiny).sweep(PROMPT, [t - 2 + 0.5, t - 1 + 0.25, t + 1.5])
     # the integer neighbours are added
     assert {float(t - 2), float(t - 1), float(t), float(t + 1), float(t + 2)} <= set(sweep.positions)
     assert sweep.natural == t - 1 and sweep.token_id == int(ids[0, -1])
@@ -71,24 +71,24 @@ def test_position_sweep_matches_full_recomputation_at_every_position(tiny):
 def test_position_sweep_rejects_bad_input_before_model_work(tiny):
     t = tiny.encode(PROMPT).shape[1]
     with pytest.raises(ValueError, match="precedes"):
-        analysis.position_sweep(tiny, PROMPT, [t - 2.5])
+        RetroactivePositionGenerator(tiny).sweep(PROMPT, [t - 2.5])
     with pytest.raises(ValueError, match="finite"):
-        analysis.position_sweep(tiny, PROMPT, [float("inf")])
+        RetroactivePositionGenerator(tiny).sweep(PROMPT, [float("inf")])
     with pytest.raises(ValueError, match="two"):
-        analysis.position_sweep(tiny, "a", [0.5])
+        RetroactivePositionGenerator(tiny).sweep("a", [0.5])
     with pytest.raises(ValueError, match="context"):
-        analysis.position_sweep(tiny, PROMPT, [10_000.5])
+        RetroactivePositionGenerator(tiny).sweep(PROMPT, [10_000.5])
 
 
 def test_position_sweep_refuses_fractional_positions_without_rotary(tiny_gpt2):
     with pytest.raises(ValueError, match="fractional"):
-        analysis.position_sweep(tiny_gpt2, PROMPT, [10.5])
+        RetroactivePositionGenerator(tiny_gpt2).sweep(PROMPT, [10.5])
 
 
 def test_neighbour_divergence_and_curves_agree_with_the_distributions(tiny):
     t = tiny.encode(PROMPT).shape[1]
-    sweep = analysis.position_sweep(tiny, PROMPT, analysis.sweep_positions(t - 1, t + 1, 0.5))
-    div = analysis.neighbour_divergence(sweep)
+    sweep = RetroactivePositionGenerator(tiny).sweep(PROMPT, pos.grid(t - 1, t + 1, 0.5))
+    div = metrics.neighbour_divergence(sweep)
     probs = sweep.probs.double()
     for row in div.itertuples():
         p = probs[sweep.index(row.position)]
@@ -102,29 +102,29 @@ def test_neighbour_divergence_and_curves_agree_with_the_distributions(tiny):
     frac = div[div["floor"] != div["ceil"]]
     assert (frac["tv_floor"] > 0).all() and (frac["tv_ceil"] > 0).all()  # a fractional position is new
 
-    curves = analysis.top_token_curves(sweep, 3)
+    curves = tables.top_token_curves(sweep, 3)
     nat_ids = probs[sweep.index(sweep.natural)].topk(3).indices.tolist()
     assert list(curves.columns) == [repr(tiny.token_str(i)) for i in nat_ids]
     np.testing.assert_allclose(curves.to_numpy(), probs[:, nat_ids].numpy())
 
-    table = analysis.compare_positions(sweep, [sweep.natural, sweep.natural + 0.5], 3)
+    table = tables.compare_positions(sweep, [sweep.natural, sweep.natural + 0.5], 3)
     assert table.loc["max |diff| vs natural", f"{sweep.natural:g}"] == 0.0
     expected = float(
         (probs[sweep.index(sweep.natural + 0.5)] - probs[sweep.index(sweep.natural)]).abs().max()
     )
     assert table.loc["max |diff| vs natural", f"{sweep.natural + 0.5:g}"] == pytest.approx(expected)
     with pytest.raises(ValueError, match="k must"):
-        sweep.top_ids(analysis.TOP_KEPT + 1)
+        sweep.top_ids(TOP_KEPT + 1)
 
 
 # --- notebook 01 helpers ---
 
 
 def test_packed_split_evidence_shows_the_token_alone_after_a_gap(tiny):
-    at_zero = analysis.packed_split_evidence(tiny, PROMPT, "!", 0)
+    at_zero = probe.packed_split_evidence(tiny, PROMPT, "!", 0)
     assert at_zero["segments"] is None
     assert at_zero["logit_diff_vs_explicit_mask"] == 0.0  # no gap: no detection, same as the explicit mask
-    gapped = analysis.packed_split_evidence(tiny, PROMPT, "!", 3)
+    gapped = probe.packed_split_evidence(tiny, PROMPT, "!", 3)
     t = len(tiny.encode(PROMPT)[0])
     assert gapped["segments"] == [0] * t + [1]
     assert gapped["positions"][-1] == t + 3
@@ -134,7 +134,7 @@ def test_packed_split_evidence_shows_the_token_alone_after_a_gap(tiny):
 
 def test_top_token_table_formats_the_probe(tiny):
     frame = gap_probe(tiny, PROMPT, "!", [0, 2], top_k=3)
-    table = analysis.top_token_table(frame)
+    table = tables.top_token_table(frame)
     assert list(table.index) == [0, 2]
     row = frame[(frame["strategy"] == "additive_4d") & (frame["gap"] == 2)].iloc[0]
     assert table.loc[2, "additive_4d"] == f"{row.top1!r} {row.p1:.4f}"
@@ -145,7 +145,7 @@ def test_top_token_table_formats_the_probe(tiny):
 
 def test_retro_heat_table_tracks_top_tokens_with_their_probabilities(tiny):
     res = RetroactivePositionGenerator(tiny).explore(PROMPT, gaps=list(range(0, 40, 4)), token="!")
-    table = analysis.retro_heat_table(tiny, res, 3)
+    table = tables.retro_heat_table(tiny, res, 3)
     assert list(table.columns) == list(range(0, 40, 4))
     top1 = [tiny.token_str(int(i)) for i in res.probs.argmax(-1)]
     assert table.attrs["top1"] == top1
@@ -154,7 +154,7 @@ def test_retro_heat_table_tracks_top_tokens_with_their_probabilities(tiny):
     for label, tid in zip(table.index, table.attrs["token_ids"], strict=True):
         assert label.startswith(repr(tiny.token_str(tid)))
         np.testing.assert_allclose(table.loc[label].to_numpy(), res.probs[:, tid].double().numpy())
-    changes = analysis.top1_changes(table)
+    changes = metrics.top1_changes(table)
     assert changes[0] == (0, top1[0])
     assert all(top1[list(table.columns).index(g)] == tok for g, tok in changes)
     assert len(changes) == 1 + sum(a != b for a, b in zip(top1, top1[1:], strict=False))
@@ -165,7 +165,7 @@ def test_retro_heat_table_tracks_top_tokens_with_their_probabilities(tiny):
 
 @pytest.fixture(scope="module")
 def pairs(tiny):
-    return analysis.parallel_pairs(tiny, "ab", [0.02, 0.05], max_steps=6, max_set_size=3)
+    return experiments.parallel_pairs(tiny, "ab", [0.02, 0.05], max_steps=6, max_set_size=3)
 
 
 def test_parallel_pairs_replay_shares_the_isolated_layout(pairs):
@@ -187,7 +187,7 @@ def test_parallel_pairs_replay_shares_the_isolated_layout(pairs):
 def test_later_mass_and_isolation_inside_sets(pairs):
     for pair in pairs.values():
         iso, vis = pair.isolated.attention_map(), pair.replay.attention_map()
-        spans = analysis.set_spans(pair.isolated)
+        spans = metrics.set_spans(pair.isolated)
         assert spans == [(k, s.slots[0], s.slots[-1] + 1) for k, s in enumerate(pair.isolated.steps) if s.fed]
         for _, a, b in spans:
             for q in range(a, b):
@@ -196,7 +196,7 @@ def test_later_mass_and_isolation_inside_sets(pairs):
                         assert float(iso[q, k]) == 0.0  # isolated members never see each other
                     if k < q:
                         assert float(vis[q, k]) > 0.0  # visible members see earlier members
-        table = analysis.mode_mass_table(pair)
+        table = tables.mode_mass_table(pair)
         n = iso.shape[0]
         later = [(k, a, b) for k, a, b in spans if b < n]
         assert list(table["step"]) == [k for k, _, _ in later]
@@ -210,7 +210,7 @@ def test_later_mass_and_isolation_inside_sets(pairs):
 
 def test_mode_sets_table_compares_the_free_runs(pairs):
     pair = pairs[0.05]
-    table = analysis.mode_sets_table(pair)
+    table = tables.mode_sets_table(pair)
     assert len(table) == max(len(pair.isolated.steps), len(pair.visible.steps))
     for row, a, b in zip(table.to_dict("records"), pair.isolated.steps, pair.visible.steps, strict=False):
         assert row["same set"] == (sorted(a.token_ids) == sorted(b.token_ids))
@@ -222,24 +222,24 @@ def test_mode_sets_table_compares_the_free_runs(pairs):
 
 
 def test_compressed_runs_share_candidates_and_cut_paths_like_real_runs(tiny):
-    runs = analysis.compressed_runs(tiny, PROMPT, [0, 7], threshold=0.01, max_candidates=4, path_length=6)
+    runs = experiments.compressed_runs(tiny, PROMPT, [0, 7], threshold=0.01, max_candidates=4, path_length=6)
     assert list(runs) == [0, 7]
     assert [c.token_id for c in runs[0].candidates] == [c.token_id for c in runs[7].candidates]
     gen = CompressedThoughtGenerator(tiny)
     probs = sorted(c.prob for c in runs[7].candidates)
     higher = (probs[0] + probs[1]) / 2 if len(probs) > 1 else probs[0]
-    cut = analysis.visible_paths(runs[7], higher, 3)
+    cut = runs[7].paths_within(higher, 3)
     real = gen.generate(PROMPT, gap=7, threshold=higher, max_candidates=4, path_length=3, progress=False)
     assert [p.token_ids for p in cut] == [p.token_ids for p in real.paths]
     assert [p.positions for p in cut] == [p.positions for p in real.paths]
     np.testing.assert_allclose([p.step_probs for p in cut], [p.step_probs for p in real.paths], atol=1e-5)
 
-    table = analysis.paths_table(runs)
+    table = tables.paths_table(runs)
     assert len(table) == 2 * len(runs[0].paths)
     assert set(table["gap"]) == {0, 7}
     assert table.iloc[0]["path"] == repr(runs[0].paths[0].text)
 
-    agree = analysis.path_agreement(runs)
+    agree = metrics.path_agreement(runs)
     assert (agree["same@0"] == 1.0).all() and agree["differs from@0"].isna().all()
     assert str(agree["differs from@7"].dtype) == "Int64"
     for k, row in enumerate(agree.to_dict("records")):
@@ -254,13 +254,13 @@ def test_compressed_runs_share_candidates_and_cut_paths_like_real_runs(tiny):
 
 def test_naive_baselines_equal_the_generators(tiny):
     res = RetroactivePositionGenerator(tiny).explore(PROMPT, gaps=[0, 3, 9], token="!")
-    naive = timing.retroactive_naive(tiny, PROMPT, res.token_id, res.gaps)
+    naive = reference.retroactive_naive(tiny, PROMPT, res.token_id, res.gaps)
     torch.testing.assert_close(naive, res.logits, atol=1e-4, rtol=1e-4)
 
     comp = CompressedThoughtGenerator(tiny).generate(
         PROMPT, gap=5, threshold=0.01, max_candidates=3, path_length=4, progress=False
     )
-    seq = timing.compressed_naive(tiny, PROMPT, [c.token_id for c in comp.candidates], 5, 4)
+    seq = reference.compressed_naive(tiny, PROMPT, [c.token_id for c in comp.candidates], 5, 4)
     assert seq == [p.token_ids for p in comp.paths]
 
 
@@ -273,9 +273,9 @@ def test_side_by_side_calls_each_function_and_reports_medians():
 
         return fn
 
-    seconds = timing.side_by_side({"a": count("a"), "b": count("b")}, repeats=3)
+    seconds = timing.side_by_side({"a": count("a"), "b": count("b")}, repeats=3).medians
     assert calls == {"a": 4, "b": 4} and set(seconds) == {"a", "b"} and all(s >= 0 for s in seconds.values())
-    timing.side_by_side({"a": count("a")}, repeats=2, warmup=False)
+    timing.side_by_side({"a": count("a")}, repeats=2, warm_up=False)
     assert calls["a"] == 6
     with pytest.raises(ValueError, match="repeats"):
         timing.side_by_side({"a": count("a")}, repeats=0)
@@ -284,12 +284,12 @@ def test_side_by_side_calls_each_function_and_reports_medians():
 
 
 def test_mode_texts_table(pairs):
-    table = analysis.mode_texts_table(pairs)
+    table = tables.mode_texts_table(pairs)
     assert list(table["threshold"]) == list(pairs)
     for row, pair in zip(table.to_dict("records"), pairs.values(), strict=True):
         assert row["isolated"] == pair.isolated.text and row["visible"] == pair.visible.text
         assert row["identical"] == (pair.isolated.text == pair.visible.text)
-        sets = analysis.mode_sets_table(pair)
+        sets = tables.mode_sets_table(pair)
         differing = sets[~sets["same set"]]["step"]
         if len(differing):
             assert row["first differing step"] == differing.iloc[0]
