@@ -24,6 +24,9 @@ class AttentionRecord:
     ``passes[k][i]`` is the ``(batch, heads, q, kv)`` tensor of the ``i``-th selected layer during the
     ``k``-th forward pass of the model (a prefill, then one per cached step). ``layers`` are the selected
     layer indices, ``heads`` the selected head indices (``None`` = all).
+
+    On a sliding-window layer of a cached pass, ``kv`` counts only the keys that layer's cache holds: the
+    *last* ``kv`` slots. :meth:`stacked` aligns every layer to the full width of the pass.
     """
 
     layers: list[int]
@@ -37,9 +40,15 @@ class AttentionRecord:
             raise RuntimeError("no forward pass was recorded inside the capture_attention block")
         return self.passes[-1]
 
-    def stacked(self, pass_index: int = -1) -> torch.Tensor:
-        """One pass as a single tensor ``(layers, batch, heads, q, kv)``."""
-        return torch.stack(self.passes[pass_index])
+    def stacked(self, pass_index: int = -1, width: int | None = None) -> torch.Tensor:
+        """One pass as a single tensor ``(layers, batch, heads, q, kv)``.
+
+        ``kv`` is ``width`` (the slots in the cache after the pass) or, by default, the widest layer's; a
+        layer that holds fewer keys (a sliding window) is right-aligned, with zeros on the slots it cannot
+        see. Give ``width`` when every layer slides (Mistral): no layer then spans the whole pass."""
+        weights = self.passes[pass_index]
+        kv = width if width is not None else max(w.shape[-1] for w in weights)
+        return torch.stack([torch.nn.functional.pad(w, (kv - w.shape[-1], 0)) for w in weights])
 
     def mass(self, keys: slice | Sequence[int], query: int = -1, pass_index: int = -1) -> torch.Tensor:
         """Attention mass of query row ``query`` on the key slots ``keys``, ``(layers, batch, heads)``."""

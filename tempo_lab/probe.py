@@ -33,8 +33,9 @@ import torch
 from tempo_lab import checks, masks
 from tempo_lab import positions as pos
 from tempo_lab.capture import AttentionRecord, capture_attention
+from tempo_lab.families import family_of
 from tempo_lab.labels import plain_number
-from tempo_lab.models import LoadedModel
+from tempo_lab.models import LoadedModel, evaluating
 
 STRATEGIES: tuple[str, ...] = ("default_no_cache", "default_cache", "ones_2d", "additive_4d")
 
@@ -109,6 +110,9 @@ def strategy_forward(
             f"position_ids {tuple(position_ids.shape)} must match input_ids {tuple(input_ids.shape)}"
         )
     pos.validate(position_ids, max_positions=lm.max_positions, strict_context=True)
+    family = family_of(lm.model)
+    family.check_attention()
+    family.check_positions(position_ids)
     model_positions = pos.as_model_positions(position_ids, lm.is_rotary).to(lm.device)
     b, n = input_ids.shape
     kwargs: dict = {"input_ids": input_ids.to(lm.device), "position_ids": model_positions}
@@ -120,10 +124,11 @@ def strategy_forward(
         kwargs["attention_mask"] = torch.ones(b, n, dtype=torch.long, device=lm.device)
         kwargs["use_cache"] = False
     else:  # additive_4d
-        kwargs["attention_mask"] = masks.causal_mask(n, dtype=lm.dtype, batch=b, device=lm.device)
+        causal = masks.causal_mask(n, dtype=lm.dtype, batch=b, device=lm.device)
+        kwargs["attention_mask"] = family.layer_masks(causal)  # sliding layers get their window
         kwargs["use_cache"] = False
     record = None
-    with torch.no_grad():
+    with torch.no_grad(), evaluating(lm.model):
         if capture:
             with capture_attention(lm.model) as record:
                 out = lm.model(**kwargs)

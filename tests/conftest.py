@@ -8,10 +8,16 @@ Tests must leave these models as they found them (eval mode, same attention impl
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from tempo_lab import load_model
-from tempo_lab.models import LoadedModel, tiny_random
+# Nothing in the tests may reach a model hub: fail at once instead of retrying a network that is not there.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from tempo_lab import load_model  # noqa: E402
+from tempo_lab.models import LoadedModel
+from tempo_lab.tiny import tiny_random
 
 
 @pytest.fixture(scope="session")

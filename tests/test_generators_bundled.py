@@ -58,3 +58,30 @@ def test_parallel_steps_equal_full_recomputation(bundled, intraset):
     for step, ref in zip(res.steps, expected, strict=True):
         torch.testing.assert_close(step.distribution, ref, atol=1e-5, rtol=0)
     assert res.text.startswith("The cat") and "[" in res.text and "/" in res.text
+
+
+def test_bf16_agrees_with_fp32_within_the_stated_noise_floor(bundled):
+    """README.md states the bf16 noise floor (benchmarks/precision.py): next-token distributions within
+    TV 0.05, prompt mass within 0.005, the same TEMPO sets."""
+    from tempo_lab import load_model
+    from tempo_lab.probe import gap_probe
+
+    half = load_model(dtype=torch.bfloat16)
+    tv_max, mass_max = 0.05, 0.005
+    a, b = (
+        RetroactivePositionGenerator(m).explore("Once upon a time", gaps=[0, 0.5, 6, 46, 96], token=",")
+        for m in (bundled, half)
+    )
+    assert float((0.5 * (a.probs - b.probs).abs().sum(-1)).max()) <= tv_max
+    ma, mb = (gap_probe(m, "Once upon a time,", " there", [0, 5, 20])["prompt_mass"] for m in (bundled, half))
+    assert float((ma - mb).abs().max()) <= mass_max
+    sa, sb = (
+        [
+            s.token_ids
+            for s in ParallelTokenGenerator(m)
+            .generate("The cat sat on the", max_steps=10, progress=False)
+            .steps
+        ]
+        for m in (bundled, half)
+    )
+    assert sa == sb

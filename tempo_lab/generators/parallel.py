@@ -135,13 +135,12 @@ class ParallelResult:
         n = self.input_ids.shape[1]
         out = torch.zeros(n, n)
         row = 0
-        for layers in self.attention.passes:
-            w = torch.stack(layers).float()  # (layers, 1, heads, q, kv)
+        for k, layers in enumerate(self.attention.passes):
+            q = layers[0].shape[-2]
+            w = self.attention.stacked(k, width=row + q).float()  # (layers, 1, heads, q, slots so far)
             w = w[layer : layer + 1] if layer is not None else w
             w = w[:, :, head : head + 1] if head is not None else w
-            w = w.mean(dim=(0, 1, 2))  # (q, kv)
-            q, kv = w.shape
-            out[row : row + q, :kv] = w
+            out[row : row + q, : row + q] = w.mean(dim=(0, 1, 2))
             row += q
         return out
 

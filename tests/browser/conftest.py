@@ -81,7 +81,7 @@ def write_scratch_notebook(folder: Path) -> None:
 @pytest.fixture(scope="session")
 def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     """``jupyter lab`` serving a temporary copy of notebooks/ (plus the scratch notebook); always stopped."""
-    from tempo_lab.models import cache_dir
+    from tempo_lab.bundled import cache_dir
 
     base = tmp_path_factory.mktemp("lab")
     root = base / "notebooks"

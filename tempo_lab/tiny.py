@@ -1,0 +1,90 @@
+"""Tiny random models of any family, for tests: seeded weights and a byte-level tokenizer, no files.
+
+Contents: :func:`tiny_random`, :func:`byte_tokenizer`, :data:`SMALL`, :data:`TINY_CONFIGS`, :data:`TINY_NAME`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from tempo_lab.models import LoadedModel
+
+TINY_NAME = "tiny-random"
+
+
+def byte_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer with 256 byte tokens plus ``<eos>`` (id 256): no files, no training."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    alphabet = ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet, key=lambda c: ord(c)))}
+    vocab["<eos>"] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
+
+
+# Small configs: SMALL for any family with the usual field names, TINY_CONFIGS where a family differs. Every
+# field can be overridden in :func:`tiny_random`.
+SMALL: dict[str, Any] = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 8,
+    "max_position_embeddings": 256,
+}
+TINY_CONFIGS: dict[str, dict[str, Any]] = {
+    "llama": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 512,
+        "initializer_range": 0.2,
+        "bos_token_id": None,
+        "tie_word_embeddings": False,
+    },
+    "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 256},
+}
+
+
+def tiny_random(
+    model_type: str = "llama",
+    *,
+    seed: int = 0,
+    attn_implementation: str = "eager",
+    name: str | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    **overrides: Any,
+) -> LoadedModel:
+    """A small model of family ``model_type`` with seeded random weights.
+
+    The config is ``AutoConfig.for_model(model_type, **TINY_CONFIGS.get(model_type, SMALL), **overrides)``
+    (an override of ``None`` drops a field) with the vocabulary and end-of-sequence token of ``tokenizer``
+    (default: :func:`byte_tokenizer`; the bundled model's tokenizer makes a tiny model that the notebooks'
+    default prompts suit). The default, a 2-layer Llama (RoPE, grouped-query attention) drawn with a
+    larger-than-usual init so next-token distributions are peaked enough for thresholds to select several
+    tokens, builds in a fraction of a second. The global RNG is untouched.
+    """
+    tokenizer = tokenizer or byte_tokenizer()
+    eos = tokenizer.eos_token_id
+    fields = {"bos_token_id": eos, **TINY_CONFIGS.get(model_type, SMALL), **overrides}
+    fields = {k: v for k, v in fields.items() if v is not None or k == "bos_token_id"}
+    config = AutoConfig.for_model(
+        model_type, vocab_size=len(tokenizer), eos_token_id=eos, pad_token_id=eos, **fields
+    )
+    config._attn_implementation = attn_implementation
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config)
+    model.eval()
+    default_name = TINY_NAME if model_type == "llama" else f"tiny-{model_type}"
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name or default_name)
