@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.tempo_lab-installed
 ARGS   ?=
 
-.PHONY: setup run test unit lab bench notebooks clean
+.PHONY: setup run test unit lab explore bench notebooks clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -34,6 +34,10 @@ unit: setup
 ## Open the series in JupyterLab.
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
+
+## Open the live explorer (type a prompt, move a token) in JupyterLab.
+explore: setup
+	$(VENV)/bin/jupyter lab notebooks/explore.ipynb
 
 ## Side-by-side timings against the naive baselines (ratios), written to benchmarks/results.json.
 bench: setup

@@ -13,6 +13,7 @@ The package, one module per concept:
   (measurements on results), tables (display tables), labels (values as people read them);
 - plots (figures), widgets (sliders around pure render functions) and views (one per notebook), notebook
   (set-up and key numbers), timing (the side-by-side timer);
+- live/: model-backed explorers and the dashboard (:func:`explore`);
 - execution (one notebook under papermill), runner (the series), cli (``tempo-lab``).
 """
 
@@ -20,10 +21,22 @@ from tempo_lab import masks, positions
 from tempo_lab.capture import AttentionRecord, capture_attention, span_mass
 from tempo_lab.models import LoadedModel, load_model
 
+
+def explore(lm: LoadedModel, only: str | None = None, **values):
+    """The live dashboard in JupyterLab: type a prompt, move a token, watch the model answer.
+
+    One tab per phenomenon, or the one explorer named ``only``; see :func:`tempo_lab.live.explore`.
+    """
+    from tempo_lab.live import explore as live_explore  # ipywidgets and the generators load on first use
+
+    return live_explore(lm, only, **values)
+
+
 __all__ = [
     "AttentionRecord",
     "LoadedModel",
     "capture_attention",
+    "explore",
     "load_model",
     "masks",
     "positions",

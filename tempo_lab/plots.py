@@ -33,6 +33,15 @@ def figure(width: float = 8.0, height: float = 4.0) -> Figure:
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
+def live_figure(width: float, height: float, columns: int = 1, **grid) -> tuple[Figure, list[Axes]]:
+    """A figure for a live view: fixed margins instead of constrained layout, which alone costs ~0.15 s of a
+    slider move's redraw on a 2-core CPU. Returns the figure and its ``columns`` axes in one row."""
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    axes = fig.subplots(1, columns, squeeze=False, **grid)[0]
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.2, top=0.88, wspace=0.3)
+    return fig, list(axes)
+
+
 def figure_with_axes(width: float = 8.0, height: float = 4.0) -> tuple[Figure, Axes]:
     """A fresh :func:`figure` with one axes."""
     fig = figure(width, height)
@@ -45,6 +54,22 @@ def save(fig: Figure, fig_dir: str | Path, name: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, metadata={"Software": None})
     return path
+
+
+def paired_bars(
+    ax: Axes, tokens: Sequence[str], rows: Sequence[Sequence[float]], labels: Sequence[str], title: str
+) -> None:
+    """Grouped bars: the probability of each token (x axis) under each row's distribution (one colour per
+    row, named by ``labels``)."""
+    x = np.arange(len(tokens))
+    width = 0.8 / max(1, len(rows))
+    for k, (row, label) in enumerate(zip(rows, labels, strict=True)):
+        ax.bar(x + (k - (len(rows) - 1) / 2) * width, row, width, label=label)
+    ax.set_xticks(x, [token_label(t) for t in tokens], fontsize=8)
+    ax.set_xlabel("next token")
+    ax.set_ylabel("probability")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
 
 
 # --- 01: the gap attention dropout ---

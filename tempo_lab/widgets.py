@@ -30,8 +30,10 @@ class Rendered:
 
 @dataclass
 class Control:
-    """One slider. ``options`` makes a selection slider; otherwise ``lo``/``hi``/``step`` make an int or float
-    slider (int when all three and ``value`` are ints)."""
+    """One control. ``kind="slider"``: ``options`` makes a selection slider, otherwise ``lo``/``hi``/``step``
+    make an int or float slider (int when all three and ``value`` are ints); ``kind="toggle"``: toggle
+    buttons over ``options``; ``kind="text"``: a text box (its value is taken when the user presses Enter or
+    leaves it)."""
 
     value: Any
     lo: float | None = None
@@ -39,6 +41,7 @@ class Control:
     step: float | None = None
     options: Sequence[Any] | None = None
     description: str = ""
+    kind: str = "slider"
 
 
 @dataclass
@@ -71,11 +74,17 @@ def has_frontend() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def _slider(name: str, c: Control):
+def control_widget(name: str, c: Control):
+    """The ipywidget for one control (values arrive when a slider settles or a text box is submitted)."""
     import ipywidgets as w
 
     common = dict(value=c.value, description=c.description or name, continuous_update=False)
     common["style"] = {"description_width": "initial"}
+    if c.kind == "text":
+        return w.Text(layout=w.Layout(width="60%"), **common)
+    if c.kind == "toggle":
+        common.pop("continuous_update")
+        return w.ToggleButtons(options=list(c.options), **common)
     if c.options is not None:
         return w.SelectionSlider(options=list(c.options), **common)
     if all(isinstance(x, int) and not isinstance(x, bool) for x in (c.lo, c.hi, c.step, c.value)):
@@ -91,7 +100,7 @@ def show(view: View):
     import matplotlib.pyplot as plt
     from IPython.display import display
 
-    sliders = {name: _slider(name, c) for name, c in view.controls.items()}
+    sliders = {name: control_widget(name, c) for name, c in view.controls.items()}
     out = w.Output()
 
     def refresh(_change: Any = None) -> None:

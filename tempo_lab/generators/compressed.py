@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from tempo_lab import checks
-from tempo_lab.generators.core import Generator, branch
+from tempo_lab.generators.core import Generator, Prefix, branch
 from tempo_lab.generators.loop import Feed, decode
 from tempo_lab.generators.selection import choose_next, seeded_generator, select_tokens
 
@@ -168,6 +168,7 @@ class CompressedThoughtGenerator(Generator):
         seed: int = 0,
         keep_logits: bool = False,
         progress: bool = True,
+        prefix: Prefix | None = None,
     ) -> CompressedResult:
         """Select candidates and expand each into a path of ``path_length`` more tokens.
 
@@ -183,6 +184,8 @@ class CompressedThoughtGenerator(Generator):
             keep_logits: store each path's per-token logits (for checks; ``(path_length + 1, vocab)`` per
                 path).
             progress: show a progress bar over the steps.
+            prefix: the prompt already prefilled (:meth:`DecodingCore.prefill` of these ids): skips the
+                prefill; the paths branch off its cache, which is left as it was.
         """
         gap = checks.nonnegative("gap", gap)
         threshold = checks.probability("threshold", threshold)
@@ -200,7 +203,10 @@ class CompressedThoughtGenerator(Generator):
         )
         positions = [t + gap + j for j in range(path_length + 1)]
 
-        prefix = self.core.prefill(ids)
+        if prefix is None:
+            prefix = self.core.prefill(ids)
+        elif not torch.equal(prefix.input_ids.to(ids.device), ids):
+            raise ValueError("the prefix given is not a prefill of this prompt")
         cand_ids, cand_probs = select_tokens(torch.softmax(prefix.next_logits, -1), threshold, max_candidates)
         policy = _PathPolicy(
             cand_ids,

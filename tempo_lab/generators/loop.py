@@ -11,6 +11,7 @@ Contents: :class:`Feed` (one step's input), :class:`Policy` (the protocol), :fun
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,11 +53,13 @@ def decode(
     *,
     desc: str,
     progress: bool = True,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> int:
     """Run up to ``max_steps`` cached steps on ``cache`` (which grows by each step's ``q`` slots).
 
     Stops early when ``policy.propose`` returns ``None``. Shows a progress bar over the steps unless
-    ``progress=False``. Returns the number of steps fed.
+    ``progress=False``; ``on_step(steps done, max_steps)`` is called after every step (a live view's progress,
+    or an exception that abandons a superseded run). Returns the number of steps fed.
     """
     fed = 0
     bar = tqdm(range(max_steps), desc=desc, disable=not progress, leave=False)
@@ -68,6 +71,8 @@ def decode(
             logits = core.step(cache, feed.input_ids, feed.positions, feed.mask)
             policy.accept(step, logits)
             fed += 1
+            if on_step is not None:
+                on_step(fed, max_steps)
     finally:
         bar.close()
     return fed

@@ -38,7 +38,7 @@ Contents: :class:`ParallelTokenGenerator`, its result :class:`ParallelResult` of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -244,6 +244,7 @@ class ParallelTokenGenerator(Generator):
         capture_layers: Sequence[int] | None = None,
         progress: bool = True,
         forced_sets: Sequence[Sequence[int | str]] | None = None,
+        on_step: Callable[[int, int], None] | None = None,
     ) -> ParallelResult:
         """Generate up to ``max_steps`` parallel sets after ``prompt`` (see the module docstring).
 
@@ -260,6 +261,8 @@ class ParallelTokenGenerator(Generator):
             progress: show a progress bar over the steps.
             forced_sets: replay these sets (token ids or one-token texts, fed in the given order) instead of
                 selecting; ``max_steps``, ``threshold`` and ``max_set_size`` then play no part.
+            on_step: called as ``on_step(sets fed, max_steps)`` after every set (see
+                :func:`tempo_lab.generators.loop.decode`).
         """
         options = {
             "threshold": checks.probability("threshold", threshold),
@@ -283,7 +286,15 @@ class ParallelTokenGenerator(Generator):
         with context as record:
             prefix = self.core.prefill(ids)
             policy = _SetPolicy(self.lm, t, torch.softmax(prefix.next_logits, -1), options)
-            decode(self.core, prefix.cache, policy, n_steps, desc="parallel tokens", progress=progress)
+            decode(
+                self.core,
+                prefix.cache,
+                policy,
+                n_steps,
+                desc="parallel tokens",
+                progress=progress,
+                on_step=on_step,
+            )
 
         return ParallelResult(
             prompt=text,

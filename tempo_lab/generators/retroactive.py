@@ -174,7 +174,7 @@ class RetroactivePositionGenerator(Generator):
         prefix = self.core.prefill(ids)
         if token_id is None:
             token_id = int(prefix.next_logits.argmax())
-        logits = self._place(prefix, token_id, [*placed, float(t)])  # the last branch is the reference
+        logits = self.place(prefix, token_id, [*placed, float(t)])  # the last branch is the reference
         probs = torch.softmax(logits, dim=-1)
         reference = probs[-1]
         tv, kl = divergences(probs[:-1], reference)
@@ -226,7 +226,7 @@ class RetroactivePositionGenerator(Generator):
         placed = sorted(wanted)
 
         prefix = self.core.prefill(ids[:, :-1])
-        probs = torch.softmax(self._place(prefix, int(ids[0, -1]), placed).float(), dim=-1).cpu()
+        probs = torch.softmax(self.place(prefix, int(ids[0, -1]), placed).float(), dim=-1).cpu()
         kept = sorted({int(i) for i in probs.topk(min(TOP_KEPT, probs.shape[-1]), dim=-1).indices.flatten()})
         return PositionSweep(
             prompt=text,
@@ -243,9 +243,11 @@ class RetroactivePositionGenerator(Generator):
         checks.in_context(subject, position, self.lm.max_positions)
         checks.integral_unless_rotary(subject, position, self.core.is_rotary)
 
-    def _place(self, prefix: Prefix, token_id: int, placed: list[float]) -> torch.Tensor:
+    def place(self, prefix: Prefix, token_id: int, placed: list[float]) -> torch.Tensor:
         """Logits ``(P, vocab)`` after ``token_id`` fed at each of the ``P`` positions right after ``prefix``,
-        as one cached step over ``P`` branches of its cache (the prefix cache is left as it was)."""
+        as one cached step over ``P`` branches of its cache (the prefix cache is left as it was, so it can be
+        placed again: what the live explorer does on every slider move). Positions are checked as in every
+        pass."""
         n = len(placed)
         pos = torch.tensor(placed, dtype=torch.float32).view(n, 1)
         tok = torch.full((n, 1), token_id, dtype=torch.long, device=self.lm.device)

@@ -1,0 +1,109 @@
+"""Live exploration on the bundled model: the cost of a move, end to end, a prompt change, and memory.
+
+Run: ``.venv/bin/python benchmarks/live.py [--moves 50] [--out benchmarks/live.json]``
+
+1. Model part of a position move (the position explorer's one cached step of two branches: the chosen
+   position and gap 0) against one cached decode step of the same prompt (``DecodingCore.step`` of one token
+   on a branch of the prompt's cache), side by side, quiet rounds only (``tempo_lab.timing.side_by_side``).
+2. End to end: ``--moves`` scripted slider moves through a :class:`tempo_lab.live.Panel`, each the work the
+   panel's worker does for one event (the model, the figure, the PNG, the widget values); p50 and p90. The
+   browser's own drawing is not included.
+3. A prompt change: the forward passes it runs (counted with a hook on the model).
+4. Memory: the process's RSS before and after 200 moves, after 150 warm-up moves (the first moves fill the
+   allocator's pools and matplotlib's caches: RSS grows by ~40 MiB once, then stays flat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import time
+from pathlib import Path
+
+import psutil
+import torch
+
+from tempo_lab import load_model, timing
+from tempo_lab.generators import branch
+from tempo_lab.live import Panel, PositionExplorer
+from tempo_lab.live.explorers import GapExplorer
+from tempo_lab.live.session import LiveSession
+
+PROMPT = (
+    "The old lighthouse keeper climbed the spiral stairs every evening, long after the ships had stopped "
+    "coming. He polished the great lens, lit the lamp, and wrote in his logbook"
+)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--moves", type=int, default=50)
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("live.json"))
+    args = parser.parse_args(argv)
+    lm = load_model()
+    out: dict = {"model": lm.name, "threads": torch.get_num_threads()}
+
+    # 1. the model part of a move against one cached decode step
+    session = LiveSession(lm)
+    prefix = session.use_prompt(PROMPT)
+    t, token = prefix.length, session.token_id(" the")
+    out["prompt_tokens"] = t
+
+    def move():
+        return session.place(token, [t + 2.5, float(t)])
+
+    def decode_step():
+        return session.core.step(branch(prefix.cache, 1), torch.tensor([[token]]), torch.tensor([[float(t)]]))
+
+    fns = {"move": move, "decode_step": decode_step}
+    timed = timing.side_by_side(fns, 20, quiet_share=0.10, label="move")
+    out["move_seconds"], out["decode_step_seconds"] = timed.medians["move"], timed.medians["decode_step"]
+    out["move_vs_decode_step"] = timed.medians["move"] / timed.medians["decode_step"]
+
+    # 2. end to end through a panel, for the position and the gap explorers
+    for name, explorer_type, control in (("position", PositionExplorer, "gap"), ("gap", GapExplorer, "gap")):
+        panel = Panel(explorer_type(LiveSession(lm)), prompt=PROMPT, token=" the")
+        seconds = []
+        for i in range(args.moves):
+            values = {**panel.values(), control: (i % 25) + (0.5 if name == "position" else 0)}
+            start = time.perf_counter()
+            panel._show(values, panel.explorer.render(values))
+            seconds.append(time.perf_counter() - start)
+        q = statistics.quantiles(seconds, n=10)
+        out[f"{name}_end_to_end_p50"], out[f"{name}_end_to_end_p90"] = statistics.median(seconds), q[8]
+
+    # 3. a prompt change: which forward passes run
+    panel = Panel(PositionExplorer(LiveSession(lm)), prompt=PROMPT, token=" the")
+    calls = []
+    hook = lm.model.base_model.register_forward_pre_hook(
+        lambda _m, _a, kw: calls.append(list(kw["input_ids"].shape)), with_kwargs=True
+    )
+    values = {**panel.values(), "prompt": "Once upon a time, in a small village by the sea,"}
+    start = time.perf_counter()
+    panel._show(values, panel.explorer.render(values))
+    out["prompt_change_seconds"] = time.perf_counter() - start
+    hook.remove()
+    out["prompt_change_forward_passes"] = calls  # [batch, q] per pass: the prefill, then one step
+
+    # 4. memory over 200 moves, after a warm-up
+    for i in range(150):
+        values = {**panel.values(), "gap": (i % 50) * 0.5}
+        panel._show(values, panel.explorer.render(values))
+    gc.collect()
+    rss = psutil.Process().memory_info().rss
+    for i in range(200):
+        values = {**panel.values(), "gap": (i % 50) * 0.5}
+        panel._show(values, panel.explorer.render(values))
+    gc.collect()
+    out["rss_mib_before_after_200_moves"] = [rss / 2**20, psutil.Process().memory_info().rss / 2**20]
+
+    for key, value in out.items():
+        print(f"{key:<36} {value:.4f}" if isinstance(value, float) else f"{key:<36} {value}")
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""The live explorer in JupyterLab, driven like a user: type a prompt no notebook uses, pick a token, move the
+position to a fractional value, change a threshold; the page must show exactly what the generators, run in
+this test process on the same inputs, return. Then an empty prompt shows its error, and a valid one works
+again.
+
+Numbers are read from the hidden ``tempo-live-state`` element each panel keeps (and the sentence is checked
+to quote them), never parsed from prose.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import lab_page as lp
+import pytest
+
+pytestmark = pytest.mark.browser
+
+NOTEBOOK = "explore.ipynb"
+PROMPT = "The lighthouse keeper polished the lens and"  # no notebook uses it
+TOKEN = " the"
+TIMEOUT_S = 120
+
+
+@pytest.fixture(scope="module")
+def bundled_generators():
+    from tempo_lab import load_model
+    from tempo_lab.generators import CompressedThoughtGenerator, RetroactivePositionGenerator
+
+    lm = load_model()
+    return lm, RetroactivePositionGenerator(lm), CompressedThoughtGenerator(lm)
+
+
+def panel(page, title: str):
+    """Select the dashboard tab ``title``; return its panel (the visible ``.tempo-live`` box)."""
+    page.locator(".lm-TabBar-tab", has_text=title).first.click()
+    box = page.locator(".tempo-live:visible").first
+    box.wait_for(timeout=TIMEOUT_S * 1000)
+    return box
+
+
+def state(box) -> dict[str, Any]:
+    return json.loads(html.unescape(box.locator(".tempo-live-state").first.text_content() or "{}") or "{}")
+
+
+def settle(box, want: dict[str, Any], what: str) -> dict[str, Any]:
+    """Wait until the panel's state was computed for control values that include ``want``."""
+
+    def ready():
+        s = state(box)
+        values = s.get("values", {})
+        ok = all(
+            abs(values.get(k, float("nan")) - v) < 1e-9 if isinstance(v, float) else values.get(k) == v
+            for k, v in want.items()
+        )
+        return s if ok else None
+
+    return lp.wait_until(ready, TIMEOUT_S, what)
+
+
+def type_into(box, index: int, text: str) -> None:
+    """Replace the text of the panel's ``index``-th text box and submit it (Enter)."""
+    field = box.locator(".widget-text input").nth(index)
+    field.fill(text)
+    field.press("Enter")
+
+
+def press(box, slider_index: int, key: str, times: int) -> None:
+    handle = box.locator(".widget-slider .noUi-handle").nth(slider_index)
+    handle.focus()
+    for _ in range(times):
+        handle.press(key)
+
+
+def test_live_explorer_shows_what_the_generators_return(
+    browser_context, lab_server, screenshot_dir: Path, bundled_generators
+) -> None:
+    lm, retro, compressed = bundled_generators
+    page = browser_context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        lp.open_notebook(page, lab_server, NOTEBOOK)
+        run = lp.run_all_cells(page, NOTEBOOK, 420)
+        assert not run["pending"] and not lp.problems(page)["errors"], run
+
+        # positions: a new prompt, a token, the position moved to a fractional gap
+        box = panel(page, "Positions")
+        type_into(box, 0, PROMPT)
+        type_into(box, 1, TOKEN)
+        first = settle(box, {"prompt": PROMPT, "token": TOKEN}, "the position panel to take the new prompt")
+        press(box, 0, "ArrowRight", 3)  # gap 0.5 -> 0.8, one update per key press: the latest wins
+        shown = settle(
+            box, {"gap": round(first["values"]["gap"] + 0.3, 10)}, "the position panel after the move"
+        )
+        t = lm.encode(PROMPT).shape[1]
+        gap = shown["values"]["gap"]
+        assert gap != int(gap) and shown["position"] == pytest.approx(t + gap)
+        expected = retro.explore(PROMPT, positions=[t + gap], token=TOKEN, top_k=5)
+        assert [x[0] for x in shown["top"]] == [x[0] for x in expected.top[0]]
+        assert [x[1] for x in shown["top"]] == pytest.approx([x[1] for x in expected.top[0]], abs=1e-5)
+        sentence = box.locator(".widget-html-content").first.inner_text()
+        for text, p in shown["top"]:
+            assert f"{p:.4f}" in sentence, f"the sentence does not quote {text!r} {p:.4f}: {sentence!r}"
+        assert shown["prefills"] == first["prefills"]  # moving the token did not prefill again
+        lp.show_view(page, box.locator(".widget-text").first)
+        page.screenshot(path=str(screenshot_dir / "live_explorer.png"))
+
+        # compressed thoughts: the same prompt, the threshold raised by the keyboard
+        box = panel(page, "Compressed thoughts")
+        type_into(box, 0, PROMPT)
+        before = settle(box, {"prompt": PROMPT}, "the compressed panel to take the new prompt")
+        press(box, 1, "ArrowRight", 2)  # threshold 0.05 -> 0.07
+        after = settle(
+            box,
+            {"threshold": round(before["values"]["threshold"] + 0.02, 10)},
+            "the compressed panel after the move",
+        )
+        v = after["values"]
+        res = compressed.generate(
+            PROMPT, gap=v["gap"], threshold=v["threshold"], path_length=v["path_length"], progress=False
+        )
+        assert [c[0] for c in after["candidates"]] == [c.token for c in res.candidates]
+        assert [c[1] for c in after["candidates"]] == pytest.approx(
+            [c.prob for c in res.candidates], abs=1e-5
+        )
+        assert after["paths"] == [p.text for p in res.paths]
+
+        # bad input, then good input again
+        box = panel(page, "Positions")
+        type_into(box, 0, "")
+        error = lp.wait_until(lambda: state(box).get("error"), TIMEOUT_S, "the empty prompt's error")
+        assert "the prompt is empty" in error
+        assert "the prompt is empty" in box.locator(".widget-html-content").first.inner_text()
+        type_into(box, 0, PROMPT)
+        again = settle(box, {"prompt": PROMPT}, "results after a valid prompt")
+        assert "error" not in again and [x[0] for x in again["top"]] == [x[0] for x in expected.top[0]]
+    except BaseException:
+        page.screenshot(path=str(screenshot_dir / "FAILED_live_explorer.png"))
+        print(f"\njupyter lab log (tail):\n{lab_server.log_tail(30)}")
+        raise
+    finally:
+        page.close()
+        lab_server.shutdown_kernels()
+        lp.wait_until(lambda: not lab_server.kernel_processes(), 30, "kernels to exit after shutdown")
+        print(f"\nlive explorer test done at {time.strftime('%H:%M:%S')}")
