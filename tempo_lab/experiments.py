@@ -3,7 +3,9 @@
 Each driver runs a generator several times with one thing varied and returns the results keyed by it.
 
 Contents: :class:`ModePair` and :func:`parallel_pairs` (TEMPO runs in both intra-set modes, with a replay
-on identical sets), :func:`compressed_runs` (compressed-thought runs over gaps).
+on identical sets), :func:`compressed_runs` (compressed-thought runs over gaps), :func:`combined_exploration`
+(compressed paths whose first tokens are re-explored at other gaps, seed 000), :func:`pruning_runs` (TEMPO
+with retroactive pruning, mask-only and recompute), :func:`hidden_runs` (sets hidden from later tokens).
 """
 
 from __future__ import annotations
@@ -12,14 +14,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+import torch
+
 from tempo_lab import checks
 from tempo_lab.generators import (
     CompressedResult,
     CompressedThoughtGenerator,
     ParallelResult,
     ParallelTokenGenerator,
+    RetroactivePositionGenerator,
 )
 from tempo_lab.labels import plain_number
+from tempo_lab.metrics import divergences
 from tempo_lab.models import LoadedModel
 
 
@@ -86,3 +93,80 @@ def compressed_runs(
         raise ValueError("give at least one gap")
     gen = CompressedThoughtGenerator(lm)
     return {plain_number(g): gen.generate(prompt, gap=g, progress=False, **options) for g in gaps}
+
+
+def combined_exploration(
+    lm: LoadedModel, prompt: str, gap: float | str, regaps: Sequence[float], **options: Any
+) -> tuple[CompressedResult, pd.DataFrame]:
+    """Seed 000's combined approach: compressed-thought paths at ``gap``, then each path's first token (its
+    candidate) re-explored retroactively at every gap of ``regaps``, all in **one** batched cached step over
+    the shared prompt prefix (``candidates x regaps`` branches; the prefix is prefilled once for both).
+
+    Returns the compressed result and one row per (candidate, regap): ``position``, the top next token there
+    (``top1``, ``p1``), ``tv_vs_path``: the total variation from the distribution that chose the path's
+    second token (the candidate at the path's own gap), and ``continues_path``: whether that top token is the
+    path's second token. ``options`` go to :meth:`CompressedThoughtGenerator.generate`.
+    """
+    regaps = [checks.nonnegative(f"regaps[{i}]", g) for i, g in enumerate(checks.as_list(regaps))]
+    if not regaps:
+        raise ValueError("give at least one regap")
+    gen, retro = CompressedThoughtGenerator(lm), RetroactivePositionGenerator(lm)
+    _, ids = lm.encode_prompt(prompt)
+    prefix = gen.core.prefill(ids)
+    res = gen.generate(prompt, gap=gap, progress=False, keep_logits=True, prefix=prefix, **options)
+    t = prefix.length
+    pairs = [(path, g) for path in res.paths for g in regaps]
+    logits = retro.place(prefix, [p.candidate.token_id for p, _ in pairs], [t + g for _, g in pairs])
+    probs = torch.softmax(logits.float(), -1)  # (candidates * regaps, vocab)
+    rows = []
+    for (path, g), row in zip(pairs, probs, strict=True):
+        own = torch.softmax(path.logits[1], -1) if len(path.token_ids) > 1 else row
+        tv = divergences(row[None], own)[0][0]
+        top = int(row.argmax())
+        rows.append({
+            "candidate": repr(path.candidate.token),
+            "path_gap": res.gap,
+            "regap": plain_number(g),
+            "position": t + g,
+            "top1": repr(lm.token_str(top)),
+            "p1": float(row[top]),
+            "tv_vs_path": float(tv),
+            "continues_path": len(path.token_ids) > 1 and top == path.token_ids[1],
+        })  # fmt: skip
+    return res, pd.DataFrame(rows)
+
+
+def pruning_runs(
+    lm: LoadedModel, prompt: str, thresholds: Sequence[float], *, window: int = 2, **options: Any
+) -> dict[float, tuple[ParallelResult, ParallelResult]]:
+    """TEMPO runs with retroactive pruning at each pruning threshold: ``(mask-only, recompute)``, the second
+    being the exact "as if never there" baseline. ``options`` go to
+    :meth:`ParallelTokenGenerator.generate`."""
+    from tempo_lab.generators import Pruning
+
+    gen = ParallelTokenGenerator(lm)
+    out = {}
+    for th in checks.as_list(thresholds):
+        masked = gen.generate(prompt, prune=Pruning(th, window), progress=False, **options)
+        rebuilt = gen.generate(prompt, prune=Pruning(th, window, recompute=True), progress=False, **options)
+        out[float(th)] = (masked, rebuilt)
+    return out
+
+
+def hidden_runs(
+    lm: LoadedModel, prompt: str, **options: Any
+) -> dict[str, tuple[ParallelResult, ParallelResult]]:
+    """For each ``later`` mode (``all``, ``first``, ``none``): a free run, and the ``all`` run's sets replayed
+    in that mode with attention captured (same tokens in the same slots; only what later tokens see differs).
+    ``options`` go to :meth:`ParallelTokenGenerator.generate`."""
+    from tempo_lab.masks import LATER_MODES
+
+    gen = ParallelTokenGenerator(lm)
+    free = {later: gen.generate(prompt, later=later, progress=False, **options) for later in LATER_MODES}
+    sets = [s.token_ids for s in free["all"].steps if s.fed]
+    intraset = options.get("intraset", "isolated")
+    return {
+        later: (free[later], gen.generate(prompt, later=later, intraset=intraset, forced_sets=sets,
+                                          capture=True, progress=False))
+        for later in LATER_MODES
+    }  # fmt: skip

@@ -97,27 +97,64 @@ def set_labels(set_sizes: Sequence[int], prefix_len: int = 0) -> torch.Tensor:
     return torch.tensor(labels, dtype=torch.long)
 
 
-def parallel_allowed(labels: torch.Tensor, mode: IntraSet, q_len: int | None = None) -> torch.Tensor:
+LATER_MODES = ("all", "first", "none")
+NEVER = 2**62  # a ``hidden_after`` value: the slot is never hidden
+
+
+def parallel_allowed(
+    labels: torch.Tensor,
+    mode: IntraSet,
+    q_len: int | None = None,
+    *,
+    later: str = "all",
+    hidden_after: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Boolean visibility for a layout with parallel sets, ``(batch, q_len, kv_len)``.
 
     ``labels``: ``(kv_len,)`` or ``(batch, kv_len)``, one label per cache slot: ``-1`` for an ordinary token,
-    the same label ``>= 0`` for every member of one parallel set. ``visible``: plain causal order over slots.
-    ``isolated``: causal, except that a member never sees the *other* members of its own set (it sees the
-    prefix, every earlier set and itself). Later tokens see all members of earlier sets in both modes.
+    the same label ``>= 0`` for every member of one parallel set (a set of one member is an ordinary
+    generated token). ``mode`` is what the members of one set see of each other: ``visible``, plain causal
+    order over slots; ``isolated``, causal, except that a member never sees the *other* members of its own set
+    (it sees the prefix, every earlier set and itself).
+
+    ``later`` is what *later* tokens see of a set of two or more members: ``"all"`` (every member),
+    ``"first"`` (only its first, most probable member) or ``"none"`` (no member: the set shaped the text only
+    through the tokens selected from its members' distributions). ``hidden_after``: ``(kv_len,)``, per slot
+    the label of the last step whose queries may still see it (:data:`NEVER` = always): a pruned member is
+    hidden from the queries of every later step, by its mask column alone.
     """
     checks.choice("mode", mode, ("isolated", "visible"))
+    checks.choice("later", later, LATER_MODES)
     labels = labels if labels.dim() == 2 else labels[None]
     kv_len = labels.shape[1]
     q_len = kv_len if q_len is None else q_len
-    allowed = causal_allowed(q_len, kv_len, device=labels.device)[None].expand(labels.shape[0], -1, -1)
-    if mode == "visible":
-        return allowed.clone()
+    allowed = causal_allowed(q_len, kv_len, device=labels.device)[None].repeat(labels.shape[0], 1, 1)
     q_labels = labels[:, kv_len - q_len :, None]  # (batch, q, 1)
-    same_set = (q_labels == labels[:, None, :]) & (q_labels >= 0)  # (batch, q, kv)
-    own_slot = torch.arange(kv_len, device=labels.device)[None, :] == torch.arange(
-        kv_len - q_len, kv_len, device=labels.device
-    )[:, None]
-    return allowed & ~(same_set & ~own_slot[None])
+    k_labels = labels[:, None, :]  # (batch, 1, kv)
+    if mode == "isolated":
+        same_set = (q_labels == k_labels) & (q_labels >= 0)  # (batch, q, kv)
+        own_slot = torch.arange(kv_len, device=labels.device)[None, :] == torch.arange(
+            kv_len - q_len, kv_len, device=labels.device
+        )[:, None]
+        allowed &= ~(same_set & ~own_slot[None])
+    if later != "all":
+        sizes = torch.zeros_like(labels)
+        for b in range(labels.shape[0]):
+            ids, counts = labels[b][labels[b] >= 0].unique(return_counts=True)
+            for k, c in zip(ids.tolist(), counts.tolist(), strict=True):
+                sizes[b, labels[b] == k] = c
+        in_set = (k_labels >= 0) & (sizes[:, None, :] >= 2)
+        is_later = q_labels > k_labels  # a query of a later step
+        hide = in_set & is_later
+        if later == "first":
+            first = torch.zeros_like(labels, dtype=torch.bool)
+            first[:, 1:] = labels[:, 1:] != labels[:, :-1]
+            first[:, 0] = True
+            hide &= ~first[:, None, :]
+        allowed &= ~hide
+    if hidden_after is not None:
+        allowed &= ~(q_labels > hidden_after.to(labels.device)[None, None, :])
+    return allowed
 
 
 def parallel_mask(
@@ -126,6 +163,9 @@ def parallel_mask(
     q_len: int | None = None,
     *,
     dtype: torch.dtype = torch.float32,
+    later: str = "all",
+    hidden_after: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Additive mask ``(batch, 1, q_len, kv_len)`` for a parallel-set layout; see :func:`parallel_allowed`."""
-    return to_additive(parallel_allowed(labels, mode, q_len), dtype)[:, None]
+    allowed = parallel_allowed(labels, mode, q_len, later=later, hidden_after=hidden_after)
+    return to_additive(allowed, dtype)[:, None]

@@ -336,3 +336,42 @@ def thought_paths_by_gap(runs, prompt: str) -> Figure:
         thought_paths(res.paths, f"gap {gap:g}: candidates at position {res.prompt_len + res.gap:g}", ax)
     fig.suptitle(f"Compressed-thought paths after {prompt!r}")
     return fig
+
+
+# --- 07: pruning and hidden sets ---
+
+
+def pruning_shares(result, threshold: float, title: str) -> Figure:
+    """Each parallel set's members (x) and their share of the next steps' attention (bars; pruned members
+    hatched), with the pruning threshold as a line."""
+    sets = [(k, s) for k, s in enumerate(result.steps) if s.attention_scores]
+    fig = figure(11, 3.8)
+    ax = fig.add_subplot()
+    x, ticks, labels = 0.0, [], []
+    for k, s in sets:
+        for token, share, cut in zip(s.tokens, s.attention_scores, s.pruned, strict=True):
+            ax.bar(x, share, color="#d62728" if cut else "#1f77b4", hatch="//" if cut else None)
+            ticks.append(x)
+            labels.append(f"{k}: {token_label(token)}")
+            x += 1
+        x += 0.5  # a gap between sets
+    ax.set_xticks(ticks, labels, rotation=60, ha="right", fontsize=7)
+    ax.axhline(threshold, color="k", ls=":", lw=1, label=f"pruning threshold {threshold:g}")
+    ax.set_xlabel("parallel set (step: member)")
+    ax.set_ylabel("share of the next steps' attention")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def hidden_maps(runs, tokens: Sequence[str], title: str) -> Figure:
+    """One attention map per ``later`` mode (``runs``: later -> captured run on the same slots)."""
+    fig = figure(6 * len(runs), 6.2)
+    axes = fig.subplots(1, len(runs))
+    vmax = max(float(r.attention_map().max()) for r in runs.values()) ** 0.5
+    for ax, (later, run) in zip(axes, runs.items(), strict=True):
+        spans = [(k, s.slots[0], s.slots[-1] + 1) for k, s in enumerate(run.steps) if s.fed]
+        im = attention_map(ax, run.attention_map().sqrt(), tokens, spans, f"later = {later!r}", vmax=vmax)
+    fig.colorbar(im, ax=list(axes), shrink=0.7, label="sqrt(attention)")
+    fig.suptitle(title)
+    return fig

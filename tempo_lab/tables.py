@@ -10,6 +10,7 @@ Contents:
 - retroactive exploration: :func:`retro_heat_table`;
 - parallel tokens: :func:`mode_sets_table`, :func:`mode_texts_table`, :func:`mode_mass_table`;
 - compressed thoughts: :func:`paths_table`;
+- pruning and hidden sets: :func:`pruning_table`, :func:`pruning_drift`, :func:`hidden_table`;
 - any result frame: :func:`quote_tokens`.
 """
 
@@ -215,3 +216,65 @@ def quote_tokens(frame: pd.DataFrame) -> pd.DataFrame:
         if isinstance(col, str) and col.startswith("top") and col[3:].isdigit():
             out[col] = [repr(v) if isinstance(v, str) else v for v in out[col]]
     return out
+
+
+# --- pruning and hidden sets ---
+
+
+def pruning_table(result) -> pd.DataFrame:
+    """Per parallel set of a pruned run: its members, each member's share of the next steps' attention, and
+    which were pruned (``<NA>``-free: sets never decided show empty shares)."""
+    rows = []
+    for k, s in enumerate(result.steps):
+        if s.size < 2:
+            continue
+        shares = s.attention_scores or []
+        rows.append({
+            "step": k,
+            "position": s.position,
+            "members": "/".join(repr(t) for t in s.tokens),
+            "attention shares": " / ".join(f"{x:.4f}" for x in shares),
+            "pruned": "/".join(repr(t) for t, cut in zip(s.tokens, s.pruned or [], strict=False) if cut),
+            "decided at step": s.pruned_at,
+        })  # fmt: skip
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["decided at step"] = table["decided at step"].astype("Int64")
+    return table
+
+
+def pruning_drift(runs: Mapping[float, Any]) -> pd.DataFrame:
+    """Per pruning threshold: members pruned, and how the mask-only run's continuation drifts from the exact
+    recompute (same sets, the first step where they differ, and both texts without the pruned members)."""
+    rows = []
+    for th, (masked, rebuilt) in runs.items():
+        a, b = [s.token_ids for s in masked.steps], [s.token_ids for s in rebuilt.steps]
+        same = [x == y for x, y in zip(a, b, strict=False)]
+        rows.append({
+            "prune threshold": th,
+            "members pruned": sum(sum(s.pruned) for s in masked.steps if s.pruned),
+            "same sets": sum(same) / max(len(a), len(b)),
+            "first differing step": next((k for k, s in enumerate(same) if not s), None),
+            "mask-only": masked.pruned_text,
+            "recompute": rebuilt.pruned_text,
+        })  # fmt: skip
+    table = pd.DataFrame(rows)
+    table["first differing step"] = table["first differing step"].astype("Int64")
+    return table
+
+
+def hidden_table(runs: Mapping[str, Any]) -> pd.DataFrame:
+    """Per ``later`` mode: the free run's text and parallel sets, and, on the replayed sets, the mean
+    attention later tokens pay to each parallel set (sets of two or more members)."""
+    rows = []
+    for later, (free, replay) in runs.items():
+        mass = later_mass(replay, replay.attention_map())
+        sizes = {k: s.size for k, s in enumerate(replay.steps)}
+        parallel = mass[[sizes[k] >= 2 for k in mass["step"]]]["mass"]
+        rows.append({
+            "later": later,
+            "text": free.text,
+            "parallel sets": sum(s.size >= 2 for s in free.steps),
+            "later attention on parallel sets": float(parallel.mean()) if len(parallel) else None,
+        })  # fmt: skip
+    return pd.DataFrame(rows)

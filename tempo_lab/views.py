@@ -4,7 +4,7 @@ Each factory takes results computed by earlier cells (never the model), so a sli
 the first control of each view is the cheapest one to move. Display them with :func:`tempo_lab.widgets.show`.
 
 Contents: :func:`gap_dropout_view` (01), :func:`decimal_position_view` (02), :func:`retroactive_view` (03),
-:func:`parallel_attention_view` (04), :func:`compressed_view` (05).
+:func:`parallel_attention_view` (04), :func:`compressed_view` (05), :func:`pruning_view` (07).
 """
 
 from __future__ import annotations
@@ -86,8 +86,11 @@ def decimal_position_view(sweep) -> View:
         x = np.arange(len(ids))
         width = 0.27
         for k, (label, row, color) in enumerate(
-            [(f"position {lo:g}", p_lo, "#1f77b4"), (f"position {position:g}", p, "#d62728"),
-             (f"position {hi:g}", p_hi, "#ff7f0e")]
+            [
+                (f"position {lo:g}", p_lo, "#1f77b4"),
+                (f"position {position:g}", p, "#d62728"),
+                (f"position {hi:g}", p_hi, "#ff7f0e"),
+            ]
         ):
             ax.bar(x + (k - 1) * width, [float(row[t]) for t in ids], width, label=label, color=color)
         ax.set_xticks(x, [token_label(t) for t in tokens])
@@ -192,8 +195,13 @@ def parallel_attention_view(pairs) -> View:
             f"{said}"
         )
         fig, ax = plots.figure_with_axes(7.5, 6.6)
-        im = plots.attention_map(ax, attention.sqrt(), pair.slot_tokens, spans,
-                                 f"{mode}, threshold {threshold:g}, {where} (sqrt of attention)")
+        im = plots.attention_map(
+            ax,
+            attention.sqrt(),
+            pair.slot_tokens,
+            spans,
+            f"{mode}, threshold {threshold:g}, {where} (sqrt of attention)",
+        )
         ax.add_patch(Rectangle((a - 0.5, a - 0.5), b - a, n - a, fill=False, edgecolor="#ff3030", lw=1.8))
         fig.colorbar(im, ax=ax, shrink=0.7, label="sqrt(attention)")
         return Rendered(text, fig)
@@ -245,5 +253,36 @@ def compressed_view(runs) -> View:
             "gap": Control(gaps[1] if len(gaps) > 1 else gaps[0], options=gaps, description="gap"),
             "threshold": Control(options[0], options=options, description="threshold"),
             "path_length": Control(longest, 1, max(1, longest), 1, description="path length"),
+        },
+    )
+
+
+def pruning_view(runs) -> View:
+    """Notebook 07: a pruned run at one pruning threshold, mask-only or recomputed.
+
+    ``runs``: :func:`tempo_lab.experiments.pruning_runs` output (threshold -> (mask-only, recompute)).
+    Controls: ``threshold`` (the pruning thresholds run), ``run`` (``mask-only`` or ``recompute``).
+    """
+    thresholds = sorted(runs)
+
+    def render(threshold, run) -> Rendered:
+        if threshold not in runs:
+            raise ValueError(f"pruning threshold {threshold} was not run; choose one of {thresholds}")
+        result = runs[threshold][0 if run == "mask-only" else 1]
+        pruned = sum(sum(s.pruned) for s in result.steps if s.pruned)
+        text = f"pruning threshold {threshold:g}, {run}: {pruned} member(s) pruned; {result.pruned_text!r}"
+        fig = plots.pruning_shares(
+            result, threshold, f"{run}, pruning threshold {threshold:g}: {result.text!r}"[:120]
+        )
+        return Rendered(text, fig)
+
+    return View(
+        "pruning",
+        render,
+        {
+            "threshold": Control(
+                thresholds[len(thresholds) // 2], options=thresholds, description="prune below"
+            ),
+            "run": Control("mask-only", options=["mask-only", "recompute"], description="run"),
         },
     )

@@ -38,6 +38,13 @@ PARAMS = {
         "timing_repeats": 1,
     },
     "05": {"prompt": PROMPT, "gaps": [0, 6], "threshold": 0.02, "path_length": 4, "timing_repeats": 1},
+    "07": {
+        "prompt": "ab",
+        "threshold": 0.05,
+        "max_steps": 6,
+        "prune_thresholds": [0.2, 0.4],
+        "prune_threshold": 0.4,
+    },
 }
 EXPECTED = {
     "01": {"prompt": PROMPT, "token": "!", "gaps": [0, 3, 7]},
@@ -45,6 +52,7 @@ EXPECTED = {
     "03": {"prompt": PROMPT, "token": "!", "gaps": [0, 4, 9]},
     "04": {"prompt": "ab", "threshold": 0.05},
     "05": {"prompt": PROMPT, "gaps": [0, 6]},
+    "07": {"prompt": "ab", "threshold": 0.05},
 }
 
 
@@ -108,7 +116,7 @@ def test_figures_of_the_tiny_run_did_not_touch_the_committed_ones(runs):
 def test_the_series_runs_unchanged_on_a_saved_tiny_gemma2_folder(tmp_path, capsys):
     """``tempo-lab run --model <folder>`` on a tiny random Gemma2 (sliding window 4, soft-capping, no SDPA)
     saved with the bundled tokenizer, so that the notebooks' default prompts and tokens apply: every notebook
-    runs with its default parameters (figures go to a temporary folder)."""
+    of the series runs with its default parameters (figures go to a temporary folder)."""
     from tempo_lab import cli, load_model
     from tempo_lab.tiny import tiny_random
 
@@ -121,7 +129,7 @@ def test_the_series_runs_unchanged_on_a_saved_tiny_gemma2_folder(tmp_path, capsy
     rc = cli.main([*argv, "--no-progress"])
     text = capsys.readouterr().out
     assert rc == 0, text
-    assert "5/5 notebooks ran" in text
+    assert f"{len(NOTEBOOKS)}/{len(NOTEBOOKS)} notebooks ran" in text
     for path in NOTEBOOKS:
         nb = nbformat.read(str(out / path.name), 4)
         assert notebook.read_key_numbers(nb)["model"] == str(folder)

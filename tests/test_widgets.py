@@ -153,3 +153,25 @@ def test_compressed_view_cuts_paths(tiny):
     assert "1 paths" in view(gap=3, threshold=0.99, path_length=5).text  # at least the most probable
     with pytest.raises(ValueError, match="gap"):
         view(gap=4)
+
+
+def test_pruning_view_shows_each_run(tiny):
+    runs = experiments.pruning_runs(tiny, PROMPT, [0.3, 0.45], window=2, threshold=0.04, max_steps=8)
+    view = views.pruning_view(runs)
+    check_view(view)
+    for th in (0.3, 0.45):
+        for run in ("mask-only", "recompute"):
+            result = runs[th][0 if run == "mask-only" else 1]
+            rendered = view(threshold=th, run=run)
+            assert repr(result.pruned_text) in rendered.text and rendered.figure is not None
+    with pytest.raises(ValueError, match="was not run"):
+        view(threshold=0.9, run="mask-only")
+    table = tables.pruning_table(runs[0.45][0])
+    decided = [s for s in runs[0.45][0].steps if s.attention_scores]
+    assert list(table["attention shares"])[: len(decided)] == [
+        " / ".join(f"{x:.4f}" for x in s.attention_scores) for s in decided
+    ]
+    drift = tables.pruning_drift(runs)
+    assert list(drift["members pruned"]) == [
+        sum(sum(s.pruned) for s in runs[th][0].steps if s.pruned) for th in (0.3, 0.45)
+    ]

@@ -3,7 +3,9 @@
 - :class:`RetroactivePositionGenerator`: one token re-evaluated at many positions (one batched forward):
   a new token after the prompt (``explore``), or the prompt's last token on a fine grid (``sweep``).
 - :class:`CompressedThoughtGenerator`: candidates placed after a position gap, expanded as one batch of paths.
-- :class:`ParallelTokenGenerator`: TEMPO parallel tokens sharing one position, isolated or visible.
+- :class:`ParallelTokenGenerator`: TEMPO parallel tokens sharing one position, isolated or visible, with
+  later-token visibility, threshold schedules (:mod:`.schedules`) and retroactive pruning by attention
+  (:class:`Pruning`, in :mod:`.sets`).
 """
 
 from tempo_lab.generators.compressed import (
@@ -24,6 +26,7 @@ from tempo_lab.generators.retroactive import (
     RetroactivePositionGenerator,
     RetroactiveResult,
 )
+from tempo_lab.generators.sets import Pruning
 
 __all__ = [
     "Candidate",
@@ -34,6 +37,7 @@ __all__ = [
     "ParallelStep",
     "ParallelTokenGenerator",
     "PositionSweep",
+    "Pruning",
     "Prefix",
     "RetroactivePositionGenerator",
     "RetroactiveResult",

@@ -24,6 +24,7 @@ from tempo_lab import checks
 from tempo_lab.generators.core import Generator, Prefix, branch
 from tempo_lab.generators.loop import Feed, decode
 from tempo_lab.generators.selection import choose_next, seeded_generator, select_tokens
+from tempo_lab.metrics import entropy
 
 
 @dataclass
@@ -82,6 +83,7 @@ class CompressedResult:
     seed: int
     candidates: list[Candidate]
     paths: list[ThoughtPath]
+    entropy: float | None = None  # of the prompt's next-token distribution, in nats
 
     def to_frame(self) -> pd.DataFrame:
         """One row per path: candidate, its probability, path text, positions, mean step probability."""
@@ -159,7 +161,7 @@ class CompressedThoughtGenerator(Generator):
         self,
         prompt: str | torch.Tensor,
         *,
-        gap: float = 5,
+        gap: float | str = 5,
         threshold: float = 0.05,
         max_candidates: int = 5,
         path_length: int = 10,
@@ -169,13 +171,18 @@ class CompressedThoughtGenerator(Generator):
         keep_logits: bool = False,
         progress: bool = True,
         prefix: Prefix | None = None,
+        gap_per_nat: float = 2.0,
+        max_gap: float = 20.0,
     ) -> CompressedResult:
         """Select candidates and expand each into a path of ``path_length`` more tokens.
 
         Args:
             prompt: text (or token ids ``(1, T)``).
             gap: positions skipped before the candidate (``>= 0``, fractional allowed on rotary models): the
-                candidate sits at ``prompt_len + gap``.
+                candidate sits at ``prompt_len + gap``. ``"entropy"``: a gap chosen from the model's
+                uncertainty, ``round(gap_per_nat * H)`` for the entropy ``H`` (nats) of the prompt's
+                next-token distribution, at most ``max_gap``: the less sure the model, the further the thought
+                is placed.
             threshold: keep candidates with probability ``>= threshold``, in ``(0, 1]``.
             max_candidates: at most this many candidates (the most probable); always at least the argmax.
             path_length: tokens generated after each candidate (``>= 1``): ``path_length`` cached steps.
@@ -186,8 +193,15 @@ class CompressedThoughtGenerator(Generator):
             progress: show a progress bar over the steps.
             prefix: the prompt already prefilled (:meth:`DecodingCore.prefill` of these ids): skips the
                 prefill; the paths branch off its cache, which is left as it was.
+            gap_per_nat, max_gap: the entropy-driven gap's slope and cap (``gap="entropy"`` only).
         """
-        gap = checks.nonnegative("gap", gap)
+        if gap == "entropy":
+            gap_per_nat, max_gap = (
+                checks.nonnegative("gap_per_nat", gap_per_nat),
+                checks.nonnegative("max_gap", max_gap),
+            )
+        else:
+            gap = max_gap = checks.nonnegative("gap", gap)
         threshold = checks.probability("threshold", threshold)
         max_candidates = checks.count("max_candidates", max_candidates)
         path_length = checks.count("path_length", path_length)
@@ -195,18 +209,22 @@ class CompressedThoughtGenerator(Generator):
         generator = seeded_generator(seed)
         text, ids = self.lm.encode_prompt(prompt)
         t = ids.shape[1]
-        checks.integral_unless_rotary(f"gap = {gap:g}", gap, self.core.is_rotary)
+        if gap != "entropy":
+            checks.integral_unless_rotary(f"gap = {gap:g}", gap, self.core.is_rotary)
         checks.in_context(
-            f"gap {gap:g} after a prompt of {t} tokens with paths of {path_length} more tokens",
-            t + gap + path_length,
+            f"gap {max_gap:g} after a prompt of {t} tokens with paths of {path_length} more tokens",
+            t + max_gap + path_length,
             self.lm.max_positions,
         )
-        positions = [t + gap + j for j in range(path_length + 1)]
 
         if prefix is None:
             prefix = self.core.prefill(ids)
         elif not torch.equal(prefix.input_ids.to(ids.device), ids):
             raise ValueError("the prefix given is not a prefill of this prompt")
+        uncertainty = float(entropy(torch.softmax(prefix.next_logits, -1)))
+        if gap == "entropy":
+            gap = float(min(max_gap, round(gap_per_nat * uncertainty)))
+        positions = [t + gap + j for j in range(path_length + 1)]
         cand_ids, cand_probs = select_tokens(torch.softmax(prefix.next_logits, -1), threshold, max_candidates)
         policy = _PathPolicy(
             cand_ids,
@@ -242,6 +260,7 @@ class CompressedThoughtGenerator(Generator):
             seed=seed,
             candidates=candidates,
             paths=paths,
+            entropy=uncertainty,
         )
 
     def _path(

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
@@ -48,34 +48,13 @@ import torch
 from tempo_lab import checks, masks
 from tempo_lab.capture import AttentionRecord, capture_attention
 from tempo_lab.generators.core import Generator
-from tempo_lab.generators.loop import Feed, decode
-from tempo_lab.generators.selection import choose_next, seeded_generator, select_tokens
-from tempo_lab.models import LoadedModel
+from tempo_lab.generators.loop import decode
+from tempo_lab.generators.schedules import thresholds as schedule_thresholds
+from tempo_lab.generators.selection import seeded_generator
+from tempo_lab.generators.sets import ParallelStep, Pruning, SetPolicy
 
 INTRASET_MODES = ("isolated", "visible")
 NEXT_DIST_MODES = ("mixture", "last")
-
-
-@dataclass
-class ParallelStep:
-    """One parallel set: members (most probable first), their probabilities in the distribution they were
-    selected from, their shared position and the cache slots they occupy (empty for an unfed EOS set).
-    ``distribution``: ``(vocab,)``, the distribution the set was selected from."""
-
-    token_ids: list[int]
-    tokens: list[str]
-    probs: list[float]
-    position: float
-    slots: list[int]
-    distribution: torch.Tensor = field(repr=False)
-
-    @property
-    def size(self) -> int:
-        return len(self.token_ids)
-
-    @property
-    def fed(self) -> bool:
-        return bool(self.slots)
 
 
 @dataclass
@@ -85,17 +64,18 @@ class ParallelResult:
     ``input_ids``, ``positions``: ``(1, N)`` for every slot fed to the model (the prompt, then each fed set's
     members in order); ``labels``: ``(N,)``, ``-1`` for prompt slots and ``k`` for the members of set ``k``
     (:func:`tempo_lab.masks.set_labels` semantics). ``text``: the prompt followed by the sets in bracket
-    notation, ``"The cat [sat/jumped] on"``. ``attention`` (with ``capture=True``): ``passes[0]`` is the
-    prefill ``(1, heads, T, T)``, ``passes[1 + k]`` the feed of set ``k``
-    ``(1, heads, size_k, slots so far)``.
-    ``stop``: ``"eos"`` or ``"max_steps"``.
+    notation, ``"The cat [sat/jumped] on"`` (pruned members between tildes; :attr:`pruned_text` leaves them
+    out). ``attention`` (with ``capture=True``): ``passes[0]`` is the prefill ``(1, heads, T, T)``,
+    ``passes[1 + k]`` the feed of set ``k`` ``(1, heads, size_k, slots so far)``. ``later``: what later
+    tokens saw of each set; ``hidden_after``: ``(N,)``, per slot the last step whose queries could see it
+    (:data:`tempo_lab.masks.NEVER` unless pruned). ``stop``: ``"eos"`` or ``"max_steps"``.
     """
 
     prompt: str
     prompt_len: int
     mode: str
     next_dist: str
-    threshold: float
+    threshold: float | Callable[[int], float]
     steps: list[ParallelStep]
     input_ids: torch.Tensor
     positions: torch.Tensor
@@ -103,6 +83,15 @@ class ParallelResult:
     text: str
     stop: str
     attention: AttentionRecord | None = None
+    later: str = "all"
+    hidden_after: torch.Tensor | None = None
+
+    @property
+    def pruned_text(self) -> str:
+        """The bracket text with the pruned members left out."""
+        kept = [[t for t, cut in zip(s.tokens, s.pruned or [False] * s.size, strict=True) if not cut]
+                for s in self.steps]  # fmt: skip
+        return bracket_text(self.prompt, kept)
 
     @property
     def set_sizes(self) -> list[int]:
@@ -145,84 +134,26 @@ class ParallelResult:
         return out
 
 
-def bracket_text(prompt: str, sets: Sequence[Sequence[str]]) -> str:
-    """TEMPO's bracket notation: one-member sets are plain text, larger ones ``[a/b/c]``.
+def bracket_text(
+    prompt: str, sets: Sequence[Sequence[str]], pruned: Sequence[Sequence[bool] | None] | None = None
+) -> str:
+    """TEMPO's bracket notation: one-member sets are plain text, larger ones ``[a/b/c]``; a pruned member is
+    shown between tildes, ``[sat/~jumped~]``.
 
     A leading space shared by every member is written once before the bracket:
     ``bracket_text("The cat", [[" sat", " jumped"], [" on"]]) == "The cat [sat/jumped] on"``.
     """
     out = [prompt]
-    for members in sets:
+    for k, members in enumerate(sets):
+        marks = (pruned[k] if pruned is not None else None) or [False] * len(members)
         if len(members) == 1:
             out.append(members[0])
-        elif all(m.startswith(" ") for m in members):
-            out.append(" [" + "/".join(m[1:] for m in members) + "]")
-        else:
-            out.append("[" + "/".join(members) + "]")
+            continue
+        space = all(m.startswith(" ") for m in members)
+        shown = [(m[1:] if space else m) for m in members]
+        shown = [f"~{m}~" if cut else m for m, cut in zip(shown, marks, strict=True)]
+        out.append((" [" if space else "[") + "/".join(shown) + "]")
     return "".join(out)
-
-
-class _SetPolicy:
-    """Select (or replay) one set per step and feed all its members at one shared position."""
-
-    def __init__(self, lm: LoadedModel, prompt_len: int, first: torch.Tensor, options: dict):
-        self.lm, self.t, self.dist = lm, prompt_len, first
-        self.o = options
-        self.steps: list[ParallelStep] = []
-        self.sizes: list[int] = []
-        self.fed_ids: list[torch.Tensor] = []
-        self.fed_pos: list[torch.Tensor] = []
-        self.stop = "max_steps"
-
-    def _members(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(ids, probs)`` of this step's set, each ``(m,)``."""
-        o, dist = self.o, self.dist
-        if o["forced"] is not None:
-            members = o["forced"][step].to(dist.device)
-            return members, dist[members]
-        members, probs = select_tokens(dist, o["threshold"], o["max_set_size"])
-        if o["sample"] and float(probs[0]) < o["threshold"]:  # nothing reached it: draw the one fallback
-            logits = dist.clamp_min(1e-30).log()[None]
-            members = choose_next(logits, sample=True, temperature=o["temperature"], generator=o["generator"])
-            probs = dist[members]
-        return members, probs
-
-    def propose(self, step: int) -> Feed | None:
-        members, probs = self._members(step)
-        m, member_ids = members.shape[0], members.tolist()
-        position = float(self.t + step)
-        self.steps.append(
-            ParallelStep(
-                token_ids=member_ids,
-                tokens=[self.lm.token_str(i) for i in member_ids],
-                probs=probs.tolist(),
-                position=position,
-                slots=[],
-                distribution=self.dist,
-            )
-        )
-        eos = self.lm.tokenizer.eos_token_id
-        if eos is not None and eos in member_ids:
-            self.stop = "eos"
-            return None
-        start = self.t + sum(self.sizes)
-        self.sizes.append(m)
-        self.steps[-1].slots = list(range(start, start + m))
-        labels = masks.set_labels(self.sizes, self.t)
-        mask = masks.parallel_mask(labels, self.o["intraset"], q_len=m, dtype=self.lm.dtype)
-        self.fed_ids.append(members)
-        self.fed_pos.append(torch.full((1, m), position))
-        return Feed(members.view(1, m), self.fed_pos[-1], mask)
-
-    def accept(self, step: int, logits: torch.Tensor) -> None:
-        rows = torch.softmax(logits[0], -1)  # (m, vocab)
-        if self.o["next_dist"] == "last":
-            self.dist = rows[-1]
-            return
-        probs = torch.tensor(self.steps[-1].probs, dtype=rows.dtype, device=rows.device)
-        total = probs.sum()  # replayed members may all have underflowed to 0: weigh them equally
-        weights = probs / total if total > 0 else torch.full_like(probs, 1.0 / probs.shape[0])
-        self.dist = weights @ rows
 
 
 class ParallelTokenGenerator(Generator):
@@ -232,11 +163,14 @@ class ParallelTokenGenerator(Generator):
         self,
         prompt: str | torch.Tensor,
         *,
-        threshold: float = 0.1,
+        threshold: float | Callable[[int], float] = 0.1,
         max_steps: int = 15,
         max_set_size: int = 5,
         intraset: str = "isolated",
+        later: str = "all",
         next_dist: str = "mixture",
+        top_p: float | None = None,
+        prune: Pruning | None = None,
         seed: int = 0,
         sample: bool = False,
         temperature: float = 1.0,
@@ -250,11 +184,16 @@ class ParallelTokenGenerator(Generator):
 
         Args:
             prompt: text (or token ids ``(1, T)``).
-            threshold: keep tokens with probability ``>= threshold``, in ``(0, 1]``.
+            threshold: keep tokens with probability ``>= threshold``, in ``(0, 1]``; or a schedule, a callable
+                of the step (:mod:`tempo_lab.generators.schedules`), checked at every step before the run.
             max_steps: number of sets (positions) to generate, ``>= 1``.
             max_set_size: at most this many members per set (the most probable), ``>= 1``.
-            intraset: ``"isolated"`` or ``"visible"``.
+            intraset: what members of one set see of each other: ``"isolated"`` or ``"visible"``.
+            later: what later tokens see of a set of two or more members: ``"all"``, ``"first"`` or ``"none"``
+                (:func:`tempo_lab.masks.parallel_allowed`).
             next_dist: ``"mixture"`` or ``"last"``.
+            top_p: also cap each set at the most probable members whose cumulative probability reaches it.
+            prune: retroactive pruning by attention (:class:`~tempo_lab.generators.sets.Pruning`).
             seed, sample, temperature: see the module docstring (only used when ``sample=True``).
             capture: record attention of every forward pass (prefill and each step) into ``result.attention``.
             capture_layers: layers to record (``None`` = all).
@@ -264,28 +203,42 @@ class ParallelTokenGenerator(Generator):
             on_step: called as ``on_step(sets fed, max_steps)`` after every set (see
                 :func:`tempo_lab.generators.loop.decode`).
         """
+        forced = None if forced_sets is None else self._forced(forced_sets)
+        max_steps = checks.count("max_steps", max_steps)
+        n_steps = max_steps if forced is None else len(forced)
         options = {
-            "threshold": checks.probability("threshold", threshold),
+            "thresholds": schedule_thresholds(threshold, n_steps),
             "max_set_size": checks.count("max_set_size", max_set_size),
             "intraset": checks.choice("intraset", intraset, INTRASET_MODES),
+            "later": checks.choice("later", later, masks.LATER_MODES),
             "next_dist": checks.choice("next_dist", next_dist, NEXT_DIST_MODES),
+            "top_p": None if top_p is None else checks.probability("top_p", top_p),
+            "prune": prune,
             "sample": sample,
             "temperature": checks.positive("temperature", temperature),
             "generator": seeded_generator(seed),
-            "forced": None if forced_sets is None else self._forced(forced_sets),
+            "forced": forced,
         }
-        max_steps = checks.count("max_steps", max_steps)
+        if prune is not None and not isinstance(prune, Pruning):
+            raise ValueError(f"prune must be a tempo_lab.generators.Pruning, got {prune!r}")
+        if prune is not None and prune.recompute and capture:
+            raise ValueError(
+                "capture=True cannot be combined with a pruning recompute (it renumbers the slots)"
+            )
         text, ids = self.lm.encode_prompt(prompt)
         t = ids.shape[1]
-        n_steps = max_steps if options["forced"] is None else len(options["forced"])
         checks.in_context(
             f"a prompt of {t} tokens with {n_steps} steps", t + n_steps - 1, self.lm.max_positions
         )
 
-        context = capture_attention(self.lm.model, layers=capture_layers) if capture else nullcontext()
+        layers = capture_layers if capture or prune is None else prune.layers
+        watching = capture or prune is not None
+        context = capture_attention(self.lm.model, layers=layers) if watching else nullcontext()
         with context as record:
             prefix = self.core.prefill(ids)
-            policy = _SetPolicy(self.lm, t, torch.softmax(prefix.next_logits, -1), options)
+            policy = SetPolicy(
+                self.core, prefix.cache, ids, torch.softmax(prefix.next_logits, -1), options, record
+            )
             decode(
                 self.core,
                 prefix.cache,
@@ -301,14 +254,16 @@ class ParallelTokenGenerator(Generator):
             prompt_len=t,
             mode=intraset,
             next_dist=next_dist,
-            threshold=options["threshold"],
+            threshold=threshold,
             steps=policy.steps,
-            input_ids=torch.cat([ids[0], *policy.fed_ids])[None],
-            positions=torch.cat([prefix.positions, *policy.fed_pos], 1),
-            labels=masks.set_labels(policy.sizes, t),
-            text=bracket_text(text, [s.tokens for s in policy.steps]),
+            input_ids=policy.input_ids,
+            positions=policy.positions,
+            labels=torch.tensor(policy.labels),
+            text=bracket_text(text, [s.tokens for s in policy.steps], [s.pruned for s in policy.steps]),
             stop=policy.stop,
             attention=record if capture else None,
+            later=later,
+            hidden_after=torch.tensor(policy.hidden_after),
         )
 
     def _forced(self, sets: Sequence[Sequence[int | str]]) -> list[torch.Tensor]:

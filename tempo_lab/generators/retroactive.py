@@ -243,13 +243,18 @@ class RetroactivePositionGenerator(Generator):
         checks.in_context(subject, position, self.lm.max_positions)
         checks.integral_unless_rotary(subject, position, self.core.is_rotary)
 
-    def place(self, prefix: Prefix, token_id: int, placed: list[float]) -> torch.Tensor:
+    def place(self, prefix: Prefix, token_id: int | list[int], placed: list[float]) -> torch.Tensor:
         """Logits ``(P, vocab)`` after ``token_id`` fed at each of the ``P`` positions right after ``prefix``,
         as one cached step over ``P`` branches of its cache (the prefix cache is left as it was, so it can be
-        placed again: what the live explorer does on every slider move). Positions are checked as in every
-        pass."""
+        placed again: what the live explorer does on every slider move). ``token_id`` may also be one id per
+        position (different tokens in one batch). Positions are checked as in every pass."""
         n = len(placed)
         pos = torch.tensor(placed, dtype=torch.float32).view(n, 1)
-        tok = torch.full((n, 1), token_id, dtype=torch.long, device=self.lm.device)
+        if isinstance(token_id, list):
+            if len(token_id) != n:
+                raise ValueError(f"give one token per position: {len(token_id)} tokens for {n} positions")
+            tok = torch.tensor(token_id, dtype=torch.long, device=self.lm.device).view(n, 1)
+        else:
+            tok = torch.full((n, 1), token_id, dtype=torch.long, device=self.lm.device)
         mask = masks.causal_mask(1, prefix.length + 1, dtype=self.lm.dtype)  # the same row for every branch
         return self.core.step(branch(prefix.cache, n), tok, pos, mask)[:, -1]

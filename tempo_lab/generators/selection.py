@@ -12,13 +12,19 @@ from tempo_lab import checks
 from tempo_lab.models import LoadedModel
 
 
-def select_tokens(probs: torch.Tensor, threshold: float, max_count: int) -> tuple[torch.Tensor, torch.Tensor]:
+def select_tokens(
+    probs: torch.Tensor, threshold: float, max_count: int, top_p: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Every token with probability ``>= threshold``, most probable first, at most ``max_count`` of them and
-    at least one (the argmax, even below the threshold). ``probs``: ``(vocab,)``. Returns ``(ids, probs)``,
-    each ``(k,)`` with ``1 <= k <= max_count``."""
-    top_p, top_i = probs.topk(min(max_count, probs.shape[-1]))
-    k = max(1, int((top_p >= threshold).sum()))
-    return top_i[:k], top_p[:k]
+    at least one (the argmax, even below the threshold); with ``top_p``, only the most probable members whose
+    cumulative probability first reaches ``top_p`` (a top-p cap). ``probs``: ``(vocab,)``. Returns
+    ``(ids, probs)``, each ``(k,)`` with ``1 <= k <= max_count``."""
+    top_prob, top_i = probs.topk(min(max_count, probs.shape[-1]))
+    k = max(1, int((top_prob >= threshold).sum()))
+    if top_p is not None:
+        before = torch.cumsum(top_prob, 0) - top_prob  # mass of the members ranked above each one
+        k = min(k, max(1, int((before < top_p).sum())))
+    return top_i[:k], top_prob[:k]
 
 
 def choose_next(
