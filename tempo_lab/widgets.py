@@ -2,12 +2,13 @@
 
 A :class:`View` pairs a pure function ``render(**values) -> Rendered`` with the sliders that feed it. The
 function is what unit tests call with slider values; :func:`show` is the only part that touches ipywidgets.
-Each time a slider settles, the view's output area is cleared and shows one text line,
-``"<view name>: <values as JSON> -> <rendered.text>"`` (see :func:`summary_line`), then the figure, if any.
-Browser tests read that line to check that the page shows what ``render`` returns for the slider's value.
+Each time a slider settles, the view's output area is cleared and shows ``rendered.text`` (a sentence for
+people), then the figure, if any. The values it was rendered for sit, as JSON, in a hidden element of class
+``tempo-view-state`` (:func:`view_state`): browser tests read that to check that the page shows what
+``render`` returns for the sliders' values.
 
-Contents: :class:`View`, :class:`Control`, :class:`Rendered`, :func:`show`, :func:`summary_line`,
-:func:`has_frontend`. The views of the notebook series are built in :mod:`tempo_lab.views`.
+Contents: :class:`View`, :class:`Control`, :class:`Rendered`, :func:`show`, :func:`view_state`,
+:func:`control_widget`, :func:`has_frontend`. The views of the notebook series are in :mod:`tempo_lab.views`.
 """
 
 from __future__ import annotations
@@ -59,9 +60,12 @@ class View:
         return self.render(**{**self.defaults(), **values})
 
 
-def summary_line(view_name: str, values: dict[str, Any], rendered: Rendered) -> str:
-    """The text line a view prints for ``values``; browser tests compare the page against it."""
-    return f"{view_name}: {json.dumps(values, sort_keys=True)} -> {rendered.text}"
+STATE_CLASS = "tempo-view-state"
+
+
+def view_state(view_name: str, values: dict[str, Any], rendered: Rendered) -> str:
+    """What a view's hidden state element holds for ``values``: JSON of its name, the values and the text."""
+    return json.dumps({"view": view_name, "values": values, "text": rendered.text}, sort_keys=True)
 
 
 def has_frontend() -> bool:
@@ -96,19 +100,24 @@ def show(view: View):
     """Display the view's sliders and output area; return the ipywidgets box (``None`` without a kernel)."""
     if not has_frontend():
         return None
+    import html
+
     import ipywidgets as w
     import matplotlib.pyplot as plt
     from IPython.display import display
 
     sliders = {name: control_widget(name, c) for name, c in view.controls.items()}
     out = w.Output()
+    state = w.HTML(layout=w.Layout(display="none"))
+    state.add_class(STATE_CLASS)
 
     def refresh(_change: Any = None) -> None:
         values = {name: s.value for name, s in sliders.items()}
         rendered = view.render(**values)
+        state.value = html.escape(view_state(view.name, values, rendered))
         with out:
             out.clear_output(wait=True)
-            print(summary_line(view.name, values, rendered))
+            print(rendered.text)
             if rendered.figure is not None:
                 display(rendered.figure)
                 plt.close(rendered.figure)
@@ -116,6 +125,6 @@ def show(view: View):
     for s in sliders.values():
         s.observe(refresh, names="value")
     refresh()
-    box = w.VBox([*sliders.values(), out])
+    box = w.VBox([*sliders.values(), out, state])
     display(box)
     return box

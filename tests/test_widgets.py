@@ -27,7 +27,7 @@ def first_control_values(view: widgets.View) -> list:
 
 
 def check_view(view: widgets.View) -> None:
-    """Defaults are JSON (as the page prints them), render gives text + figure, summary_line is one line."""
+    """Defaults are JSON (as the page prints them), render gives text + figure, the state is JSON."""
     defaults = view.defaults()
     json.dumps(defaults)
     for name, c in view.controls.items():
@@ -39,8 +39,8 @@ def check_view(view: widgets.View) -> None:
     rendered = view(**defaults)
     assert rendered.text and "\n" not in rendered.text
     assert rendered.figure is not None and rendered.figure.axes[0].get_title()
-    line = widgets.summary_line(view.name, defaults, rendered)
-    assert line.startswith(f"{view.name}: {json.dumps(defaults, sort_keys=True)} -> ")
+    state = json.loads(widgets.view_state(view.name, defaults, rendered))
+    assert state == {"view": view.name, "values": defaults, "text": rendered.text}
 
 
 def test_show_is_a_no_op_without_a_kernel(tiny):

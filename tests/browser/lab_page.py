@@ -6,6 +6,7 @@ Every wait is a wait for a condition on the page (bounded by a timeout), never a
 from __future__ import annotations
 
 import base64
+import html
 import json
 import time
 from dataclasses import dataclass
@@ -187,11 +188,8 @@ def move_first_slider(view) -> str:
     return key
 
 
-def parse_summary(line: str, view_name: str) -> tuple[dict[str, Any], str]:
-    """Split ``"<name>: <json values> -> <text>"`` into (values, text); AssertionError if it does not fit."""
-    prefix = f"{view_name}: "
-    assert line.startswith(prefix), f"view line {line!r} does not start with {prefix!r}"
-    values, end = json.JSONDecoder().raw_decode(line, len(prefix))
-    assert isinstance(values, dict), f"view line {line!r}: values are not a JSON object"
-    assert line[end:].startswith(" -> "), f"view line {line!r}: no ' -> ' after the values"
-    return values, line[end + 4:]
+def view_state(view) -> dict[str, Any] | None:
+    """The JSON the view keeps in its hidden ``tempo-view-state`` element (None before the first render)."""
+    element = view.locator(".tempo-view-state")
+    text = element.first.text_content() if element.count() else ""
+    return json.loads(html.unescape(text)) if text else None

@@ -5,9 +5,10 @@ an error, that no widget failed to render and that no figure is shown as ``<Figu
 the first view (the first widget box with sliders and an Output widget, see :func:`tempo_lab.widgets.show`),
 press ArrowRight on its first slider (ArrowLeft at its maximum) and check that
 
-- its summary line (``"<view>: <values JSON> -> <text>"``) changed, and so did its figure's PNG if it has one;
-- the values in the line are the values the sliders' readouts show, with the moved one changed;
-- the line, before and after the move, is exactly ``summary_line(name, values, view.render(**values))`` for a
+- the values in its hidden state element (``tempo-view-state``, :func:`tempo_lab.widgets.view_state`) changed,
+  and so did its figure's PNG if it has one;
+- those values are the values the sliders' readouts show, with the moved one changed;
+- the sentence the view shows, before and after the move, is exactly ``view.render(**values).text`` for a
   view rebuilt here, in the test process, from the notebook's ``parameters`` cell with the same package calls
   the notebook makes (the ``RECIPES`` table below).
 
@@ -29,7 +30,7 @@ import lab_page as lp
 import pytest
 from lab_harness import NOTEBOOKS, SCRATCH_NOTEBOOK
 
-from tempo_lab.widgets import View, summary_line
+from tempo_lab.widgets import View
 
 pytestmark = pytest.mark.browser
 
@@ -187,12 +188,14 @@ def check_notebook(page, server, name: str, view: View, screenshot: Path) -> Non
     box.locator(".widget-output .jp-OutputArea-output").first.wait_for(timeout=SLIDER_TIMEOUT_S * 1000)
     lp.show_view(page, box)
 
+    before_state = lp.wait_until(lambda: lp.view_state(box), SLIDER_TIMEOUT_S, f"{name}: the view's state")
     before_line, before_fig = lp.output_text(box), lp.output_figure(box)
-    before_values, _ = lp.parse_summary(before_line, view.name)
+    assert before_state["view"] == view.name, f"{name}: the first view is {before_state['view']!r}"
+    before_values = before_state["values"]
     before_rendered = view.render(**before_values)
-    assert before_line == summary_line(view.name, before_values, before_rendered), (
+    assert before_line == before_rendered.text == before_state["text"], (
         f"{name}: the page shows\n  {before_line!r}\nbut render({before_values}) gives\n"
-        f"  {summary_line(view.name, before_values, before_rendered)!r}"
+        f"  {before_rendered.text!r}"
     )
     assert before_values == view.defaults(), f"{name}: view opened at {before_values}, not {view.defaults()}"
     if before_rendered.figure is not None and not isinstance(before_fig, bytes):
@@ -201,15 +204,19 @@ def check_notebook(page, server, name: str, view: View, screenshot: Path) -> Non
 
     moved = lp.sliders(box)[0]
     key = lp.move_first_slider(box)
-    after_line = lp.wait_until(
-        lambda: (line := lp.output_text(box)) and line != before_line and line,
-        SLIDER_TIMEOUT_S, f"{name}: the view line to change after {key} on slider {moved.label!r}",
+    after_state = lp.wait_until(
+        lambda: (st := lp.view_state(box)) and st["values"] != before_values and st,
+        SLIDER_TIMEOUT_S, f"{name}: the view's state to change after {key} on slider {moved.label!r}",
     )
-    after_values, _ = lp.parse_summary(after_line, view.name)
+    after_values = after_state["values"]
     after_rendered = view.render(**after_values)
-    assert after_line == summary_line(view.name, after_values, after_rendered), (
-        f"{name}: after {key} on {moved.label!r} the page shows\n  {after_line!r}\n"
-        f"but render({after_values}) gives\n  {summary_line(view.name, after_values, after_rendered)!r}"
+    after_line = lp.wait_until(
+        lambda: (line := lp.output_text(box)) == after_rendered.text and line,
+        SLIDER_TIMEOUT_S, f"{name}: the sentence after {key} on {moved.label!r}",
+    )
+    assert after_state["text"] == after_rendered.text, (
+        f"{name}: after {key} on {moved.label!r} the state holds {after_state['text']!r}, "
+        f"but render({after_values}) gives {after_rendered.text!r}"
     )
     changed = {k for k in after_values if after_values[k] != before_values.get(k)}
     moved_name = next(n for n, c in view.controls.items() if (c.description or n) == moved.label)
