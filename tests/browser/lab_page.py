@@ -9,7 +9,10 @@ import base64
 import html
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lab_harness import LabServer, wait_until
@@ -193,3 +196,29 @@ def view_state(view) -> dict[str, Any] | None:
     element = view.locator(".tempo-view-state")
     text = element.first.text_content() if element.count() else ""
     return json.loads(html.unescape(text)) if text else None
+
+
+@contextmanager
+def notebook_page(browser_context, server: LabServer, failed_shot: Path) -> Iterator[Any]:
+    """A fresh page for one notebook check. On failure: a screenshot to ``failed_shot``, the page's errors
+    and the server log's tail are printed; always: the page is closed and every kernel shut down."""
+    failed_shot.unlink(missing_ok=True)
+    page = browser_context.new_page()
+    page.set_default_timeout(60_000)
+    page_errors: list[str] = []
+    page.on("pageerror", lambda e: page_errors.append(str(e)))
+    try:
+        yield page
+    except BaseException:
+        try:
+            page.screenshot(path=str(failed_shot))
+        except Exception:  # noqa: BLE001 - the page may be gone; the original error matters
+            pass
+        if page_errors:
+            print(f"\npage errors: {page_errors}")
+        print(f"\njupyter lab log (tail):\n{server.log_tail(30)}")
+        raise
+    finally:
+        page.close()
+        server.shutdown_kernels()
+        wait_until(lambda: not server.kernel_processes(), 30, "kernels to exit after shutdown")

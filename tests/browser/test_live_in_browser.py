@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +79,7 @@ def test_live_explorer_shows_what_the_generators_return(
     browser_context, lab_server, screenshot_dir: Path, bundled_generators
 ) -> None:
     lm, retro, compressed = bundled_generators
-    page = browser_context.new_page()
-    page.set_default_timeout(60_000)
-    try:
+    with lp.notebook_page(browser_context, lab_server, screenshot_dir / "FAILED_live_explorer.png") as page:
         lp.open_notebook(page, lab_server, NOTEBOOK)
         run = lp.run_all_cells(page, NOTEBOOK, 420)
         assert not run["pending"] and not lp.problems(page)["errors"], run
@@ -138,12 +135,3 @@ def test_live_explorer_shows_what_the_generators_return(
         type_into(box, 0, PROMPT)
         again = settle(box, {"prompt": PROMPT}, "results after a valid prompt")
         assert "error" not in again and [x[0] for x in again["top"]] == [x[0] for x in expected.top[0]]
-    except BaseException:
-        page.screenshot(path=str(screenshot_dir / "FAILED_live_explorer.png"))
-        print(f"\njupyter lab log (tail):\n{lab_server.log_tail(30)}")
-        raise
-    finally:
-        page.close()
-        lab_server.shutdown_kernels()
-        lp.wait_until(lambda: not lab_server.kernel_processes(), 30, "kernels to exit after shutdown")
-        print(f"\nlive explorer test done at {time.strftime('%H:%M:%S')}")

@@ -247,28 +247,9 @@ def run_case(browser_context, lab_server, screenshot_dir: Path, path: Path, reci
     t0 = time.monotonic()
     view = recipe.rebuild(read_notebook(path, recipe))
     print(f"\n{path.name}: view rebuilt in the test process in {time.monotonic() - t0:.1f} s", end="")
-    failed_shot = screenshot_dir / f"FAILED_{path.stem}.png"
-    failed_shot.unlink(missing_ok=True)
-    page = browser_context.new_page()
-    page.set_default_timeout(60_000)
-    page_errors: list[str] = []
-    page.on("pageerror", lambda e: page_errors.append(str(e)))
-    try:
+    with lp.notebook_page(browser_context, lab_server, screenshot_dir / f"FAILED_{path.stem}.png") as page:
         check_notebook(page, lab_server, path.name, view, screenshot_dir / f"{path.stem}.png")
-    except BaseException:
-        try:
-            page.screenshot(path=str(failed_shot))
-        except Exception:  # noqa: BLE001 - the page may be gone; the original error matters
-            pass
-        if page_errors:
-            print(f"\n{path.name}: page errors: {page_errors}")
-        print(f"\n{path.name}: jupyter lab log (tail):\n{lab_server.log_tail(30)}")
-        raise
-    finally:
-        page.close()
-        lab_server.shutdown_kernels()
-        lp.wait_until(lambda: not lab_server.kernel_processes(), 30, "kernels to exit after shutdown")
-        print(f"\n{path.name}: {time.monotonic() - t0:.1f} s in all")
+    print(f"\n{path.name}: {time.monotonic() - t0:.1f} s in all")
 
 
 def test_harness_scratch_notebook(browser_context, lab_server, screenshot_dir: Path) -> None:
