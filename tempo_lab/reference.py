@@ -20,11 +20,17 @@ from tempo_lab.models import LoadedModel
 
 
 def next_logits(
-    lm: LoadedModel, input_ids: torch.Tensor, position_ids: torch.Tensor, mask: torch.Tensor | None = None
+    lm: LoadedModel,
+    input_ids: torch.Tensor,
+    position_ids: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    core: DecodingCore | None = None,
 ) -> torch.Tensor:
     """Logits ``(vocab,)`` after the last token of ``input_ids`` ``(1, n)`` at ``position_ids`` ``(1, n)``,
-    from one uncached pass (causal over the slots unless ``mask`` ``(1, 1, n, n)`` is given)."""
-    return DecodingCore(lm).full(input_ids, position_ids, mask)[0, -1]
+    from one uncached pass (causal over the slots unless ``mask`` ``(1, 1, n, n)`` is given). Pass ``core``
+    to reuse one :class:`DecodingCore` across calls (a loop of them, as the baselines below run)."""
+    return (core or DecodingCore(lm)).full(input_ids, position_ids, mask)[0, -1]
 
 
 def retroactive_naive(lm: LoadedModel, prompt: str, token_id: int, gaps: Sequence[float]) -> torch.Tensor:
@@ -36,7 +42,8 @@ def retroactive_naive(lm: LoadedModel, prompt: str, token_id: int, gaps: Sequenc
     _, ids = lm.encode_prompt(prompt)
     t = ids.shape[1]
     seq = torch.cat([ids, torch.tensor([[token_id]], device=ids.device)], 1)
-    return torch.stack([next_logits(lm, seq, positions.placed(t, t + g)) for g in gaps])
+    core = DecodingCore(lm)
+    return torch.stack([next_logits(lm, seq, positions.placed(t, t + g), core=core) for g in gaps])
 
 
 def compressed_naive(
@@ -48,12 +55,13 @@ def compressed_naive(
     _, ids = lm.encode_prompt(prompt)
     t = ids.shape[1]
     eos = lm.tokenizer.eos_token_id
+    core = DecodingCore(lm)
     out = []
     for cand in candidate_ids:
         path = [int(cand)]
         while len(path) <= path_length and path[-1] != eos:
             seq = torch.cat([ids, torch.tensor([path], device=ids.device)], 1)
-            path.append(int(next_logits(lm, seq, positions.with_gap(t, len(path), gap)).argmax()))
+            path.append(int(next_logits(lm, seq, positions.with_gap(t, len(path), gap), core=core).argmax()))
         out.append(path)
     return out
 

@@ -211,6 +211,10 @@ class CompressedExplorer(Explorer):
 
     name, title = "compressed", "Compressed thoughts"
 
+    def __init__(self, session: LiveSession):
+        super().__init__(session)
+        self.generator = CompressedThoughtGenerator(self.lm)  # one core for every update
+
     def controls(self) -> dict[str, Control]:
         return {
             "prompt": Control("The answer is", kind="text", description="prompt"),
@@ -221,7 +225,7 @@ class CompressedExplorer(Explorer):
 
     def update(self, values: dict[str, Any], progress: Progress | None = None) -> LiveView:
         prefix = self.session.use_prompt(values["prompt"])
-        res = CompressedThoughtGenerator(self.lm).generate(
+        res = self.generator.generate(
             values["prompt"], gap=values["gap"], threshold=values["threshold"],
             path_length=int(values["path_length"]), progress=False, prefix=prefix,
         )  # fmt: skip
@@ -252,6 +256,7 @@ class ParallelExplorer(Explorer):
 
     def __init__(self, session: LiveSession):
         super().__init__(session)
+        self.generator = ParallelTokenGenerator(self.lm)  # one core for every run
         self._run: tuple[tuple, Any] | None = None
 
     def controls(self) -> dict[str, Control]:
@@ -269,7 +274,7 @@ class ParallelExplorer(Explorer):
         self.session.use_prompt(values["prompt"])  # validates the prompt the way every explorer does
         key = (values["prompt"], float(values["threshold"]), values["mode"])
         if self._run is None or self._run[0] != key:
-            res = ParallelTokenGenerator(self.lm).generate(
+            res = self.generator.generate(
                 values["prompt"], threshold=float(values["threshold"]), max_steps=self.MAX_STEPS,
                 intraset=values["mode"], capture=True, progress=False, on_step=progress,
             )  # fmt: skip
