@@ -27,9 +27,7 @@ import torch
 
 from tempo_lab import load_model, timing
 from tempo_lab.generators import branch
-from tempo_lab.live import Panel, PositionExplorer
-from tempo_lab.live.explorers import GapExplorer
-from tempo_lab.live.session import LiveSession
+from tempo_lab.live import GapExplorer, LiveSession, Panel, PositionExplorer
 
 PROMPT = (
     "The old lighthouse keeper climbed the spiral stairs every evening, long after the ships had stopped "

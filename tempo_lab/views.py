@@ -17,7 +17,7 @@ from matplotlib.patches import Rectangle
 from tempo_lab import plots
 from tempo_lab.generators.retroactive import TOP_KEPT
 from tempo_lab.labels import plain, token_label
-from tempo_lab.metrics import set_spans
+from tempo_lab.metrics import divergences, set_spans
 from tempo_lab.widgets import Control, Rendered, View
 
 
@@ -75,8 +75,7 @@ def decimal_position_view(sweep) -> View:
         ids = sweep.top_ids(top_k, position)
         lo, hi = float(math.floor(position)), float(math.ceil(position))
         p, p_lo, p_hi = probs[i], probs[sweep.index(lo)], probs[sweep.index(hi)]
-        tv_lo = 0.5 * float((p - p_lo).abs().sum())
-        tv_hi = 0.5 * float((p - p_hi).abs().sum())
+        tv_lo, tv_hi = (float(divergences(p[None], q)[0][0]) for q in (p_lo, p_hi))
         tokens = [sweep.token_text[t] for t in ids]
         text = (
             f"position {position:g}: top {tokens[0]!r} {float(p[ids[0]]):.4f}; TV to {lo:g} = {tv_lo:.4f}, "
