@@ -4,6 +4,8 @@
     tempo-lab run --model tiny-random -p prompt "The cat sat on the"
     tempo-lab run --only 01 03 --out /tmp/nb        # a subset
     tempo-lab run --in-place                        # re-execute the committed notebooks (default parameters)
+    tempo-lab study --results results/mine --limit 300   # every measurement over the bundled prompts
+    torchrun --nproc_per_node 2 -m tempo_lab.cli study --results results/mine   # the same, sharded
 
 Each notebook runs in a fresh ``python3`` kernel of the current environment, with its own folder as working
 directory (so its relative ``fig_dir`` regenerates ``figures/``). Parameters given with ``-p`` go to every
@@ -14,6 +16,7 @@ notebook the cell tagged ``key-numbers`` is read back, and the run ends with a s
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -46,11 +49,44 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--notebooks", type=Path, help="the notebook folder (default: ./notebooks)")
     run.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
     run.add_argument("--cell-timeout", type=int, default=900, help="seconds one cell may run (default 900)")
+    study = sub.add_parser("study", help="run measurements over a prompt set into a results folder")
+    study.add_argument("--results", required=True, type=Path, help="results folder (resumed if it exists)")
+    study.add_argument("--model", help="'bundled' (default), 'tiny-random', an HF id or path")
+    study.add_argument("--prompts", help="a .txt (a prompt per line) or .tsv (kind<TAB>prompt) file")
+    study.add_argument("--limit", type=int, help="only the first N prompts, spread over the kinds")
+    study.add_argument("--phenomena", nargs="+", help="which measurements (default: all six)")
+    study.add_argument("--batch-size", type=int, default=16, help="prompts per batch (default 16)")
+    study.add_argument("--seed", type=int, default=0)
+    study.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def run_study_command(args: argparse.Namespace) -> int:
+    from tempo_lab.studies import PHENOMENA, PromptProblems, run_study
+
+    model = None if args.model in (None, "bundled") else args.model
+    try:
+        study = run_study(
+            model, args.prompts, results=args.results, n=args.limit, phenomena=args.phenomena or PHENOMENA,
+            batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress,
+        )  # fmt: skip
+    except PromptProblems as exc:
+        print(f"tempo-lab: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"tempo-lab: {exc}", file=sys.stderr)
+        return 2
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun, the first process reports
+    for phenomenon in study.phenomena:
+        print(f"{phenomenon}: {len(study.table(phenomenon))} rows in {args.results / phenomenon}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "study":
+        return run_study_command(args)
     try:
         notebooks = runner.discover(args.notebooks or runner.default_notebook_dir(), args.only)
         if args.in_place and (args.model is not None or args.parameter):

@@ -154,6 +154,68 @@ class _PathPolicy:
             self.ended = self.ended | (nxt == self.eos)
 
 
+@dataclass
+class CompressedRun:
+    """A checked, encoded compressed-thought run that has not started: ``policy`` selects the candidates
+    from the prompt's next-token logits, ``result`` turns the stepped policy into a
+    :class:`CompressedResult`."""
+
+    generator: CompressedThoughtGenerator
+    prompt: str
+    input_ids: torch.Tensor  # (1, T)
+    gap: float | str
+    max_gap: float
+    path_length: int
+    options: dict
+
+    def policy(self, next_logits: torch.Tensor) -> _PathPolicy:
+        """The path policy after the prompt whose last-token logits are ``next_logits`` ``(vocab,)``; it
+        feeds a batch of ``policy.n`` paths (one per candidate)."""
+        o, t = self.options, self.input_ids.shape[1]
+        probs = torch.softmax(next_logits.float(), -1)
+        self.entropy = float(entropy(probs))
+        if self.gap == "entropy":
+            self.gap = float(min(self.max_gap, round(o["gap_per_nat"] * self.entropy)))
+        self.positions = [t + self.gap + j for j in range(self.path_length + 1)]
+        cand_ids, cand_probs = select_tokens(probs, o["threshold"], o["max_candidates"])
+        return _PathPolicy(
+            cand_ids,
+            cand_probs,
+            self.positions,
+            self.generator.lm.tokenizer.eos_token_id,
+            sample=o["sample"],
+            temperature=o["temperature"],
+            generator=seeded_generator(o["seed"]),
+            keep_logits=o["keep_logits"],
+            first_logits=next_logits,
+        )
+
+    def result(self, policy: _PathPolicy) -> CompressedResult:
+        gen, o = self.generator, self.options
+        candidates = [
+            Candidate(token_id=int(i), token=gen.lm.token_str(int(i)), prob=float(p))
+            for i, p in zip(policy.tokens[0].tolist(), policy.probs[0].tolist(), strict=True)
+        ]
+        tokens = torch.stack(policy.tokens, 1).tolist()  # (n, L)
+        probs = torch.stack(policy.probs, 1).tolist()
+        logits = torch.stack(policy.logits, 1) if policy.logits is not None else None  # (n, L, vocab)
+        paths = [
+            gen._path(c, tokens[b], probs[b], self.positions, None if logits is None else logits[b])
+            for b, c in enumerate(candidates)
+        ]
+        return CompressedResult(
+            prompt=self.prompt,
+            prompt_len=self.input_ids.shape[1],
+            gap=self.gap,
+            threshold=o["threshold"],
+            sample=o["sample"],
+            seed=o["seed"],
+            candidates=candidates,
+            paths=paths,
+            entropy=self.entropy,
+        )
+
+
 class CompressedThoughtGenerator(Generator):
     """Expand the likely next tokens of a prompt, each placed after a position gap, as one batch of paths."""
 
@@ -195,6 +257,37 @@ class CompressedThoughtGenerator(Generator):
                 prefill; the paths branch off its cache, which is left as it was.
             gap_per_nat, max_gap: the entropy-driven gap's slope and cap (``gap="entropy"`` only).
         """
+        run = self.plan(
+            prompt, gap=gap, threshold=threshold, max_candidates=max_candidates, path_length=path_length,
+            sample=sample, temperature=temperature, seed=seed, keep_logits=keep_logits,
+            gap_per_nat=gap_per_nat, max_gap=max_gap,
+        )  # fmt: skip
+        if prefix is None:
+            prefix = self.core.prefill(run.input_ids)
+        elif not torch.equal(prefix.input_ids.to(run.input_ids.device), run.input_ids):
+            raise ValueError("the prefix given is not a prefill of this prompt")
+        policy = run.policy(prefix.next_logits)
+        cache = branch(prefix.cache, policy.n)
+        decode(self.core, cache, policy, run.path_length, desc="compressed thoughts", progress=progress)
+        return run.result(policy)
+
+    def plan(
+        self,
+        prompt: str | torch.Tensor,
+        *,
+        gap: float | str = 5,
+        threshold: float = 0.05,
+        max_candidates: int = 5,
+        path_length: int = 10,
+        sample: bool = False,
+        temperature: float = 1.0,
+        seed: int = 0,
+        keep_logits: bool = False,
+        gap_per_nat: float = 2.0,
+        max_gap: float = 20.0,
+    ) -> CompressedRun:
+        """Check the arguments of :meth:`generate` and encode the prompt, without running anything (see
+        :meth:`ParallelTokenGenerator.plan <tempo_lab.generators.parallel.ParallelTokenGenerator.plan>`)."""
         if gap == "entropy":
             gap_per_nat, max_gap = (
                 checks.nonnegative("gap_per_nat", gap_per_nat),
@@ -202,11 +295,17 @@ class CompressedThoughtGenerator(Generator):
             )
         else:
             gap = max_gap = checks.nonnegative("gap", gap)
-        threshold = checks.probability("threshold", threshold)
-        max_candidates = checks.count("max_candidates", max_candidates)
+        seeded_generator(seed)  # checks the seed now; ``policy`` draws from a fresh one
+        options = {
+            "threshold": checks.probability("threshold", threshold),
+            "max_candidates": checks.count("max_candidates", max_candidates),
+            "temperature": checks.positive("temperature", temperature),
+            "sample": sample,
+            "seed": seed,
+            "keep_logits": keep_logits,
+            "gap_per_nat": gap_per_nat,
+        }
         path_length = checks.count("path_length", path_length)
-        temperature = checks.positive("temperature", temperature)
-        generator = seeded_generator(seed)
         text, ids = self.lm.encode_prompt(prompt)
         t = ids.shape[1]
         if gap != "entropy":
@@ -216,52 +315,7 @@ class CompressedThoughtGenerator(Generator):
             t + max_gap + path_length,
             self.lm.max_positions,
         )
-
-        if prefix is None:
-            prefix = self.core.prefill(ids)
-        elif not torch.equal(prefix.input_ids.to(ids.device), ids):
-            raise ValueError("the prefix given is not a prefill of this prompt")
-        uncertainty = float(entropy(torch.softmax(prefix.next_logits, -1)))
-        if gap == "entropy":
-            gap = float(min(max_gap, round(gap_per_nat * uncertainty)))
-        positions = [t + gap + j for j in range(path_length + 1)]
-        cand_ids, cand_probs = select_tokens(torch.softmax(prefix.next_logits, -1), threshold, max_candidates)
-        policy = _PathPolicy(
-            cand_ids,
-            cand_probs,
-            positions,
-            self.lm.tokenizer.eos_token_id,
-            sample=sample,
-            temperature=temperature,
-            generator=generator,
-            keep_logits=keep_logits,
-            first_logits=prefix.next_logits,
-        )
-        cache = branch(prefix.cache, cand_ids.shape[0])
-        decode(self.core, cache, policy, path_length, desc="compressed thoughts", progress=progress)
-
-        candidates = [
-            Candidate(token_id=int(i), token=self.lm.token_str(int(i)), prob=float(p))
-            for i, p in zip(cand_ids.tolist(), cand_probs.tolist(), strict=True)
-        ]
-        tokens = torch.stack(policy.tokens, 1).tolist()  # (n, L)
-        probs = torch.stack(policy.probs, 1).tolist()
-        logits = torch.stack(policy.logits, 1) if keep_logits else None  # (n, L, vocab)
-        paths = [
-            self._path(candidates[b], tokens[b], probs[b], positions, None if logits is None else logits[b])
-            for b in range(len(candidates))
-        ]
-        return CompressedResult(
-            prompt=text,
-            prompt_len=t,
-            gap=gap,
-            threshold=threshold,
-            sample=sample,
-            seed=seed,
-            candidates=candidates,
-            paths=paths,
-            entropy=uncertainty,
-        )
+        return CompressedRun(self, text, ids, gap, max_gap, path_length, options)
 
     def _path(
         self,

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
+from transformers import DynamicCache
 
 from tempo_lab import checks, masks
 from tempo_lab.capture import AttentionRecord, capture_attention
@@ -156,6 +157,48 @@ def bracket_text(
     return "".join(out)
 
 
+@dataclass
+class ParallelRun:
+    """A checked, encoded TEMPO run that has not started: ``policy`` builds its step policy on a prefilled
+    prompt, ``result`` turns the stepped policy into a :class:`ParallelResult`."""
+
+    generator: ParallelTokenGenerator
+    prompt: str
+    input_ids: torch.Tensor  # (1, T)
+    n_steps: int
+    options: dict
+    threshold: float | Callable[[int], float]
+
+    def policy(
+        self, cache: DynamicCache | None, next_logits: torch.Tensor, record: AttentionRecord | None = None
+    ) -> SetPolicy:
+        """The step policy after the prompt, whose last-token logits are ``next_logits`` ``(vocab,)``.
+        ``cache``: the prompt's own cache (only a pruning recompute touches it)."""
+        first = torch.softmax(next_logits.float(), -1)
+        return SetPolicy(self.generator.core, cache, self.input_ids, first, self.options, record)
+
+    def result(self, policy: SetPolicy, attention: AttentionRecord | None = None) -> ParallelResult:
+        o = self.options
+        return ParallelResult(
+            prompt=self.prompt,
+            prompt_len=self.input_ids.shape[1],
+            mode=o["intraset"],
+            next_dist=o["next_dist"],
+            threshold=self.threshold,
+            steps=policy.steps,
+            input_ids=policy.input_ids,
+            positions=policy.positions,
+            labels=torch.tensor(policy.labels),
+            text=bracket_text(
+                self.prompt, [s.tokens for s in policy.steps], [s.pruned for s in policy.steps]
+            ),
+            stop=policy.stop,
+            attention=attention,
+            later=o["later"],
+            hidden_after=torch.tensor(policy.hidden_after),
+        )
+
+
 class ParallelTokenGenerator(Generator):
     """TEMPO generation: sets of parallel tokens sharing one position, every member fed to the model."""
 
@@ -203,6 +246,52 @@ class ParallelTokenGenerator(Generator):
             on_step: called as ``on_step(sets fed, max_steps)`` after every set (see
                 :func:`tempo_lab.generators.loop.decode`).
         """
+        run = self.plan(
+            prompt, threshold=threshold, max_steps=max_steps, max_set_size=max_set_size, intraset=intraset,
+            later=later, next_dist=next_dist, top_p=top_p, prune=prune, seed=seed, sample=sample,
+            temperature=temperature, forced_sets=forced_sets,
+        )  # fmt: skip
+        if prune is not None and prune.recompute and capture:
+            raise ValueError(
+                "capture=True cannot be combined with a pruning recompute (it renumbers the slots)"
+            )
+        layers = capture_layers if capture or prune is None else prune.layers
+        watching = capture or prune is not None
+        context = capture_attention(self.lm.model, layers=layers) if watching else nullcontext()
+        with context as record:
+            prefix = self.core.prefill(run.input_ids)
+            policy = run.policy(prefix.cache, prefix.next_logits, record)
+            decode(
+                self.core,
+                prefix.cache,
+                policy,
+                run.n_steps,
+                desc="parallel tokens",
+                progress=progress,
+                on_step=on_step,
+            )
+        return run.result(policy, record if capture else None)
+
+    def plan(
+        self,
+        prompt: str | torch.Tensor,
+        *,
+        threshold: float | Callable[[int], float] = 0.1,
+        max_steps: int = 15,
+        max_set_size: int = 5,
+        intraset: str = "isolated",
+        later: str = "all",
+        next_dist: str = "mixture",
+        top_p: float | None = None,
+        prune: Pruning | None = None,
+        seed: int = 0,
+        sample: bool = False,
+        temperature: float = 1.0,
+        forced_sets: Sequence[Sequence[int | str]] | None = None,
+    ) -> ParallelRun:
+        """Check the arguments of :meth:`generate` and encode the prompt, without running anything: the
+        run's policy can then be stepped by :func:`~tempo_lab.generators.loop.decode` or, beside other
+        prompts' runs, by :class:`~tempo_lab.generators.lockstep.Lockstep`."""
         forced = None if forced_sets is None else self._forced(forced_sets)
         max_steps = checks.count("max_steps", max_steps)
         n_steps = max_steps if forced is None else len(forced)
@@ -221,50 +310,12 @@ class ParallelTokenGenerator(Generator):
         }
         if prune is not None and not isinstance(prune, Pruning):
             raise ValueError(f"prune must be a tempo_lab.generators.Pruning, got {prune!r}")
-        if prune is not None and prune.recompute and capture:
-            raise ValueError(
-                "capture=True cannot be combined with a pruning recompute (it renumbers the slots)"
-            )
         text, ids = self.lm.encode_prompt(prompt)
         t = ids.shape[1]
         checks.in_context(
             f"a prompt of {t} tokens with {n_steps} steps", t + n_steps - 1, self.lm.max_positions
         )
-
-        layers = capture_layers if capture or prune is None else prune.layers
-        watching = capture or prune is not None
-        context = capture_attention(self.lm.model, layers=layers) if watching else nullcontext()
-        with context as record:
-            prefix = self.core.prefill(ids)
-            policy = SetPolicy(
-                self.core, prefix.cache, ids, torch.softmax(prefix.next_logits, -1), options, record
-            )
-            decode(
-                self.core,
-                prefix.cache,
-                policy,
-                n_steps,
-                desc="parallel tokens",
-                progress=progress,
-                on_step=on_step,
-            )
-
-        return ParallelResult(
-            prompt=text,
-            prompt_len=t,
-            mode=intraset,
-            next_dist=next_dist,
-            threshold=threshold,
-            steps=policy.steps,
-            input_ids=policy.input_ids,
-            positions=policy.positions,
-            labels=torch.tensor(policy.labels),
-            text=bracket_text(text, [s.tokens for s in policy.steps], [s.pruned for s in policy.steps]),
-            stop=policy.stop,
-            attention=record if capture else None,
-            later=later,
-            hidden_after=torch.tensor(policy.hidden_after),
-        )
+        return ParallelRun(self, text, ids, n_steps, options, threshold)
 
     def _forced(self, sets: Sequence[Sequence[int | str]]) -> list[torch.Tensor]:
         """Check replayed sets (non-empty, no repeated member, valid tokens) and return them as id tensors."""

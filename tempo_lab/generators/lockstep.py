@@ -1,0 +1,155 @@
+"""Many prompts in one batch: a padded prefill, then the generators' own policies stepped in lockstep.
+
+The single-prompt loop (:func:`tempo_lab.generators.loop.decode`) runs one policy on one cache. A study runs
+the same policies for many prompts at once: :class:`Lockstep` prefills every prompt in one padded batch and
+then, at each step, asks every policy what it feeds, runs **one** forward pass for all of them, and hands each
+policy its own logits. Policies are unchanged; each still speaks of its own slots only.
+
+Padding lives in masks and positions, never in what a real token attends to:
+
+- every batch row keeps a map from its policy's slots (0, 1, 2, ...) to the batch cache's slots. Prompts are
+  left-padded, and a step whose row feeds fewer tokens than another row's leaves padding slots behind;
+- a policy's mask over its own slots is scattered into those columns; every other column (padding, slots of
+  nothing) is closed to it;
+- a padding query sees only its own slot, so no softmax row is empty; its logits are thrown away. It takes
+  the position of its row's last real query, so positions never decrease along a row.
+
+RoPE depends on position differences only, so each row's results equal its prompt run alone (to float
+rounding, ~1e-6; a test checks them against the single-prompt generators).
+
+Contents: :class:`Lockstep` (``prefill``, ``expand``, ``run``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from transformers import DynamicCache
+
+from tempo_lab import masks
+from tempo_lab.generators.core import DecodingCore
+from tempo_lab.generators.loop import Policy
+
+
+class Lockstep:
+    """A batch of prompts decoded together; rows are the prompts (``prefill``), or several rows per prompt
+    after ``expand`` (one per branch of a policy with ``batch > 1``)."""
+
+    def __init__(self, core: DecodingCore):
+        self.core = core
+        self.cache: DynamicCache | None = None
+        self.slots: list[list[int]] = []  # per row: batch-cache slot of each of the row's own slots
+        self.width = 0  # batch-cache slots so far
+
+    def prefill(
+        self,
+        prompts: Sequence[torch.Tensor],
+        positions: Sequence[torch.Tensor] | None = None,
+        allowed: Sequence[torch.Tensor] | None = None,
+    ) -> list[torch.Tensor]:
+        """Run every prompt ``(1, T_i)`` in one left-padded pass; returns each prompt's logits
+        ``(T_i, vocab)``.
+
+        ``positions`` (each ``(T_i,)``, default ``0..T_i-1``) and ``allowed`` (each a bool ``(T_i, T_i)``
+        visibility, default causal) let a finished sequence be recomputed whole, as it was generated. Models
+        with sliding-window layers take one prompt at a time (padding slots would count toward the window).
+        """
+        if not prompts:
+            raise ValueError("prefill needs at least one prompt")
+        if len(prompts) > 1 and self.core.family.window is not None:
+            raise ValueError(
+                f"{type(self.core.model).__name__} has sliding-window layers: padding would count toward "
+                "the window, so its prompts cannot share a batch; use a batch size of 1"
+            )
+        lengths = [int(p.shape[-1]) for p in prompts]
+        width = max(lengths)
+        ids = torch.zeros(len(prompts), width, dtype=torch.long)
+        where = torch.zeros(len(prompts), width)
+        visible = torch.eye(width, dtype=torch.bool).repeat(len(prompts), 1, 1)  # padding sees itself
+        self.slots = []
+        for r, (p, t) in enumerate(zip(prompts, lengths, strict=True)):
+            pad = width - t
+            ids[r, pad:] = p.view(-1).cpu()
+            where[r, pad:] = torch.arange(t) if positions is None else positions[r].view(-1).cpu()
+            visible[r, pad:, pad:] = masks.causal_allowed(t) if allowed is None else allowed[r].cpu()
+            self.slots.append(list(range(pad, width)))
+        self.cache = DynamicCache(config=self.core.model.config)
+        self.width = width
+        logits = self.core.forward(ids, where, self._additive(visible), self.cache)
+        return [logits[r, width - t :] for r, t in enumerate(lengths)]
+
+    def expand(self, rows: Sequence[int]) -> None:
+        """Re-index the batch: new row ``j`` is a copy of old row ``rows[j]`` (branches of one prompt)."""
+        index = torch.tensor(list(rows), device=self.core.device)
+        for layer in self.cache.layers:
+            layer.keys = layer.keys.index_select(0, index)
+            layer.values = layer.values.index_select(0, index)
+        self.slots = [list(self.slots[r]) for r in rows]
+
+    def run(
+        self,
+        policies: Sequence[Policy],
+        max_steps: int,
+        *,
+        rows: Sequence[int] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Step every policy until each has stopped (``propose`` returned ``None``) or ``max_steps``.
+
+        Policy ``i`` owns the next ``rows[i]`` batch rows (default 1 each): the batch of its feeds. The rows
+        must already be laid out that way (``prefill``, then ``expand``). ``progress(steps, max_steps)`` is
+        called after every step. Returns the steps run.
+        """
+        rows = [1] * len(policies) if rows is None else list(rows)
+        if sum(rows) != len(self.slots) or len(rows) != len(policies):
+            raise ValueError(
+                f"{len(policies)} policies with rows {rows} do not fit a batch of {len(self.slots)}"
+            )
+        starts = [sum(rows[:i]) for i in range(len(rows))]
+        rows_of = [list(range(a, a + b)) for a, b in zip(starts, rows, strict=True)]
+        active = [True] * len(policies)
+        for step in range(max_steps):
+            feeds = [p.propose(step) if a else None for p, a in zip(policies, active, strict=True)]
+            for f, r in zip(feeds, rows_of, strict=True):
+                if f is not None and f.input_ids.shape[0] != len(r):
+                    raise ValueError(f"a policy fed a batch of {f.input_ids.shape[0]} but owns {len(r)} rows")
+            active = [f is not None for f in feeds]
+            if not any(active):
+                return step
+            logits = self._step(feeds, rows_of)
+            for p, f, rows in zip(policies, feeds, rows_of, strict=True):
+                if f is not None:
+                    p.accept(step, logits[rows, : f.input_ids.shape[1]])
+            if progress is not None:
+                progress(step + 1, max_steps)
+        return max_steps
+
+    # --- internals ---
+
+    def _step(self, feeds, rows_of) -> torch.Tensor:
+        q = max(f.input_ids.shape[1] for f in feeds if f is not None)
+        n_rows, width = len(self.slots), self.width + q
+        ids = torch.zeros(n_rows, q, dtype=torch.long)
+        positions = torch.zeros(n_rows, q)
+        allowed = torch.zeros(n_rows, q, width, dtype=torch.bool)
+        allowed[:, torch.arange(q), self.width + torch.arange(q)] = True  # padding queries see themselves
+        for f, rows in zip(feeds, rows_of, strict=True):
+            if f is None:
+                continue
+            fq = f.input_ids.shape[1]
+            own = None if f.mask is None else masks.to_bool(f.mask).expand(len(rows), -1, -1, -1)[:, 0]
+            for j, r in enumerate(rows):
+                slots = self.slots[r] + [self.width + k for k in range(fq)]
+                ids[r, :fq] = f.input_ids[j if f.input_ids.shape[0] > 1 else 0].cpu()
+                positions[r] = f.positions.expand(len(rows), -1)[j, -1].cpu()  # padding repeats the last
+                positions[r, :fq] = f.positions.expand(len(rows), -1)[j].cpu()
+                block = masks.causal_allowed(fq, len(slots)) if own is None else own[j].cpu()
+                allowed[r, :fq][:, slots] = block
+                self.slots[r] = slots
+        logits = self.core.forward(ids, positions, self._additive(allowed), self.cache)
+        self.width = width
+        return logits
+
+    def _additive(self, allowed: torch.Tensor) -> torch.Tensor:
+        return masks.to_additive(allowed[:, None], self.core.dtype)

@@ -1,0 +1,329 @@
+"""The six measurements of a study, each over a batch of prompts at once.
+
+Every function takes the loaded model, a batch ``[(prompt index, ids (1, T)), ...]`` and the study's
+:class:`Conditions`, and returns one dict per prompt x condition. The prompts share forward passes: the
+gap-dropout probe stacks prompts of equal length (its default strategies take no mask, so they cannot pad);
+everything else runs in one padded batch through :class:`~tempo_lab.generators.lockstep.Lockstep`, stepping
+the single-prompt generators' own policies. A test checks every measurement against the single-prompt
+generators and probe (to 1e-4).
+
+Contents: :class:`Conditions`, :data:`PHENOMENA`, :data:`MEASURES` (name -> function), :func:`gap_dropout`,
+:func:`fractional`, :func:`retroactive`, :func:`modes`, :func:`compressed`, :func:`tempo`,
+:func:`context_needed`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+
+from tempo_lab import masks, metrics
+from tempo_lab import positions as pos
+from tempo_lab.capture import capture_attention
+from tempo_lab.generators import CompressedThoughtGenerator, ParallelTokenGenerator
+from tempo_lab.generators.core import DecodingCore
+from tempo_lab.generators.lockstep import Lockstep
+from tempo_lab.generators.loop import Feed
+from tempo_lab.models import LoadedModel
+from tempo_lab.probe import CAPTURE_BUDGET_BYTES, strategy_forward
+
+Batch = Sequence[tuple[int, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What each measurement sweeps. Gap lists start at 0, the reference every other gap is compared with."""
+
+    dropout_gaps: tuple[float, ...] = (0, 1, 5, 20)
+    dropout_strategies: tuple[str, ...] = ("default_no_cache", "additive_4d")
+    retro_gaps: tuple[float, ...] = (0, 6, 16, 46, 96)
+    mode_threshold: float = 0.1
+    mode_steps: int = 8
+    compressed_gaps: tuple[float, ...] = (0, 5, 10, 20)
+    compressed_candidates: int = 3
+    compressed_threshold: float = 0.05
+    path_length: int = 6
+    tempo_thresholds: tuple[float, ...] = (0.05, 0.1, 0.2)
+    tempo_steps: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("dropout_gaps", "retro_gaps", "compressed_gaps"):
+            gaps = getattr(self, name)
+            if not gaps or gaps[0] != 0 or any(g < 0 for g in gaps) or len(set(gaps)) != len(gaps):
+                raise ValueError(f"{name} must start at 0 and hold distinct gaps >= 0, got {gaps!r}")
+        for name in ("mode_steps", "tempo_steps", "path_length", "compressed_candidates"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        for t in (self.mode_threshold, self.compressed_threshold, *self.tempo_thresholds):
+            if not 0 < t <= 1:
+                raise ValueError(f"thresholds must be in (0, 1], got {t!r}")
+
+    def as_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def context_needed(prompt_len: int, cond: Conditions) -> int:
+    """The largest position any measurement gives a prompt of ``prompt_len`` tokens, plus one."""
+    return int(
+        prompt_len
+        + max(
+            max(cond.dropout_gaps) + 1,
+            max(cond.retro_gaps) + 1,
+            max(cond.compressed_gaps) + cond.path_length + 1,
+            cond.mode_steps,
+            cond.tempo_steps,
+        )
+    )
+
+
+# --- one padded step that places tokens right after a prefix ---
+
+
+class _Place:
+    """One step: ``tokens`` at ``positions`` after the prefix, each seeing the prefix and itself."""
+
+    def __init__(self, prefix_len: int, tokens: Sequence[int], positions: Sequence[float]):
+        q = len(tokens)
+        self.feed = Feed(torch.tensor([list(tokens)]), torch.tensor([list(positions)], dtype=torch.float32))
+        allowed = torch.ones(q, prefix_len + q, dtype=torch.bool)
+        allowed[:, prefix_len:] = torch.eye(q, dtype=torch.bool)
+        self.feed.mask = masks.to_additive(allowed[None, None])
+        self.logits: torch.Tensor | None = None
+
+    def propose(self, step: int) -> Feed | None:
+        return self.feed if step == 0 else None
+
+    def accept(self, step: int, logits: torch.Tensor) -> None:
+        self.logits = logits[0]  # (q, vocab)
+
+
+def _placed(
+    lm: LoadedModel, prefixes: Sequence[torch.Tensor], make: Callable[[int, torch.Tensor], tuple[list, list]]
+) -> list[torch.Tensor]:
+    """Prefill ``prefixes`` together, then place ``make(i, next_logits)`` = (tokens, positions) after each
+    in one step. Returns each prefix's placed probabilities ``(q_i, vocab)``."""
+    lock = Lockstep(DecodingCore(lm))
+    logits = lock.prefill(prefixes)
+    policies = []
+    for i, (p, lg) in enumerate(zip(prefixes, logits, strict=True)):
+        tokens, positions = make(i, lg[-1])
+        policies.append(_Place(p.shape[1], tokens, positions))
+    lock.run(policies, 1)
+    return [torch.softmax(pl.logits.float(), -1) for pl in policies]
+
+
+def _tv(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(metrics.divergences(a[None], b)[0][0])
+
+
+# --- the measurements ---
+
+
+def gap_dropout(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
+    """Per prompt x strategy x gap: the placed token's attention mass on the prompt (mean over layers and
+    heads) and whether its top next token differs from gap 0 (:func:`tempo_lab.probe.gap_probe`)."""
+    rows = []
+    by_len: dict[int, list[tuple[int, torch.Tensor]]] = {}
+    for i, ids in batch:
+        by_len.setdefault(ids.shape[1], []).append((i, ids))
+    gaps = list(cond.dropout_gaps)
+    config = lm.model.config
+    for t, group in sorted(by_len.items()):
+        ids = torch.cat([g[1] for g in group])  # (B, T)
+        first = strategy_forward(
+            lm, ids, pos.contiguous(t).expand(len(group), -1), "additive_4d", capture=False
+        )
+        nxt = first.logits.argmax(-1)  # (B,)
+        full = torch.cat([ids, nxt[:, None].to(ids.device)], dim=1).repeat_interleave(len(gaps), 0)
+        positions = torch.cat([pos.with_gap(t, 1, g) for g in gaps]).repeat(len(group), 1)  # (B*G, T+1)
+        per_row = config.num_hidden_layers * config.num_attention_heads * (t + 1) ** 2 * lm.dtype.itemsize
+        chunk = max(1, CAPTURE_BUDGET_BYTES // per_row)
+        for strategy in cond.dropout_strategies:
+            mass, top = [], []
+            for s in range(0, full.shape[0], chunk):
+                res = strategy_forward(lm, full[s : s + chunk], positions[s : s + chunk], strategy)
+                mass.append(res.attention.mass(slice(0, t), query=-1).float().mean(dim=(0, 2)))  # (rows,)
+                top.append(res.logits.argmax(-1))
+            mass_all, top_all = torch.cat(mass), torch.cat(top)
+            for b, (i, _) in enumerate(group):
+                for k, g in enumerate(gaps):
+                    r = b * len(gaps) + k
+                    rows.append({
+                        "prompt": i, "strategy": strategy, "gap": float(g), "prompt_mass": float(mass_all[r]),
+                        "top1_changed": bool(top_all[r] != top_all[b * len(gaps)]),
+                    })  # fmt: skip
+    return rows
+
+
+def fractional(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
+    """Per prompt: its last token at ``T - 1.5`` (between its integer neighbours ``T - 2`` and ``T - 1``).
+    ``tv_low`` / ``tv_high``: total variation of the next-token distribution against each neighbour's;
+    ``tv_neighbours``: between the neighbours; ``between``: both TVs at most ``tv_neighbours``."""
+    prefixes = [ids[:, :-1] for _, ids in batch]
+
+    def make(b: int, _: torch.Tensor) -> tuple[list, list]:
+        t = batch[b][1].shape[1]
+        return [int(batch[b][1][0, -1])] * 3, [t - 2.0, t - 1.5, t - 1.0]
+
+    rows = []
+    for (i, _), p in zip(batch, _placed(lm, prefixes, make), strict=True):
+        low, mid, high = p
+        tv_low, tv_high, tv_n = _tv(mid, low), _tv(mid, high), _tv(low, high)
+        rows.append({
+            "prompt": i, "tv_low": tv_low, "tv_high": tv_high, "tv_neighbours": tv_n,
+            "between": bool(tv_low <= tv_n and tv_high <= tv_n),
+            "top1_changed": bool(mid.argmax() != high.argmax()),
+        })  # fmt: skip
+    return rows
+
+
+def retroactive(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
+    """Per prompt x gap: the prompt's greedy next token re-placed at ``T + gap``; TV of the distribution
+    after it against gap 0, and whether its top token stays the same
+    (:meth:`~tempo_lab.generators.RetroactivePositionGenerator.place`)."""
+    gaps = list(cond.retro_gaps)
+
+    def make(b: int, next_logits: torch.Tensor) -> tuple[list, list]:
+        t = batch[b][1].shape[1]
+        return [int(next_logits.argmax())] * len(gaps), [float(t + g) for g in gaps]
+
+    rows = []
+    for (i, _), p in zip(batch, _placed(lm, [ids for _, ids in batch], make), strict=True):
+        for k, g in enumerate(gaps):
+            rows.append({
+                "prompt": i, "gap": float(g), "tv": _tv(p[k], p[0]), "p1": float(p[k].max()),
+                "top1_same": bool(p[k].argmax() == p[0].argmax()),
+            })  # fmt: skip
+    return rows
+
+
+def _tempo_runs(lm: LoadedModel, batch: Batch, plans: list[tuple[int, dict]]):
+    """Run TEMPO for every (batch position, options) in ``plans`` in lockstep; returns the results."""
+    gen = ParallelTokenGenerator(lm)
+    runs = [gen.plan(batch[b][1], **opts) for b, opts in plans]
+    lock = Lockstep(gen.core)
+    logits = lock.prefill([batch[b][1] for b, _ in plans])
+    policies = [r.policy(None, lg[-1]) for r, lg in zip(runs, logits, strict=True)]
+    lock.run(policies, max(r.n_steps for r in runs))
+    return [r.result(p) for r, p in zip(runs, policies, strict=True)]
+
+
+def _attention_maps(lm: LoadedModel, results) -> list[torch.Tensor]:
+    """Every TEMPO result's full attention map ``(N, N)`` (mean over layers and heads), recomputed in one
+    padded uncached pass over the finished sequences with their own masks and positions."""
+    lock = Lockstep(DecodingCore(lm))
+    seqs, pos_, allowed = [], [], []
+    for r in results:
+        seqs.append(r.input_ids)
+        pos_.append(r.positions[0])
+        allowed.append(
+            masks.parallel_allowed(r.labels, r.mode, later=r.later, hidden_after=r.hidden_after)[0]
+        )
+    with capture_attention(lm.model) as record:
+        lock.prefill(seqs, positions=pos_, allowed=allowed)
+    weights = record.stacked(-1).float().mean(dim=(0, 2))  # (B, width, width)
+    out = []
+    for b, r in enumerate(results):
+        n = r.input_ids.shape[1]
+        out.append(weights[b, -n:, -n:])
+    return out
+
+
+def _parallel_later_mass(result, attention: torch.Tensor) -> float:
+    table = metrics.later_mass(result, attention)
+    sizes = {k: s.size for k, s in enumerate(result.steps)}
+    parallel = table[[sizes[k] >= 2 for k in table["step"]]]
+    return float(parallel["mass"].mean()) if len(parallel) else float("nan")
+
+
+def modes(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
+    """Per prompt x intra-set mode (TEMPO at ``mode_threshold``): later tokens' mean attention on each
+    parallel set (2+ members), the sets' sizes, whether both modes give the same text, and the first step
+    whose sets differ (``-1`` when none)."""
+    common = {"threshold": cond.mode_threshold, "max_steps": cond.mode_steps}
+    plans = [(b, {**common, "intraset": m}) for b in range(len(batch)) for m in ("isolated", "visible")]
+    results = _tempo_runs(lm, batch, plans)
+    maps = _attention_maps(lm, results)
+    rows = []
+    for b, (i, _) in enumerate(batch):
+        iso, vis = results[2 * b], results[2 * b + 1]
+        sets = [[s.token_ids for s in r.steps] for r in (iso, vis)]
+        differ = next((k for k, (a, c) in enumerate(zip(*sets, strict=False)) if a != c), -1)
+        if differ == -1 and len(sets[0]) != len(sets[1]):
+            differ = min(len(sets[0]), len(sets[1]))
+        for mode, r, amap in (("isolated", iso, maps[2 * b]), ("visible", vis, maps[2 * b + 1])):
+            sizes = r.set_sizes
+            rows.append({
+                "prompt": i, "mode": mode, "later_mass": _parallel_later_mass(r, amap),
+                "parallel_sets": sum(s >= 2 for s in sizes), "mean_set_size": sum(sizes) / len(sizes),
+                "identical_text": iso.text == vis.text, "first_difference": differ, "text": r.text,
+            })  # fmt: skip
+    return rows
+
+
+def _repetition(ids: Sequence[int]) -> float:
+    """Share of a path's tokens that repeat an earlier token of the same path (0 = no repetition)."""
+    return 1 - len(set(ids)) / len(ids) if ids else 0.0
+
+
+def compressed(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
+    """Per prompt x gap: compressed-thought paths; ``agreement``: mean over candidates of the share of path
+    slots holding the token of the same candidate's gap-0 path; ``repetition``: mean share of repeated tokens
+    in a path (degeneration)."""
+    gen = CompressedThoughtGenerator(lm)
+    gaps = list(cond.compressed_gaps)
+    opts = {"threshold": cond.compressed_threshold, "max_candidates": cond.compressed_candidates,
+            "path_length": cond.path_length}  # fmt: skip
+    lock = Lockstep(gen.core)
+    logits = lock.prefill([ids for _, ids in batch])
+    runs, policies, rows_of = [], [], []
+    for b, (_, ids) in enumerate(batch):
+        for g in gaps:
+            run = gen.plan(ids, gap=g, **opts)
+            policy = run.policy(logits[b][-1])
+            runs.append(run)
+            policies.append(policy)
+            rows_of += [b] * policy.n
+    lock.expand(rows_of)
+    lock.run(policies, cond.path_length, rows=[p.n for p in policies])
+    results = [r.result(p) for r, p in zip(runs, policies, strict=True)]
+    rows = []
+    for b, (i, _) in enumerate(batch):
+        per_gap = dict(zip(gaps, results[b * len(gaps) : (b + 1) * len(gaps)], strict=True))
+        agree = metrics.path_agreement(per_gap, reference_gap=0)
+        for g, res in per_gap.items():
+            rows.append({
+                "prompt": i, "gap": float(g), "agreement": float(agree[f"same@{g:g}"].mean()),
+                "repetition": sum(_repetition(p.token_ids) for p in res.paths) / len(res.paths),
+                "candidates": len(res.paths),
+            })  # fmt: skip
+    return rows
+
+
+def tempo(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
+    """Per prompt x threshold (isolated TEMPO): mean and largest set size, and the share of steps whose set
+    has two or more members."""
+    plans = [(b, {"threshold": t, "max_steps": cond.tempo_steps}) for b in range(len(batch))
+             for t in cond.tempo_thresholds]  # fmt: skip
+    results = _tempo_runs(lm, batch, plans)
+    rows = []
+    for (b, opts), r in zip(plans, results, strict=True):
+        sizes = r.set_sizes
+        rows.append({
+            "prompt": batch[b][0], "threshold": opts["threshold"], "mean_set_size": sum(sizes) / len(sizes),
+            "max_set_size": max(sizes), "parallel_share": sum(s >= 2 for s in sizes) / len(sizes),
+        })  # fmt: skip
+    return rows
+
+
+MEASURES: dict[str, Callable[[LoadedModel, Batch, Conditions], list[dict]]] = {
+    "gap_dropout": gap_dropout,
+    "fractional": fractional,
+    "retroactive": retroactive,
+    "modes": modes,
+    "compressed": compressed,
+    "tempo": tempo,
+}
+PHENOMENA: tuple[str, ...] = tuple(MEASURES)

@@ -1,0 +1,184 @@
+"""Running a study: every measurement over every prompt, in batches, written as it goes, resumable, sharded.
+
+    study = run_study(lm, bundled_prompts(), results="results/my_study")   # or a list of strings, a file
+    study.table("retroactive")                                             # one row per prompt x condition
+
+Prompts are sorted by token length and cut into chunks of ``batch_size`` (similar lengths share a batch, so
+little is padded). For each measurement, every chunk without a part file is computed and written
+(:class:`~tempo_lab.studies.store.ResultsFolder`); an interrupted run resumes at the first missing chunk.
+
+Sharding: under ``torchrun --nproc_per_node N`` or ``accelerate launch`` (``WORLD_SIZE > 1``), the chunks are
+split between the processes with accelerate's ``PartialState().split_between_processes``; every process
+writes its own chunks into the shared folder, all wait for each other, and every process then reads the
+merged table. The chunking does not depend on the number of processes, so the table is the one a single
+process writes.
+
+Bad prompts: a prompt that encodes to no tokens, or whose positions would pass the model's context, is left
+out and named by its index; the other prompts' results are computed and kept, and the run then raises
+:class:`PromptProblems` (``problems="skip"`` records them in ``study.problems`` instead).
+
+Contents: :class:`Study`, :class:`PromptProblems`, :func:`run_study`, :func:`read_study`, :func:`chunks`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from tempo_lab.models import LoadedModel, load_model
+from tempo_lab.studies.measures import MEASURES, PHENOMENA, Conditions, context_needed
+from tempo_lab.studies.prompts import PromptSet, as_prompt_set, bundled_prompts, encode
+from tempo_lab.studies.store import ResultsFolder, manifest
+
+
+class PromptProblems(ValueError):
+    """Some prompts could not be measured; ``problems`` maps each one's index to why."""
+
+    def __init__(self, problems: dict[int, str]):
+        self.problems = problems
+        lines = "; ".join(f"prompt {i}: {why}" for i, why in sorted(problems.items()))
+        super().__init__(f"{len(problems)} prompt(s) left out, the others' results are kept: {lines}")
+
+
+@dataclass
+class Study:
+    """A finished (or partly finished) study: its folder, manifest, prompts and left-out prompts."""
+
+    folder: ResultsFolder
+    manifest: dict
+    prompts: PromptSet
+    problems: dict[int, str] = field(default_factory=dict)
+
+    def table(self, phenomenon: str) -> pd.DataFrame:
+        """One row per prompt x condition of ``phenomenon``, with the prompt's kind and text and the model,
+        dtype, library versions and seed the folder was written with."""
+        if phenomenon not in PHENOMENA:
+            raise ValueError(f"unknown phenomenon {phenomenon!r}; expected one of {PHENOMENA}")
+        table = self.folder.read(phenomenon)
+        table.insert(1, "kind", [self.prompts.kinds[i] for i in table["prompt"]])
+        table.insert(2, "prompt_text", [self.prompts.prompts[i] for i in table["prompt"]])
+        m = self.manifest
+        meta = {"model": m["model"], "dtype": m["dtype"], "seed": m["seed"], **m["versions"]}
+        return table.assign(**meta)
+
+    @property
+    def phenomena(self) -> list[str]:
+        return [p for p in PHENOMENA if self.folder.done(p)]
+
+
+def chunks(lengths: Sequence[int | None], batch_size: int) -> list[list[int]]:
+    """Prompt indices sorted by token length (``None``: left out), cut into chunks of ``batch_size``."""
+    order = sorted((n, i) for i, n in enumerate(lengths) if n is not None)
+    return [[i for _, i in order[s : s + batch_size]] for s in range(0, len(order), batch_size)]
+
+
+def _encode_all(lm: LoadedModel, prompts: PromptSet, cond: Conditions):
+    """Every prompt's ids ``(1, T)`` (``None`` when left out) and why each left-out prompt is."""
+    ids: list[torch.Tensor | None] = []
+    bad: dict[int, str] = {}
+    for i in range(len(prompts)):
+        try:
+            x = encode(lm, prompts, i)
+        except ValueError as exc:
+            x, bad[i] = None, str(exc)
+        if x is not None and (why := _problem(lm, x, cond)):
+            x, bad[i] = None, why
+        ids.append(x)
+    return ids, bad
+
+
+def _problem(lm: LoadedModel, ids: torch.Tensor, cond: Conditions) -> str | None:
+    t = ids.shape[1]
+    if t == 0:
+        return "it encodes to no tokens"
+    if t < 2:
+        return "it has one token; the fractional probe needs two"
+    need = context_needed(t, cond)
+    if lm.max_positions is not None and need > lm.max_positions:
+        return f"with {t} tokens it needs position {need - 1}, past the model's context of {lm.max_positions}"
+    return None
+
+
+def _split(todo: list[int]) -> tuple[list[int], object | None]:
+    """This process's share of ``todo`` under torchrun / accelerate launch, and the state to wait on."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return todo, None
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())
+    with state.split_between_processes(todo) as mine:
+        return list(mine), state
+
+
+def run_study(
+    model: LoadedModel | str | None = None,
+    prompts=None,
+    *,
+    results: str | Path,
+    phenomena: Sequence[str] = PHENOMENA,
+    conditions: Conditions | None = None,
+    n: int | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+    problems: str = "raise",
+    progress: bool = True,
+) -> Study:
+    """Run ``phenomena`` over ``prompts`` (default: the bundled 302; ``n``: the first ``n``, spread over the
+    kinds) into the folder ``results``; see the module docstring. ``model``: a loaded model, or a name for
+    :func:`~tempo_lab.load_model` (``None``: the bundled model)."""
+    lm = model if isinstance(model, LoadedModel) else load_model(model)
+    prompts = bundled_prompts() if prompts is None else as_prompt_set(prompts)
+    if n is not None:
+        prompts = prompts.head(n)
+    unknown = [p for p in phenomena if p not in PHENOMENA]
+    if unknown or not phenomena:
+        raise ValueError(f"unknown phenomenon {unknown[0] if unknown else None!r}; choose from {PHENOMENA}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if problems not in ("raise", "skip"):
+        raise ValueError(f"problems must be 'raise' or 'skip', got {problems!r}")
+    cond = conditions or Conditions()
+    torch.manual_seed(seed)
+    folder = ResultsFolder(results)
+    wanted = manifest(lm, prompts, cond, batch_size, seed)
+    ids, bad = _encode_all(lm, prompts, cond)
+    plan = chunks([None if x is None else x.shape[1] for x in ids], batch_size)
+    todo = [(p, c) for p in phenomena for c in range(len(plan))]
+    folder.claim(wanted)  # every process checks; the first to get here writes it
+    todo = [(p, c) for p, c in todo if c not in folder.done(p)]
+    mine, state = _split(todo)
+    if state is not None:
+        print(f"process {state.process_index} of {state.num_processes}: {len(mine)} of {len(todo)} batches")
+    bar = tqdm(mine, desc=f"study of {len(prompts) - len(bad)} prompts", disable=not progress, unit="batch")
+    for phenomenon, c in bar:
+        bar.set_postfix_str(phenomenon)
+        batch = [(i, ids[i]) for i in plan[c]]
+        rows = MEASURES[phenomenon](lm, batch, cond)
+        folder.write(phenomenon, c, rows)
+    if state is not None:
+        state.wait_for_everyone()
+    study = Study(folder, folder.read_manifest(), prompts, bad)
+    if bad and problems == "raise":
+        raise PromptProblems(bad)
+    return study
+
+
+def read_study(results: str | Path, prompts=None) -> Study:
+    """A study from its folder, without running anything (``prompts``: the set it was run on; default the
+    bundled set, cut to the folder's size when it was run with ``n``)."""
+    folder = ResultsFolder(results)
+    m = folder.read_manifest()
+    prompts = bundled_prompts() if prompts is None else as_prompt_set(prompts)
+    if len(prompts) != m["n_prompts"]:
+        prompts = prompts.head(m["n_prompts"])
+    if prompts.fingerprint != m["prompt_set"]:
+        raise ValueError(
+            f"{results} was run on another prompt set ({m['prompt_set_name']!r}): pass it as prompts"
+        )
+    return Study(folder, m, prompts)
