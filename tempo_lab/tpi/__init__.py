@@ -1,0 +1,7 @@
+"""Position-free attention beside RoPE: the TPI phase-integral byte-level LM of the last seed document.
+
+Modules: ``layers`` (TPI attention, its variants, the naive reference, the RoPE baseline), ``model`` (the
+byte-level LM and the named architectures), ``corpus`` (the bundled text and its split), ``train`` (the seeded
+trainer and checkpoints), ``recall`` (the associative-recall probe), ``probes`` (gap and phase-shift probes),
+``study`` (the committed results of notebook 08).
+"""

@@ -1,0 +1,112 @@
+"""Tables and figures of notebook 08, from a TPI study folder's records.
+
+Contents:
+- :func:`bpc_table`: mean +/- std over seeds of train / val / test BPC (and val at 4x the training length),
+  one row per architecture, with its parameter count and training seconds.
+- :func:`gradient_table`: the phase projections' mean gradient norms and their ratios to omega's.
+- :func:`recall_table`: recall accuracy (all queries, and the first query alone) per architecture.
+- :func:`curves`: validation BPC against the step, mean over seeds with the min-max band.
+- :func:`recall_curves`: first-query recall accuracy against the step.
+- :func:`shift_plot`: TV of the next-byte distribution against a gap (RoPE) or an inserted phase (TPI).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from tempo_lab.plots import figure
+
+SPLITS = ("train", "val", "test", "val_long")
+
+
+def bpc_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per architecture: ``<split>`` as ``mean +/- std`` strings, plus the numeric means."""
+    rows = []
+    for arch, part in runs.groupby("architecture", sort=False):
+        row = {"architecture": arch, "seeds": len(part), "parameters": int(part.parameters.iloc[0])}
+        for split in SPLITS:
+            row[split] = f"{part[split].mean():.3f} ± {part[split].std(ddof=1) if len(part) > 1 else 0:.3f}"
+        row["seconds per run"] = round(float(part.seconds.mean()))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def means(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std of every split's BPC per architecture (numeric), indexed by architecture."""
+    return runs.groupby("architecture")[list(SPLITS)].agg(["mean", "std"])
+
+
+def gradient_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean gradient norm of each phase projection over training (mean over seeds), and its ratio to
+    omega's."""
+    rows = []
+    for arch, part in runs.groupby("architecture", sort=False):
+        norms = pd.DataFrame(list(part.grad_norms)).mean()
+        if norms.empty:
+            continue
+        row = {"architecture": arch, **{f"|grad {k}|": float(v) for k, v in norms.items()}}
+        for k in norms.index.drop("omega", errors="ignore"):
+            row[f"{k} / omega"] = float(norms[k] / norms["omega"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def recall_table(recall: pd.DataFrame) -> pd.DataFrame:
+    """Per architecture: first-query and all-query accuracy, mean and range over seeds."""
+    rows = []
+    for arch, part in recall.groupby("architecture", sort=False):
+        first, every = part["first"], part["accuracy"]
+        rows.append({
+            "architecture": arch, "seeds": len(part),
+            "first query": f"{first.mean():.3f} ({first.min():.3f}-{first.max():.3f})",
+            "all queries": f"{every.mean():.3f} ({every.min():.3f}-{every.max():.3f})",
+            "seeds above 0.9 (first query)": int((first > 0.9).sum()),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def curves(runs: pd.DataFrame) -> Figure:
+    """Validation BPC against the training step: mean over seeds, band from min to max."""
+    fig = figure(8, 4)
+    ax = fig.subplots()
+    for arch, part in runs.groupby("architecture", sort=False):
+        table = pd.DataFrame([c for curve in part.curve for c in curve])
+        stats = table.groupby("step")["val_bpc"].agg(["mean", "min", "max"])
+        (line,) = ax.plot(stats.index, stats["mean"], label=arch, lw=1.5)
+        ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.15)
+    title = "Training curves (mean over seeds, min-max band)"
+    ax.set(xlabel="training step", ylabel="validation bits per byte", title=title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def recall_curves(recall: pd.DataFrame) -> Figure:
+    """First-query recall accuracy against the step, one line per seed."""
+    fig = figure(8, 3.6)
+    ax = fig.subplots()
+    colors: dict[str, str] = {}
+    for _, row in recall.iterrows():
+        table = pd.DataFrame(row.curve)
+        label = None if row.architecture in colors else row.architecture
+        (line,) = ax.plot(table.step, table["first"], color=colors.get(row.architecture), lw=1.2, label=label)
+        colors.setdefault(row.architecture, line.get_color())
+    ax.axhline(0.25, color="grey", ls=":", lw=1, label="one of 4 stored values (chance)")
+    ax.set(xlabel="training step", ylabel="first-query accuracy", ylim=(0, 1.02),
+           title="Associative recall: 4 key-value pairs in context, one line per seed")  # fmt: skip
+    ax.legend(fontsize=8)
+    return fig
+
+
+def shift_plot(table: pd.DataFrame) -> Figure:
+    """Mean TV against the shift, RoPE (positions) beside TPI (radians of phase)."""
+    models = list(dict.fromkeys(table.model))
+    fig = figure(4 * len(models), 3.4)
+    axes = fig.subplots(1, len(models), squeeze=False)[0]
+    for ax, name in zip(axes, models, strict=True):
+        part = table[table.model == name].groupby("amount")["tv"].agg(["mean", "sem"])
+        ax.errorbar(part.index, part["mean"], yerr=1.96 * part["sem"], marker="o", capsize=3)
+        unit = "radians of inserted phase" if name.startswith("tpi") else "positions of gap"
+        ax.set(xlabel=unit, ylabel="TV of the next byte vs no shift", title=name)
+    fig.suptitle("A gap (RoPE) against an inserted phase (TPI), mean over prompts with 95% CI")
+    return fig
