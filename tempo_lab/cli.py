@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--prompts", help="a .txt (a prompt per line) or .tsv (kind<TAB>prompt) file")
     study.add_argument("--limit", type=int, help="only the first N prompts, spread over the kinds")
     study.add_argument("--phenomena", nargs="+", help="which measurements (default: all six)")
-    study.add_argument("--batch-size", type=int, default=16, help="prompts per batch (default 16)")
+    study.add_argument("--batch-size", type=int, default=32, help="prompts per batch (default 32)")
     study.add_argument("--seed", type=int, default=0)
     study.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser

@@ -95,12 +95,15 @@ def strategy_forward(
     strategy: str,
     *,
     capture: bool = True,
+    query: torch.Tensor | None = None,
 ) -> StrategyPass:
     """Run sequences ``input_ids`` ``(batch, n)`` at ``position_ids`` ``(batch, n)`` once under ``strategy``.
 
     Positions are validated for the model (fractional positions need a rotary model); with ``capture`` the
     attention of every layer is recorded (the model may be loaded with SDPA: capture switches it to eager for
     the pass and back). Rows are independent: each row gets its own packed-sequence split, cache row or mask.
+    ``query`` ``(batch,)``: per row, the slot whose logits are returned (default the last): rows of different
+    lengths can share a pass right-padded, since every strategy is causal and no slot sees a later one.
     """
     strategy = checks.choice("strategy", strategy, STRATEGIES)
     if input_ids.dim() != 2 or input_ids.shape[1] == 0:
@@ -134,7 +137,8 @@ def strategy_forward(
                 out = lm.model(**kwargs)
         else:
             out = lm.model(**kwargs)
-    return StrategyPass(strategy=strategy, logits=out.logits[:, -1].float(), attention=record)
+    rows = out.logits[:, -1] if query is None else out.logits[torch.arange(b), query.to(out.logits.device)]
+    return StrategyPass(strategy=strategy, logits=rows.float(), attention=record)
 
 
 def _check_gaps(gaps: Sequence[float], prompt_len: int, lm: LoadedModel) -> list[float]:
@@ -155,7 +159,7 @@ def _check_gaps(gaps: Sequence[float], prompt_len: int, lm: LoadedModel) -> list
 
 def gap_probe(
     lm: LoadedModel,
-    prompt: str,
+    prompt: str | torch.Tensor,
     token: str | int | None = None,
     gaps: Sequence[float] = (0, 1, 5, 20),
     *,
@@ -166,7 +170,7 @@ def gap_probe(
 
     Args:
         lm: a loaded model (eager or SDPA).
-        prompt: the prompt text (``T`` tokens at positions ``0..T-1``).
+        prompt: the prompt text, or its token ids ``(1, T)`` (``T`` tokens at positions ``0..T-1``).
         token: the token after the prompt, as text (exactly one token) or id; ``None`` = the prompt's greedy
             next token (computed with our causal mask).
         gaps: the token sits at position ``T + gap``; gaps are >= 0, finite, and may be fractional on a RoPE
@@ -183,7 +187,7 @@ def gap_probe(
     independent) as long as the recorded attention stays under :data:`CAPTURE_BUDGET_BYTES`.
     """
     strategies = check_strategies(strategies)
-    prompt_ids = lm.encode(prompt)
+    prompt, prompt_ids = lm.encode_prompt(prompt)
     prompt_len = prompt_ids.shape[1]
     gaps = _check_gaps(gaps, prompt_len, lm)
     top_k = checks.integer_in("top_k", top_k, 1, lm.model.config.vocab_size)

@@ -4,7 +4,8 @@ Each factory takes results computed by earlier cells (never the model), so a sli
 the first control of each view is the cheapest one to move. Display them with :func:`tempo_lab.widgets.show`.
 
 Contents: :func:`gap_dropout_view` (01), :func:`decimal_position_view` (02), :func:`retroactive_view` (03),
-:func:`parallel_attention_view` (04), :func:`compressed_view` (05), :func:`pruning_view` (07).
+:func:`parallel_attention_view` (04), :func:`compressed_view` (05), :func:`study_gap_view` and
+:func:`study_threshold_view` (06), :func:`pruning_view` (07), :func:`tpi_shift_view` (08).
 """
 
 from __future__ import annotations
@@ -285,3 +286,109 @@ def pruning_view(runs) -> View:
             "run": Control("mask-only", options=["mask-only", "recompute"], description="run"),
         },
     )
+
+
+def _kind_rows(table, kind: str, kinds: list[str]):
+    if kind != "all" and kind not in kinds:
+        raise ValueError(f"prompt kind {kind!r} is not in the study; choose 'all' or one of {kinds}")
+    return table if kind == "all" else table[table.kind == kind]
+
+
+def _histogram(values, title: str, xlabel: str) -> tuple[str, object]:
+    """A histogram of per-prompt values with its mean and 95% interval, and the interval as text."""
+    from tempo_lab.studies.claims import fmt_ci
+    from tempo_lab.studies.stats import bootstrap_ci
+
+    ci = bootstrap_ci(values)
+    fig, ax = plots.figure_with_axes(7, 3.2)
+    ax.hist(np.asarray(values, dtype=float), bins=20, color="#4c72b0")
+    ax.axvline(ci[0], color="#c44e52", lw=2, label=f"mean {fmt_ci(*ci)}")
+    ax.axvspan(ci[1], ci[2], color="#c44e52", alpha=0.2)
+    ax.set(xlabel=xlabel, ylabel="prompts", title=title)
+    ax.legend(fontsize=8)
+    return fmt_ci(*ci), fig
+
+
+def study_gap_view(study) -> View:
+    """Notebook 06: the retroactive re-placement over the stored study, per prompt kind and gap.
+
+    Controls: ``kind`` (``"all"`` or one kind of the prompt set), ``gap`` (a gap of the study).
+    """
+    table = study.table("retroactive")
+    kinds = sorted(set(table.kind))
+    gaps = plain(sorted(table.gap.unique()))
+
+    def render(kind, gap) -> Rendered:
+        rows = _kind_rows(table, kind, kinds)
+        rows = rows[rows.gap == gap]
+        if rows.empty:
+            raise ValueError(f"gap {gap} was not run; choose one of {gaps}")
+        ci, fig = _histogram(rows.tv, f"{kind} prompts, greedy token re-placed at +{gap:g}", "TV vs gap 0")
+        kept = rows.top1_same.mean()
+        text = f"{kind}, gap +{gap:g}: TV {ci} over {len(rows)} prompts; top-1 kept in {kept:.1%}"
+        return Rendered(text, fig)
+
+    return View("study-gap", render, {
+        "kind": Control("all", options=["all", *kinds], description="prompt kind"),
+        "gap": Control(gaps[-1], options=gaps, description="gap"),
+    })  # fmt: skip
+
+
+def study_threshold_view(study) -> View:
+    """Notebook 06: TEMPO set sizes over the stored study, per prompt kind and threshold.
+
+    Controls: ``kind`` (``"all"`` or one kind), ``threshold`` (a threshold of the study).
+    """
+    table = study.table("tempo")
+    kinds = sorted(set(table.kind))
+    thresholds = plain(sorted(table.threshold.unique()))
+
+    def render(kind, threshold) -> Rendered:
+        rows = _kind_rows(table, kind, kinds)
+        rows = rows[rows.threshold == threshold].dropna(subset=["mean_set_size"])
+        if rows.empty:
+            raise ValueError(f"threshold {threshold} was not run; choose one of {thresholds}")
+        ci, fig = _histogram(rows.mean_set_size, f"{kind} prompts, TEMPO at threshold {threshold:g}",
+                             "mean set size of a run")  # fmt: skip
+        share = rows.parallel_share.mean()
+        text = f"{kind}, threshold {threshold:g}: mean set size {ci}; 2+ members in {share:.1%} of steps"
+        return Rendered(text, fig)
+
+    return View("study-threshold", render, {
+        "kind": Control("all", options=["all", *kinds], description="prompt kind"),
+        "threshold": Control(thresholds[len(thresholds) // 2], options=thresholds, description="threshold"),
+    })  # fmt: skip
+
+
+def tpi_shift_view(models, text: str) -> View:
+    """Notebook 08: the next byte after ``text`` when everything from byte ``at`` on is moved by ``amount``:
+    positions for the RoPE baseline, radians of phase for a TPI model. ``models``: name -> trained model.
+
+    Controls: ``model`` (a name), ``amount`` (0..8), ``at`` (the first moved byte).
+    """
+    import torch
+
+    from tempo_lab.tpi.probes import shifted_distribution
+
+    names = list(models)
+    ids = torch.tensor([list(text.encode("utf-8"))])
+
+    def render(model, amount, at) -> Rendered:
+        if model not in models:
+            raise ValueError(f"no model {model!r}; choose one of {names}")
+        base = shifted_distribution(models[model], ids, at, 0.0)
+        moved = shifted_distribution(models[model], ids, at, amount)
+        tv = 0.5 * float((moved - base).abs().sum())
+        top = moved.topk(8)
+        labels = [token_label(bytes([int(i)]).decode("latin-1")) for i in top.indices]
+        fig, ax = plots.figure_with_axes(7, 3.2)
+        plots.top_token_bars(labels, top.values.tolist(), "", ax)
+        unit = "positions" if not models[model].config.is_tpi else "radians"
+        ax.set_title(f"{model}: next byte after {text[-24:]!r}, bytes {at}.. moved by {amount:g} {unit}")
+        return Rendered(f"{model}, move {amount:g} {unit} from byte {at}: TV {tv:.4f} against no move", fig)
+
+    return View("tpi-shift", render, {
+        "model": Control(names[0], options=names, description="model"),
+        "amount": Control(1.0, 0.0, 8.0, 0.25, description="move by"),
+        "at": Control(len(ids[0]) // 2, 1, len(ids[0]) - 1, 1, description="from byte"),
+    })  # fmt: skip

@@ -38,12 +38,25 @@ PARAMS = {
         "timing_repeats": 1,
     },
     "05": {"prompt": PROMPT, "gaps": [0, 6], "threshold": 0.02, "path_length": 4, "timing_repeats": 1},
+    # 06 and 08 also get a temporary results folder (see ``runs``)
+    "06": {"prompt": "Once upon a time", "n": 18, "batch_size": 6, "conditions": {"retro_gaps": [0, 4, 9]}},
     "07": {
         "prompt": "ab",
         "threshold": 0.05,
         "max_steps": 6,
         "prune_thresholds": [0.2, 0.4],
         "prune_threshold": 0.4,
+    },
+    "08": {
+        "prompt": "Th",
+        "retrain": True,
+        "steps": 3,
+        "seeds": [0, 1],
+        "dim": 8,
+        "layers": 1,
+        "recall_steps": 2,
+        "probe_prompts": 3,
+        "shifts": [0, 1, 4],
     },
 }
 EXPECTED = {
@@ -52,7 +65,9 @@ EXPECTED = {
     "03": {"prompt": PROMPT, "token": "!", "gaps": [0, 4, 9]},
     "04": {"prompt": "ab", "threshold": 0.05},
     "05": {"prompt": PROMPT, "gaps": [0, 6]},
+    "06": {"prompt": "Once upon a time", "prompts": 18},
     "07": {"prompt": "ab", "threshold": 0.05},
+    "08": {"prompt": "Th"},
 }
 
 
@@ -69,6 +84,11 @@ def runs(tmp_path_factory):
         path: {"model_name": "tiny-random", "fig_dir": str(fig_dir), **PARAMS[path.name[:2]]}
         for path in NOTEBOOKS
     }
+    for path in NOTEBOOKS:
+        if path.name[:2] == "06":
+            plans[path]["results"] = str(tmp / "results_06")
+        if path.name[:2] == "08":
+            plans[path]["tpi_results"] = str(tmp / "results_08")
     results = runner.run_series(
         NOTEBOOKS, plans, out_dir=tmp / "out", progress=False, cell_timeout=600, echo=lambda *_: None
     )
@@ -88,7 +108,7 @@ def test_notebook_runs_with_injected_parameters(runs, number):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
     # the injected parameters reached the results
-    assert run.key_numbers["model"] == "tiny-random"
+    assert run.key_numbers["model"] == "tiny-random"  # 08 trains its own models, and only echoes it
     for key, value in EXPECTED[number].items():
         assert run.key_numbers[key] == value, key
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
@@ -126,6 +146,8 @@ def test_the_series_runs_unchanged_on_a_saved_tiny_gemma2_folder(tmp_path, capsy
     made.tokenizer.save_pretrained(folder)
     out = tmp_path / "out"
     argv = ["run", "--model", str(folder), "--out", str(out), "-p", "fig_dir", str(tmp_path / "fig")]
+    # notebook 06: 24 prompts into a temporary folder (302, one at a time here, would dominate the suite)
+    argv += ["-p", "n", "24", "-p", "results", str(tmp_path / "study")]
     rc = cli.main([*argv, "--no-progress"])
     text = capsys.readouterr().out
     assert rc == 0, text

@@ -24,8 +24,8 @@ from tempo_lab.studies import (
     bundled_prompts,
     read_study,
     run_study,
+    stats,
 )
-from tempo_lab.studies import stats
 from tempo_lab.studies.runner import chunks
 from tempo_lab.tiny import byte_tokenizer, tiny_random
 
@@ -98,7 +98,9 @@ def test_bad_prompts_are_named_and_the_others_kept(tmp_path):
     assert "prompt 3: it has one token" in str(err.value)
     kept = read_study(tmp_path, prompts).table("retroactive")
     assert sorted(set(kept.prompt)) == [0, 4]
-    study = run_study(lm, prompts, results=tmp_path, phenomena=["retroactive"], problems="skip", progress=False)
+    study = run_study(
+        lm, prompts, results=tmp_path, phenomena=["retroactive"], problems="skip", progress=False
+    )
     assert set(study.problems) == {1, 2, 3}
 
 
@@ -183,3 +185,49 @@ def test_summarize_groups_with_intervals():
     t = pd.DataFrame({"g": ["a"] * 50 + ["b"] * 50, "v": [0.0] * 50 + [1.0] * 50})
     s = stats.summarize(t, "v", ["g"])
     assert s["mean"].tolist() == [0.0, 1.0] and s["n"].tolist() == [50, 50]
+
+
+@pytest.mark.bundled
+@pytest.mark.parametrize("phenomenon", PHENOMENA)
+def test_the_committed_study_matches_a_recomputation(bundled, phenomenon):
+    """Notebook 06 reads results/06_claims_at_scale: two of its prompts, recomputed now, give its rows."""
+    from tempo_lab.studies import measures
+    from tempo_lab.studies.prompts import encode
+
+    study = read_study(ROOT / "results" / "06_claims_at_scale")
+    assert study.manifest["model"] == bundled.name and len(study.prompts) >= 300
+    table = study.table(phenomenon)
+    picks = [0, len(study.prompts) - 1]
+    cond = Conditions.from_dict(study.manifest["conditions"])
+    batch = [(i, encode(bundled, study.prompts, i)) for i in picks]
+    rows = measures.MEASURES[phenomenon](bundled, batch, cond)
+    stored = table[table.prompt.isin(picks)]
+    assert len(rows) == len(stored)
+    fresh = pd.DataFrame(rows).sort_values([c for c in ("prompt", "strategy", "mode", "gap", "threshold")
+                                            if c in stored.columns], ignore_index=True)  # fmt: skip
+    for column in fresh.columns:
+        want = stored[column].reset_index(drop=True)
+        if fresh[column].dtype.kind == "f":
+            np.testing.assert_allclose(fresh[column], want, atol=1e-4, equal_nan=True)
+        else:
+            assert fresh[column].tolist() == want.tolist(), column
+
+
+def test_stored_result_views_show_the_table_values(lm, tmp_path):
+    from tempo_lab import views
+
+    study = run_study(lm, n=12, results=tmp_path, phenomena=["retroactive", "tempo"], progress=False)
+    gap_view = views.study_gap_view(study)
+    table = study.table("retroactive")
+    kind = table.kind.iloc[0]
+    rows = table[(table.kind == kind) & (table.gap == 16)]
+    shown = gap_view(kind=kind, gap=16)
+    mean, lo, hi = stats.bootstrap_ci(rows.tv)
+    assert f"TV {mean:.3f} [{lo:.3f}, {hi:.3f}] over {len(rows)} prompts" in shown.text
+    assert shown.figure is not None
+    with pytest.raises(ValueError, match="'sonnet' is not in the study"):
+        gap_view(kind="sonnet", gap=16)
+    threshold_view = views.study_threshold_view(study)
+    sizes = study.table("tempo").query("threshold == 0.2").mean_set_size
+    shown = threshold_view(kind="all", threshold=0.2)
+    assert f"mean set size {stats.bootstrap_ci(sizes)[0]:.3f}" in shown.text

@@ -184,3 +184,22 @@ def test_study_resumes_and_refuses_a_folder_with_other_settings(tmp_path):
     with pytest.raises(ValueError, match="other settings"):
         study.run_study(tmp_path, other, progress=False)
     assert study.checkpoint("tpi", tmp_path).config.dim == 8
+
+
+def test_shift_view_reports_the_probe_tv():
+    from tempo_lab import views
+
+    models = {name: model.build(name, dim=16, layers=1).eval() for name in ("rope", "tpi")}
+    view = views.tpi_shift_view(models, "The quick brown fox")
+    ids = torch.tensor([list(b"The quick brown fox")])
+    for name in models:
+        base = probes.shifted_distribution(models[name], ids, 5, 0.0)
+        moved = probes.shifted_distribution(models[name], ids, 5, 2.0)
+        tv = 0.5 * float((moved - base).abs().sum())
+        assert f"TV {tv:.4f}" in view(model=name, amount=2.0, at=5).text
+
+
+def test_the_recall_floor_without_lookup():
+    # one pair: the stored value is the answer; two: right if the values match (1/10), else half the time
+    assert recall.blind_accuracy(recall.RecallTask(pairs=1)) == 1.0
+    assert recall.blind_accuracy(recall.RecallTask(pairs=2)) == pytest.approx(0.1 + 0.9 * 0.5, abs=0.01)

@@ -2,10 +2,10 @@
 
 Every function takes the loaded model, a batch ``[(prompt index, ids (1, T)), ...]`` and the study's
 :class:`Conditions`, and returns one dict per prompt x condition. The prompts share forward passes: the
-gap-dropout probe stacks prompts of equal length (its default strategies take no mask, so they cannot pad);
-everything else runs in one padded batch through :class:`~tempo_lab.generators.lockstep.Lockstep`, stepping
-the single-prompt generators' own policies. A test checks every measurement against the single-prompt
-generators and probe (to 1e-4).
+gap-dropout probe right-pads them (its default strategies take no mask, but all are causal, so padding after
+a row's last slot is never seen); everything else runs in one left-padded batch through
+:class:`~tempo_lab.generators.lockstep.Lockstep`, stepping the single-prompt generators' own policies. A test
+checks every measurement against the single-prompt generators and probe (to 1e-4).
 
 Contents: :class:`Conditions`, :data:`PHENOMENA`, :data:`MEASURES` (name -> function), :func:`gap_dropout`,
 :func:`fractional`, :func:`retroactive`, :func:`modes`, :func:`compressed`, :func:`tempo`,
@@ -34,19 +34,21 @@ Batch = Sequence[tuple[int, torch.Tensor]]
 
 @dataclass(frozen=True)
 class Conditions:
-    """What each measurement sweeps. Gap lists start at 0, the reference every other gap is compared with."""
+    """What each measurement sweeps. Gap lists start at 0, the reference every other gap is compared with.
 
-    dropout_gaps: tuple[float, ...] = (0, 1, 5, 20)
+    The defaults keep a study of the bundled 302 prompts to a few minutes on a 2-core CPU."""
+
+    dropout_gaps: tuple[float, ...] = (0, 5, 20)
     dropout_strategies: tuple[str, ...] = ("default_no_cache", "additive_4d")
     retro_gaps: tuple[float, ...] = (0, 6, 16, 46, 96)
     mode_threshold: float = 0.1
-    mode_steps: int = 8
+    mode_steps: int = 6
     compressed_gaps: tuple[float, ...] = (0, 5, 10, 20)
     compressed_candidates: int = 3
     compressed_threshold: float = 0.05
-    path_length: int = 6
+    path_length: int = 5
     tempo_thresholds: tuple[float, ...] = (0.05, 0.1, 0.2)
-    tempo_steps: int = 8
+    tempo_steps: int = 6
 
     def __post_init__(self) -> None:
         for name in ("dropout_gaps", "retro_gaps", "compressed_gaps"):
@@ -62,6 +64,11 @@ class Conditions:
 
     def as_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Conditions:
+        """The inverse of :meth:`as_dict` (a results folder's manifest holds that form)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def context_needed(prompt_len: int, cond: Conditions) -> int:
@@ -121,39 +128,75 @@ def _tv(a: torch.Tensor, b: torch.Tensor) -> float:
 # --- the measurements ---
 
 
+def _right_padded(seqs: Sequence[torch.Tensor], positions: Sequence[torch.Tensor]):
+    """Rows of different lengths right-padded into ``(ids (B, N), positions (B, N), last (B,))``; padding
+    continues each row's positions by +1, so it only ever follows the row's real slots."""
+    width = max(len(x) for x in seqs)
+    ids = torch.zeros(len(seqs), width, dtype=torch.long)
+    where = torch.zeros(len(seqs), width)
+    for r, (x, p) in enumerate(zip(seqs, positions, strict=True)):
+        n = len(x)
+        ids[r, :n], where[r, :n] = x.cpu(), p.cpu()
+        where[r, n:] = p[-1] + torch.arange(1, width - n + 1)
+    return ids, where, torch.tensor([len(x) - 1 for x in seqs])
+
+
+def _buckets(lengths: Sequence[int], bytes_per_slot2: int, slack: float = 1.25) -> list[list[int]]:
+    """Row indices grouped by similar length (longest at most ``slack`` x the shortest, so padding stays
+    small) and cut so that a group's captured attention stays under the probe's budget."""
+    order = sorted(range(len(lengths)), key=lambda r: lengths[r])
+    groups: list[list[int]] = []
+    for r in order:
+        g = groups[-1] if groups else None
+        width = lengths[r]
+        full = g is not None and (len(g) + 1) * bytes_per_slot2 * width**2 > CAPTURE_BUDGET_BYTES
+        if g is None or width > slack * lengths[g[0]] or full:
+            groups.append([r])
+        else:
+            g.append(r)
+    return groups
+
+
 def gap_dropout(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
     """Per prompt x strategy x gap: the placed token's attention mass on the prompt (mean over layers and
-    heads) and whether its top next token differs from gap 0 (:func:`tempo_lab.probe.gap_probe`)."""
-    rows = []
-    by_len: dict[int, list[tuple[int, torch.Tensor]]] = {}
-    for i, ids in batch:
-        by_len.setdefault(ids.shape[1], []).append((i, ids))
+    heads) and whether its top next token differs from gap 0 (:func:`tempo_lab.probe.gap_probe`).
+
+    Every strategy is causal, so rows of similar lengths share one pass right-padded (padding follows a
+    row's real slots and no slot sees a later one); the logits and attention of each row's own last slot are
+    read. Rows are grouped by length (:func:`_buckets`): with the model's cost in tokens, padding is the waste
+    to avoid."""
     gaps = list(cond.dropout_gaps)
+    prompts = [ids[0].cpu() for _, ids in batch]
+    ids, where, last = _right_padded(prompts, [torch.arange(len(x), dtype=torch.float32) for x in prompts])
+    first = strategy_forward(lm, ids, where, "additive_4d", capture=False, query=last)
+    nxt = first.logits.argmax(-1).cpu()  # (B,)
+    seqs, positions, lengths = [], [], []
+    for x, token in zip(prompts, nxt, strict=True):
+        t = len(x)
+        for g in gaps:
+            seqs.append(torch.cat([x, token[None]]))
+            positions.append(pos.with_gap(t, 1, g)[0])
+            lengths.append(t)
     config = lm.model.config
-    for t, group in sorted(by_len.items()):
-        ids = torch.cat([g[1] for g in group])  # (B, T)
-        first = strategy_forward(
-            lm, ids, pos.contiguous(t).expand(len(group), -1), "additive_4d", capture=False
-        )
-        nxt = first.logits.argmax(-1)  # (B,)
-        full = torch.cat([ids, nxt[:, None].to(ids.device)], dim=1).repeat_interleave(len(gaps), 0)
-        positions = torch.cat([pos.with_gap(t, 1, g) for g in gaps]).repeat(len(group), 1)  # (B*G, T+1)
-        per_row = config.num_hidden_layers * config.num_attention_heads * (t + 1) ** 2 * lm.dtype.itemsize
-        chunk = max(1, CAPTURE_BUDGET_BYTES // per_row)
-        for strategy in cond.dropout_strategies:
-            mass, top = [], []
-            for s in range(0, full.shape[0], chunk):
-                res = strategy_forward(lm, full[s : s + chunk], positions[s : s + chunk], strategy)
-                mass.append(res.attention.mass(slice(0, t), query=-1).float().mean(dim=(0, 2)))  # (rows,)
-                top.append(res.logits.argmax(-1))
-            mass_all, top_all = torch.cat(mass), torch.cat(top)
-            for b, (i, _) in enumerate(group):
-                for k, g in enumerate(gaps):
-                    r = b * len(gaps) + k
-                    rows.append({
-                        "prompt": i, "strategy": strategy, "gap": float(g), "prompt_mass": float(mass_all[r]),
-                        "top1_changed": bool(top_all[r] != top_all[b * len(gaps)]),
-                    })  # fmt: skip
+    per_token2 = config.num_hidden_layers * config.num_attention_heads * lm.dtype.itemsize
+    rows = []
+    for strategy in cond.dropout_strategies:
+        mass, top = torch.zeros(len(seqs)), torch.zeros(len(seqs), dtype=torch.long)
+        for part in _buckets([len(x) for x in seqs], per_token2):
+            ids, where, last = _right_padded([seqs[r] for r in part], [positions[r] for r in part])
+            res = strategy_forward(lm, ids, where, strategy, query=last)
+            w = res.attention.stacked().float()  # (layers, rows, heads, N, N)
+            for j, (r, q) in enumerate(zip(part, last.tolist(), strict=True)):
+                mass[r] = w[:, j, :, q, : lengths[r]].sum(-1).mean()
+            top[part] = res.logits.argmax(-1).cpu()
+        top_all = top
+        for b, (i, _) in enumerate(batch):
+            for k, g in enumerate(gaps):
+                r = b * len(gaps) + k
+                rows.append({
+                    "prompt": i, "strategy": strategy, "gap": float(g), "prompt_mass": float(mass[r]),
+                    "top1_changed": bool(top_all[r] != top_all[b * len(gaps)]),
+                })  # fmt: skip
     return rows
 
 
@@ -233,9 +276,8 @@ def _attention_maps(lm: LoadedModel, results) -> list[torch.Tensor]:
 
 def _parallel_later_mass(result, attention: torch.Tensor) -> float:
     table = metrics.later_mass(result, attention)
-    sizes = {k: s.size for k, s in enumerate(result.steps)}
-    parallel = table[[sizes[k] >= 2 for k in table["step"]]]
-    return float(parallel["mass"].mean()) if len(parallel) else float("nan")
+    parallel = table["mass"][[result.steps[k].size >= 2 for k in table["step"]]]
+    return float(parallel.mean()) if len(parallel) else float("nan")
 
 
 def modes(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
@@ -257,13 +299,18 @@ def modes(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
             sizes = r.set_sizes
             rows.append({
                 "prompt": i, "mode": mode, "later_mass": _parallel_later_mass(r, amap),
-                "parallel_sets": sum(s >= 2 for s in sizes), "mean_set_size": sum(sizes) / len(sizes),
+                "parallel_sets": sum(s >= 2 for s in sizes), "mean_set_size": _mean(sizes),
                 "identical_text": iso.text == vis.text, "first_difference": differ, "text": r.text,
             })  # fmt: skip
     return rows
 
 
-def _repetition(ids: Sequence[int]) -> float:
+def _mean(values: Sequence[float]) -> float:
+    """Mean, or NaN for a run that fed no set (its first set held the end-of-sequence token)."""
+    return sum(values) / len(values) if values else float("nan")
+
+
+def repetition(ids: Sequence[int]) -> float:
     """Share of a path's tokens that repeat an earlier token of the same path (0 = no repetition)."""
     return 1 - len(set(ids)) / len(ids) if ids else 0.0
 
@@ -296,7 +343,7 @@ def compressed(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
         for g, res in per_gap.items():
             rows.append({
                 "prompt": i, "gap": float(g), "agreement": float(agree[f"same@{g:g}"].mean()),
-                "repetition": sum(_repetition(p.token_ids) for p in res.paths) / len(res.paths),
+                "repetition": sum(repetition(p.token_ids) for p in res.paths) / len(res.paths),
                 "candidates": len(res.paths),
             })  # fmt: skip
     return rows
@@ -312,8 +359,8 @@ def tempo(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
     for (b, opts), r in zip(plans, results, strict=True):
         sizes = r.set_sizes
         rows.append({
-            "prompt": batch[b][0], "threshold": opts["threshold"], "mean_set_size": sum(sizes) / len(sizes),
-            "max_set_size": max(sizes), "parallel_share": sum(s >= 2 for s in sizes) / len(sizes),
+            "prompt": batch[b][0], "threshold": opts["threshold"], "mean_set_size": _mean(sizes),
+            "max_set_size": max(sizes, default=0), "parallel_share": _mean([s >= 2 for s in sizes]),
         })  # fmt: skip
     return rows
 

@@ -23,6 +23,7 @@ Contents: :class:`Study`, :class:`PromptProblems`, :func:`run_study`, :func:`rea
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from tempo_lab.families import family_of
 from tempo_lab.models import LoadedModel, load_model
 from tempo_lab.studies.measures import MEASURES, PHENOMENA, Conditions, context_needed
 from tempo_lab.studies.prompts import PromptSet, as_prompt_set, bundled_prompts, encode
@@ -105,6 +107,14 @@ def _problem(lm: LoadedModel, ids: torch.Tensor, cond: Conditions) -> str | None
     return None
 
 
+def _process_device() -> str:
+    """This process's device: its own GPU under a multi-GPU launch (``LOCAL_RANK``), else the first GPU, else
+    the CPU."""
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+
+
 def _split(todo: list[int]) -> tuple[list[int], object | None]:
     """This process's share of ``todo`` under torchrun / accelerate launch, and the state to wait on."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -124,15 +134,16 @@ def run_study(
     phenomena: Sequence[str] = PHENOMENA,
     conditions: Conditions | None = None,
     n: int | None = None,
-    batch_size: int = 16,
+    batch_size: int = 32,
     seed: int = 0,
     problems: str = "raise",
     progress: bool = True,
 ) -> Study:
     """Run ``phenomena`` over ``prompts`` (default: the bundled 302; ``n``: the first ``n``, spread over the
     kinds) into the folder ``results``; see the module docstring. ``model``: a loaded model, or a name for
-    :func:`~tempo_lab.load_model` (``None``: the bundled model)."""
-    lm = model if isinstance(model, LoadedModel) else load_model(model)
+    :func:`~tempo_lab.load_model` (``None``: the bundled model), loaded on this process's GPU when there is
+    one (each process of a multi-GPU launch takes its ``LOCAL_RANK``'s)."""
+    lm = model if isinstance(model, LoadedModel) else load_model(model, device=_process_device())
     prompts = bundled_prompts() if prompts is None else as_prompt_set(prompts)
     if n is not None:
         prompts = prompts.head(n)
@@ -144,6 +155,13 @@ def run_study(
     if problems not in ("raise", "skip"):
         raise ValueError(f"problems must be 'raise' or 'skip', got {problems!r}")
     cond = conditions or Conditions()
+    if batch_size > 1 and family_of(lm.model).window is not None:
+        warnings.warn(
+            f"{type(lm.model).__name__} has sliding-window layers, whose windows padding would shift: "
+            "its prompts run one at a time (batch_size=1)",
+            stacklevel=2,
+        )
+        batch_size = 1
     torch.manual_seed(seed)
     folder = ResultsFolder(results)
     wanted = manifest(lm, prompts, cond, batch_size, seed)

@@ -89,7 +89,7 @@ class TPIAttention(nn.Module):
         elif variant == "constrained":
             self.adjust = nn.Linear(dim, dim, bias=False)
         if self.config.memory == "decay":
-            # sigmoid(3) = 0.95: an initial memory of about 20 tokens per channel
+            # lambda = 0.5 + 0.5 * sigmoid(3) = 0.976: an initial memory 1 / (1 - lambda) of 42 bytes
             self.decay_logit = nn.Parameter(torch.full((dim,), 3.0))
         for lin in (
             self.omega,

@@ -16,6 +16,8 @@ Contents:
   and
   its accuracy curve.
 - ``accuracy(model, task, inputs, answers)``: per query index, the share of answers whose argmax is right.
+- ``blind_accuracy(task)``: the first-query accuracy of the best guess that knows the stored values but not
+  which key holds which (the most frequent stored value): the floor that recall must beat.
 """
 
 from __future__ import annotations
@@ -78,6 +80,14 @@ def accuracy(model: CharLM, task: RecallTask, inputs: torch.Tensor, answers: tor
     right = (model(inputs)[:, task.answer_slots].argmax(-1) == answers).float().mean(0).tolist()
     model.train(was)
     return right
+
+
+def blind_accuracy(task: RecallTask, n: int = 20000, seed: int = 0) -> float:
+    """First-query accuracy of always answering the most frequent stored value (no key lookup)."""
+    inputs, answers = task.sample(n, torch.Generator().manual_seed(seed))
+    stored = inputs[:, 1 : 2 * task.pairs : 2]  # (n, pairs) the values, in storage order
+    guess = torch.mode(stored, dim=1).values
+    return float((guess == answers[:, 0]).float().mean())
 
 
 def train_recall(

@@ -4,6 +4,7 @@ Contents:
 - :func:`bpc_table`: mean +/- std over seeds of train / val / test BPC (and val at 4x the training length),
   one row per architecture, with its parameter count and training seconds.
 - :func:`gradient_table`: the phase projections' mean gradient norms and their ratios to omega's.
+- :func:`decay_lengths`: the memory lengths a learned-decay model chose, ``1 / (1 - lambda)`` per layer.
 - :func:`recall_table`: recall accuracy (all queries, and the first query alone) per architecture.
 - :func:`curves`: validation BPC against the step, mean over seeds with the min-max band.
 - :func:`recall_curves`: first-query recall accuracy against the step.
@@ -52,6 +53,17 @@ def gradient_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def decay_lengths(model) -> pd.DataFrame:
+    """Per layer of a ``memory="decay"`` model: quartiles of each channel's memory ``1 / (1 - lambda)`` in
+    bytes (the notes' "13-17 tokens")."""
+    rows = []
+    for k, block in enumerate(model.blocks):
+        lengths = (1 / (1 - block.mix.decay().detach())).double()
+        q = lengths.quantile(lengths.new_tensor([0.25, 0.5, 0.75])).tolist()
+        rows.append({"layer": k, "q25": q[0], "median": q[1], "q75": q[2], "max": float(lengths.max())})
+    return pd.DataFrame(rows)
+
+
 def recall_table(recall: pd.DataFrame) -> pd.DataFrame:
     """Per architecture: first-query and all-query accuracy, mean and range over seeds."""
     rows = []
@@ -81,8 +93,9 @@ def curves(runs: pd.DataFrame) -> Figure:
     return fig
 
 
-def recall_curves(recall: pd.DataFrame) -> Figure:
-    """First-query recall accuracy against the step, one line per seed."""
+def recall_curves(recall: pd.DataFrame, floor: float) -> Figure:
+    """First-query recall accuracy against the step, one line per seed; ``floor``: the accuracy without any
+    key lookup (:func:`tempo_lab.tpi.recall.blind_accuracy`)."""
     fig = figure(8, 3.6)
     ax = fig.subplots()
     colors: dict[str, str] = {}
@@ -91,7 +104,8 @@ def recall_curves(recall: pd.DataFrame) -> Figure:
         label = None if row.architecture in colors else row.architecture
         (line,) = ax.plot(table.step, table["first"], color=colors.get(row.architecture), lw=1.2, label=label)
         colors.setdefault(row.architecture, line.get_color())
-    ax.axhline(0.25, color="grey", ls=":", lw=1, label="one of 4 stored values (chance)")
+    label = f"most frequent stored value, no lookup ({floor:.3f})"
+    ax.axhline(floor, color="grey", ls=":", lw=1, label=label)
     ax.set(xlabel="training step", ylabel="first-query accuracy", ylim=(0, 1.02),
            title="Associative recall: 4 key-value pairs in context, one line per seed")  # fmt: skip
     ax.legend(fontsize=8)
