@@ -72,3 +72,20 @@ def test_conditions_refuse_gap_lists_without_zero():
         measures.Conditions(retro_gaps=(5, 10))
     with pytest.raises(ValueError, match=r"thresholds must be in \(0, 1\], got 1.5"):
         measures.Conditions(tempo_thresholds=(1.5,))
+
+
+@pytest.mark.parametrize("phenomenon", PHENOMENA)
+def test_a_sliding_window_model_runs_one_prompt_at_a_time_and_still_matches(phenomenon):
+    from tempo_lab.tiny import tiny_random
+
+    lm = tiny_random("gemma2", sliding_window=3)
+    batch = [(0, lm.encode("Once upon a time"))]
+    got = keyed(measures.MEASURES[phenomenon](lm, batch, COND))
+    want = keyed(single.looped(lm, phenomenon, batch, COND))
+    assert got.keys() == want.keys()
+    for key, row in want.items():
+        for name, value in row.items():
+            if isinstance(value, float) and not math.isnan(value):
+                assert got[key][name] == pytest.approx(value, abs=1e-4), (key, name)
+            elif not isinstance(value, float):
+                assert got[key][name] == value, (key, name)

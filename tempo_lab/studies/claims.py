@@ -6,7 +6,8 @@ a paired test) and a verdict from a fixed rule stated in the row:
 
 - **confirmed**: the interval (or test) agrees with the claim;
 - **refuted**: it excludes the claim;
-- **refined**: the claim holds only in part, and the row says which part.
+- **refined**: the claim holds only in part, and the row says which part;
+- **undecided**: the prompts give too little to test it (e.g. no parallel sets on a tiny random model).
 
 Contents: :func:`claims_table`, :func:`fmt_ci`.
 """
@@ -27,6 +28,12 @@ def fmt_ci(mean: float, lo: float, hi: float, digits: int = 3) -> str:
 
 def _ci(values) -> tuple[float, float, float]:
     return stats.bootstrap_ci(pd.Series(values).astype(float))
+
+
+def _nearest(by_gap: Mapping[str, float], gap: float) -> str:
+    """A single-prompt notebook's value at the gap it ran nearest to ``gap``: ``"0.1652 at +6"``."""
+    key = min(by_gap, key=lambda k: abs(float(k) - gap))
+    return f"{by_gap[key]:.4f} at +{key}"
 
 
 def _row(claim: str, original: str, single: str, at_scale: str, verdict: str, rule: str) -> dict:
@@ -81,8 +88,7 @@ def claims_table(study, single: Mapping[str, Mapping]) -> pd.DataFrame:
     same_far = _ci(retro[retro.gap == far_gap].top1_same)
     rows.append(_row(
         "re-placing a token further away changes what follows it", "' there' 43% at +0 -> ',\\n' at +16",
-        f"TV {single['03']['tv_by_gap'][str(int(near))]:.4f} at +{near:g}, "
-        f"{single['03']['tv_by_gap'][str(int(far_gap))]:.4f} at +{far_gap:g}",
+        f"TV {_nearest(single['03']['tv_by_gap'], near)}, {_nearest(single['03']['tv_by_gap'], far_gap)}",
         f"TV {fmt_ci(*tv_near)} at +{near:g}, {fmt_ci(*tv_far)} at +{far_gap:g}; "
         f"top-1 kept in {fmt_ci(*same_far)} at +{far_gap:g}",
         "confirmed" if tv_far[1] > tv_near[2] else "refined",
@@ -100,16 +106,21 @@ def claims_table(study, single: Mapping[str, Mapping]) -> pd.DataFrame:
         "confirmed" if same[1] > 0.9 else ("refuted" if same[2] < 0.5 else "refined"),
         "confirmed if the interval lies above 0.9, refuted if below 0.5",
     ))  # fmt: skip
-    paired = stats.paired_test(iso.later_mass.to_numpy(), vis.later_mass.to_numpy())
+    try:
+        paired = stats.paired_test(iso.later_mass.to_numpy(), vis.later_mass.to_numpy())
+        measured = (
+            f"{paired['relative']:+.2%}, "
+            f"difference {fmt_ci(paired['mean_diff'], paired['lo'], paired['hi'], 4)}, "
+            f"Wilcoxon p = {paired['p']:.2g}, effect r = {paired['effect']:+.2f}, {paired['n']} prompts"
+        )
+        verdict = "confirmed" if paired["p"] >= 0.05 else "refuted"
+    except ValueError as exc:  # too few prompts formed parallel sets in both modes
+        measured, verdict = f"no paired test: {exc}", "undecided"
     rows.append(_row(
         "later tokens' attention on parallel sets does not depend on the mode",
         "-2.8% +/- 27.1% (p = 0.505, 48 prompts)",
         f"{single['04']['later_mass_relative_change_mean']:+.2%} (one prompt)",
-        f"{paired['relative']:+.2%}, "
-        f"difference {fmt_ci(paired['mean_diff'], paired['lo'], paired['hi'], 4)}, "
-        f"Wilcoxon p = {paired['p']:.2g}, effect r = {paired['effect']:+.2f}, {paired['n']} prompts",
-        "confirmed" if paired["p"] >= 0.05 else "refuted",
-        "confirmed if the paired Wilcoxon test finds no difference (p >= 0.05)",
+        measured, verdict, "confirmed if the paired Wilcoxon test finds no difference (p >= 0.05)",
     ))  # fmt: skip
     comp = study.table("compressed")
     cg = sorted(comp.gap.unique())

@@ -88,37 +88,45 @@ def context_needed(prompt_len: int, cond: Conditions) -> int:
 # --- one padded step that places tokens right after a prefix ---
 
 
-class _Place:
-    """One step: ``tokens`` at ``positions`` after the prefix, each seeing the prefix and itself."""
+def _together(core: DecodingCore, n: int) -> list[list[int]]:
+    """Which of ``n`` runs share a batch: all of them, or one at a time on a model with sliding-window layers
+    (ragged runs leave padding slots, which a window would count)."""
+    return [list(range(n))] if core.family.window is None else [[k] for k in range(n)]
 
-    def __init__(self, prefix_len: int, tokens: Sequence[int], positions: Sequence[float]):
-        q = len(tokens)
-        self.feed = Feed(torch.tensor([list(tokens)]), torch.tensor([list(positions)], dtype=torch.float32))
-        allowed = torch.ones(q, prefix_len + q, dtype=torch.bool)
-        allowed[:, prefix_len:] = torch.eye(q, dtype=torch.bool)
-        self.feed.mask = masks.to_additive(allowed[None, None])
+
+class _Place:
+    """One step: ``tokens`` at ``positions`` after the prefix, one branch (batch row) each, so each sees the
+    prefix and itself, as :meth:`~tempo_lab.generators.RetroactivePositionGenerator.place` feeds them."""
+
+    def __init__(self, tokens: Sequence[int], positions: Sequence[float]):
+        self.n = len(tokens)
+        ids, where = torch.tensor(list(tokens)), torch.tensor(list(positions), dtype=torch.float32)
+        self.feed = Feed(ids.view(-1, 1), where.view(-1, 1))
         self.logits: torch.Tensor | None = None
 
     def propose(self, step: int) -> Feed | None:
         return self.feed if step == 0 else None
 
     def accept(self, step: int, logits: torch.Tensor) -> None:
-        self.logits = logits[0]  # (q, vocab)
+        self.logits = logits[:, -1]  # (n, vocab)
 
 
 def _placed(
     lm: LoadedModel, prefixes: Sequence[torch.Tensor], make: Callable[[int, torch.Tensor], tuple[list, list]]
 ) -> list[torch.Tensor]:
     """Prefill ``prefixes`` together, then place ``make(i, next_logits)`` = (tokens, positions) after each
-    in one step. Returns each prefix's placed probabilities ``(q_i, vocab)``."""
-    lock = Lockstep(DecodingCore(lm))
-    logits = lock.prefill(prefixes)
-    policies = []
-    for i, (p, lg) in enumerate(zip(prefixes, logits, strict=True)):
-        tokens, positions = make(i, lg[-1])
-        policies.append(_Place(p.shape[1], tokens, positions))
-    lock.run(policies, 1)
-    return [torch.softmax(pl.logits.float(), -1) for pl in policies]
+    in one step, a branch per placement. Returns each prefix's placed probabilities ``(n_i, vocab)``."""
+    core = DecodingCore(lm)
+    out: list = [None] * len(prefixes)
+    for group in _together(core, len(prefixes)):
+        lock = Lockstep(core)
+        logits = lock.prefill([prefixes[k] for k in group])
+        policies = [_Place(*make(k, lg[-1])) for k, lg in zip(group, logits, strict=True)]
+        lock.expand([row for row, p in enumerate(policies) for _ in range(p.n)])
+        lock.run(policies, 1, rows=[p.n for p in policies])
+        for k, p in zip(group, policies, strict=True):
+            out[k] = torch.softmax(p.logits.float(), -1)
+    return out
 
 
 def _tv(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -246,17 +254,20 @@ def _tempo_runs(lm: LoadedModel, batch: Batch, plans: list[tuple[int, dict]]):
     """Run TEMPO for every (batch position, options) in ``plans`` in lockstep; returns the results."""
     gen = ParallelTokenGenerator(lm)
     runs = [gen.plan(batch[b][1], **opts) for b, opts in plans]
-    lock = Lockstep(gen.core)
-    logits = lock.prefill([batch[b][1] for b, _ in plans])
-    policies = [r.policy(None, lg[-1]) for r, lg in zip(runs, logits, strict=True)]
-    lock.run(policies, max(r.n_steps for r in runs))
+    policies: list = [None] * len(runs)
+    for group in _together(gen.core, len(runs)):
+        lock = Lockstep(gen.core)
+        logits = lock.prefill([runs[k].input_ids for k in group])
+        for k, lg in zip(group, logits, strict=True):
+            policies[k] = runs[k].policy(None, lg[-1])
+        lock.run([policies[k] for k in group], max(runs[k].n_steps for k in group))
     return [r.result(p) for r, p in zip(runs, policies, strict=True)]
 
 
 def _attention_maps(lm: LoadedModel, results) -> list[torch.Tensor]:
     """Every TEMPO result's full attention map ``(N, N)`` (mean over layers and heads), recomputed in one
     padded uncached pass over the finished sequences with their own masks and positions."""
-    lock = Lockstep(DecodingCore(lm))
+    core = DecodingCore(lm)
     seqs, pos_, allowed = [], [], []
     for r in results:
         seqs.append(r.input_ids)
@@ -264,13 +275,15 @@ def _attention_maps(lm: LoadedModel, results) -> list[torch.Tensor]:
         allowed.append(
             masks.parallel_allowed(r.labels, r.mode, later=r.later, hidden_after=r.hidden_after)[0]
         )
-    with capture_attention(lm.model) as record:
-        lock.prefill(seqs, positions=pos_, allowed=allowed)
-    weights = record.stacked(-1).float().mean(dim=(0, 2))  # (B, width, width)
-    out = []
-    for b, r in enumerate(results):
-        n = r.input_ids.shape[1]
-        out.append(weights[b, -n:, -n:])
+    out: list = [None] * len(results)
+    for group in _together(core, len(results)):
+        with capture_attention(lm.model) as record:
+            pick = [seqs[k] for k in group], [pos_[k] for k in group], [allowed[k] for k in group]
+            Lockstep(core).prefill(*pick)
+        weights = record.stacked(-1).float().mean(dim=(0, 2))  # (rows, width, width)
+        for row, k in enumerate(group):
+            n = results[k].input_ids.shape[1]
+            out[k] = weights[row, -n:, -n:]
     return out
 
 
