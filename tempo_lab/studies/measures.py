@@ -129,7 +129,8 @@ def _placed(
     return out
 
 
-def _tv(a: torch.Tensor, b: torch.Tensor) -> float:
+def tv(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Total variation between two distributions ``(vocab,)``."""
     return float(metrics.divergences(a[None], b)[0][0])
 
 
@@ -221,7 +222,7 @@ def fractional(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
     rows = []
     for (i, _), p in zip(batch, _placed(lm, prefixes, make), strict=True):
         low, mid, high = p
-        tv_low, tv_high, tv_n = _tv(mid, low), _tv(mid, high), _tv(low, high)
+        tv_low, tv_high, tv_n = tv(mid, low), tv(mid, high), tv(low, high)
         rows.append({
             "prompt": i, "tv_low": tv_low, "tv_high": tv_high, "tv_neighbours": tv_n,
             "between": bool(tv_low <= tv_n and tv_high <= tv_n),
@@ -244,7 +245,7 @@ def retroactive(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
     for (i, _), p in zip(batch, _placed(lm, [ids for _, ids in batch], make), strict=True):
         for k, g in enumerate(gaps):
             rows.append({
-                "prompt": i, "gap": float(g), "tv": _tv(p[k], p[0]), "p1": float(p[k].max()),
+                "prompt": i, "gap": float(g), "tv": tv(p[k], p[0]), "p1": float(p[k].max()),
                 "top1_same": bool(p[k].argmax() == p[0].argmax()),
             })  # fmt: skip
     return rows
@@ -287,7 +288,12 @@ def _attention_maps(lm: LoadedModel, results) -> list[torch.Tensor]:
     return out
 
 
-def _parallel_later_mass(result, attention: torch.Tensor) -> float:
+# --- per-run summaries, shared with the one-prompt-at-a-time path (studies.single) ---
+
+
+def parallel_later_mass(result, attention: torch.Tensor) -> float:
+    """Later queries' mean attention on the parallel sets (2+ members) of a TEMPO result, from its ``(N, N)``
+    attention map; NaN when no parallel set has a later query."""
     table = metrics.later_mass(result, attention)
     parallel = table["mass"][[result.steps[k].size >= 2 for k in table["step"]]]
     return float(parallel.mean()) if len(parallel) else float("nan")
@@ -304,21 +310,27 @@ def modes(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
     rows = []
     for b, (i, _) in enumerate(batch):
         iso, vis = results[2 * b], results[2 * b + 1]
-        sets = [[s.token_ids for s in r.steps] for r in (iso, vis)]
-        differ = next((k for k, (a, c) in enumerate(zip(*sets, strict=False)) if a != c), -1)
-        if differ == -1 and len(sets[0]) != len(sets[1]):
-            differ = min(len(sets[0]), len(sets[1]))
+        differ = first_difference(iso, vis)
         for mode, r, amap in (("isolated", iso, maps[2 * b]), ("visible", vis, maps[2 * b + 1])):
             sizes = r.set_sizes
             rows.append({
-                "prompt": i, "mode": mode, "later_mass": _parallel_later_mass(r, amap),
-                "parallel_sets": sum(s >= 2 for s in sizes), "mean_set_size": _mean(sizes),
+                "prompt": i, "mode": mode, "later_mass": parallel_later_mass(r, amap),
+                "parallel_sets": sum(s >= 2 for s in sizes), "mean_set_size": mean_or_nan(sizes),
                 "identical_text": iso.text == vis.text, "first_difference": differ, "text": r.text,
             })  # fmt: skip
     return rows
 
 
-def _mean(values: Sequence[float]) -> float:
+def first_difference(a, b) -> int:
+    """The first step whose sets differ between two TEMPO results (``-1`` when every step is the same)."""
+    sets = [[s.token_ids for s in r.steps] for r in (a, b)]
+    differ = next((k for k, (x, y) in enumerate(zip(*sets, strict=False)) if x != y), -1)
+    if differ == -1 and len(sets[0]) != len(sets[1]):
+        differ = min(len(sets[0]), len(sets[1]))
+    return differ
+
+
+def mean_or_nan(values: Sequence[float]) -> float:
     """Mean, or NaN for a run that fed no set (its first set held the end-of-sequence token)."""
     return sum(values) / len(values) if values else float("nan")
 
@@ -372,8 +384,8 @@ def tempo(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
     for (b, opts), r in zip(plans, results, strict=True):
         sizes = r.set_sizes
         rows.append({
-            "prompt": batch[b][0], "threshold": opts["threshold"], "mean_set_size": _mean(sizes),
-            "max_set_size": max(sizes, default=0), "parallel_share": _mean([s >= 2 for s in sizes]),
+            "prompt": batch[b][0], "threshold": opts["threshold"], "mean_set_size": mean_or_nan(sizes),
+            "max_set_size": max(sizes, default=0), "parallel_share": mean_or_nan([s >= 2 for s in sizes]),
         })  # fmt: skip
     return rows
 

@@ -169,7 +169,8 @@ def run_study(
     plan = chunks([None if x is None else x.shape[1] for x in ids], batch_size)
     todo = [(p, c) for p in phenomena for c in range(len(plan))]
     folder.claim(wanted)  # every process checks; the first to get here writes it
-    todo = [(p, c) for p, c in todo if c not in folder.done(p)]
+    done = {p: folder.done(p) for p in phenomena}  # one listing per measurement, not one per batch
+    todo = [(p, c) for p, c in todo if c not in done[p]]
     mine, state = _split(todo)
     if state is not None:
         print(f"process {state.process_index} of {state.num_processes}: {len(mine)} of {len(todo)} batches")

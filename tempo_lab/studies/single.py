@@ -6,12 +6,13 @@ against in the tests, and the loop they are timed against in ``benchmarks/study.
 :meth:`ParallelTokenGenerator.generate` (attention captured step by step) and
 :meth:`CompressedThoughtGenerator.generate`, with no batching across prompts.
 
+The model outputs come from that independent path; the summaries of a finished run (total variation, later
+attention on parallel sets, first differing step, repetition) are the measurements' own functions.
+
 Contents: :func:`single_rows` (one prompt, one measurement), :func:`looped` (a batch, prompt after prompt).
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -22,15 +23,15 @@ from tempo_lab.generators import (
     RetroactivePositionGenerator,
 )
 from tempo_lab.models import LoadedModel
-from tempo_lab.studies.measures import Batch, Conditions, repetition
-
-
-def _tv(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(metrics.divergences(a[None], b)[0][0])
-
-
-def _sizes_mean(sizes: list[int]) -> float:
-    return sum(sizes) / len(sizes) if sizes else float("nan")
+from tempo_lab.studies.measures import (
+    Batch,
+    Conditions,
+    first_difference,
+    mean_or_nan,
+    parallel_later_mass,
+    repetition,
+    tv,
+)
 
 
 def single_rows(lm: LoadedModel, phenomenon: str, i: int, ids: torch.Tensor, cond: Conditions) -> list[dict]:
@@ -50,31 +51,26 @@ def single_rows(lm: LoadedModel, phenomenon: str, i: int, ids: torch.Tensor, con
                 retro.core.prefill(ids[:, :-1]), int(ids[0, -1]), [t - 2.0, t - 1.5, t - 1.0]
             )
             low, mid, high = torch.softmax(placed.float(), -1)
-            tv_low, tv_high, tv_n = _tv(mid, low), _tv(mid, high), _tv(low, high)
+            tv_low, tv_high, tv_n = tv(mid, low), tv(mid, high), tv(low, high)
             return [{"prompt": i, "tv_low": tv_low, "tv_high": tv_high, "tv_neighbours": tv_n,
                      "between": tv_low <= tv_n and tv_high <= tv_n,
                      "top1_changed": bool(mid.argmax() != high.argmax())}]  # fmt: skip
         prefix = retro.core.prefill(ids)
         token = int(prefix.next_logits.argmax())
         probs = torch.softmax(retro.place(prefix, token, [float(t + g) for g in cond.retro_gaps]).float(), -1)
-        return [{"prompt": i, "gap": float(g), "tv": _tv(p, probs[0]), "p1": float(p.max()),
+        return [{"prompt": i, "gap": float(g), "tv": tv(p, probs[0]), "p1": float(p.max()),
                  "top1_same": bool(p.argmax() == probs[0].argmax())}
                 for g, p in zip(cond.retro_gaps, probs, strict=True)]  # fmt: skip
     if phenomenon == "modes":
         gen = ParallelTokenGenerator(lm)
         runs = {m: gen.generate(ids, threshold=cond.mode_threshold, max_steps=cond.mode_steps, intraset=m,
                                 capture=True, progress=False) for m in ("isolated", "visible")}  # fmt: skip
-        sets = [[s.token_ids for s in r.steps] for r in runs.values()]
-        differ = next((k for k, (a, b) in enumerate(zip(*sets, strict=False)) if a != b), -1)
-        if differ == -1 and len(sets[0]) != len(sets[1]):
-            differ = min(len(sets[0]), len(sets[1]))
+        differ = first_difference(runs["isolated"], runs["visible"])
         rows = []
         for mode, r in runs.items():
-            table = metrics.later_mass(r, r.attention_map())
-            parallel = table["mass"][[r.steps[k].size >= 2 for k in table.step]]
             rows.append({
-                "prompt": i, "mode": mode, "later_mass": parallel.mean() if len(parallel) else math.nan,
-                "parallel_sets": sum(s >= 2 for s in r.set_sizes), "mean_set_size": _sizes_mean(r.set_sizes),
+                "prompt": i, "mode": mode, "later_mass": parallel_later_mass(r, r.attention_map()),
+                "parallel_sets": sum(s >= 2 for s in r.set_sizes), "mean_set_size": mean_or_nan(r.set_sizes),
                 "identical_text": runs["isolated"].text == runs["visible"].text, "first_difference": differ,
                 "text": r.text,
             })  # fmt: skip
@@ -93,9 +89,9 @@ def single_rows(lm: LoadedModel, phenomenon: str, i: int, ids: torch.Tensor, con
         rows = []
         for th in cond.tempo_thresholds:
             sizes = gen.generate(ids, threshold=th, max_steps=cond.tempo_steps, progress=False).set_sizes
-            rows.append({"prompt": i, "threshold": th, "mean_set_size": _sizes_mean(sizes),
+            rows.append({"prompt": i, "threshold": th, "mean_set_size": mean_or_nan(sizes),
                          "max_set_size": max(sizes, default=0),
-                         "parallel_share": _sizes_mean([s >= 2 for s in sizes])})  # fmt: skip
+                         "parallel_share": mean_or_nan([s >= 2 for s in sizes])})  # fmt: skip
         return rows
     raise ValueError(f"unknown phenomenon {phenomenon!r}")
 
