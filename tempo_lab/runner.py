@@ -50,7 +50,11 @@ def discover(notebook_dir: Path, only: Sequence[str] | None = None) -> list[Path
     equals, one of the given prefixes (``"01"``, ``"03_retroactive"``)."""
     found = sorted(notebook_dir.glob(NOTEBOOK_GLOB))
     if not found:
-        raise ValueError(f"no notebooks matching {NOTEBOOK_GLOB} in {notebook_dir}")
+        raise ValueError(
+            f"no notebooks matching {NOTEBOOK_GLOB} in {notebook_dir}: the series lives in the notebooks/ "
+            "folder of a tempo_lab checkout, not in the installed package; run tempo-lab from the checkout's "
+            "root, or pass --notebooks <checkout>/notebooks"
+        )
     if not only:
         return found
     chosen = [p for p in found if any(p.stem.startswith(o) or p.name == o for o in only)]

@@ -31,7 +31,7 @@ def record_forwards(lm: LoadedModel) -> Iterator[list[Call]]:
     calls: list[Call] = []
 
     def pre(_module, _args, kwargs):
-        cache = kwargs.get("past_key_values")
+        cache = kwargs.get("cache")
         stride = None
         if cache is not None and cache.layers and getattr(cache.layers[0], "keys", None) is not None:
             keys = cache.layers[0].keys

@@ -17,7 +17,7 @@ def _plain_logits(lm, ids, pos, mask, cache=None):
             input_ids=ids,
             position_ids=positions.as_model_positions(pos, lm.is_rotary),
             attention_mask=mask,
-            past_key_values=cache,
+            cache=cache,
             use_cache=cache is not None,
         ).logits.float()
 

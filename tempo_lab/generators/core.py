@@ -142,7 +142,7 @@ class DecodingCore:
             "input_ids": input_ids.to(self.device),
             "position_ids": self.check_positions(positions.expand(b, -1)),
             "attention_mask": self.family.layer_masks(mask.to(self.device).expand(b, -1, -1, -1), cache),
-            "past_key_values": cache,
+            "cache": cache,
             "use_cache": cache is not None,
         }
         with evaluating(self.model):

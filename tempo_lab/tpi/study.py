@@ -7,7 +7,8 @@ rerun skips every run already written, so an interrupted study resumes where it 
 other settings or another corpus is refused.
 
 Contents:
-- ``StudySpec``: architectures, seeds, LM budget, model shape (``RESULTS`` holds the committed study).
+- ``StudySpec``: architectures, seeds, LM budget, model shape.
+- ``committed_results()``: the folder of the committed study (``results/08_tpi`` of a tempo_lab checkout).
 - ``RecallSpec``: the recall probe's task size, budget and depth.
 - ``run_study(folder, spec)`` / ``run_recall(folder, spec)``: train what is missing.
 - ``read_study(folder)``: ``(runs, recall)`` DataFrames from a folder, without training.
@@ -28,7 +29,23 @@ from tempo_lab.tpi.model import ARCHITECTURES, ModelConfig
 from tempo_lab.tpi.recall import RecallTask, train_recall
 from tempo_lab.tpi.train import TrainSettings, load, save, train
 
-RESULTS = Path(__file__).resolve().parents[2] / "results" / "08_tpi"
+CHECKOUT_RESULTS = Path(__file__).resolve().parents[2] / "results" / "08_tpi"
+
+
+def committed_results() -> Path:
+    """The committed study notebook 08 reads: ``results/08_tpi`` of the tempo_lab checkout this package runs
+    from. An installed wheel holds no results: the error says where they are and what to pass instead."""
+    if not (CHECKOUT_RESULTS / "runs.jsonl").is_file():
+        raise FileNotFoundError(
+            f"the committed TPI study is not at {CHECKOUT_RESULTS}: it lives in a tempo_lab checkout "
+            "(results/08_tpi), not in the installed package; pass folder=<checkout>/results/08_tpi, or train "
+            "a study of your own with tempo_lab.tpi.study.run_study(folder)"
+        )
+    return CHECKOUT_RESULTS
+
+
+def _folder(folder: str | Path | None) -> Path:
+    return committed_results() if folder is None else Path(folder)
 
 
 @dataclass(frozen=True)
@@ -110,9 +127,9 @@ def _append(path: Path, row: dict) -> None:
 
 
 def run_study(
-    folder: str | Path = RESULTS, spec: StudySpec = StudySpec(), progress: bool = True
+    folder: str | Path, spec: StudySpec = StudySpec(), progress: bool = True
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train every (architecture, seed) language model and recall model not yet in ``folder``."""
+    """Train every (architecture, seed) language model not yet in ``folder``."""
     folder = Path(folder)
     corpus = load_corpus()
     _claim_folder(folder, spec.header(corpus))
@@ -127,9 +144,7 @@ def run_study(
     return read_study(folder)[0]
 
 
-def run_recall(
-    folder: str | Path = RESULTS, spec: RecallSpec = RecallSpec(), progress: bool = True
-) -> pd.DataFrame:
+def run_recall(folder: str | Path, spec: RecallSpec = RecallSpec(), progress: bool = True) -> pd.DataFrame:
     """Train every (architecture, seed) recall model not yet in ``folder``; one row per model."""
     folder = Path(folder)
     _claim_folder(folder, spec.header(), "recall.json")
@@ -151,11 +166,12 @@ def run_recall(
     return read_study(folder)[1]
 
 
-def read_study(folder: str | Path = RESULTS) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(runs, recall)``: one row per trained LM (columns ``architecture, seed, parameters, train, val, test,
-    val_long, seconds, curve, grad_norms``) and one per recall model (``architecture, seed, accuracy`` over
-    all queries, ``first``: accuracy on the first query, ``curve``)."""
-    folder = Path(folder)
+def read_study(folder: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(runs, recall)`` of ``folder`` (default :func:`committed_results`): one row per trained LM (columns
+    ``architecture, seed, parameters, train, val, test, val_long, seconds, curve, grad_norms``) and one per
+    recall model (``architecture, seed, accuracy`` over all queries, ``first``: accuracy on the first query,
+    ``curve``)."""
+    folder = _folder(folder)
     runs = list(_done(folder / "runs.jsonl").values())
     if not runs:
         raise FileNotFoundError(
@@ -168,6 +184,7 @@ def read_study(folder: str | Path = RESULTS) -> tuple[pd.DataFrame, pd.DataFrame
     return table.sort_values(["architecture", "seed"], ignore_index=True), recall
 
 
-def checkpoint(name: str, folder: str | Path = RESULTS):
-    """The saved first-seed model ``name`` (an architecture, or ``recall-<architecture>``) from ``folder``."""
-    return load(Path(folder) / "checkpoints" / f"{name}.pt")
+def checkpoint(name: str, folder: str | Path | None = None):
+    """The saved first-seed model ``name`` (an architecture, or ``recall-<architecture>``) from ``folder``
+    (default :func:`committed_results`)."""
+    return load(_folder(folder) / "checkpoints" / f"{name}.pt")
