@@ -16,6 +16,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from tempo_lab import load_model
+from tempo_lab.store import ResultsWarning
 from tempo_lab.studies import (
     PHENOMENA,
     Conditions,
@@ -133,7 +134,8 @@ def test_a_killed_study_resumes_and_recomputes_nothing_written(lm, reference, tm
     written = {p: p.stat().st_mtime_ns for p in folder.glob("*/part-*.parquet")}
     total = len(PHENOMENA) * 18
     assert 12 <= len(written) < total, "the kill came too late to test a resume"
-    study = run_study(lm, n=36, results=folder, batch_size=2, progress=False)
+    with pytest.warns(ResultsWarning, match="taking over .*no longer runs"):  # the killed run's lock
+        study = run_study(lm, n=36, results=folder, batch_size=2, progress=False)
     after = {p: p.stat().st_mtime_ns for p in folder.glob("*/part-*.parquet")}
     assert len(after) == total
     assert all(after[p] == t for p, t in written.items())  # nothing written before the kill was recomputed

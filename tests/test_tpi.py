@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
-from tempo_lab.tpi import layers, model, probes, recall, study, train
+from tempo_lab.store import IncompleteResults, ResultsWarning
+from tempo_lab.tpi import layers, model, probes, recall, runs, train
 from tempo_lab.tpi.corpus import from_text, load_corpus
 
 ALL = [(v, m) for v in layers.VARIANTS for m in layers.MEMORIES]
@@ -160,30 +159,39 @@ def test_bundled_corpus_is_fixed_and_split_90_5_5():
     assert "pydoc_data" in corpus.provenance
 
 
-def test_study_resumes_and_refuses_a_folder_with_other_settings(tmp_path):
-    spec = study.StudySpec(
+def test_runs_resume_verify_and_refuse_a_folder_with_other_settings(tmp_path):
+    spec = runs.TrainingSpec(
         architectures=("rope", "tpi"),
         seeds=(0,),
         train=train.TrainSettings(steps=2, batch=2, seq_len=16, eval_every=2),
         dim=8,
         layers=1,
     )
-    runs = study.run_study(tmp_path, spec, progress=False)
-    rec = study.run_recall(
-        tmp_path, study.RecallSpec(("tpi",), (0,), pairs=2, steps=2, dim=8, layers=1), False
+    trained = runs.train_language_models(tmp_path, spec, progress=False)
+    rec = runs.train_recall_models(
+        tmp_path, runs.RecallSpec(("tpi",), (0,), pairs=2, steps=2, dim=8, layers=1), False
     )
-    assert sorted(runs.architecture) == ["rope", "tpi"] and len(rec) == 1
-    assert study.checkpoint("recall-tpi", tmp_path).config.layers == 1
-    lines = (tmp_path / "runs.jsonl").read_text().splitlines()
-    grown = study.StudySpec(**{**spec.__dict__, "seeds": (0, 1)})
-    runs2 = study.run_study(tmp_path, grown, progress=False)
-    assert (tmp_path / "runs.jsonl").read_text().splitlines()[:2] == lines  # nothing recomputed
-    assert len(runs2) == 4
-    assert json.loads(lines[0])["bpc"]["val"] == runs2.loc[0, "val"]
-    other = study.StudySpec(**{**spec.__dict__, "dim": 16})
-    with pytest.raises(ValueError, match="other settings"):
-        study.run_study(tmp_path, other, progress=False)
-    assert study.checkpoint("tpi", tmp_path).config.dim == 8
+    assert sorted(trained.architecture) == ["rope", "tpi"] and len(rec) == 1
+    assert runs.checkpoint("recall-tpi", tmp_path).config.layers == 1
+    parts = sorted((tmp_path / "lm").glob("part-*.parquet"))
+    written = {p.name: p.stat().st_mtime_ns for p in parts}
+    grown = runs.TrainingSpec(**{**spec.__dict__, "seeds": (0, 1)})
+    trained2 = runs.train_language_models(tmp_path, grown, progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in parts} == written  # nothing recomputed
+    assert len(trained2) == 4
+    assert trained.loc[0, "val"] == trained2.loc[0, "val"]
+    other = runs.TrainingSpec(**{**spec.__dict__, "dim": 16})
+    with pytest.raises(ValueError, match="another lm"):
+        runs.train_language_models(tmp_path, other, progress=False)
+    assert runs.checkpoint("tpi", tmp_path).config.dim == 8
+    # a run's part overwritten with garbage is quarantined; reading refuses the incomplete folder
+    (tmp_path / "lm" / "part-tpi-s1.parquet").write_bytes(b"garbage")
+    with pytest.warns(ResultsWarning, match="quarantine"), pytest.raises(IncompleteResults, match="tpi-s1"):
+        runs.read_runs(tmp_path)
+    # a checkpoint that is not the one its run recorded is refused
+    (tmp_path / "checkpoints" / "rope.pt").write_bytes((tmp_path / "checkpoints" / "tpi.pt").read_bytes())
+    with pytest.raises(ValueError, match="does not match the run that wrote it"):
+        runs.checkpoint("rope", tmp_path)
 
 
 def test_shift_view_reports_the_probe_tv():

@@ -63,16 +63,17 @@ def main() -> None:
         table = read_study(folder).table("retroactive")
         check("a 4-prompt study writes and reads its results folder", table["prompt"].nunique() == 4)
 
-    from tempo_lab.tpi import report, study
+    from tempo_lab.tpi import report, runs
 
     try:
-        study.read_study()
-        check("without a checkout, reading the committed TPI study fails", False)
+        runs.read_runs()
+        check("without a checkout, reading the committed TPI runs fails", False)
     except FileNotFoundError as exc:
         check(f"without a checkout, the error says where the TPI results are: {exc}", "checkout" in str(exc))
-    runs, recall = study.read_study(checkout / "results" / "08_tpi")
-    table = report.bpc_table(runs)
-    check(f"the TPI report reads the committed results ({len(runs)} runs)", bool(len(table) and len(recall)))
+    trained, recall = runs.read_runs(checkout / "results" / "08_tpi")
+    table = report.bpc_table(trained)
+    read = bool(len(table) and len(recall))
+    check(f"the TPI report reads the committed results ({len(trained)} runs)", read)
     print("wheel smoke test passed")
 
 

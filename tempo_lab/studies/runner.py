@@ -4,8 +4,10 @@
     study.table("retroactive")                                             # one row per prompt x condition
 
 Prompts are sorted by token length and cut into chunks of ``batch_size`` (similar lengths share a batch, so
-little is padded). For each measurement, every chunk without a part file is computed and written
-(:class:`~tempo_lab.studies.store.ResultsFolder`); an interrupted run resumes at the first missing chunk.
+little is padded). For each measurement, every chunk without a verified part is computed and written
+(:class:`~tempo_lab.studies.store.StudyFolder`); an interrupted run resumes at the first missing chunk, and a
+part that fails verification (corrupt, truncated, copied, of another run) is quarantined and recomputed. One
+run writes a folder at a time (a second one is refused, naming the first).
 
 Sharding: under ``torchrun --nproc_per_node N`` or ``accelerate launch`` (``WORLD_SIZE > 1``), the chunks are
 split between the processes with accelerate's ``PartialState().split_between_processes``; every process
@@ -32,11 +34,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from tempo_lab import checks
 from tempo_lab.families import family_of
 from tempo_lab.models import LoadedModel, load_model
+from tempo_lab.store import IncompleteResults, ResultsWarning
 from tempo_lab.studies.measures import MEASURES, PHENOMENA, Conditions, context_needed
 from tempo_lab.studies.prompts import PromptSet, as_prompt_set, bundled_prompts, encode
-from tempo_lab.studies.store import ResultsFolder, manifest
+from tempo_lab.studies.store import IDENTITY, StudyFolder, manifest
 
 
 class PromptProblems(ValueError):
@@ -50,28 +54,38 @@ class PromptProblems(ValueError):
 
 @dataclass
 class Study:
-    """A finished (or partly finished) study: its folder, manifest, prompts and left-out prompts."""
+    """A study read from its folder: manifest, prompts, left-out prompts, and its verified tables.
 
-    folder: ResultsFolder
+    ``missing``: per measurement, the chunks that had no verified part when the study was read (empty unless
+    read with ``allow_partial=True``)."""
+
+    folder: StudyFolder
     manifest: dict
     prompts: PromptSet
     problems: dict[int, str] = field(default_factory=dict)
+    missing: dict[str, list[str]] = field(default_factory=dict)
+    allow_partial: bool = False
+    _tables: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
 
     def table(self, phenomenon: str) -> pd.DataFrame:
         """One row per prompt x condition of ``phenomenon``, with the prompt's kind and text and the model,
-        dtype, library versions and seed the folder was written with."""
+        dtype, library versions and seed the folder was written with. Every part is verified on first read
+        (:mod:`tempo_lab.store`)."""
         if phenomenon not in PHENOMENA:
             raise ValueError(f"unknown phenomenon {phenomenon!r}; expected one of {PHENOMENA}")
-        table = self.folder.read(phenomenon)
-        table.insert(1, "kind", [self.prompts.kinds[i] for i in table["prompt"]])
-        table.insert(2, "prompt_text", [self.prompts.prompts[i] for i in table["prompt"]])
-        m = self.manifest
-        meta = {"model": m["model"], "dtype": m["dtype"], "seed": m["seed"], **m["versions"]}
-        return table.assign(**meta)
+        if phenomenon not in self._tables:
+            table, _ = self.folder.read(self.manifest, phenomenon, allow_partial=self.allow_partial)
+            table.insert(1, "kind", [self.prompts.kinds[i] for i in table["prompt"]])
+            table.insert(2, "prompt_text", [self.prompts.prompts[i] for i in table["prompt"]])
+            m = self.manifest
+            meta = {"model": m["model"], "dtype": m["dtype"], "seed": m["seed"], **m["versions"]}
+            self._tables[phenomenon] = table.assign(**meta)
+        return self._tables[phenomenon].copy()
 
     @property
     def phenomena(self) -> list[str]:
-        return [p for p in PHENOMENA if self.folder.done(p)]
+        """The measurements this folder's runs asked for, in :data:`PHENOMENA` order."""
+        return [p for p in PHENOMENA if p in self.manifest.get("phenomena", [])]
 
 
 def chunks(lengths: Sequence[int | None], batch_size: int) -> list[list[int]]:
@@ -126,6 +140,15 @@ def _split(todo: list[int]) -> tuple[list[int], object | None]:
         return list(mine), state
 
 
+def _launch_group() -> str | None:
+    """The id shared by the processes of one sharded launch (torchrun, accelerate), or ``None``."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    where = f"{os.environ.get('MASTER_ADDR', '')}:{os.environ.get('MASTER_PORT', '')}"
+    return f"{run_id or where}/{os.environ['WORLD_SIZE']}"
+
+
 def run_study(
     model: LoadedModel | str | None = None,
     prompts=None,
@@ -138,39 +161,60 @@ def run_study(
     seed: int = 0,
     problems: str = "raise",
     progress: bool = True,
+    resume: str | None = None,
 ) -> Study:
     """Run ``phenomena`` over ``prompts`` (default: the bundled 302; ``n``: the first ``n``, spread over the
-    kinds) into the folder ``results``; see the module docstring. ``model``: a loaded model, or a name for
-    :func:`~tempo_lab.load_model` (``None``: the bundled model), loaded on this process's GPU when there is
-    one (each process of a multi-GPU launch takes its ``LOCAL_RANK``'s)."""
-    lm = model if isinstance(model, LoadedModel) else load_model(model, device=_process_device())
-    prompts = bundled_prompts() if prompts is None else as_prompt_set(prompts)
-    if n is not None:
-        prompts = prompts.head(n)
+    kinds; more than the set means all of it) into the folder ``results``; see the module docstring.
+    ``model``: a loaded model, or a name for :func:`~tempo_lab.load_model` (``None``: the bundled model),
+    loaded on this process's GPU when there is one (each process of a multi-GPU launch takes its
+    ``LOCAL_RANK``'s). ``resume``: the command that completes this folder, quoted when a read finds it
+    incomplete (default: this call).
+
+    The folder is checked writable and its writer lock taken (:meth:`~tempo_lab.store.ResultsFolder.writing`)
+    before the model is loaded; every existing part is verified, and a part that fails is quarantined and
+    recomputed."""
     unknown = [p for p in phenomena if p not in PHENOMENA]
     if unknown or not phenomena:
         raise ValueError(f"unknown phenomenon {unknown[0] if unknown else None!r}; choose from {PHENOMENA}")
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if problems not in ("raise", "skip"):
         raise ValueError(f"problems must be 'raise' or 'skip', got {problems!r}")
-    cond = conditions or Conditions()
+    prompts = bundled_prompts() if prompts is None else as_prompt_set(prompts)
+    if n is not None:
+        n = checks.count("n", n)
+        prompts = prompts.head(min(n, len(prompts)))
+    folder = StudyFolder(results)
+    folder.check_writable()
+    with folder.writing(group=_launch_group()):
+        lm = model if isinstance(model, LoadedModel) else load_model(model, device=_process_device())
+        return _run(lm, prompts, folder, list(phenomena), conditions or Conditions(), batch_size, seed,
+                    problems, progress, resume)  # fmt: skip
+
+
+def _run(lm, prompts, folder, phenomena, cond, batch_size, seed, problems, progress, resume) -> Study:
     if batch_size > 1 and family_of(lm.model).window is not None:
         warnings.warn(
             f"{type(lm.model).__name__} has sliding-window layers, whose windows padding would shift: "
             "its prompts run one at a time (batch_size=1)",
-            stacklevel=2,
+            stacklevel=3,
         )
         batch_size = 1
     torch.manual_seed(seed)
-    folder = ResultsFolder(results)
-    wanted = manifest(lm, prompts, cond, batch_size, seed)
     ids, bad = _encode_all(lm, prompts, cond)
     plan = chunks([None if x is None else x.shape[1] for x in ids], batch_size)
-    todo = [(p, c) for p in phenomena for c in range(len(plan))]
-    folder.claim(wanted)  # every process checks; the first to get here writes it
-    done = {p: folder.done(p) for p in phenomena}  # one listing per measurement, not one per batch
-    todo = [(p, c) for p, c in todo if c not in done[p]]
+    resume = resume or (
+        f"run_study(model={lm.name!r}, results={str(folder.path)!r}, ...) again with the same arguments"
+    )
+    m = manifest(lm, prompts, cond, batch_size, seed, plan, resume)
+    if folder.manifest_path.exists():  # keep what earlier runs asked for
+        earlier = folder.read_manifest()
+        m["phenomena"] = [p for p in PHENOMENA if p in {*earlier.get("phenomena", []), *phenomena}]
+    else:
+        m["phenomena"] = [p for p in PHENOMENA if p in phenomena]
+    folder.claim(m, IDENTITY)  # every process checks; any may write it (same content)
+    done = {p: folder.done(m, p) for p in phenomena}  # verified once per run, failing parts quarantined
+    todo = [(p, c) for p in phenomena for c in range(len(plan)) if c not in done[p]]
     mine, state = _split(todo)
     if state is not None:
         print(f"process {state.process_index} of {state.num_processes}: {len(mine)} of {len(todo)} batches")
@@ -178,8 +222,7 @@ def run_study(
     for phenomenon, c in bar:
         bar.set_postfix_str(phenomenon)
         batch = [(i, ids[i]) for i in plan[c]]
-        rows = MEASURES[phenomenon](lm, batch, cond)
-        folder.write(phenomenon, c, rows)
+        folder.write_chunk(m, phenomenon, c, MEASURES[phenomenon](lm, batch, cond))
     if state is not None:
         state.wait_for_everyone()
     study = Study(folder, folder.read_manifest(), prompts, bad)
@@ -188,16 +231,28 @@ def run_study(
     return study
 
 
-def read_study(results: str | Path, prompts=None) -> Study:
+def read_study(results: str | Path, prompts=None, *, allow_partial: bool = False) -> Study:
     """A study from its folder, without running anything (``prompts``: the set it was run on; default the
-    bundled set, cut to the folder's size when it was run with ``n``)."""
-    folder = ResultsFolder(results)
+    bundled set, cut to the folder's size when it was run with ``n``).
+
+    Every part of every measurement the folder's runs asked for is verified (:mod:`tempo_lab.store`): a
+    folder with missing or failing parts is refused with :class:`~tempo_lab.store.IncompleteResults`, which
+    names the missing chunks and the command that completes them. ``allow_partial=True`` reads what is there
+    instead, warns with the missing chunks, and records them in ``study.missing``."""
+    folder = StudyFolder(results)
     m = folder.read_manifest()
     prompts = bundled_prompts() if prompts is None else as_prompt_set(prompts)
     if len(prompts) != m["n_prompts"]:
-        prompts = prompts.head(m["n_prompts"])
+        prompts = prompts.head(min(m["n_prompts"], len(prompts)))
     if prompts.fingerprint != m["prompt_set"]:
         raise ValueError(
             f"{results} was run on another prompt set ({m['prompt_set_name']!r}): pass it as prompts"
         )
-    return Study(folder, m, prompts)
+    missing = folder.missing(m, m.get("phenomena", []))
+    if missing and not allow_partial:
+        raise IncompleteResults(folder.path, missing, m["resume"])
+    if missing:
+        shown = "; ".join(f"{p}: chunks {', '.join(k)}" for p, k in missing.items())
+        warnings.warn(f"reading a partial study in {folder.path}: missing {shown}", ResultsWarning,
+                      stacklevel=2)  # fmt: skip
+    return Study(folder, m, prompts, missing=missing, allow_partial=allow_partial)

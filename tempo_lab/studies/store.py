@@ -1,21 +1,17 @@
-"""A study's results folder: a manifest, then one Parquet part file per measurement and chunk of prompts.
+"""A study's results folder: the verified store of :mod:`tempo_lab.store`, one table per measurement.
 
-Layout::
+    folder/manifest.json                    model, dtype, prompts, conditions, chunks of prompts, versions
+    folder/<phenomenon>/part-00003.parquet  the rows of chunk 3, with the record of what they hold
 
-    folder/study.json                       model, dtype, prompt set, conditions, chunking, versions
-    folder/<phenomenon>/part-00003.parquet  the rows of chunk 3 (written whole, then renamed into place)
+A part's key is its chunk number and it holds that chunk's prompt indices (the plan in the manifest), so a
+copied, foreign, truncated or altered part is caught on resume and on read (:mod:`tempo_lab.store`).
 
-A part file appears only once complete (written under a temporary name, then renamed), so a run killed at
-any moment leaves whole parts behind, and a rerun recomputes exactly the chunks that have none. A folder
-whose manifest names another model, prompt set, conditions or chunking is refused, never mixed in.
-
-Contents: :class:`ResultsFolder` (``claim``, ``done``, ``write``, ``read``), :func:`manifest`.
+Contents: :class:`StudyFolder`, :func:`manifest`, :data:`IDENTITY`.
 """
 
 from __future__ import annotations
 
-import json
-import os
+from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 
@@ -23,12 +19,16 @@ import pandas as pd
 import torch
 import transformers
 
-#: manifest keys that must match for a folder to be resumed or extended
-IDENTITY = ("model", "dtype", "prompt_set", "n_prompts", "conditions", "batch_size", "seed")
+from tempo_lab.store import IncompleteResults, ResultsFolder, identity_hash
+
+#: manifest keys that must match for a folder to be resumed, extended or read
+IDENTITY = ("model", "dtype", "prompt_set", "n_prompts", "conditions", "batch_size", "seed", "chunks")
 
 
-def manifest(lm, prompts, conditions, batch_size: int, seed: int) -> dict:
-    """What a results folder records about the run that wrote it."""
+def manifest(
+    lm, prompts, conditions, batch_size: int, seed: int, chunks: list[list[int]], resume: str
+) -> dict:
+    """What a results folder records about the run that writes it; ``resume``: the command completing it."""
     return {
         "model": lm.name,
         "dtype": str(lm.dtype).removeprefix("torch."),
@@ -38,6 +38,8 @@ def manifest(lm, prompts, conditions, batch_size: int, seed: int) -> dict:
         "conditions": conditions.as_dict(),
         "batch_size": batch_size,
         "seed": seed,
+        "chunks": chunks,
+        "resume": resume,
         "versions": {
             "torch": torch.__version__,
             "transformers": transformers.__version__,
@@ -46,62 +48,47 @@ def manifest(lm, prompts, conditions, batch_size: int, seed: int) -> dict:
     }
 
 
-class ResultsFolder:
-    """One study's folder (see the module docstring)."""
+class StudyFolder(ResultsFolder):
+    """A study's folder: parts keyed by chunk, verified against the manifest's chunks."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    def identity(self, m: dict) -> str:
+        return identity_hash({k: m.get(k) for k in IDENTITY})
 
-    @property
-    def manifest_path(self) -> Path:
-        return self.path / "study.json"
+    @staticmethod
+    def key(chunk: int) -> str:
+        return f"{chunk:05d}"
 
-    def read_manifest(self) -> dict:
-        if not self.manifest_path.exists():
-            raise FileNotFoundError(f"no study in {self.path} (no study.json)")
-        return json.loads(self.manifest_path.read_text())
+    def expected(self, m: dict) -> dict[str, list[int]]:
+        """Part key -> the prompt indices that part holds."""
+        return {self.key(c): list(prompts) for c, prompts in enumerate(m["chunks"])}
 
-    def claim(self, wanted: dict) -> None:
-        """Create the folder for ``wanted`` (a :func:`manifest`), or check that it holds that study."""
-        if self.manifest_path.exists():
-            found = self.read_manifest()
-            wrong = [k for k in IDENTITY if found.get(k) != wanted.get(k)]
-            if wrong:
-                k = wrong[0]
-                raise ValueError(
-                    f"{self.path} holds a study with another {k} ({found.get(k)!r}, not {wanted.get(k)!r}); "
-                    "refusing to mix results: give a new folder"
-                )
-            return
-        self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.manifest_path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(wanted, indent=1, sort_keys=True) + "\n")
-        tmp.replace(self.manifest_path)
+    def write_chunk(self, m: dict, phenomenon: str, chunk: int, rows: list[dict]) -> Path:
+        return self.write(phenomenon, self.key(chunk), rows, self.identity(m), m["chunks"][chunk])
 
-    def part(self, phenomenon: str, chunk: int) -> Path:
-        return self.path / phenomenon / f"part-{chunk:05d}.parquet"
+    def done(self, m: dict, phenomenon: str) -> set[int]:
+        """The chunks of ``phenomenon`` whose parts verify (failing parts are quarantined)."""
+        return {int(k) for k in self.verified(phenomenon, self.expected(m), self.identity(m))}
 
-    def done(self, phenomenon: str) -> set[int]:
-        """The chunks of ``phenomenon`` already written."""
-        folder = self.path / phenomenon
-        if not folder.exists():
-            return set()
-        return {int(p.stem.split("-")[1]) for p in folder.glob("part-*.parquet")}
-
-    def write(self, phenomenon: str, chunk: int, rows: list[dict]) -> Path:
-        """Write one chunk's rows whole, then move the file into place."""
-        path = self.part(phenomenon, chunk)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        pd.DataFrame(rows).to_parquet(tmp, engine="pyarrow", index=False)
-        tmp.replace(path)
-        return path
-
-    def read(self, phenomenon: str) -> pd.DataFrame:
-        """Every part of ``phenomenon`` as one table, sorted by prompt (and condition)."""
-        parts = sorted((self.path / phenomenon).glob("part-*.parquet"))
+    def read(
+        self, m: dict, phenomenon: str, *, allow_partial: bool = False
+    ) -> tuple[pd.DataFrame, list[int]]:
+        """Every verified part of ``phenomenon`` as one table sorted by prompt (and condition), and the
+        missing chunks; :class:`~tempo_lab.store.IncompleteResults` when some are missing, unless
+        ``allow_partial``."""
+        parts = self.verified(phenomenon, self.expected(m), self.identity(m))
+        missing = [c for c in range(len(m["chunks"])) if self.key(c) not in parts]
         if not parts:
             raise FileNotFoundError(f"no {phenomenon} results in {self.path}")
-        table = pd.concat([pd.read_parquet(p, engine="pyarrow") for p in parts], ignore_index=True)
+        if missing and not allow_partial:
+            raise IncompleteResults(self.path, {phenomenon: [self.key(c) for c in missing]}, m["resume"])
+        table = pd.concat([parts[k] for k in sorted(parts)], ignore_index=True)
         keys = [c for c in ("prompt", "strategy", "mode", "gap", "threshold") if c in table.columns]
-        return table.sort_values(keys, kind="stable", ignore_index=True)
+        return table.sort_values(keys, kind="stable", ignore_index=True), missing
+
+    def missing(self, m: dict, phenomena: Sequence[str]) -> dict[str, list[str]]:
+        """Per measurement with any part, the keys of its missing chunks (after verification)."""
+        out = {}
+        for phenomenon in phenomena:
+            have = self.done(m, phenomenon)
+            out[phenomenon] = [self.key(c) for c in range(len(m["chunks"])) if c not in have]
+        return {p: k for p, k in out.items() if k}

@@ -175,7 +175,9 @@ def load(path: str | Path) -> CharLM:
     """A ``CharLM`` from a ``save``d checkpoint, in eval mode."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no TPI checkpoint at {path}; train one with tempo_lab.tpi.study.run_study")
+        raise FileNotFoundError(
+            f"no TPI checkpoint at {path}; train one with tempo_lab.tpi.runs.train_language_models"
+        )
     blob = torch.load(path, map_location="cpu", weights_only=True)
     model = CharLM(ModelConfig(**blob["config"]))
     model.load_state_dict(blob["state"])
