@@ -36,7 +36,7 @@ test: setup
 	$(PY) -m pytest tests notebooks --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg $(ARGS)
 	$(MAKE) --no-print-directory wheel-smoke
 
-## The fast tests only: no bundled model, no notebook execution, no browser (well under two minutes).
+## The fast tests only: no bundled model, no notebook execution, no browser (about three minutes).
 unit: setup
 	$(VENV)/bin/ruff check tempo_lab tests benchmarks tools
 	$(PY) -m pytest tests -m "not bundled and not browser and not notebooks" $(ARGS)

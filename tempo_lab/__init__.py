@@ -3,7 +3,10 @@
 Gaps, fractional positions, re-positioning a token after the fact, and TEMPO-style parallel tokens that share
 one position. See README.md for the notebook series and the API.
 
-The package, one module per concept:
+    from tempo_lab import load_model, capture_attention, masks, positions
+
+The names below load on first use (``import tempo_lab`` itself imports neither torch nor transformers), so the
+command line starts at once. The package, one module per concept:
 
 - models (loading), positions (layouts), masks (additive masks), checks (input checks), capture (attention
   hooks): the foundation;
@@ -14,12 +17,40 @@ The package, one module per concept:
 - plots (figures), widgets (sliders around pure render functions) and views (one per notebook), notebook
   (set-up and key numbers), timing (the side-by-side timer);
 - live/: model-backed explorers and the dashboard (:func:`explore`);
+- studies/: measurements over prompt sets; store: the verified results folder they and tpi/ write;
 - execution (one notebook under papermill), runner (the series), cli (``tempo-lab``).
 """
 
-from tempo_lab import masks, positions
-from tempo_lab.capture import AttentionRecord, capture_attention, span_mass
-from tempo_lab.models import LoadedModel, load_model
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+#: public name -> the module that defines it (a module itself when the two are the same)
+_LAZY = {
+    "AttentionRecord": "tempo_lab.capture",
+    "capture_attention": "tempo_lab.capture",
+    "span_mass": "tempo_lab.capture",
+    "LoadedModel": "tempo_lab.models",
+    "load_model": "tempo_lab.models",
+    "masks": "tempo_lab.masks",
+    "positions": "tempo_lab.positions",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tempo_lab import masks, positions
+    from tempo_lab.capture import AttentionRecord, capture_attention, span_mass
+    from tempo_lab.models import LoadedModel, load_model
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name on first use (PEP 562); submodules import as usual."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'tempo_lab' has no attribute {name!r}")
+    module = import_module(_LAZY[name])
+    value = module if module.__name__ == f"tempo_lab.{name}" else getattr(module, name)
+    globals()[name] = value
+    return value
 
 
 def explore(lm: LoadedModel, only: str | None = None, **values):

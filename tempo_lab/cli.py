@@ -1,4 +1,5 @@
-"""``tempo-lab``: the command line. Argument parsing only; the work is :mod:`tempo_lab.runner`'s.
+"""``tempo-lab``: the command line. Argument parsing and error reporting; the work is done by
+:mod:`tempo_lab.runner` (the notebook series) and :mod:`tempo_lab.studies` (a study over a prompt set).
 
     tempo-lab run                                   # bundled model, outputs in build/notebooks/
     tempo-lab run --model tiny-random -p prompt "The cat sat on the"
@@ -11,22 +12,30 @@ Each notebook runs in a fresh ``python3`` kernel of the current environment, wit
 directory (so its relative ``fig_dir`` regenerates ``figures/``). Parameters given with ``-p`` go to every
 notebook that declares them in its ``parameters`` cell; a name no notebook declares is an error. After each
 notebook the cell tagged ``key-numbers`` is read back, and the run ends with a summary of those numbers.
+
+Every expected failure (a bad argument, a missing model or file, a folder that cannot be written or is being
+written by another run) ends with one line, ``tempo-lab: ...``, and exit status 2, without a traceback.
+Ctrl-C says what was kept and how to resume (exit status 130). Heavy libraries load only once a command runs,
+so ``tempo-lab --help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tempo_lab import runner
+#: the errors a user can cause and mend (bad input, a missing file or package, a folder that cannot be
+#: written): reported in one line, never as a traceback
+EXPECTED = (ValueError, OSError, ModuleNotFoundError)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tempo-lab", description="tempo_lab notebook series")
+    parser = argparse.ArgumentParser(prog="tempo-lab", description="tempo_lab notebook series and studies")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute the notebook series headless (papermill) and print key numbers")
     run.add_argument(
@@ -53,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--results", required=True, type=Path, help="results folder (resumed if it exists)")
     study.add_argument("--model", help="'bundled' (default), 'tiny-random', an HF id or path")
     study.add_argument("--prompts", help="a .txt (a prompt per line) or .tsv (kind<TAB>prompt) file")
-    study.add_argument("--limit", type=int, help="only the first N prompts, spread over the kinds")
+    study.add_argument(
+        "--limit", type=int, help="only the first N prompts, spread over the kinds (more than the set: all)"
+    )
     study.add_argument("--phenomena", nargs="+", help="which measurements (default: all six)")
     study.add_argument("--batch-size", type=int, default=32, help="prompts per batch (default 32)")
     study.add_argument("--seed", type=int, default=0)
@@ -61,21 +72,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_study_command(args: argparse.Namespace) -> int:
-    from tempo_lab.studies import PHENOMENA, PromptProblems, run_study
+def run_study_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be an integer >= 1, got {args.limit}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be an integer >= 1, got {args.batch_size}")
+    from tempo_lab.studies import PHENOMENA, PromptProblems, as_prompt_set, bundled_prompts, run_study
 
+    prompts = bundled_prompts() if args.prompts is None else as_prompt_set(args.prompts)
+    if args.limit is not None and args.limit > len(prompts):
+        print(f"tempo-lab: --limit {args.limit} is more than the {len(prompts)} prompts: running all of them",
+              file=sys.stderr)  # fmt: skip
     model = None if args.model in (None, "bundled") else args.model
+    resume = shlex.join(["tempo-lab", *argv])
     try:
         study = run_study(
-            model, args.prompts, results=args.results, n=args.limit, phenomena=args.phenomena or PHENOMENA,
-            batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress,
+            model, prompts, results=args.results, n=args.limit, phenomena=args.phenomena or PHENOMENA,
+            batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress, resume=resume,
         )  # fmt: skip
     except PromptProblems as exc:
         print(f"tempo-lab: {exc}", file=sys.stderr)
         return 1
-    except ValueError as exc:
-        print(f"tempo-lab: {exc}", file=sys.stderr)
-        return 2
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, the first process reports
     for phenomenon in study.phenomena:
@@ -83,21 +100,16 @@ def run_study_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "study":
-        return run_study_command(args)
-    try:
-        notebooks = runner.discover(args.notebooks or runner.default_notebook_dir(), args.only)
-        if args.in_place and (args.model is not None or args.parameter):
-            raise ValueError(
-                "--in-place re-executes the committed notebooks with their default parameters (nbval "
-                "compares against them); run with --model/-p into --out instead"
-            )
-        plans = runner.plan_parameters(notebooks, args.model, args.parameter)
-    except ValueError as exc:
-        print(f"tempo-lab: {exc}", file=sys.stderr)
-        return 2
+def run_series_command(args: argparse.Namespace) -> int:
+    from tempo_lab import runner
+
+    notebooks = runner.discover(args.notebooks or runner.default_notebook_dir(), args.only)
+    if args.in_place and (args.model is not None or args.parameter):
+        raise ValueError(
+            "--in-place re-executes the committed notebooks with their default parameters (nbval "
+            "compares against them); run with --model/-p into --out instead"
+        )
+    plans = runner.plan_parameters(notebooks, args.model, args.parameter)
     start = time.perf_counter()
     runs = runner.run_series(
         notebooks,
@@ -109,6 +121,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(runner.summary(runs, time.perf_counter() - start))
     return 1 if any(r.error for r in runs) else 0
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    """What Ctrl-C leaves behind, and how to go on."""
+    if args.command == "study":
+        kept = len(list(Path(args.results).glob("*/part-*.parquet")))
+        return (
+            f"interrupted; the {kept} part file(s) written so far are kept in {args.results}; run the same "
+            "command again to resume from there"
+        )
+    return f"interrupted; the notebooks finished so far are in {args.out}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "study":
+            return run_study_command(args, argv)
+        return run_series_command(args)
+    except KeyboardInterrupt:
+        print(f"tempo-lab: {interrupted(args)}", file=sys.stderr)
+        return 130
+    except EXPECTED as exc:
+        print(f"tempo-lab: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

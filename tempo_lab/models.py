@@ -11,13 +11,17 @@ The bundled model's conversion cache is :mod:`tempo_lab.bundled`; tiny random mo
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.convert_slow_tokenizer import bytes_to_unicode
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from tempo_lab import checks
@@ -77,8 +81,15 @@ class LoadedModel:
         return prompt, self.encode(prompt)
 
     def token_str(self, token_id: int) -> str:
-        """The text of one token, as it would be decoded in context."""
-        return self.tokenizer.decode([int(token_id)])
+        """The text of one token, as it would be decoded in context. A byte-level token that holds only part
+        of a multi-byte character (an emoji's first bytes) decodes to the replacement character; it is shown
+        as its bytes instead, e.g. ``<0xF0 0x9F>``."""
+        text = self.tokenizer.decode([int(token_id)])
+        if "\ufffd" in text:
+            raw = token_bytes(self.tokenizer, int(token_id))
+            if raw is not None and "\ufffd" not in raw.decode("utf-8", errors="ignore"):
+                return "<" + " ".join(f"0x{b:02X}" for b in raw) + ">"
+        return text
 
     def token_id(self, token: str | int) -> int:
         """The id of a token given as an id or as text that encodes to exactly one token."""
@@ -95,6 +106,27 @@ class LoadedModel:
                 f"{token!r} encodes to {len(ids)} tokens {ids}; give text that is exactly one token"
             )
         return ids[0]
+
+
+def token_bytes(tokenizer: PreTrainedTokenizerBase, token_id: int) -> bytes | None:
+    """The bytes a token stands for, when its tokenizer says: a byte-fallback token (``<0xF0>``) or a
+    byte-level BPE token (GPT-2's byte-to-unicode alphabet); ``None`` otherwise."""
+    piece = tokenizer.convert_ids_to_tokens(int(token_id))
+    if not isinstance(piece, str):
+        return None
+    fallback = re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", piece)
+    if fallback:
+        return bytes([int(fallback.group(1), 16)])
+    alphabet = _byte_alphabet()
+    if piece and all(ch in alphabet for ch in piece):
+        return bytes(alphabet[ch] for ch in piece)
+    return None
+
+
+@functools.cache
+def _byte_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, character -> byte."""
+    return {ch: b for b, ch in bytes_to_unicode().items()}
 
 
 @contextmanager
@@ -143,9 +175,11 @@ def load_model(
         device_map: an accelerate device map (``"auto"``, a dict) for a model spread over devices; inputs go
             to the device of its input embeddings.
 
-    Raises ``FileNotFoundError`` for a local path that does not exist, and ``ValueError`` for a model that is
-    not a causal LM, has no tokenizer, or uses FlashAttention.
+    Every argument is checked before anything loads (:func:`check_load_arguments`). Raises
+    ``FileNotFoundError`` for a local path that does not exist, and ``ValueError`` for a bad argument or a
+    model that is not a causal LM, has no tokenizer, or uses FlashAttention.
     """
+    dtype = check_load_arguments(model, tokenizer, attn_implementation, dtype, device, device_map)
     if isinstance(model, PreTrainedModel):
         if (attn_implementation, dtype, device, device_map) != ("eager", torch.float32, "cpu", None):
             raise ValueError(
@@ -165,8 +199,6 @@ def load_model(
             tokenizer = _tokenizer_for(folder)
         require_matching_tokenizer(model, tokenizer, name)
         return LoadedModel(model=model, tokenizer=tokenizer, name=name)
-    refuse_flash(attn_implementation)
-    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     if model == "tiny-random":
         from tempo_lab.tiny import tiny_random
 
@@ -191,6 +223,70 @@ def load_model(
         loaded.to(device)
     loaded.eval()
     return LoadedModel(model=loaded, tokenizer=tokenizer, name=str(name))
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+ATTENTION = ("eager", "sdpa")
+
+
+def check_load_arguments(
+    model: Any, tokenizer: Any, attn_implementation: Any, dtype: Any, device: Any, device_map: Any
+) -> torch.dtype:
+    """Refuse bad :func:`load_model` arguments before anything loads, naming the value; returns the dtype.
+
+    ``model``: ``None``, a non-empty string or a ``PreTrainedModel``; ``tokenizer``: a tokenizer object, and
+    only beside a model passed as an object; ``dtype``: float32, bfloat16 or float16 (a name or a
+    ``torch.dtype``); ``attn_implementation``: eager or sdpa (FlashAttention is refused with its reason);
+    ``device`` / ``device_map``: devices this machine has."""
+    if model is not None and not isinstance(model, (str, PreTrainedModel)):
+        raise ValueError(
+            f"model must be None (the bundled model), a model name or path, or a loaded PreTrainedModel; got "
+            f"{type(model).__name__} {model!r}"
+        )
+    if isinstance(model, str) and not model.strip():
+        raise ValueError("model is an empty string: give a model name or path, or None for the bundled model")
+    if tokenizer is not None:
+        if not isinstance(tokenizer, PreTrainedTokenizerBase):
+            raise ValueError(f"tokenizer must be a transformers tokenizer object, got {tokenizer!r}")
+        if not isinstance(model, PreTrainedModel):
+            raise ValueError(
+                "tokenizer= is only for a model passed as an object; a model loaded by name or path brings "
+                f"its own tokenizer (got model={model!r})"
+            )
+    if isinstance(attn_implementation, str) and "flash" in attn_implementation:
+        refuse_flash(attn_implementation)
+    if attn_implementation not in ATTENTION:
+        raise ValueError(f"attn_implementation must be one of {ATTENTION}, got {attn_implementation!r}")
+    named = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
+    if named not in DTYPES or not isinstance(dtype, (str, torch.dtype)):
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)} (a name or torch dtype), got {dtype!r}")
+    _check_device(device, "device")
+    if isinstance(device_map, str) and device_map not in ("auto", "balanced", "balanced_low_0", "sequential"):
+        _check_device(device_map, "device_map")
+    elif isinstance(device_map, dict):
+        for where in device_map.values():
+            _check_device(where, "device_map")
+    elif device_map is not None and not isinstance(device_map, str):
+        raise ValueError(f"device_map must be None, a string or a dict, got {device_map!r}")
+    return DTYPES[named]
+
+
+def _check_device(where: Any, name: str) -> None:
+    """Refuse a device this machine does not have (``cuda`` without a GPU, ``cuda:3`` with two, ...)."""
+    if isinstance(where, int):
+        where = f"cuda:{where}"
+    try:
+        device = torch.device(where)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"{name}={where!r} is not a device ({exc})") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0 or (device.index or 0) >= count:
+            raise ValueError(f"{name}={where!r} asks for a GPU, but this machine has {count} CUDA device(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name}={where!r} asks for Apple's MPS, which this machine does not have")
+    elif device.type not in ("cpu", "cuda", "mps", "meta") and where != "disk":
+        raise ValueError(f"{name}={where!r} is a device tempo_lab does not run on")
 
 
 def require_causal(model: PreTrainedModel) -> None:

@@ -242,3 +242,37 @@ def test_a_saved_folder_loads_with_a_device_map_and_gives_the_same_results(tmp_p
             for m in (lm, made)
         )
         torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"model": 123}, r"model must be None .*got int 123"),
+        ({"model": ""}, r"model is an empty string"),
+        ({"model": "   "}, r"model is an empty string"),
+        ({"dtype": "float8"}, r"dtype must be one of float32, bfloat16, float16 .*got 'float8'"),
+        ({"dtype": torch.int8}, r"dtype must be one of .*got torch.int8"),
+        ({"model": "tiny-random", "tokenizer": "x"}, r"tokenizer must be a transformers tokenizer .*'x'"),
+        ({"attn_implementation": "magic"}, r"attn_implementation must be one of .*got 'magic'"),
+        ({"attn_implementation": "flash_attention_2"}, r"takes no 4D mask"),
+        ({"device": "cuda"}, r"device='cuda' asks for a GPU, but this machine has 0 CUDA device"),
+        ({"device_map": "cuda"}, r"device_map='cuda' asks for a GPU"),
+        ({"device_map": {"": "cuda:1"}}, r"device_map='cuda:1' asks for a GPU"),
+        ({"device": "toaster"}, r"device='toaster' is not a device"),
+    ],
+)
+def test_load_model_checks_its_arguments_before_loading_anything(kwargs, message, monkeypatch):
+    if "cuda" in str(kwargs) and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    loads = []
+    monkeypatch.setattr(
+        "tempo_lab.models.AutoModelForCausalLM.from_pretrained", lambda *a, **k: loads.append(a)
+    )
+    with pytest.raises(ValueError, match=message):
+        load_model(**{"model": "tiny-random", **kwargs})
+    assert not loads
+
+
+def test_a_tokenizer_beside_a_model_name_is_refused(tiny):
+    with pytest.raises(ValueError, match=r"tokenizer= is only for a model passed as an object.*'tiny-rand"):
+        load_model("tiny-random", tokenizer=tiny.tokenizer)

@@ -71,8 +71,20 @@ class PromptSet:
         )
 
 
+def _read_text(path: Path) -> str:
+    """A prompt file's text; a file that is not UTF-8 text is refused, naming it and the first bad byte."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start : exc.start + 1].hex()
+        raise ValueError(
+            f"the prompt file {str(path)!r} is not UTF-8 text (byte 0x{bad} at offset {exc.start}); give a "
+            ".txt file with one prompt per line or a .tsv file with a kind<TAB>prompt header"
+        ) from None
+
+
 def _read_tsv(path: Path) -> PromptSet:
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = _read_text(path).splitlines()
     if not lines or lines[0].split("\t") != ["kind", "prompt"]:
         raise ValueError(f"{path} must start with the header 'kind<TAB>prompt'")
     rows = [line.split("\t", 1) for line in lines[1:] if line.strip()]
@@ -98,7 +110,9 @@ def as_prompt_set(source, name: str | None = None) -> PromptSet:
             raise ValueError(f"no prompt file at {str(path)!r} (a single prompt must be given in a list)")
         if path.suffix == ".tsv":
             return _read_tsv(path)
-        prompts = tuple(line for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        if path.is_dir():
+            raise ValueError(f"{str(path)!r} is a folder; give a .txt or .tsv file of prompts")
+        prompts = tuple(line for line in _read_text(path).splitlines() if line.strip())
         return PromptSet(prompts, ("prompt",) * len(prompts), name or path.name)
     if hasattr(source, "tolist") and hasattr(source, "index"):  # a pandas Series
         source = source.tolist()
