@@ -55,6 +55,7 @@ from tempo_lab.generators.selection import seeded_generator
 from tempo_lab.generators.sets import ParallelStep, Pruning, SetPolicy
 
 INTRASET_MODES = ("isolated", "visible")
+SET_MARKS = str.maketrans({"\n": "↵", "\r": "⏎", "\t": "⇥"})  # whitespace inside a bracket, made visible
 NEXT_DIST_MODES = ("mixture", "last")
 
 
@@ -142,7 +143,8 @@ def bracket_text(
     shown between tildes, ``[sat/~jumped~]``.
 
     A leading space shared by every member is written once before the bracket:
-    ``bracket_text("The cat", [[" sat", " jumped"], [" on"]]) == "The cat [sat/jumped] on"``.
+    ``bracket_text("The cat", [[" sat", " jumped"], [" on"]]) == "The cat [sat/jumped] on"``. Inside a bracket
+    a line break or tab is drawn as a mark (``[./↵]``), so a set never breaks the line it sits on.
     """
     out = [prompt]
     for k, members in enumerate(sets):
@@ -151,7 +153,7 @@ def bracket_text(
             out.append(members[0])
             continue
         space = all(m.startswith(" ") for m in members)
-        shown = [(m[1:] if space else m) for m in members]
+        shown = [(m[1:] if space else m).translate(SET_MARKS) for m in members]
         shown = [f"~{m}~" if cut else m for m, cut in zip(shown, marks, strict=True)]
         out.append((" [" if space else "[") + "/".join(shown) + "]")
     return "".join(out)

@@ -209,7 +209,7 @@ class GapExplorer(Explorer):
 class CompressedExplorer(Explorer):
     """Compressed thoughts: the likely next tokens placed after a gap, each expanded into a path."""
 
-    name, title = "compressed", "Compressed thoughts"
+    name, title = "compressed", "Compressed"
 
     def __init__(self, session: LiveSession):
         super().__init__(session)

@@ -107,7 +107,7 @@ def test_live_explorer_shows_what_the_generators_return(
         page.screenshot(path=str(screenshot_dir / "live_explorer.png"))
 
         # compressed thoughts: the same prompt, the threshold raised by the keyboard
-        box = panel(page, "Compressed thoughts")
+        box = panel(page, "Compressed")
         type_into(box, 0, PROMPT)
         before = settle(box, {"prompt": PROMPT}, "the compressed panel to take the new prompt")
         press(box, 1, "ArrowRight", 2)  # threshold 0.05 -> 0.07
