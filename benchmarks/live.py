@@ -5,7 +5,7 @@ Run: ``.venv/bin/python benchmarks/live.py [--moves 50] [--out benchmarks/live.j
 1. Model part of a position move (the position explorer's one cached step of two branches: the chosen
    position and gap 0) against one cached decode step of the same prompt (``DecodingCore.step`` of one token
    on a branch of the prompt's cache), side by side, quiet rounds only (``tempo_lab.timing.side_by_side``).
-2. End to end: ``--moves`` scripted slider moves through a :class:`tempo_lab.live.Panel`, each the work the
+2. End to end: ``--moves`` scripted slider moves through a :class:`tempo_lab.views.Panel`, each the work the
    panel's worker does for one event (the model, the figure, the PNG, the widget values); p50 and p90. The
    browser's own drawing is not included.
 3. A prompt change: the forward passes it runs (counted with a hook on the model).
@@ -27,7 +27,9 @@ import torch
 
 from tempo_lab import load_model, timing
 from tempo_lab.generators import branch
-from tempo_lab.live import GapExplorer, LiveSession, Panel, PositionExplorer
+from tempo_lab.live.session import LiveSession
+from tempo_lab.phenomena import gap_dropout, retroactive
+from tempo_lab.views import Panel
 
 PROMPT = (
     "The old lighthouse keeper climbed the spiral stairs every evening, long after the ships had stopped "
@@ -61,26 +63,26 @@ def main(argv: list[str] | None = None) -> dict:
     out["move_vs_decode_step"] = timed.medians["move"] / timed.medians["decode_step"]
 
     # 2. end to end through a panel, for the position and the gap explorers
-    for name, explorer_type, control in (("position", PositionExplorer, "gap"), ("gap", GapExplorer, "gap")):
-        panel = Panel(explorer_type(LiveSession(lm)), prompt=PROMPT, token=" the")
+    for name, slice_, control in (("position", retroactive, "gap"), ("gap", gap_dropout, "gap")):
+        panel = Panel(slice_.explorer(LiveSession(lm)), prompt=PROMPT, token=" the")
         seconds = []
         for i in range(args.moves):
             values = {**panel.values(), control: (i % 25) + (0.5 if name == "position" else 0)}
             start = time.perf_counter()
-            panel._show(values, panel.explorer.render(values))
+            panel._show(values, panel._render(values, None))
             seconds.append(time.perf_counter() - start)
         q = statistics.quantiles(seconds, n=10)
         out[f"{name}_end_to_end_p50"], out[f"{name}_end_to_end_p90"] = statistics.median(seconds), q[8]
 
     # 3. a prompt change: which forward passes run
-    panel = Panel(PositionExplorer(LiveSession(lm)), prompt=PROMPT, token=" the")
+    panel = Panel(retroactive.explorer(LiveSession(lm)), prompt=PROMPT, token=" the")
     calls = []
     hook = lm.model.base_model.register_forward_pre_hook(
         lambda _m, _a, kw: calls.append(list(kw["input_ids"].shape)), with_kwargs=True
     )
     values = {**panel.values(), "prompt": "Once upon a time, in a small village by the sea,"}
     start = time.perf_counter()
-    panel._show(values, panel.explorer.render(values))
+    panel._show(values, panel._render(values, None))
     out["prompt_change_seconds"] = time.perf_counter() - start
     hook.remove()
     out["prompt_change_forward_passes"] = calls  # [batch, q] per pass: the prefill, then one step
@@ -88,12 +90,12 @@ def main(argv: list[str] | None = None) -> dict:
     # 4. memory over 200 moves, after a warm-up
     for i in range(150):
         values = {**panel.values(), "gap": (i % 50) * 0.5}
-        panel._show(values, panel.explorer.render(values))
+        panel._show(values, panel._render(values, None))
     gc.collect()
     rss = psutil.Process().memory_info().rss
     for i in range(200):
         values = {**panel.values(), "gap": (i % 50) * 0.5}
-        panel._show(values, panel.explorer.render(values))
+        panel._show(values, panel._render(values, None))
     gc.collect()
     out["rss_mib_before_after_200_moves"] = [rss / 2**20, psutil.Process().memory_info().rss / 2**20]
 

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import torch
 
-from tempo_lab import load_model, metrics
+from tempo_lab import load_model
 from tempo_lab.generators import (
     CompressedThoughtGenerator,
     ParallelTokenGenerator,
     RetroactivePositionGenerator,
 )
-from tempo_lab.probe import gap_probe
+from tempo_lab.phenomena.gap_dropout import gap_probe
+from tempo_lab.summaries import divergences
 
 GAPS = [0, 0.5, 1, 1.5, 2.5, 5, 10, 20, 46, 96]
 
@@ -38,7 +39,7 @@ def measure(lm) -> dict:
         "explore": retro.explore("Once upon a time", gaps=GAPS, token=",").probs.float(),
         "sweep": retro.sweep("The answer is", [1.5, 2.5, 3.5]).probs.float(),
         "mass": torch.tensor(
-            gap_probe(lm, "Once upon a time,", " there", [0, 1, 5, 20])["prompt_mass"].to_numpy()
+            gap_probe(lm, "Once upon a time,", " there", [0, 1, 5, 20]).frame["prompt_mass"].to_numpy()
         ),
         "paths": [
             p.token_ids
@@ -58,7 +59,7 @@ def measure(lm) -> dict:
 
 def rowwise_tv(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """Total variation between matching rows of ``p`` and ``q`` ``(P, vocab)``; returns ``(P,)``."""
-    return torch.stack([metrics.divergences(p[i : i + 1], q[i])[0][0] for i in range(p.shape[0])])
+    return torch.stack([divergences(p[i : i + 1], q[i])[0][0] for i in range(p.shape[0])])
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     tv = rowwise_tv(b["explore"], a["explore"])
     sweep_tv = rowwise_tv(b["sweep"], a["sweep"])
     # for scale, in fp32: the shift that notebook 02 reports, 2.5 against the natural position 2 (rows 3, 2)
-    effect = metrics.divergences(a["sweep"][3:4], a["sweep"][2])[0][0]
+    effect = divergences(a["sweep"][3:4], a["sweep"][2])[0][0]
     same = [
         x == y for pa, pb in zip(a["paths"], b["paths"], strict=True) for x, y in zip(pa, pb, strict=False)
     ]

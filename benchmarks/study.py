@@ -2,9 +2,9 @@
 
 Run: ``.venv/bin/python benchmarks/study.py [--n 64] [--repeats 1] [--out benchmarks/study.json]``
 
-For each measurement, the batched run (:mod:`tempo_lab.studies.measures`, prompts in chunks of 32 as
-``run_study`` cuts them) and the loop (:mod:`tempo_lab.studies.single`, prompt after prompt through the
-single-prompt generators and probe) run side by side in alternating quiet rounds
+For each measurement, the batched run (the phenomenon's ``measure``, prompts in chunks of 32 as
+``run_study`` cuts them) and the loop (its ``single_rows``, prompt after prompt through the single-prompt
+generators and probe) run side by side in alternating quiet rounds
 (``tempo_lab.timing.side_by_side``, no warm-up: the model is warm after loading); the rows of the timed
 runs are checked equal (1e-4).
 Reports each measurement's ratio, its batched throughput in prompts per second, and the ratio over the
@@ -19,11 +19,10 @@ import math
 from pathlib import Path
 
 from tempo_lab import load_model, timing
-from tempo_lab.studies import PHENOMENA, Conditions, bundled_prompts
-from tempo_lab.studies.measures import MEASURES
+from tempo_lab.phenomena import MEASURES, SINGLE
+from tempo_lab.studies import Conditions, bundled_prompts
 from tempo_lab.studies.prompts import encode
-from tempo_lab.studies.runner import chunks
-from tempo_lab.studies.single import looped
+from tempo_lab.studies.runner import PHENOMENA, chunks
 
 KEYS = ("prompt", "strategy", "mode", "gap", "threshold")
 
@@ -63,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
             out["batched"] = [row for chunk in plan for row in m(lm, chunk, cond)]
 
         def one_by_one(p=phenomenon, out=rows):
-            out["looped"] = looped(lm, p, everything, cond)
+            out["looped"] = [row for i, ids in everything for row in SINGLE[p](lm, i, ids, cond)]
 
         timed = timing.side_by_side({"batched": batched, "looped": one_by_one}, args.repeats, warm_up=False,
                                     quiet_share=0.10, label=phenomenon)  # fmt: skip

@@ -8,17 +8,20 @@ one position. See README.md for the notebook series and the API.
 The names below load on first use (``import tempo_lab`` itself imports neither torch nor transformers), so the
 command line starts at once. The package, one module per concept:
 
-- models (loading), positions (layouts), masks (additive masks), checks (input checks), capture (attention
-  hooks): the foundation;
-- generators/: the decoding core, the one decoding loop, token selection, and the retroactive, compressed and
-  parallel-token generators built on them; reference: the naive full-recomputation versions of each;
-- probe (the gap-dropout probe), experiments (drivers that run a generator over conditions), metrics
-  (measurements on results), tables (display tables), labels (values as people read them);
-- plots (figures), widgets (sliders around pure render functions) and views (one per notebook), notebook
-  (set-up and key numbers), timing (the side-by-side timer);
-- live/: model-backed explorers and the dashboard (:func:`explore`);
-- studies/: measurements over prompt sets; store: the verified results folder they and tpi/ write;
-- execution (one notebook under papermill), runner (the series), cli (``tempo-lab``).
+- models and loaded (loading; a model with its tokenizer), positions (layouts), masks (additive masks), checks
+  (input checks), capture (attention hooks), families (per-layer-type masks), tiny and bundled: the
+  foundation;
+- generators/: the decoding core, the one decoding loop, options, token selection, and the retroactive,
+  compressed and parallel-token generators built on them; reference: the naive full-recomputation versions;
+- summaries (one home per shared summary), labels (values as people read them), plots (what figures share);
+- phenomena/: one slice per phenomenon (drivers, results, tables, figures, the render its views share, its
+  study measurement and claims) and the registries built from them;
+- views/: the one view framework (replay sliders and live explorers) and how a view is shown; live/: the
+  prompt session and the dashboard (:func:`explore`);
+- studies/: measurements over prompt sets (runner, stats, claims as data); store: the verified results
+  folder the studies and tpi/ write; tpi/: position-free attention beside RoPE;
+- notebook (set-up and key numbers), timing (the side-by-side timer), execution (one notebook under
+  papermill), runner (the series), cli (``tempo-lab``).
 """
 
 from __future__ import annotations
@@ -56,9 +59,9 @@ def __getattr__(name: str) -> Any:
 def explore(lm: LoadedModel, only: str | None = None, **values):
     """The live dashboard in JupyterLab: type a prompt, move a token, watch the model answer.
 
-    One tab per phenomenon, or the one explorer named ``only``; see :func:`tempo_lab.live.explore`.
+    One tab per phenomenon, or the one explorer named ``only``; see :func:`tempo_lab.live.dashboard.explore`.
     """
-    from tempo_lab.live import explore as live_explore  # ipywidgets and the generators load on first use
+    from tempo_lab.live.dashboard import explore as live_explore  # ipywidgets, the explorers: on first use
 
     return live_explore(lm, only, **values)
 

@@ -87,4 +87,5 @@ def execute(
         progress_bar=progress,
         log_output=False,
         execution_timeout=cell_timeout,
+        store_widget_state=False,  # a view keeps its figure in its output (tempo_lab.views.panel), once
     )

@@ -3,7 +3,7 @@
 Contents: :func:`token_label` (a token's text, quoted so spaces and newlines show), :func:`token_labels`
 (several, told apart where two read the same), :func:`plain_number` (``5`` rather than ``5.0``),
 :func:`plain` (numpy/pandas scalars as Python values, floats rounded), :func:`compact` (one value on one
-line, for summaries).
+line, for summaries), :func:`quote_tokens` (a result table's token columns quoted).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 
 def token_label(text: str) -> str:
@@ -57,3 +58,13 @@ def compact(value: Any, decimals: int = 4) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(compact(v, decimals) for v in value) + "]"
     return repr(value) if isinstance(value, str) else str(value)
+
+
+def quote_tokens(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a result table with its token columns (``top1``, ``top2``, ...) quoted (``' the'``), so
+    leading spaces and newlines are visible."""
+    out = frame.copy()
+    for col in out.columns:
+        if isinstance(col, str) and col.startswith("top") and col[3:].isdigit():
+            out[col] = [repr(v) if isinstance(v, str) else v for v in out[col]]
+    return out

@@ -22,6 +22,8 @@ import torch
 from tempo_lab import checks
 
 IntraSet = Literal["isolated", "visible"]
+#: what the members of one parallel set see of each other (:func:`parallel_allowed`)
+INTRASET_MODES: tuple[str, ...] = ("isolated", "visible")
 
 
 def to_additive(allowed: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -123,7 +125,7 @@ def parallel_allowed(
     the label of the last step whose queries may still see it (:data:`NEVER` = always): a pruned member is
     hidden from the queries of every later step, by its mask column alone.
     """
-    checks.choice("mode", mode, ("isolated", "visible"))
+    checks.choice("mode", mode, INTRASET_MODES)
     checks.choice("later", later, LATER_MODES)
     labels = labels if labels.dim() == 2 else labels[None]
     kv_len = labels.shape[1]

@@ -31,7 +31,7 @@ def setup() -> None:
     """
     from transformers.utils import logging as hf_logging
 
-    from tempo_lab.widgets import has_frontend
+    from tempo_lab.views import has_frontend
 
     if has_frontend():
         from IPython import get_ipython

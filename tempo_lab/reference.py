@@ -16,7 +16,7 @@ import torch
 
 from tempo_lab import masks, positions
 from tempo_lab.generators.core import DecodingCore
-from tempo_lab.models import LoadedModel
+from tempo_lab.loaded import LoadedModel
 
 
 def next_logits(

@@ -120,9 +120,11 @@ def plan_parameters(
 
 
 def strip_run_metadata(nb) -> None:
-    """Drop the metadata that changes on every run (papermill timings, execution timestamps), in place, so a
-    re-executed notebook only differs from the committed one where its outputs do."""
+    """Drop the metadata that changes on every run (papermill timings, execution timestamps) and any saved
+    widget state (the views keep their figure in their output), in place, so a re-executed notebook only
+    differs from the committed one where its outputs do."""
     nb.metadata.pop("papermill", None)
+    nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)

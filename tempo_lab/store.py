@@ -117,12 +117,14 @@ class ResultsFolder:
         except OSError as exc:
             raise ValueError(f"cannot write results to {self.path}: {exc.strerror or exc}") from exc
 
-    def claim(self, manifest: dict, identity_keys: Sequence[str]) -> None:
+    def claim(self, manifest: dict, identity_keys: Sequence[str], grows: Sequence[str] = ()) -> None:
         """Write ``manifest`` for a new folder, or check that the folder's manifest agrees on every key of
-        ``identity_keys`` it holds (a folder of another run is refused, never mixed in). Keys it lacks are
-        added, and keys outside the identity (e.g. a growing list of seeds) are updated."""
-        if self.manifest_path.exists():
-            found = self.read_manifest()
+        ``identity_keys`` it holds (a folder of another run is refused, never mixed in). Of an existing
+        manifest only the keys it lacks and the keys named in ``grows`` (e.g. the measurements asked for so
+        far) are updated; the rest stays as the first run wrote it, so reading or resuming a folder does not
+        rewrite it."""
+        found = self.read_manifest() if self.manifest_path.exists() else None
+        if found is not None:
             wrong = [k for k in identity_keys if k in found and found[k] != manifest.get(k)]
             if wrong:
                 k = wrong[0]
@@ -130,6 +132,10 @@ class ResultsFolder:
                     f"{self.path} holds results with another {k} ({found.get(k)!r}, not "
                     f"{manifest.get(k)!r}); refusing to mix results: give a new folder"
                 )
+            merged = {**manifest, **found, **{k: manifest[k] for k in grows if k in manifest}}
+            if merged == found:
+                return
+            manifest = merged
         self.path.mkdir(parents=True, exist_ok=True)
         _write_atomic(self.manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from tempo_lab.models import LoadedModel
+from tempo_lab.loaded import LoadedModel
 
 TINY_NAME = "tiny-random"
 

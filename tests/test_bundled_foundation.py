@@ -14,7 +14,7 @@ import torch
 
 from tempo_lab import masks, positions
 from tempo_lab.generators.core import DecodingCore, branch
-from tempo_lab.probe import gap_probe, strategy_forward
+from tempo_lab.phenomena.gap_dropout import gap_probe, strategy_forward
 
 pytestmark = pytest.mark.bundled
 
@@ -40,7 +40,7 @@ def test_bundled_model_basics(bundled):
 
 
 def test_gap_dropout_reproduces_the_design_table(bundled):
-    frame = gap_probe(bundled, PROMPT, TOKEN, tuple(DESIGN_MASS))
+    frame = gap_probe(bundled, PROMPT, TOKEN, tuple(DESIGN_MASS)).frame
     table = frame.pivot(index="gap", columns="strategy", values="prompt_mass")
     for gap, expected in DESIGN_MASS.items():
         for strategy in ("default_cache", "ones_2d", "additive_4d"):

@@ -12,7 +12,7 @@ from tempo_lab.generators import (
     ParallelTokenGenerator,
     RetroactivePositionGenerator,
 )
-from tempo_lab.probe import gap_probe
+from tempo_lab.phenomena.gap_dropout import gap_probe
 
 PROMPT = "The cat sat"
 
@@ -69,7 +69,7 @@ def test_numpy_scalars_and_arrays_are_accepted_everywhere(tiny):
     e = par.generate(PROMPT, threshold=np.float32(0.05), max_steps=np.int64(3), progress=False)
     f = par.generate(PROMPT, threshold=0.05, max_steps=3, progress=False)
     assert e.text == f.text
-    frame = gap_probe(tiny, PROMPT, "x", np.array([0, 2]), top_k=np.int64(2))
+    frame = gap_probe(tiny, PROMPT, "x", np.array([0, 2]), top_k=np.int64(2)).frame
     assert list(frame["gap"].unique()) == [0, 2]
 
 

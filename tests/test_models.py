@@ -10,7 +10,7 @@ import torch
 
 from tempo_lab import bundled, load_model
 from tempo_lab.bundled import BUNDLED_INSTALL, BUNDLED_NAME, cache_dir
-from tempo_lab.models import has_rotary_positions
+from tempo_lab.loaded import has_rotary_positions
 from tempo_lab.tiny import tiny_random
 
 
@@ -158,7 +158,7 @@ def _user_model(**config):
 
 def test_a_model_passed_in_is_used_as_it_is_and_left_as_found():
     from tempo_lab.generators import ParallelTokenGenerator, RetroactivePositionGenerator
-    from tempo_lab.probe import gap_probe
+    from tempo_lab.phenomena.gap_dropout import gap_probe
     from tempo_lab.tiny import byte_tokenizer
 
     model = _user_model()
@@ -170,7 +170,7 @@ def test_a_model_passed_in_is_used_as_it_is_and_left_as_found():
     def run_all() -> list[torch.Tensor]:
         return [
             RetroactivePositionGenerator(lm).explore("Once upon a time", gaps=[0, 2.5], token=7).logits,
-            torch.tensor(gap_probe(lm, "Once upon a time", 7, [0, 3])["prompt_mass"].to_numpy()),
+            torch.tensor(gap_probe(lm, "Once upon a time", 7, [0, 3]).frame["prompt_mass"].to_numpy()),
             ParallelTokenGenerator(lm)
             .generate("Once upon", threshold=0.05, max_steps=4, capture=True, progress=False)
             .attention.weights[0],

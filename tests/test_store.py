@@ -157,8 +157,12 @@ def test_processes_of_one_launch_share_the_lock(tmp_path):
 
 def test_a_manifest_of_another_run_is_refused(tmp_path):
     folder = ResultsFolder(tmp_path)
-    folder.claim({"model": "a", "plan": [1]}, ["model"])
-    folder.claim({"model": "a", "plan": [1, 2]}, ["model"])  # outside the identity: updated
-    assert folder.read_manifest()["plan"] == [1, 2]
+    folder.claim({"model": "a", "plan": [1], "note": "first"}, ["model"])
+    before = folder.manifest_path.stat().st_mtime_ns
+    folder.claim({"model": "a", "plan": [1], "note": "second"}, ["model"], grows=["plan"])
+    assert folder.read_manifest()["note"] == "first"  # kept as the first run wrote it
+    assert folder.manifest_path.stat().st_mtime_ns == before  # nothing changed: nothing rewritten
+    folder.claim({"model": "a", "plan": [1, 2], "extra": 3}, ["model"], grows=["plan"])
+    assert folder.read_manifest() == {"model": "a", "plan": [1, 2], "note": "first", "extra": 3}
     with pytest.raises(ValueError, match="another model .*'a'.*'b'"):
         folder.claim({"model": "b"}, ["model"])

@@ -5,7 +5,10 @@
 - :class:`CompressedThoughtGenerator`: candidates placed after a position gap, expanded as one batch of paths.
 - :class:`ParallelTokenGenerator`: TEMPO parallel tokens sharing one position, isolated or visible, with
   later-token visibility, threshold schedules (:mod:`.schedules`) and retroactive pruning by attention
-  (:class:`Pruning`, in :mod:`.sets`).
+  (:class:`Pruning`).
+
+Options are frozen dataclasses (:mod:`.options`: :class:`CompressedOptions`, :class:`ParallelOptions`) that
+``generate`` and ``plan`` share; their fields are also taken as keywords.
 """
 
 from tempo_lab.generators.compressed import (
@@ -15,6 +18,7 @@ from tempo_lab.generators.compressed import (
     ThoughtPath,
 )
 from tempo_lab.generators.core import DecodingCore, Prefix, branch, cache_length
+from tempo_lab.generators.options import CompressedOptions, ParallelOptions, Pruning
 from tempo_lab.generators.parallel import (
     ParallelResult,
     ParallelStep,
@@ -26,13 +30,14 @@ from tempo_lab.generators.retroactive import (
     RetroactivePositionGenerator,
     RetroactiveResult,
 )
-from tempo_lab.generators.sets import Pruning
 
 __all__ = [
     "Candidate",
+    "CompressedOptions",
     "CompressedResult",
     "CompressedThoughtGenerator",
     "DecodingCore",
+    "ParallelOptions",
     "ParallelResult",
     "ParallelStep",
     "ParallelTokenGenerator",

@@ -10,12 +10,14 @@ A path that produces the end-of-sequence token ends there (the EOS is its last t
 once every path has ended. The steps run in the shared loop (:func:`tempo_lab.generators.loop.decode`).
 
 Contents: :class:`CompressedThoughtGenerator`, its result :class:`CompressedResult` of :class:`ThoughtPath`
-per :class:`Candidate`.
+per :class:`Candidate`; :class:`CompressedRun` (a planned run) and :class:`PathPolicy` (its steps). The
+options are :class:`~tempo_lab.generators.options.CompressedOptions`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pandas as pd
 import torch
@@ -23,8 +25,10 @@ import torch
 from tempo_lab import checks
 from tempo_lab.generators.core import Generator, Prefix, branch
 from tempo_lab.generators.loop import Feed, decode
+from tempo_lab.generators.options import CompressedOptions, resolve
 from tempo_lab.generators.selection import choose_next, seeded_generator, select_tokens
-from tempo_lab.metrics import entropy
+from tempo_lab.loaded import LoadedModel
+from tempo_lab.summaries import entropy
 
 
 @dataclass
@@ -43,8 +47,9 @@ class ThoughtPath:
     ``token_ids``/``tokens``/``positions``/``step_probs`` have one entry per path token, the candidate first:
     ``positions[j] = prompt_len + gap + j``; ``step_probs[j]`` is the model's probability (temperature 1) of
     token ``j`` given everything before it (``step_probs[0]`` = the candidate's probability after the prompt).
-    ``text`` decodes the whole path. ``logits``: ``(len(token_ids), vocab)`` float, row ``j`` the distribution
-    that chose token ``j`` (only with ``keep_logits=True``).
+    ``text`` decodes the whole path; ``prefix_texts[j]`` decodes its first ``j + 1`` tokens (what a shorter
+    path reads). ``logits``: ``(len(token_ids), vocab)`` float, row ``j`` the distribution that chose token
+    ``j`` (only with ``keep_logits=True``).
     """
 
     candidate: Candidate
@@ -55,15 +60,17 @@ class ThoughtPath:
     positions: list[float]
     ended_by_eos: bool = False
     logits: torch.Tensor | None = field(default=None, repr=False)
+    prefix_texts: list[str] = field(default_factory=list, repr=False)
 
     def truncated(self, n_tokens: int) -> ThoughtPath:
-        """The first ``n_tokens`` tokens of the path (the candidate included)."""
+        """The first ``n_tokens >= 1`` tokens of the path (the candidate included)."""
         keep = slice(0, n_tokens)
         return replace(
             self,
             token_ids=self.token_ids[keep],
             tokens=self.tokens[keep],
-            text="".join(self.tokens[keep]),
+            text=self.prefix_texts[min(n_tokens, len(self.prefix_texts)) - 1],
+            prefix_texts=self.prefix_texts[keep],
             step_probs=self.step_probs[keep],
             positions=self.positions[keep],
             ended_by_eos=self.ended_by_eos and len(self.token_ids) <= n_tokens,
@@ -114,29 +121,27 @@ class CompressedResult:
         return [p.truncated(path_length + 1) for p in kept]
 
 
-class _PathPolicy:
-    """Advance every path by one token per step (``q = 1`` per branch) until all have produced EOS."""
+class PathPolicy:
+    """Advance every path by one token per step (``q = 1`` per branch) until all have produced EOS.
 
-    def __init__(
-        self,
-        first: torch.Tensor,
-        first_probs: torch.Tensor,
-        positions: list[float],
-        eos: int | None,
-        *,
-        sample: bool,
-        temperature: float,
-        generator: torch.Generator,
-        keep_logits: bool,
-        first_logits: torch.Tensor,
-    ):
+    Made from the prompt's next-token logits: it selects the candidates, fixes the gap (``"entropy"``
+    resolved) and the paths' positions. ``n``: paths (batch rows); ``gap``, ``positions`` (one per path
+    token, the candidate first), ``entropy`` (of the prompt's distribution, nats)."""
+
+    def __init__(self, run: CompressedRun, next_logits: torch.Tensor):
+        o, t = run.options, run.input_ids.shape[1]
+        probs = torch.softmax(next_logits.float(), -1)
+        self.entropy = float(entropy(probs))
+        self.gap = float(min(o.max_gap, round(o.gap_per_nat * self.entropy))) if o.gap == "entropy" else o.gap
+        self.positions = [t + self.gap + j for j in range(o.path_length + 1)]
+        first, first_probs = select_tokens(probs, o.threshold, o.max_candidates)
         n = first.shape[0]
-        self.n, self.positions, self.eos = n, positions, eos
-        self.choose = {"sample": sample, "temperature": temperature, "generator": generator}
+        self.n, self.eos, self.options = n, run.generator.lm.tokenizer.eos_token_id, o
+        self.generator = seeded_generator(o.seed)
         self.tokens = [first]  # each (n,)
         self.probs = [first_probs]  # each (n,)
-        self.logits = [first_logits.expand(n, -1)] if keep_logits else None  # each (n, vocab)
-        self.ended = first == eos if eos is not None else torch.zeros(n, dtype=torch.bool)
+        self.logits = [next_logits.expand(n, -1)] if o.keep_logits else None  # each (n, vocab)
+        self.ended = first == self.eos if self.eos is not None else torch.zeros(n, dtype=torch.bool)
 
     def propose(self, step: int) -> Feed | None:
         if bool(self.ended.all()):
@@ -145,7 +150,8 @@ class _PathPolicy:
 
     def accept(self, step: int, logits: torch.Tensor) -> None:
         logits = logits[:, -1]  # (n, vocab)
-        nxt = choose_next(logits, **self.choose)
+        o = self.options
+        nxt = choose_next(logits, sample=o.sample, temperature=o.temperature, generator=self.generator)
         self.probs.append(torch.softmax(logits, -1).gather(-1, nxt[:, None])[:, 0])
         self.tokens.append(nxt)
         if self.logits is not None:
@@ -163,56 +169,40 @@ class CompressedRun:
     generator: CompressedThoughtGenerator
     prompt: str
     input_ids: torch.Tensor  # (1, T)
-    gap: float | str
-    max_gap: float
-    path_length: int
-    options: dict
+    options: CompressedOptions
 
-    def policy(self, next_logits: torch.Tensor) -> _PathPolicy:
+    @property
+    def path_length(self) -> int:
+        return self.options.path_length
+
+    def policy(self, next_logits: torch.Tensor) -> PathPolicy:
         """The path policy after the prompt whose last-token logits are ``next_logits`` ``(vocab,)``; it
         feeds a batch of ``policy.n`` paths (one per candidate)."""
-        o, t = self.options, self.input_ids.shape[1]
-        probs = torch.softmax(next_logits.float(), -1)
-        self.entropy = float(entropy(probs))
-        if self.gap == "entropy":
-            self.gap = float(min(self.max_gap, round(o["gap_per_nat"] * self.entropy)))
-        self.positions = [t + self.gap + j for j in range(self.path_length + 1)]
-        cand_ids, cand_probs = select_tokens(probs, o["threshold"], o["max_candidates"])
-        return _PathPolicy(
-            cand_ids,
-            cand_probs,
-            self.positions,
-            self.generator.lm.tokenizer.eos_token_id,
-            sample=o["sample"],
-            temperature=o["temperature"],
-            generator=seeded_generator(o["seed"]),
-            keep_logits=o["keep_logits"],
-            first_logits=next_logits,
-        )
+        return PathPolicy(self, next_logits)
 
-    def result(self, policy: _PathPolicy) -> CompressedResult:
-        gen, o = self.generator, self.options
+    def result(self, policy: PathPolicy) -> CompressedResult:
+        lm, o = self.generator.lm, self.options
         candidates = [
-            Candidate(token_id=int(i), token=gen.lm.token_str(int(i)), prob=float(p))
+            Candidate(token_id=int(i), token=lm.token_str(int(i)), prob=float(p))
             for i, p in zip(policy.tokens[0].tolist(), policy.probs[0].tolist(), strict=True)
         ]
         tokens = torch.stack(policy.tokens, 1).tolist()  # (n, L)
         probs = torch.stack(policy.probs, 1).tolist()
         logits = torch.stack(policy.logits, 1) if policy.logits is not None else None  # (n, L, vocab)
         paths = [
-            gen._path(c, tokens[b], probs[b], self.positions, None if logits is None else logits[b])
+            _path(lm, c, tokens[b], probs[b], policy.positions, None if logits is None else logits[b])
             for b, c in enumerate(candidates)
         ]
         return CompressedResult(
             prompt=self.prompt,
             prompt_len=self.input_ids.shape[1],
-            gap=self.gap,
-            threshold=o["threshold"],
-            sample=o["sample"],
-            seed=o["seed"],
+            gap=policy.gap,
+            threshold=o.threshold,
+            sample=o.sample,
+            seed=o.seed,
             candidates=candidates,
             paths=paths,
-            entropy=self.entropy,
+            entropy=policy.entropy,
         )
 
 
@@ -222,46 +212,36 @@ class CompressedThoughtGenerator(Generator):
     def generate(
         self,
         prompt: str | torch.Tensor,
+        options: CompressedOptions | None = None,
         *,
-        gap: float | str = 5,
-        threshold: float = 0.05,
-        max_candidates: int = 5,
-        path_length: int = 10,
-        sample: bool = False,
-        temperature: float = 1.0,
-        seed: int = 0,
-        keep_logits: bool = False,
         progress: bool = True,
         prefix: Prefix | None = None,
-        gap_per_nat: float = 2.0,
-        max_gap: float = 20.0,
+        **changes: Any,
     ) -> CompressedResult:
         """Select candidates and expand each into a path of ``path_length`` more tokens.
 
         Args:
             prompt: text (or token ids ``(1, T)``).
-            gap: positions skipped before the candidate (``>= 0``, fractional allowed on rotary models): the
-                candidate sits at ``prompt_len + gap``. ``"entropy"``: a gap chosen from the model's
-                uncertainty, ``round(gap_per_nat * H)`` for the entropy ``H`` (nats) of the prompt's
-                next-token distribution, at most ``max_gap``: the less sure the model, the further the thought
-                is placed.
-            threshold: keep candidates with probability ``>= threshold``, in ``(0, 1]``.
-            max_candidates: at most this many candidates (the most probable); always at least the argmax.
-            path_length: tokens generated after each candidate (``>= 1``): ``path_length`` cached steps.
-            sample: draw continuation tokens from ``softmax(logits / temperature)`` instead of the argmax,
-                with a ``torch.Generator`` seeded by ``seed`` (the global RNG is not touched).
-            keep_logits: store each path's per-token logits (for checks; ``(path_length + 1, vocab)`` per
-                path).
+            options: a :class:`~tempo_lab.generators.options.CompressedOptions`; its fields may also be given
+                (or changed) as keywords:
+
+                - ``gap``: positions skipped before the candidate (``>= 0``, fractional allowed on rotary
+                  models): the candidate sits at ``prompt_len + gap``. ``"entropy"``: a gap chosen from the
+                  model's uncertainty, ``round(gap_per_nat * H)`` for the entropy ``H`` (nats) of the
+                  prompt's next-token distribution, at most ``max_gap``: the less sure the model, the further
+                  the thought is placed.
+                - ``threshold``: keep candidates with probability ``>= threshold``, in ``(0, 1]``;
+                  ``max_candidates``: at most this many (the most probable), always at least the argmax.
+                - ``path_length``: tokens generated after each candidate (``>= 1``): that many cached steps.
+                - ``sample``: draw continuation tokens from ``softmax(logits / temperature)`` instead of the
+                  argmax, with a ``torch.Generator`` seeded by ``seed`` (the global RNG is not touched).
+                - ``keep_logits``: store each path's per-token logits (``(path_length + 1, vocab)`` per
+                  path).
             progress: show a progress bar over the steps.
             prefix: the prompt already prefilled (:meth:`DecodingCore.prefill` of these ids): skips the
                 prefill; the paths branch off its cache, which is left as it was.
-            gap_per_nat, max_gap: the entropy-driven gap's slope and cap (``gap="entropy"`` only).
         """
-        run = self.plan(
-            prompt, gap=gap, threshold=threshold, max_candidates=max_candidates, path_length=path_length,
-            sample=sample, temperature=temperature, seed=seed, keep_logits=keep_logits,
-            gap_per_nat=gap_per_nat, max_gap=max_gap,
-        )  # fmt: skip
+        run = self.plan(prompt, options, **changes)
         if prefix is None:
             prefix = self.core.prefill(run.input_ids)
         elif not torch.equal(prefix.input_ids.to(run.input_ids.device), run.input_ids):
@@ -272,70 +252,44 @@ class CompressedThoughtGenerator(Generator):
         return run.result(policy)
 
     def plan(
-        self,
-        prompt: str | torch.Tensor,
-        *,
-        gap: float | str = 5,
-        threshold: float = 0.05,
-        max_candidates: int = 5,
-        path_length: int = 10,
-        sample: bool = False,
-        temperature: float = 1.0,
-        seed: int = 0,
-        keep_logits: bool = False,
-        gap_per_nat: float = 2.0,
-        max_gap: float = 20.0,
+        self, prompt: str | torch.Tensor, options: CompressedOptions | None = None, **changes: Any
     ) -> CompressedRun:
-        """Check the arguments of :meth:`generate` and encode the prompt, without running anything (see
-        :meth:`ParallelTokenGenerator.plan <tempo_lab.generators.parallel.ParallelTokenGenerator.plan>`)."""
-        if gap == "entropy":
-            gap_per_nat, max_gap = (
-                checks.nonnegative("gap_per_nat", gap_per_nat),
-                checks.nonnegative("max_gap", max_gap),
-            )
-        else:
-            gap = max_gap = checks.nonnegative("gap", gap)
-        seeded_generator(seed)  # checks the seed now; ``policy`` draws from a fresh one
-        options = {
-            "threshold": checks.probability("threshold", threshold),
-            "max_candidates": checks.count("max_candidates", max_candidates),
-            "temperature": checks.positive("temperature", temperature),
-            "sample": sample,
-            "seed": seed,
-            "keep_logits": keep_logits,
-            "gap_per_nat": gap_per_nat,
-        }
-        path_length = checks.count("path_length", path_length)
+        """Check the options of :meth:`generate` for this model and encode the prompt, without running
+        anything (see :meth:`ParallelTokenGenerator.plan
+        <tempo_lab.generators.parallel.ParallelTokenGenerator.plan>`)."""
+        o = resolve(CompressedOptions, options, changes)
         text, ids = self.lm.encode_prompt(prompt)
         t = ids.shape[1]
-        if gap != "entropy":
-            checks.integral_unless_rotary(f"gap = {gap:g}", gap, self.core.is_rotary)
+        if o.gap != "entropy":
+            checks.integral_unless_rotary(f"gap = {o.gap:g}", o.gap, self.core.is_rotary)
         checks.in_context(
-            f"gap {max_gap:g} after a prompt of {t} tokens with paths of {path_length} more tokens",
-            t + max_gap + path_length,
+            f"gap {o.furthest_gap:g} after a prompt of {t} tokens with paths of {o.path_length} more tokens",
+            t + o.furthest_gap + o.path_length,
             self.lm.max_positions,
         )
-        return CompressedRun(self, text, ids, gap, max_gap, path_length, options)
+        return CompressedRun(self, text, ids, o)
 
-    def _path(
-        self,
-        candidate: Candidate,
-        ids: list[int],
-        probs: list[float],
-        positions: list[float],
-        logits: torch.Tensor | None,
-    ) -> ThoughtPath:
-        """One row of the batch as a path, cut after its first end-of-sequence token."""
-        eos = self.lm.tokenizer.eos_token_id
-        length = ids.index(eos) + 1 if eos is not None and eos in ids else len(ids)
-        ids = ids[:length]
-        return ThoughtPath(
-            candidate=candidate,
-            token_ids=ids,
-            tokens=[self.lm.token_str(i) for i in ids],
-            text=self.lm.tokenizer.decode(ids),
-            step_probs=probs[:length],
-            positions=positions[:length],
-            ended_by_eos=eos is not None and ids[-1] == eos,
-            logits=None if logits is None else logits[:length],
-        )
+
+def _path(
+    lm: LoadedModel,
+    candidate: Candidate,
+    ids: list[int],
+    probs: list[float],
+    positions: list[float],
+    logits: torch.Tensor | None,
+) -> ThoughtPath:
+    """One row of the batch as a path, cut after its first end-of-sequence token."""
+    eos = lm.tokenizer.eos_token_id
+    length = ids.index(eos) + 1 if eos is not None and eos in ids else len(ids)
+    ids = ids[:length]
+    return ThoughtPath(
+        candidate=candidate,
+        token_ids=ids,
+        tokens=[lm.token_str(i) for i in ids],
+        text=lm.tokenizer.decode(ids),
+        step_probs=probs[:length],
+        positions=positions[:length],
+        ended_by_eos=eos is not None and ids[-1] == eos,
+        logits=None if logits is None else logits[:length],
+        prefix_texts=[lm.tokenizer.decode(ids[: j + 1]) for j in range(length)],
+    )

@@ -33,7 +33,7 @@ from transformers import DynamicCache, PreTrainedModel
 from tempo_lab import masks
 from tempo_lab import positions as pos
 from tempo_lab.families import family_of
-from tempo_lab.models import LoadedModel, evaluating
+from tempo_lab.loaded import LoadedModel, evaluating
 
 PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gpt2", "phi3", "olmo", "olmo2"})
 

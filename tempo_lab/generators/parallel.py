@@ -41,22 +41,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import torch
 from transformers import DynamicCache
 
-from tempo_lab import checks, masks
+from tempo_lab import checks
 from tempo_lab.capture import AttentionRecord, capture_attention
 from tempo_lab.generators.core import Generator
 from tempo_lab.generators.loop import decode
-from tempo_lab.generators.schedules import thresholds as schedule_thresholds
-from tempo_lab.generators.selection import seeded_generator
-from tempo_lab.generators.sets import ParallelStep, Pruning, SetPolicy
+from tempo_lab.generators.options import ParallelOptions, resolve
+from tempo_lab.generators.sets import ParallelStep, SetPolicy
 
-INTRASET_MODES = ("isolated", "visible")
 SET_MARKS = str.maketrans({"\n": "↵", "\r": "⏎", "\t": "⇥"})  # whitespace inside a bracket, made visible
-NEXT_DIST_MODES = ("mixture", "last")
 
 
 @dataclass
@@ -162,14 +160,19 @@ def bracket_text(
 @dataclass
 class ParallelRun:
     """A checked, encoded TEMPO run that has not started: ``policy`` builds its step policy on a prefilled
-    prompt, ``result`` turns the stepped policy into a :class:`ParallelResult`."""
+    prompt, ``result`` turns the stepped policy into a :class:`ParallelResult`. ``thresholds``: each step's
+    selection threshold; ``forced``: the replayed sets as id tensors (``None`` when selecting)."""
 
     generator: ParallelTokenGenerator
     prompt: str
     input_ids: torch.Tensor  # (1, T)
-    n_steps: int
-    options: dict
-    threshold: float | Callable[[int], float]
+    options: ParallelOptions
+    thresholds: list[float]
+    forced: list[torch.Tensor] | None
+
+    @property
+    def n_steps(self) -> int:
+        return self.options.n_steps
 
     def policy(
         self, cache: DynamicCache | None, next_logits: torch.Tensor, record: AttentionRecord | None = None
@@ -177,16 +180,17 @@ class ParallelRun:
         """The step policy after the prompt, whose last-token logits are ``next_logits`` ``(vocab,)``.
         ``cache``: the prompt's own cache (only a pruning recompute touches it)."""
         first = torch.softmax(next_logits.float(), -1)
-        return SetPolicy(self.generator.core, cache, self.input_ids, first, self.options, record)
+        return SetPolicy(self.generator.core, cache, self.input_ids, self.options, self.thresholds,
+                         self.forced, first, record)  # fmt: skip
 
     def result(self, policy: SetPolicy, attention: AttentionRecord | None = None) -> ParallelResult:
         o = self.options
         return ParallelResult(
             prompt=self.prompt,
             prompt_len=self.input_ids.shape[1],
-            mode=o["intraset"],
-            next_dist=o["next_dist"],
-            threshold=self.threshold,
+            mode=o.intraset,
+            next_dist=o.next_dist,
+            threshold=o.threshold,
             steps=policy.steps,
             input_ids=policy.input_ids,
             positions=policy.positions,
@@ -196,7 +200,7 @@ class ParallelRun:
             ),
             stop=policy.stop,
             attention=attention,
-            later=o["later"],
+            later=o.later,
             hidden_after=torch.tensor(policy.hidden_after),
         )
 
@@ -207,52 +211,42 @@ class ParallelTokenGenerator(Generator):
     def generate(
         self,
         prompt: str | torch.Tensor,
+        options: ParallelOptions | None = None,
         *,
-        threshold: float | Callable[[int], float] = 0.1,
-        max_steps: int = 15,
-        max_set_size: int = 5,
-        intraset: str = "isolated",
-        later: str = "all",
-        next_dist: str = "mixture",
-        top_p: float | None = None,
-        prune: Pruning | None = None,
-        seed: int = 0,
-        sample: bool = False,
-        temperature: float = 1.0,
         capture: bool = False,
         capture_layers: Sequence[int] | None = None,
         progress: bool = True,
-        forced_sets: Sequence[Sequence[int | str]] | None = None,
         on_step: Callable[[int, int], None] | None = None,
+        **changes: Any,
     ) -> ParallelResult:
         """Generate up to ``max_steps`` parallel sets after ``prompt`` (see the module docstring).
 
         Args:
             prompt: text (or token ids ``(1, T)``).
-            threshold: keep tokens with probability ``>= threshold``, in ``(0, 1]``; or a schedule, a callable
-                of the step (:mod:`tempo_lab.generators.schedules`), checked at every step before the run.
-            max_steps: number of sets (positions) to generate, ``>= 1``.
-            max_set_size: at most this many members per set (the most probable), ``>= 1``.
-            intraset: what members of one set see of each other: ``"isolated"`` or ``"visible"``.
-            later: what later tokens see of a set of two or more members: ``"all"``, ``"first"`` or ``"none"``
-                (:func:`tempo_lab.masks.parallel_allowed`).
-            next_dist: ``"mixture"`` or ``"last"``.
-            top_p: also cap each set at the most probable members whose cumulative probability reaches it.
-            prune: retroactive pruning by attention (:class:`~tempo_lab.generators.sets.Pruning`).
-            seed, sample, temperature: see the module docstring (only used when ``sample=True``).
+            options: a :class:`~tempo_lab.generators.options.ParallelOptions`; its fields may also be given
+                (or changed) as keywords:
+
+                - ``threshold``: keep tokens with probability ``>= threshold``, in ``(0, 1]``; or a schedule,
+                  a callable of the step (:mod:`tempo_lab.generators.schedules`), checked at every step
+                  before the run. ``max_steps``: sets (positions) to generate; ``max_set_size``: members per
+                  set at most (the most probable); ``top_p``: also cap each set at the most probable members
+                  whose cumulative probability reaches it.
+                - ``intraset``: what members of one set see of each other, ``"isolated"`` or ``"visible"``;
+                  ``later``: what later tokens see of a set of two or more members, ``"all"``, ``"first"``
+                  or ``"none"`` (:func:`tempo_lab.masks.parallel_allowed`).
+                - ``next_dist``: ``"mixture"`` or ``"last"``.
+                - ``prune``: retroactive pruning by attention (:class:`~tempo_lab.generators.Pruning`).
+                - ``seed``, ``sample``, ``temperature``: see the module docstring (only with ``sample``).
+                - ``forced_sets``: replay these sets (token ids or one-token texts, fed in the given order)
+                  instead of selecting; ``max_steps``, ``threshold`` and ``max_set_size`` then play no part.
             capture: record attention of every forward pass (prefill and each step) into ``result.attention``.
             capture_layers: layers to record (``None`` = all).
             progress: show a progress bar over the steps.
-            forced_sets: replay these sets (token ids or one-token texts, fed in the given order) instead of
-                selecting; ``max_steps``, ``threshold`` and ``max_set_size`` then play no part.
             on_step: called as ``on_step(sets fed, max_steps)`` after every set (see
                 :func:`tempo_lab.generators.loop.decode`).
         """
-        run = self.plan(
-            prompt, threshold=threshold, max_steps=max_steps, max_set_size=max_set_size, intraset=intraset,
-            later=later, next_dist=next_dist, top_p=top_p, prune=prune, seed=seed, sample=sample,
-            temperature=temperature, forced_sets=forced_sets,
-        )  # fmt: skip
+        run = self.plan(prompt, options, **changes)
+        prune = run.options.prune
         if prune is not None and prune.recompute and capture:
             raise ValueError(
                 "capture=True cannot be combined with a pruning recompute (it renumbers the slots)"
@@ -275,54 +269,23 @@ class ParallelTokenGenerator(Generator):
         return run.result(policy, record if capture else None)
 
     def plan(
-        self,
-        prompt: str | torch.Tensor,
-        *,
-        threshold: float | Callable[[int], float] = 0.1,
-        max_steps: int = 15,
-        max_set_size: int = 5,
-        intraset: str = "isolated",
-        later: str = "all",
-        next_dist: str = "mixture",
-        top_p: float | None = None,
-        prune: Pruning | None = None,
-        seed: int = 0,
-        sample: bool = False,
-        temperature: float = 1.0,
-        forced_sets: Sequence[Sequence[int | str]] | None = None,
+        self, prompt: str | torch.Tensor, options: ParallelOptions | None = None, **changes: Any
     ) -> ParallelRun:
-        """Check the arguments of :meth:`generate` and encode the prompt, without running anything: the
-        run's policy can then be stepped by :func:`~tempo_lab.generators.loop.decode` or, beside other
-        prompts' runs, by :class:`~tempo_lab.generators.lockstep.Lockstep`."""
-        forced = None if forced_sets is None else self._forced(forced_sets)
-        max_steps = checks.count("max_steps", max_steps)
-        n_steps = max_steps if forced is None else len(forced)
-        options = {
-            "thresholds": schedule_thresholds(threshold, n_steps),
-            "max_set_size": checks.count("max_set_size", max_set_size),
-            "intraset": checks.choice("intraset", intraset, INTRASET_MODES),
-            "later": checks.choice("later", later, masks.LATER_MODES),
-            "next_dist": checks.choice("next_dist", next_dist, NEXT_DIST_MODES),
-            "top_p": None if top_p is None else checks.probability("top_p", top_p),
-            "prune": prune,
-            "sample": sample,
-            "temperature": checks.positive("temperature", temperature),
-            "generator": seeded_generator(seed),
-            "forced": forced,
-        }
-        if prune is not None and not isinstance(prune, Pruning):
-            raise ValueError(f"prune must be a tempo_lab.generators.Pruning, got {prune!r}")
+        """Check the options of :meth:`generate` for this model and encode the prompt, without running
+        anything: the run's policy can then be stepped by :func:`~tempo_lab.generators.loop.decode` or,
+        beside other prompts' runs, by :class:`~tempo_lab.generators.lockstep.Lockstep`."""
+        o = resolve(ParallelOptions, options, changes)
+        forced = None if o.forced_sets is None else self._forced(o.forced_sets)
+        thresholds = o.thresholds()
         text, ids = self.lm.encode_prompt(prompt)
         t = ids.shape[1]
         checks.in_context(
-            f"a prompt of {t} tokens with {n_steps} steps", t + n_steps - 1, self.lm.max_positions
+            f"a prompt of {t} tokens with {o.n_steps} steps", t + o.n_steps - 1, self.lm.max_positions
         )
-        return ParallelRun(self, text, ids, n_steps, options, threshold)
+        return ParallelRun(self, text, ids, o, thresholds, forced)
 
     def _forced(self, sets: Sequence[Sequence[int | str]]) -> list[torch.Tensor]:
         """Check replayed sets (non-empty, no repeated member, valid tokens) and return them as id tensors."""
-        if isinstance(sets, (str, torch.Tensor)) or len(sets) == 0:
-            raise ValueError("forced_sets must be a non-empty list of sets (lists of token ids or texts)")
         out = []
         for k, members in enumerate(sets):
             if isinstance(members, (str, int)) or len(members) == 0:

@@ -27,7 +27,7 @@ import torch
 from tempo_lab import checks, masks
 from tempo_lab.generators.core import Generator, Prefix, branch
 from tempo_lab.generators.selection import top_tokens
-from tempo_lab.metrics import divergences, entropy
+from tempo_lab.summaries import divergences, entropy
 
 DEFAULT_GAPS: tuple[float, ...] = (0, 1, 2, 5, 10, 20, 50)
 TOP_KEPT = 10  # a sweep keeps the display text of this many top tokens per position
@@ -69,6 +69,27 @@ class RetroactiveResult:
             row.update(tv=float(self.tv[i]), kl=float(self.kl[i]), entropy=float(ent[i]))
             rows.append(row)
         return pd.DataFrame(rows)
+
+
+    def merged(self, other: RetroactiveResult) -> RetroactiveResult:
+        """This result and ``other`` (the same prompt, token and reference) as one, sorted by position; a
+        position in both keeps this result's row."""
+        if (other.prompt, other.token_id) != (self.prompt, self.token_id):
+            raise ValueError("can only merge explorations of the same prompt and token")
+        rows = {**{p: (other, i) for i, p in enumerate(other.positions)},
+                **{p: (self, i) for i, p in enumerate(self.positions)}}  # fmt: skip
+        order = sorted(rows)
+        pick = [rows[p] for p in order]
+
+        def stack(name: str) -> torch.Tensor:
+            return torch.stack([getattr(r, name)[i] for r, i in pick])
+
+        return RetroactiveResult(
+            prompt=self.prompt, prompt_len=self.prompt_len, token_id=self.token_id, token=self.token,
+            positions=order, gaps=[p - self.prompt_len for p in order], logits=stack("logits"),
+            probs=stack("probs"), top=[r.top[i] for r, i in pick], reference=self.reference,
+            tv=stack("tv"), kl=stack("kl"),
+        )  # fmt: skip
 
 
 @dataclass
@@ -150,6 +171,7 @@ class RetroactivePositionGenerator(Generator):
         gaps: Sequence[float] | None = None,
         token: str | int | None = None,
         top_k: int = 5,
+        prefix: Prefix | None = None,
     ) -> RetroactiveResult:
         """Place ``token`` right after ``prompt`` at each position and return every next-token distribution.
 
@@ -161,6 +183,8 @@ class RetroactivePositionGenerator(Generator):
             token: the token to place (text of exactly one token, or an id); ``None`` = the prompt's greedy
                 next token.
             top_k: how many top tokens to list per position.
+            prefix: the prompt already prefilled (:meth:`DecodingCore.prefill` of these ids): skips the
+                prefill; the branches are views of its cache, which is left as it was.
 
         Cost: one prefill of the prompt and one forward pass of ``P + 1`` single-token branches over views of
         the prompt cache (the extra branch is the gap-0 reference).
@@ -171,7 +195,10 @@ class RetroactivePositionGenerator(Generator):
         placed = self.resolve_positions(t, positions, gaps)
         token_id = None if token is None else self.lm.token_id(token)
 
-        prefix = self.core.prefill(ids)
+        if prefix is None:
+            prefix = self.core.prefill(ids)
+        elif not torch.equal(prefix.input_ids.to(ids.device), ids):
+            raise ValueError("the prefix given is not a prefill of this prompt")
         if token_id is None:
             token_id = int(prefix.next_logits.argmax())
         logits = self.place(prefix, token_id, [*placed, float(t)])  # the last branch is the reference
@@ -193,18 +220,22 @@ class RetroactivePositionGenerator(Generator):
             kl=kl,
         )
 
-    def sweep(self, prompt: str | torch.Tensor, positions: Sequence[float]) -> PositionSweep:
+    def sweep(
+        self, prompt: str | torch.Tensor, positions: Sequence[float], *, prefix: Prefix | None = None
+    ) -> PositionSweep:
         """Place the prompt's last token at each of ``positions`` and return every next-token distribution.
 
         The first ``T - 1`` prompt tokens keep positions ``0..T-2``; the last token (naturally at ``T - 1``)
         is fed at each position, which may be fractional and may go back as far as ``T - 2`` (onto the
         previous token's position). Every integer neighbour ``floor(p)``, ``ceil(p)`` of a swept position is
-        added to the sweep, so divergences to them can be computed (:func:`tempo_lab.metrics.
-        neighbour_divergence`). Build a grid with :func:`tempo_lab.positions.grid`.
+        added to the sweep, so divergences to them can be computed
+        (:func:`tempo_lab.phenomena.fractional.neighbour_divergence`). Build a grid with
+        :func:`tempo_lab.positions.grid`.
 
         Cost: one prefill of the first ``T - 1`` tokens and one forward pass of ``P`` single-token branches
-        over views of that cache. Needs a prompt of at least two tokens, and a rotary model for fractional
-        positions.
+        over views of that cache; ``prefix``, a prefill of those ``T - 1`` tokens already held, skips the
+        prefill (it is left as it was). Needs a prompt of at least two tokens, and a rotary model for
+        fractional positions.
         """
         text, ids = self.lm.encode_prompt(prompt)
         t = ids.shape[1]
@@ -225,7 +256,10 @@ class RetroactivePositionGenerator(Generator):
             raise ValueError("give at least one position")
         placed = sorted(wanted)
 
-        prefix = self.core.prefill(ids[:, :-1])
+        if prefix is None:
+            prefix = self.core.prefill(ids[:, :-1])
+        elif not torch.equal(prefix.input_ids.to(ids.device), ids[:, :-1]):
+            raise ValueError("the prefix given is not a prefill of the prompt without its last token")
         probs = torch.softmax(self.place(prefix, int(ids[0, -1]), placed).float(), dim=-1).cpu()
         kept = sorted({int(i) for i in probs.topk(min(TOP_KEPT, probs.shape[-1]), dim=-1).indices.flatten()})
         return PositionSweep(

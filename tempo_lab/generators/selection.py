@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from tempo_lab import checks
-from tempo_lab.models import LoadedModel
+from tempo_lab.loaded import LoadedModel
 
 
 def select_tokens(

@@ -5,29 +5,31 @@ This is the policy :class:`~tempo_lab.generators.parallel.ParallelTokenGenerator
 Per cache slot it keeps the token, its position, its set label and ``hidden_after`` (the last step whose
 queries may still see it), and builds each step's mask from them (:func:`tempo_lab.masks.parallel_mask`).
 
-**Retroactive pruning by attention** (TEMPO's own mechanism, :class:`Pruning`): after a set of two or more
-members is fed, the attention that the queries of the next ``window`` steps pay to each member is summed (mean
-over the chosen layers and heads, mean over those queries) and normalised within the set. A member whose
+**Retroactive pruning by attention** (TEMPO's own mechanism, :class:`~tempo_lab.generators.options.Pruning`):
+after a set of two or more members is fed, the attention that the queries of the next ``window`` steps pay to
+each member is summed (mean over the chosen layers and heads, mean over those queries) and normalised within
+the set. A member whose
 share is below ``threshold`` is pruned: from then on its mask column is closed to every later query, with no
 recompute (the most attended member is always kept). With ``recompute=True`` the cache is instead rebuilt
 from scratch without the pruned members, the exact "as if it had never been there" baseline.
 
-Contents: :class:`ParallelStep` (one set, as the result keeps it), :class:`Pruning`, :class:`SetPolicy`.
+Contents: :class:`ParallelStep` (one set, as the result keeps it), :class:`SetPolicy`. The pruning option is
+:class:`~tempo_lab.generators.options.Pruning`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
 
-from tempo_lab import checks, masks
+from tempo_lab import masks
 from tempo_lab.capture import AttentionRecord
 from tempo_lab.generators.core import DecodingCore
 from tempo_lab.generators.loop import Feed
-from tempo_lab.generators.selection import choose_next, select_tokens
+from tempo_lab.generators.options import ParallelOptions
+from tempo_lab.generators.selection import choose_next, seeded_generator, select_tokens
 
 
 @dataclass
@@ -59,34 +61,22 @@ class ParallelStep:
         return bool(self.slots)
 
 
-@dataclass(frozen=True)
-class Pruning:
-    """Prune members whose share of the next ``window`` steps' attention is below ``threshold``.
-
-    ``layers`` / ``heads``: which attention to average (``None`` = all); ``recompute``: rebuild the cache
-    without the pruned members instead of closing their mask columns.
-    """
-
-    threshold: float
-    window: int = 2
-    layers: Sequence[int] | None = None
-    heads: Sequence[int] | None = None
-    recompute: bool = False
-
-    def __post_init__(self) -> None:
-        if not checks.is_number(self.threshold) or not 0 <= self.threshold <= 1:
-            raise ValueError(f"the pruning threshold must be in [0, 1], got {self.threshold!r}")
-        if not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 1:
-            raise ValueError(f"the pruning window W must be an integer >= 1, got {self.window!r}")
-
-
 class SetPolicy:
-    """One TEMPO run's decisions (see the module docstring); ``steps`` holds the result's steps."""
+    """One TEMPO run's decisions (see the module docstring); ``steps`` holds the result's steps.
 
-    def __init__(self, core: DecodingCore, cache: DynamicCache, prefix_ids: torch.Tensor,
-                 first: torch.Tensor, options: dict, record: AttentionRecord | None):  # fmt: skip
+    ``cache``: the prompt's own cache (only a pruning recompute touches it); ``prefix_ids``: the prompt
+    ``(1, T)``; ``options``: the run's typed options, with each step's ``thresholds`` and the replayed sets
+    ``forced`` (id tensors, ``None`` when selecting), as :meth:`ParallelTokenGenerator.plan
+    <tempo_lab.generators.parallel.ParallelTokenGenerator.plan>` checked them; ``first``: the prompt's
+    next-token distribution ``(vocab,)``; ``record``: the attention captured so far (pruning reads it)."""
+
+    def __init__(self, core: DecodingCore, cache: DynamicCache | None, prefix_ids: torch.Tensor,
+                 options: ParallelOptions, thresholds: list[float], forced: list[torch.Tensor] | None,
+                 first: torch.Tensor, record: AttentionRecord | None):  # fmt: skip
         self.core, self.lm, self.cache, self.record = core, core.lm, cache, record
-        self.t, self.dist, self.o = prefix_ids.shape[1], first, options
+        self.o, self.thresholds, self.forced = options, thresholds, forced
+        self.t, self.dist = prefix_ids.shape[1], first
+        self.generator = seeded_generator(options.seed)
         self.steps: list = []
         self.ids: list[int] = prefix_ids[0].tolist()  # per slot
         self.pos: list[float] = [float(p) for p in range(self.t)]
@@ -104,7 +94,7 @@ class SetPolicy:
         position = float(self.t + step)
         self.steps.append(ParallelStep(
             token_ids=member_ids, tokens=[self.lm.token_str(i) for i in member_ids], probs=probs.tolist(),
-            position=position, slots=[], distribution=self.dist, threshold=self.o["thresholds"][step],
+            position=position, slots=[], distribution=self.dist, threshold=self.thresholds[step],
         ))  # fmt: skip
         eos = self.lm.tokenizer.eos_token_id
         if eos is not None and eos in member_ids:
@@ -120,7 +110,7 @@ class SetPolicy:
 
     def accept(self, step: int, logits: torch.Tensor) -> None:
         self.dist = self._next_dist(torch.softmax(logits[0], -1))
-        prune = self.o["prune"]
+        prune = self.o.prune
         if prune is None:
             return
         self._gather_attention(step)
@@ -133,27 +123,27 @@ class SetPolicy:
     def _members(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(ids, probs)`` of this step's set, each ``(m,)``."""
         o, dist = self.o, self.dist
-        if o["forced"] is not None:
-            members = o["forced"][step].to(dist.device)
+        if self.forced is not None:
+            members = self.forced[step].to(dist.device)
             return members, dist[members]
-        threshold = o["thresholds"][step]
-        members, probs = select_tokens(dist, threshold, o["max_set_size"], o["top_p"])
-        if o["sample"] and float(probs[0]) < threshold:  # nothing reached it: draw the one fallback
+        threshold = self.thresholds[step]
+        members, probs = select_tokens(dist, threshold, o.max_set_size, o.top_p)
+        if o.sample and float(probs[0]) < threshold:  # nothing reached it: draw the one fallback
             logits = dist.clamp_min(1e-30).log()[None]
-            members = choose_next(logits, sample=True, temperature=o["temperature"], generator=o["generator"])
+            members = choose_next(logits, sample=True, temperature=o.temperature, generator=self.generator)
             probs = dist[members]
         return members, probs
 
     def _mask(self, q_len: int | None = None) -> torch.Tensor:
         return masks.parallel_mask(
-            torch.tensor(self.labels), self.o["intraset"], q_len, dtype=self.lm.dtype, later=self.o["later"],
+            torch.tensor(self.labels), self.o.intraset, q_len, dtype=self.lm.dtype, later=self.o.later,
             hidden_after=torch.tensor(self.hidden_after),
         )  # fmt: skip
 
     def _next_dist(self, rows: torch.Tensor) -> torch.Tensor:
         """The next step's distribution from the last set's rows ``(m, vocab)`` (mixture or last member)."""
         probs = torch.tensor(self.steps[-1].probs, dtype=rows.dtype, device=rows.device)
-        if self.o["next_dist"] == "last":
+        if self.o.next_dist == "last":
             return rows[-1]
         total = probs.sum()  # replayed members may all have underflowed to 0: weigh them equally
         weights = probs / total if total > 0 else torch.full_like(probs, 1.0 / probs.shape[0])
@@ -163,7 +153,7 @@ class SetPolicy:
 
     def _gather_attention(self, step: int) -> None:
         """Add this step's queries' attention on every set still inside its window."""
-        prune, steps = self.o["prune"], self.steps
+        prune, steps = self.o.prune, self.steps
         weights = self.record.stacked(-1, width=len(self.ids)).float()  # (layers, 1, heads, q, slots)
         if prune.heads is not None:
             weights = weights[:, :, list(prune.heads)]
@@ -181,13 +171,13 @@ class SetPolicy:
         share = self.attention.pop(k) / self.queries.pop(k)
         share = share / share.sum() if share.sum() > 0 else torch.full_like(share, 1 / share.numel())
         set_k.attention_scores = share.tolist()
-        pruned = (share < self.o["prune"].threshold) & (torch.arange(share.numel()) != share.argmax())
+        pruned = (share < self.o.prune.threshold) & (torch.arange(share.numel()) != share.argmax())
         set_k.pruned = pruned.tolist()
         if not pruned.any():
             return
         set_k.pruned_at = step
         slots = [s for s, p in zip(set_k.slots, set_k.pruned, strict=True) if p]
-        if not self.o["prune"].recompute:
+        if not self.o.prune.recompute:
             for s in slots:
                 self.hidden_after[s] = step
             return

@@ -19,7 +19,7 @@ import torch
 from tempo_lab import checks
 from tempo_lab.generators import RetroactivePositionGenerator
 from tempo_lab.generators.core import Prefix
-from tempo_lab.models import LoadedModel
+from tempo_lab.loaded import LoadedModel
 
 
 class LiveSession:
@@ -30,21 +30,29 @@ class LiveSession:
         self.retro = RetroactivePositionGenerator(lm)
         self.core = self.retro.core
         self.prompt: str | None = None
+        self.key: tuple[str, bool] | None = None
         self.prefix: Prefix | None = None
         self.prefills = 0
 
-    def use_prompt(self, prompt: str) -> Prefix:
-        """The prefix of ``prompt``: the one held when the prompt is unchanged, else a new prefill (which
-        replaces the held one)."""
-        if prompt == self.prompt and self.prefix is not None:
+    def use_prompt(self, prompt: str, *, drop_last: bool = False) -> Prefix:
+        """The prefix of ``prompt`` (of all its tokens but the last with ``drop_last``, for moving that last
+        token): the one held when unchanged, else a new prefill (which replaces the held one)."""
+        key = (prompt, drop_last)
+        if key == self.key and self.prefix is not None:
             return self.prefix
         text, ids = self.lm.encode_prompt(prompt)
         checks.in_context(f"the prompt ({ids.shape[1]} tokens)", ids.shape[1] - 1, self.lm.max_positions)
-        self.prompt, self.prefix = None, None  # drop the old cache before building the new one
-        self.prefix = self.core.prefill(ids)
-        self.prompt = text
+        if drop_last and ids.shape[1] < 2:
+            raise ValueError(f"the prompt {text!r} has one token; moving its last token needs two or more")
+        self.key, self.prompt, self.prefix = None, None, None  # drop the old cache before the new one
+        self.prefix = self.core.prefill(ids[:, :-1] if drop_last else ids)
+        self.key, self.prompt = key, text
         self.prefills += 1
         return self.prefix
+
+    def note(self) -> dict[str, int]:
+        """What a live view's state reports of the session: how many prefills it has run."""
+        return {"prefills": self.prefills}
 
     @property
     def prompt_len(self) -> int:

@@ -1,23 +1,39 @@
 """Studies: any measurement over hundreds of prompts, batched, resumable, sharded, with confidence intervals.
 
-Modules: ``prompts`` (prompt sets and the bundled 302), ``measures`` (the six measurements, batched across
-prompts), ``store`` (the results folder of Parquet parts), ``runner`` (``run_study``: chunks, resume,
-sharding over processes), ``stats`` (bootstrap intervals and paired tests), ``plots`` (seaborn figures with
-their intervals).
+Modules: ``prompts`` (prompt sets and the bundled 302), ``conditions`` (what a study sweeps), ``batching``
+(prompts stepped together), ``store`` (the verified results folder), ``runner`` (``run_study``: chunks,
+resume, sharding over processes), ``stats`` (bootstrap intervals and paired tests), ``claims`` (claims as
+data), ``plots`` (what the study figures share). The measurements themselves live in the phenomena's slices
+(:mod:`tempo_lab.phenomena`).
+
+The names below load on first use, so a slice can import ``tempo_lab.studies.claims`` without loading the
+runner (which imports the slices).
 """
 
-from tempo_lab.studies.measures import PHENOMENA, Conditions
-from tempo_lab.studies.prompts import PromptSet, as_prompt_set, bundled_prompts
-from tempo_lab.studies.runner import PromptProblems, Study, read_study, run_study
+from __future__ import annotations
 
-__all__ = [
-    "PHENOMENA",
-    "Conditions",
-    "PromptProblems",
-    "PromptSet",
-    "Study",
-    "as_prompt_set",
-    "bundled_prompts",
-    "read_study",
-    "run_study",
-]
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "Conditions": "tempo_lab.studies.conditions",
+    "PHENOMENA": "tempo_lab.studies.runner",
+    "PromptProblems": "tempo_lab.studies.runner",
+    "Study": "tempo_lab.studies.runner",
+    "read_study": "tempo_lab.studies.runner",
+    "run_study": "tempo_lab.studies.runner",
+    "PromptSet": "tempo_lab.studies.prompts",
+    "as_prompt_set": "tempo_lab.studies.prompts",
+    "bundled_prompts": "tempo_lab.studies.prompts",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'tempo_lab.studies' has no attribute {name!r}")
+    value = getattr(import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = sorted(_LAZY)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from tempo_lab.models import LoadedModel
+from tempo_lab.loaded import LoadedModel
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "prompts.tsv"
 CHAT_KIND = "chat"

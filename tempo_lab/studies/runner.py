@@ -37,10 +37,14 @@ from tqdm.auto import tqdm
 from tempo_lab import checks
 from tempo_lab.families import family_of
 from tempo_lab.models import LoadedModel, load_model
+from tempo_lab.phenomena import MEASURES
 from tempo_lab.store import IncompleteResults, ResultsWarning
-from tempo_lab.studies.measures import MEASURES, PHENOMENA, Conditions, context_needed
+from tempo_lab.studies.conditions import Conditions, context_needed
 from tempo_lab.studies.prompts import PromptSet, as_prompt_set, bundled_prompts, encode
 from tempo_lab.studies.store import IDENTITY, StudyFolder, manifest
+
+#: the study's tables: one per phenomenon with a batched measurement
+PHENOMENA: tuple[str, ...] = tuple(MEASURES)
 
 
 class PromptProblems(ValueError):
@@ -212,7 +216,7 @@ def _run(lm, prompts, folder, phenomena, cond, batch_size, seed, problems, progr
         m["phenomena"] = [p for p in PHENOMENA if p in {*earlier.get("phenomena", []), *phenomena}]
     else:
         m["phenomena"] = [p for p in PHENOMENA if p in phenomena]
-    folder.claim(m, IDENTITY)  # every process checks; any may write it (same content)
+    folder.claim(m, IDENTITY, grows=["phenomena"])  # every process checks; any may write it (same content)
     done = {p: folder.done(m, p) for p in phenomena}  # verified once per run, failing parts quarantined
     todo = [(p, c) for p in phenomena for c in range(len(plan)) if c not in done[p]]
     mine, state = _split(todo)

@@ -117,8 +117,8 @@ class RunsFolder(ResultsFolder):
         plan = dict(found.get("plan", {}))
         plan[table] = sorted({*plan.get(table, []), *keys})
         manifest = {**found, table: header, "plan": plan}
-        self.claim(manifest, [table])
-        return manifest
+        self.claim(manifest, [table], grows=["plan"])
+        return self.read_manifest()
 
     def runs(self, table: str, *, required: bool = True) -> pd.DataFrame:
         """The verified runs of ``table`` (nested fields decoded), one row per run; missing runs raise
@@ -226,6 +226,7 @@ def read_runs(folder: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFr
     recall = runs.runs(RECALL)
     if len(recall):  # the first query of a sequence cannot be answered by elimination: the clean measure
         recall["first"] = [curve[-1]["first"] for curve in recall["curve"]]
+        recall = recall.sort_values(["architecture", "seed"], ignore_index=True)
     return table.sort_values(["architecture", "seed"], ignore_index=True), recall
 
 

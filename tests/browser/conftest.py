@@ -71,7 +71,7 @@ def write_scratch_notebook(folder: Path) -> None:
         params,
         nbformat.v4.new_code_cell("%matplotlib inline\nimport sys\nprint(sys.executable)"),
         nbformat.v4.new_code_cell(
-            "from scratch_view import make_view\nfrom tempo_lab.widgets import show\n\n"
+            "from scratch_view import make_view\nfrom tempo_lab.views import show\n\n"
             "view = make_view(start)\nshow(view);"
         ),
     ]
@@ -87,6 +87,8 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     root = base / "notebooks"
     if NOTEBOOKS.is_dir():
         copy_notebooks(NOTEBOOKS, root)
+        # notebooks 06 and 08 read ../results; a copy, so that nothing a notebook does touches the checkout
+        shutil.copytree(NOTEBOOKS.parent / "results", base / "results")
     else:
         root.mkdir()
     write_scratch_notebook(root)

@@ -133,8 +133,8 @@ def problems(page) -> dict[str, list[str]]:
 
 
 def first_view(page):
-    """The first widget box that holds both a slider and an Output widget (a tempo_lab view)."""
-    return page.locator(".jp-Notebook .widget-vbox:has(.widget-slider):has(.widget-output)").first
+    """The first view box with a slider (:func:`tempo_lab.views.show`: controls, sentence, figure, state)."""
+    return page.locator(".jp-Notebook .tempo-view:has(.widget-slider)").first
 
 
 def show_view(page, view) -> None:
@@ -159,22 +159,27 @@ def sliders(view) -> list[SliderState]:
 
 
 def output_text(view) -> str:
-    """The stdout text of the view's Output widget ('' while empty): the view's summary line."""
-    stdout = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']"
-    out = view.locator(f".widget-output {stdout}")
-    return out.first.inner_text().rstrip("\n") if out.count() else ""
+    """The view's sentence ('' while empty)."""
+    out = view.locator(".tempo-view-text")
+    return out.first.inner_text().strip() if out.count() else ""
+
+
+_IMAGE_BYTES_JS = """async e => {
+  const bytes = new Uint8Array(await (await fetch(e.src)).arrayBuffer());
+  let s = '';
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s);
+}"""
 
 
 def output_figure(view) -> bytes | str | None:
-    """The view's figure: PNG bytes of the first image in its Output widget; the text when the figure was
-    displayed as ``<Figure size ...>`` text instead; None when there is neither (yet)."""
-    img = view.locator(".widget-output img")
-    if img.count():
-        src = img.first.get_attribute("src") or ""
-        if not src.startswith("data:image/png;base64,"):
-            return src.encode()
-        return base64.b64decode(src.split(",", 1)[1])
-    text = view.locator(".widget-output .jp-OutputArea-output[data-mime-type='text/plain']")
+    """The view's figure: the PNG bytes of its image (fetched from the page, whatever URL the widget gave
+    it); the text when a figure was displayed as ``<Figure size ...>`` text instead; None when there is
+    neither (yet)."""
+    img = view.locator(".tempo-view-image")
+    if img.count() and img.first.is_visible() and img.first.get_attribute("src"):
+        return base64.b64decode(img.first.evaluate(_IMAGE_BYTES_JS))
+    text = view.locator(".jp-OutputArea-output[data-mime-type='text/plain']")
     for t in text.all():
         if (content := t.inner_text().strip()).startswith("<Figure size"):
             return content

@@ -1,6 +1,6 @@
 """A model-free view for the harness self-test: the scratch notebook imports it, the test rebuilds it.
 
-``make_view(start)`` returns a :class:`tempo_lab.widgets.View` with one IntSlider ``n`` and a pure render
+``make_view(start)`` returns a :class:`tempo_lab.views.View` with one IntSlider ``n`` and a pure render
 function whose text and bar chart both depend on ``n``.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
-from tempo_lab.widgets import Control, Rendered, View
+from tempo_lab.views import Control, Rendered, View
 
 
 def render(n: int, scale: float) -> Rendered:

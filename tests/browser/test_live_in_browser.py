@@ -3,7 +3,7 @@ position to a fractional value, change a threshold; the page must show exactly w
 this test process on the same inputs, return. Then an empty prompt shows its error, and a valid one works
 again.
 
-Numbers are read from the hidden ``tempo-live-state`` element each panel keeps (and the sentence is checked
+Numbers are read from the hidden ``tempo-view-state`` element each panel keeps (and the sentence is checked
 to quote them), never parsed from prose.
 """
 
@@ -35,15 +35,15 @@ def bundled_generators():
 
 
 def panel(page, title: str):
-    """Select the dashboard tab ``title``; return its panel (the visible ``.tempo-live`` box)."""
+    """Select the dashboard tab ``title``; return its panel (the visible ``.tempo-view`` box)."""
     page.locator(".lm-TabBar-tab", has_text=title).first.click()
-    box = page.locator(".tempo-live:visible").first
+    box = page.locator(".tempo-view:visible").first
     box.wait_for(timeout=TIMEOUT_S * 1000)
     return box
 
 
 def state(box) -> dict[str, Any]:
-    return json.loads(html.unescape(box.locator(".tempo-live-state").first.text_content() or "{}") or "{}")
+    return json.loads(html.unescape(box.locator(".tempo-view-state").first.text_content() or "{}") or "{}")
 
 
 def settle(box, want: dict[str, Any], what: str) -> dict[str, Any]:
@@ -84,8 +84,15 @@ def test_live_explorer_shows_what_the_generators_return(
         run = lp.run_all_cells(page, NOTEBOOK, 420)
         assert not run["pending"] and not lp.problems(page)["errors"], run
 
-        # positions: a new prompt, a token, the position moved to a fractional gap
-        box = panel(page, "Positions")
+        # every tab's title is shown whole
+        labels = page.locator(".lm-TabBar-tabLabel")
+        assert labels.count() >= 5
+        for i in range(labels.count()):
+            cut = labels.nth(i).evaluate("e => e.scrollWidth > e.clientWidth")
+            assert not cut, f"the tab title {labels.nth(i).inner_text()!r} is cut"
+
+        # retroactive: a new prompt, a token, the token moved to a fractional gap
+        box = panel(page, "Retroactive")
         type_into(box, 0, PROMPT)
         type_into(box, 1, TOKEN)
         first = settle(box, {"prompt": PROMPT, "token": TOKEN}, "the position panel to take the new prompt")
@@ -99,9 +106,12 @@ def test_live_explorer_shows_what_the_generators_return(
         expected = retro.explore(PROMPT, positions=[t + gap], token=TOKEN, top_k=5)
         assert [x[0] for x in shown["top"]] == [x[0] for x in expected.top[0]]
         assert [x[1] for x in shown["top"]] == pytest.approx([x[1] for x in expected.top[0]], abs=1e-5)
-        sentence = box.locator(".widget-html-content").first.inner_text()
-        for text, p in shown["top"]:
-            assert f"{p:.4f}" in sentence, f"the sentence does not quote {text!r} {p:.4f}: {sentence!r}"
+        sentence = box.locator(".tempo-view-text").first.inner_text()
+        top, tv = shown["top"][0], shown["tv_from_gap0"]
+        quoted = (f"top {top[0]!r} {top[1]:.4f}", f"TV from gap 0 {tv:.4f}")
+        for part in quoted:
+            assert part in sentence, f"the sentence does not quote {part!r}: {sentence!r}"
+        assert shown["tv_from_gap0"] == pytest.approx(float(expected.tv[0]), abs=1e-5)
         assert shown["prefills"] == first["prefills"]  # moving the token did not prefill again
         lp.show_view(page, box.locator(".widget-text").first)
         page.screenshot(path=str(screenshot_dir / "live_explorer.png"))
@@ -127,11 +137,11 @@ def test_live_explorer_shows_what_the_generators_return(
         assert after["paths"] == [p.text for p in res.paths]
 
         # bad input, then good input again
-        box = panel(page, "Positions")
+        box = panel(page, "Retroactive")
         type_into(box, 0, "")
         error = lp.wait_until(lambda: state(box).get("error"), TIMEOUT_S, "the empty prompt's error")
         assert "the prompt is empty" in error
-        assert "the prompt is empty" in box.locator(".widget-html-content").first.inner_text()
+        assert "the prompt is empty" in box.locator(".tempo-view-text").first.inner_text()
         type_into(box, 0, PROMPT)
         again = settle(box, {"prompt": PROMPT}, "results after a valid prompt")
         assert "error" not in again and [x[0] for x in again["top"]] == [x[0] for x in expected.top[0]]

@@ -1,11 +1,12 @@
 """The notebooks in JupyterLab, in headless Chromium, as a user sees them.
 
-For each notebook: open it, Run > Run All Cells, wait until every cell has run, and check that no cell shows
-an error, that no widget failed to render and that no figure is shown as ``<Figure size ...>`` text. Then take
-the first view (the first widget box with sliders and an Output widget, see :func:`tempo_lab.widgets.show`),
-press ArrowRight on its first slider (ArrowLeft at its maximum) and check that
+Opened without running, every committed notebook shows its views as their figures, never as ``VBox(...)``
+text. Then for each notebook with a view: Run > Run All Cells, wait until every cell has run, and check that
+no cell shows an error, that no widget failed to render and that no figure is shown as ``<Figure size ...>``
+text. Then take the first view (the first view box with a slider, see :func:`tempo_lab.views.show`), press
+ArrowRight on its first slider (ArrowLeft at its maximum) and check that
 
-- the values in its hidden state element (``tempo-view-state``, :func:`tempo_lab.widgets.view_state`) changed,
+- the values in its hidden state element (``tempo-view-state``, :func:`tempo_lab.views.view_state`) changed,
   and so did its figure's PNG if it has one;
 - those values are the values the sliders' readouts show, with the moved one changed;
 - the sentence the view shows, before and after the move, is exactly ``view.render(**values).text`` for a
@@ -30,7 +31,7 @@ import lab_page as lp
 import pytest
 from lab_harness import NOTEBOOKS, SCRATCH_NOTEBOOK
 
-from tempo_lab.widgets import View
+from tempo_lab.views import View
 
 pytestmark = pytest.mark.browser
 
@@ -57,58 +58,93 @@ def _scratch(p: dict[str, Any]) -> View:
 
 
 def _nb01(p: dict[str, Any]) -> View:
-    from tempo_lab import load_model, views
-    from tempo_lab.probe import gap_probe
+    from tempo_lab import load_model
+    from tempo_lab.phenomena import gap_dropout
 
-    frame = gap_probe(load_model(p["model_name"]), p["prompt"], p["token"], p["gaps"])
-    return views.gap_dropout_view(frame)
+    result = gap_dropout.gap_probe(load_model(p["model_name"]), p["prompt"], p["token"], p["gaps"])
+    return gap_dropout.view(result)
 
 
 def _nb02(p: dict[str, Any]) -> View:
-    from tempo_lab import load_model, positions, views
+    from tempo_lab import load_model, positions
     from tempo_lab.generators import RetroactivePositionGenerator
+    from tempo_lab.phenomena import fractional
 
     grid = positions.grid(p["start"], p["stop"], p["step"])
-    sweep = RetroactivePositionGenerator(load_model(p["model_name"])).sweep(p["prompt"], grid)
-    return views.decimal_position_view(sweep)
+    return fractional.view(RetroactivePositionGenerator(load_model(p["model_name"])).sweep(p["prompt"], grid))
 
 
 def _nb03(p: dict[str, Any]) -> View:
-    from tempo_lab import load_model, tables, views
+    from tempo_lab import load_model
     from tempo_lab.generators import RetroactivePositionGenerator
+    from tempo_lab.phenomena import retroactive
 
     lm = load_model(p["model_name"])
     gaps = list(range(0, p["max_gap"] + 1, p["gap_step"]))
     gen = RetroactivePositionGenerator(lm)
     sweep = gen.explore(p["prompt"], gaps=gaps, token=p["token"], top_k=p["top_k"])
-    return views.retroactive_view(tables.retro_heat_table(lm, sweep, p["top_k"]))
+    return retroactive.view(sweep, lm)
 
 
 def _nb04(p: dict[str, Any]) -> View:
-    from tempo_lab import experiments, load_model, views
+    from tempo_lab import load_model
+    from tempo_lab.phenomena import isolation
 
     thresholds = sorted(set(p["thresholds"]) | {p["threshold"]})
-    pairs = experiments.parallel_pairs(load_model(p["model_name"]), p["prompt"], thresholds,
-                                       max_steps=p["max_steps"], max_set_size=p["max_set_size"])
-    return views.parallel_attention_view(pairs)
+    pairs = isolation.parallel_pairs(load_model(p["model_name"]), p["prompt"], thresholds,
+                                     max_steps=p["max_steps"], max_set_size=p["max_set_size"])  # fmt: skip
+    return isolation.view(pairs)
 
 
 def _nb05(p: dict[str, Any]) -> View:
-    from tempo_lab import experiments, load_model, views
+    from tempo_lab import load_model
+    from tempo_lab.phenomena import compressed
 
-    lm = load_model(p["model_name"])
-    runs = experiments.compressed_runs(lm, p["prompt"], p["gaps"], threshold=p["threshold"],
-                                       max_candidates=p["max_candidates"], path_length=p["path_length"])
-    return views.compressed_view(runs)
+    runs = compressed.compressed_runs(
+        load_model(p["model_name"]), p["prompt"], p["gaps"], threshold=p["threshold"],
+        max_candidates=p["max_candidates"], path_length=p["path_length"],
+    )  # fmt: skip
+    return compressed.view(runs)
+
+
+def _nb06(p: dict[str, Any]) -> View:
+    from tempo_lab.phenomena import retroactive
+    from tempo_lab.studies import read_study
+
+    return retroactive.study_view(read_study(NOTEBOOKS.parent / "results" / "06_claims_at_scale"))
+
+
+def _nb07(p: dict[str, Any]) -> View:
+    from tempo_lab import load_model
+    from tempo_lab.phenomena import pruning
+
+    thresholds = sorted(set(p["prune_thresholds"]) | {p["prune_threshold"]})
+    runs = pruning.pruning_runs(load_model(p["model_name"]), p["prompt"], thresholds, window=p["window"],
+                                threshold=p["threshold"], max_steps=p["max_steps"])  # fmt: skip
+    return pruning.view(runs)
+
+
+def _nb08(p: dict[str, Any]) -> View:
+    from tempo_lab.tpi import probes
+    from tempo_lab.tpi.corpus import load_corpus
+    from tempo_lab.tpi.runs import checkpoint
+
+    folder = NOTEBOOKS.parent / "results" / "08_tpi"
+    models = {name: checkpoint(name, folder) for name in ("rope", "tpi", "tpi-decay")}
+    text = bytes(load_corpus().val[:96].tolist()).decode("utf-8", errors="replace")  # the first probe snippet
+    return probes.shift_view(models, text)
 
 
 SCRATCH = Recipe("make_view(start)", _scratch)
 RECIPES: dict[str, Recipe] = {
-    "01_gap_attention_dropout": Recipe("views.gap_dropout_view(frame)", _nb01),
-    "02_decimal_positions": Recipe("views.decimal_position_view(sweep)", _nb02),
-    "03_retroactive_exploration": Recipe("views.retroactive_view(heat)", _nb03),
-    "04_isolated_vs_visible_attention": Recipe("views.parallel_attention_view(pairs)", _nb04),
-    "05_compressed_thoughts": Recipe("views.compressed_view(runs)", _nb05),
+    "01_gap_attention_dropout": Recipe("views.show(gap_dropout.view(result))", _nb01),
+    "02_decimal_positions": Recipe("views.show(fractional.view(sweep))", _nb02),
+    "03_retroactive_exploration": Recipe("views.show(retroactive.view(sweep, lm))", _nb03),
+    "04_isolated_vs_visible_attention": Recipe("views.show(isolation.view(pairs))", _nb04),
+    "05_compressed_thoughts": Recipe("views.show(compressed.view(runs))", _nb05),
+    "06_claims_at_scale": Recipe("views.show(phenomena.retroactive.study_view(study))", _nb06),
+    "07_retroactive_pruning_and_hidden_sets": Recipe("views.show(pruning.view(runs))", _nb07),
+    "08_tpi_vs_rope": Recipe("views.show(probes.shift_view(models, text))", _nb08),
 }
 
 
@@ -184,8 +220,8 @@ def check_notebook(page, server, name: str, view: View, screenshot: Path) -> Non
         assert exe.parent.resolve() == venv_bin, f"{name}: the kernel runs {exe}, not a python in {venv_bin}"
 
     box = lp.first_view(page)
-    assert box.count(), f"{name}: no widget view (sliders + output) rendered"
-    box.locator(".widget-output .jp-OutputArea-output").first.wait_for(timeout=SLIDER_TIMEOUT_S * 1000)
+    assert box.count(), f"{name}: no view (controls + sentence + figure) rendered"
+    box.locator(".tempo-view-text p").first.wait_for(timeout=SLIDER_TIMEOUT_S * 1000)
     lp.show_view(page, box)
 
     before_state = lp.wait_until(lambda: lp.view_state(box), SLIDER_TIMEOUT_S, f"{name}: the view's state")
@@ -226,8 +262,8 @@ def check_notebook(page, server, name: str, view: View, screenshot: Path) -> Non
     _check_readouts(view, after_states, after_values, f"{name} after the move")
 
     if after_rendered.figure is not None:
-        # The new line replaced the old outputs (clear_output(wait=True)); the new figure follows it.
-        after_fig = lp.wait_until(lambda: lp.output_figure(box), SLIDER_TIMEOUT_S, f"{name}: the new figure")
+        after_fig = lp.wait_until(lambda: (f := lp.output_figure(box)) != before_fig and f,
+                                  SLIDER_TIMEOUT_S, f"{name}: the new figure")  # fmt: skip
         if isinstance(after_fig, str):
             deferred.append(f"the view's figure is not shown as an image after the move: {after_fig!r}")
         else:
@@ -262,3 +298,19 @@ def test_notebook_in_browser(stem: str, browser_context, lab_server, screenshot_
     path = NOTEBOOKS / f"{stem}.ipynb"
     assert path.exists(), f"{path} is missing"
     run_case(browser_context, lab_server, screenshot_dir, path, RECIPES[stem])
+
+
+@pytest.mark.parametrize("stem", list(RECIPES))
+def test_a_committed_notebook_opened_without_running_shows_its_views_as_figures(
+    stem: str, browser_context, lab_server, screenshot_dir: Path
+) -> None:
+    name = f"{stem}.ipynb"
+    with lp.notebook_page(browser_context, lab_server, screenshot_dir / f"FAILED_static_{stem}.png") as page:
+        lp.open_notebook(page, lab_server, name)
+        outputs = page.locator(".jp-Notebook .jp-OutputArea-output")
+        texts = [outputs.nth(i).inner_text() for i in range(outputs.count())]
+        assert texts and not [t for t in texts if t.lstrip().startswith(("VBox(", "Tab("))], (
+            f"{name}: a view shows as widget text: {[t[:80] for t in texts if 'VBox(' in t or 'Tab(' in t]}"
+        )
+        views = page.locator(".jp-Notebook .jp-Cell:has-text('views.show(') .jp-OutputArea-output img")
+        assert views.count() >= 1, f"{name}: the saved view shows no figure"

@@ -1,0 +1,141 @@
+"""A loaded model: the model with its tokenizer, and the prompt/token encoding every part of tempo_lab uses.
+
+Contents: :class:`LoadedModel`, :func:`evaluating` (eval mode for a block, restored after),
+:func:`has_rotary_positions`, :func:`token_bytes`. Loading is :mod:`tempo_lab.models`; tiny random models
+are :mod:`tempo_lab.tiny`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+from tempo_lab import checks
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode with its tokenizer. ``name`` is what was asked for (or the bundled model's
+    name)."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go: the device of the input embeddings (the first device of a ``device_map``)."""
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def max_positions(self) -> int | None:
+        """The model's context length (``max_position_embeddings``), if it declares one."""
+        return getattr(self.model.config, "max_position_embeddings", None)
+
+    @property
+    def is_rotary(self) -> bool:
+        return has_rotary_positions(self.model)
+
+    def encode(self, text: str) -> torch.Tensor:
+        """Token ids of ``text`` without special tokens, shape ``(1, T)``. Refuses an empty prompt."""
+        if not isinstance(text, str) or not text:
+            raise ValueError("the prompt is empty: give at least one character of text")
+        ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+        if ids.shape[1] == 0:
+            raise ValueError(f"the prompt {text!r} encodes to no tokens")
+        return ids.to(self.device)
+
+    def encode_prompt(self, prompt: str | torch.Tensor) -> tuple[str, torch.Tensor]:
+        """``(text, ids (1, T))`` for a prompt given as text or as token ids ``(T,)`` / ``(1, T)``.
+
+        Refuses an empty prompt (text or ids) before any model work.
+        """
+        if isinstance(prompt, torch.Tensor):
+            ids = prompt if prompt.dim() == 2 else prompt.reshape(1, -1)
+            if ids.shape[0] != 1 or ids.shape[1] == 0 or ids.is_floating_point():
+                raise ValueError(
+                    f"prompt ids must be a non-empty integer tensor of shape (T,) or (1, T), got "
+                    f"{tuple(prompt.shape)} {prompt.dtype}"
+                )
+            return self.tokenizer.decode(ids[0].tolist()), ids.to(self.device)
+        if not isinstance(prompt, str) or not prompt:
+            raise ValueError(f"the prompt is empty: give at least one character of text (got {prompt!r})")
+        return prompt, self.encode(prompt)
+
+    def token_str(self, token_id: int) -> str:
+        """The text of one token, as it would be decoded in context. A byte-level token that holds only part
+        of a multi-byte character (an emoji's first bytes) decodes to the replacement character; it is shown
+        as its bytes instead, e.g. ``<0xF0 0x9F>``."""
+        text = self.tokenizer.decode([int(token_id)])
+        if "\ufffd" in text:
+            raw = token_bytes(self.tokenizer, int(token_id))
+            if raw is not None and "\ufffd" not in raw.decode("utf-8", errors="ignore"):
+                return "<" + " ".join(f"0x{b:02X}" for b in raw) + ">"
+        return text
+
+    def token_id(self, token: str | int) -> int:
+        """The id of a token given as an id or as text that encodes to exactly one token."""
+        if checks.is_number(token) and float(token).is_integer():
+            token = int(token)
+            if not 0 <= token < self.model.config.vocab_size:
+                raise ValueError(
+                    f"token id {token} is outside the vocabulary (0..{self.model.config.vocab_size - 1})"
+                )
+            return token
+        ids = self.tokenizer(token, add_special_tokens=False).input_ids
+        if len(ids) != 1:
+            raise ValueError(
+                f"{token!r} encodes to {len(ids)} tokens {ids}; give text that is exactly one token"
+            )
+        return ids[0]
+
+
+def token_bytes(tokenizer: PreTrainedTokenizerBase, token_id: int) -> bytes | None:
+    """The bytes a token stands for, when its tokenizer says: a byte-fallback token (``<0xF0>``) or a
+    byte-level BPE token (GPT-2's byte-to-unicode alphabet); ``None`` otherwise."""
+    piece = tokenizer.convert_ids_to_tokens(int(token_id))
+    if not isinstance(piece, str):
+        return None
+    fallback = re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", piece)
+    if fallback:
+        return bytes([int(fallback.group(1), 16)])
+    alphabet = _byte_alphabet()
+    if piece and all(ch in alphabet for ch in piece):
+        return bytes(alphabet[ch] for ch in piece)
+    return None
+
+
+@functools.cache
+def _byte_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, character -> byte."""
+    return {ch: b for b, ch in bytes_to_unicode().items()}
+
+
+@contextmanager
+def evaluating(model: PreTrainedModel) -> Iterator[PreTrainedModel]:
+    """Run ``model`` in eval mode inside the block (no dropout); a model that was training is put back."""
+    was_training = model.training
+    if was_training:
+        model.eval()
+    try:
+        yield model
+    finally:
+        if was_training:
+            model.train()
+
+
+def has_rotary_positions(model: PreTrainedModel) -> bool:
+    """True if the model encodes positions by rotary embedding (a module named ``*Rotary*``), so fractional
+    position ids are meaningful; False for learned absolute position tables such as GPT-2's ``wpe``."""
+    return any("rotary" in type(m).__name__.lower() for m in model.modules())

@@ -1,0 +1,76 @@
+"""The phenomena, one slice each, and the registries built from them in one place.
+
+A slice is one module (or a small subpackage) named for its phenomenon; that one name is used everywhere: its
+study table, its view, its live explorer's tab, its claims. Each slice owns its single-prompt drivers and
+typed results, its pure summaries and tables, its figures, the one ``render(result, **controls)`` that its
+replay view and its live explorer share, its batched study measurement with the same rows computed one
+prompt at a time, and the seed claims its numbers decide; it declares them in a
+:class:`~tempo_lab.phenomena.base.Phenomenon`. Adding one is one file and one line in :data:`PHENOMENA`.
+
+- :mod:`.gap_dropout` (01), :mod:`.fractional` (02), :mod:`.retroactive` (03), :mod:`.isolation` and
+  :mod:`.tempo_sets` (04), :mod:`.compressed` (05), :mod:`.pruning` and :mod:`.hidden_sets` (07).
+
+Registries: :data:`PHENOMENA`, :data:`MEASURES` (the study's tables), :data:`EXPLORERS` (the live
+dashboard's tabs), :data:`CLAIMS`; :func:`claims_table` decides every claim over a study.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from tempo_lab.phenomena import (
+    compressed,
+    fractional,
+    gap_dropout,
+    hidden_sets,
+    isolation,
+    pruning,
+    retroactive,
+    tempo_sets,
+)
+from tempo_lab.phenomena.base import Phenomenon
+from tempo_lab.studies import claims as _claims
+
+#: every phenomenon, in the order of the notebooks
+PHENOMENA: tuple[Phenomenon, ...] = (
+    gap_dropout.PHENOMENON,
+    fractional.PHENOMENON,
+    retroactive.PHENOMENON,
+    isolation.PHENOMENON,
+    compressed.PHENOMENON,
+    tempo_sets.PHENOMENON,
+    pruning.PHENOMENON,
+    hidden_sets.PHENOMENON,
+)
+MEASURES = {p.name: p.measure for p in PHENOMENA if p.measure is not None}
+SINGLE = {p.name: p.single for p in PHENOMENA if p.single is not None}
+EXPLORERS = {p.name: p.explorer for p in PHENOMENA if p.explorer is not None}
+CLAIMS = tuple(c for p in PHENOMENA for c in p.claims)
+
+
+def claims_table(study: Any, single: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Every claim of :data:`CLAIMS` decided over ``study`` (:func:`tempo_lab.studies.claims.claims_table`);
+    ``single``: notebook number -> that notebook's key numbers."""
+    return _claims.claims_table(study, single, CLAIMS)
+
+
+__all__ = [
+    "CLAIMS",
+    "EXPLORERS",
+    "MEASURES",
+    "PHENOMENA",
+    "SINGLE",
+    "Phenomenon",
+    "claims_table",
+    "compressed",
+    "fractional",
+    "gap_dropout",
+    "hidden_sets",
+    "isolation",
+    "pruning",
+    "retroactive",
+    "tempo_sets",
+]

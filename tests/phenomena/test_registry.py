@@ -1,0 +1,157 @@
+"""The registries built from the slices: every phenomenon's batched study measurement against the same rows
+made one prompt at a time through the single-prompt generators (1e-4), and every claim's rule on a
+confirming and a refuting case."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tempo_lab import load_model
+from tempo_lab.generators import RetroactivePositionGenerator
+from tempo_lab.generators.lockstep import Lockstep
+from tempo_lab.phenomena import CLAIMS, EXPLORERS, MEASURES, PHENOMENA, SINGLE, gap_dropout, isolation
+from tempo_lab.studies.conditions import Conditions
+
+PROMPTS = ["Once upon a time", "The cat", "A much longer prompt about nothing in particular", "Hi there",
+"Then"]
+COND = Conditions(mode_threshold=0.012, tempo_thresholds=(0.008, 0.012), mode_steps=5, tempo_steps=4)
+KEYS = ("prompt", "strategy", "mode", "gap", "threshold")
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return load_model("tiny-random")
+
+
+@pytest.fixture(scope="module")
+def batch(lm):
+    return [(i, lm.encode(p)) for i, p in enumerate(PROMPTS)]
+
+
+def keyed(rows: list[dict]) -> dict[tuple, dict]:
+    return {tuple(r.get(k) for k in KEYS): r for r in rows}
+
+
+def test_prompts_are_ragged(batch):
+    assert len({ids.shape[1] for _, ids in batch}) == len(batch)
+
+
+def test_lockstep_prefill_equals_each_prompt_alone(lm, batch):
+    retro = RetroactivePositionGenerator(lm)
+    logits = Lockstep(retro.core).prefill([ids for _, ids in batch])
+    for (_, ids), got in zip(batch, logits, strict=True):
+        torch.testing.assert_close(got, retro.core.prefill(ids).logits[0], atol=1e-4, rtol=1e-4)
+
+
+def looped(lm, phenomenon: str, batch, cond) -> list[dict]:
+    """The phenomenon's single-prompt rows for every prompt of ``batch``, one after another."""
+    return [row for i, ids in batch for row in SINGLE[phenomenon](lm, i, ids, cond)]
+
+
+def test_every_measured_phenomenon_has_its_single_prompt_twin_and_one_name():
+    assert set(MEASURES) == set(SINGLE) == {"gap_dropout", "fractional", "retroactive", "isolation",
+                                            "compressed", "tempo_sets"}  # fmt: skip
+    names = [p.name for p in PHENOMENA]
+    assert len(set(names)) == len(names) and set(EXPLORERS) <= set(names)
+    assert {c.phenomenon for c in CLAIMS} <= set(names)
+
+
+@pytest.mark.parametrize("phenomenon", list(MEASURES))
+def test_batched_rows_equal_the_single_prompt_rows(lm, batch, phenomenon):
+    got = keyed(MEASURES[phenomenon](lm, batch, COND))
+    want = keyed(looped(lm, phenomenon, batch, COND))
+    assert got.keys() == want.keys()
+    for key, row in want.items():
+        assert got[key].keys() == row.keys()
+        for name, value in row.items():
+            if isinstance(value, float) and not math.isnan(value):
+                assert got[key][name] == pytest.approx(value, abs=1e-4), (key, name)
+            elif isinstance(value, float):
+                assert math.isnan(got[key][name]), (key, name)
+            else:
+                assert got[key][name] == value, (key, name)
+
+
+def test_the_tiny_setting_exercises_parallel_sets_and_dropout(lm, batch):
+    modes = isolation.measure(lm, batch, COND)
+    assert any(r["parallel_sets"] > 0 for r in modes) and not all(r["identical_text"] for r in modes)
+    drop = gap_dropout.measure(lm, batch, COND)
+    assert {r["prompt_mass"] for r in drop if r["strategy"] == "default_no_cache" and r["gap"] > 0} == {0.0}
+    assert all(r["prompt_mass"] > 0.1 for r in drop if r["strategy"] == "additive_4d")
+
+
+def test_conditions_refuse_gap_lists_without_zero():
+    with pytest.raises(ValueError, match="retro_gaps must start at 0"):
+        Conditions(retro_gaps=(5, 10))
+    with pytest.raises(ValueError, match=r"thresholds must be in \(0, 1\], got 1.5"):
+        Conditions(tempo_thresholds=(1.5,))
+
+
+@pytest.mark.parametrize("phenomenon", list(MEASURES))
+def test_a_sliding_window_model_runs_one_prompt_at_a_time_and_still_matches(phenomenon):
+    from tempo_lab.tiny import tiny_random
+
+    lm = tiny_random("gemma2", sliding_window=3)
+    batch = [(0, lm.encode("Once upon a time"))]
+    got = keyed(MEASURES[phenomenon](lm, batch, COND))
+    want = keyed(looped(lm, phenomenon, batch, COND))
+    assert got.keys() == want.keys()
+    for key, row in want.items():
+        for name, value in row.items():
+            if isinstance(value, float) and not math.isnan(value):
+                assert got[key][name] == pytest.approx(value, abs=1e-4), (key, name)
+            elif not isinstance(value, float):
+                assert got[key][name] == value, (key, name)
+
+
+# --- claims as data: every rule decides a confirming and a refuting case ---
+
+NAN = float("nan")
+CASES = {  # claim text (start) -> [(values, verdict), ...]
+    "no mask: after any gap": [
+        ({"share_exactly_zero": 1.0}, "confirmed"),
+        ({"share_exactly_zero": 0.98}, "refuted"),
+    ],
+    "an explicit mask restores": [
+        ({"far_hi": 0.9, "p": 0.4, "mean_diff": -0.01}, "confirmed"),
+        ({"far_hi": 0.9, "p": 0.001, "mean_diff": -0.1}, "refined"),
+        ({"far_hi": 0.3, "p": 0.001, "mean_diff": -0.6}, "refuted"),
+    ],
+    "a fractional position": [({"tv_lo": 0.01}, "confirmed"), ({"tv_lo": 0.0}, "refuted")],
+    "re-placing a token": [
+        ({"far_lo": 0.5, "near_hi": 0.3}, "confirmed"),
+        ({"far_lo": 0.2, "near_hi": 0.3}, "refined"),
+    ],
+    "isolated and visible sets": [
+        ({"lo": 0.95, "hi": 0.99}, "confirmed"),
+        ({"lo": 0.2, "hi": 0.4}, "refuted"),
+        ({"lo": 0.4, "hi": 0.6}, "refined"),
+    ],
+    "later tokens' attention": [
+        ({"p": 0.5}, "confirmed"),
+        ({"p": 0.001}, "refuted"),
+        ({"p": NAN}, "undecided"),
+    ],
+    "gap 5 is the best": [({}, "refined")],
+    "every token above": [
+        ({"share_at_0.1_lo": 0.7}, "confirmed"),
+        ({"share_at_0.1_lo": 0.3}, "refined"),
+        ({"share_at_0.1_lo": NAN}, "refined"),
+    ],
+}
+
+
+def test_every_claim_has_cases_and_its_rule_decides_them():
+    assert len(CLAIMS) == len(CASES) == 8
+    for claim in CLAIMS:
+        (start,) = [k for k in CASES if claim.text.startswith(k)]
+        verdicts = set()
+        for values, verdict in CASES[start]:
+            assert claim.decide(values) == verdict, (claim.text, values)
+            verdicts.add(verdict)
+        if start != "gap 5 is the best":  # a fixed verdict by its stated rule
+            assert "confirmed" in verdicts and ({"refuted", "refined"} & verdicts), claim.text
+        assert claim.rule and claim.original and claim.sources
