@@ -4,6 +4,9 @@ Each attention module of a transformers model returns ``(attn_output, attn_weigh
 ``attn_weights`` with the softmax probabilities ``(batch, heads, q, kv)``. ``capture_attention`` switches the
 model to eager attention for the duration of the ``with`` block (restoring SDPA or whatever it had on exit,
 also on error), hooks the selected layers, and removes every hook on exit. Nothing in the model is replaced.
+A registered attention function that returns the probabilities itself (listed in
+:data:`WEIGHT_RETURNING`, e.g. the per-head position edits of :mod:`tempo_lab.interventions`) is kept, so a
+capture inside such an intervention records the intervened attention.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from transformers import PreTrainedModel
+
+WEIGHT_RETURNING: set[str] = {"eager"}  # attention implementations that return the probabilities
 
 
 @dataclass
@@ -134,7 +139,7 @@ def capture_attention(
     original = model.config._attn_implementation
     handles: list[torch.utils.hooks.RemovableHandle] = []
     try:
-        if original != "eager":
+        if original not in WEIGHT_RETURNING:
             model.set_attn_implementation("eager")
         handles = [modules[i].register_forward_hook(keep) for i in layer_ids]
         yield record

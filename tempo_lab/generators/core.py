@@ -119,19 +119,25 @@ class DecodingCore:
         self.family.check_positions(positions)
         return pos.as_model_positions(positions, self.is_rotary).to(self.device)
 
-    @torch.no_grad()
     def forward(
         self,
         input_ids: torch.Tensor,
         positions: torch.Tensor,
         mask: torch.Tensor,
         cache: DynamicCache | None,
+        *,
+        grad: bool = False,
     ) -> torch.Tensor:
         """One forward pass; returns logits ``(batch, q, vocab)`` and appends ``q`` slots to ``cache``.
 
         ``input_ids`` and ``positions``: ``(batch, q)``; ``mask``: ``(batch, 1, q, cached + q)``, bool or
-        additive (a bool mask is converted, never added as 0/1).
+        additive (a bool mask is converted, never added as 0/1). ``grad``: build the autograd graph (float
+        positions that require grad get theirs through the rotary embedding); otherwise no graph is kept.
         """
+        with torch.set_grad_enabled(grad):
+            return self._forward(input_ids, positions, mask, cache)
+
+    def _forward(self, input_ids, positions, mask, cache) -> torch.Tensor:
         b, q = input_ids.shape
         kv = q + (cache_length(cache) if cache is not None else 0)
         mask = masks.ensure_additive(mask, self.dtype)

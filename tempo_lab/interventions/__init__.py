@@ -1,0 +1,58 @@
+"""Position as an intervenable, differentiable variable: where in the network position acts.
+
+- :mod:`.rotary`: a model's rotary embedding as tempo_lab reads it (bands, wavelengths, rotations);
+- :mod:`.positions`: :class:`PositionEdit` and :func:`intervene`: chosen layers, rotary bands or heads see
+  their slots moved, scoped like :func:`~tempo_lab.capture.capture_attention`, around any forward pass
+  (generators, live sessions, studies);
+- :mod:`.layouts`: :class:`Layout`, one sequence's positions and mask, the unit the three below compare;
+- :mod:`.metrics`: what an intervention is measured by (:func:`logit_diff`, :func:`prob`, :func:`tv_to`,
+  :func:`prompt_mass`, any callable of the logits);
+- :mod:`.patching`: activation patching across two layouts of the same tokens (:func:`patch`,
+  :func:`heatmap`);
+- :mod:`.attribution`: gradients of a metric with respect to every slot's position, per layer, and integrated
+  gradients between two layouts;
+- :mod:`.search`: the positions that maximise a metric, by gradient ascent checked on a grid.
+"""
+
+from tempo_lab.interventions.attribution import (
+    IntegratedGradients,
+    PositionGradients,
+    attribution_figure,
+    integrated_gradients,
+    position_gradients,
+)
+from tempo_lab.interventions.layouts import Layout, shared_tokens
+from tempo_lab.interventions.metrics import Metric, log_prob, logit_diff, prob, prompt_mass, tv_to
+from tempo_lab.interventions.patching import PatchResult, Site, heatmap, patch, patch_naively
+from tempo_lab.interventions.positions import PositionEdit, intervene, moved
+from tempo_lab.interventions.rotary import Rotary, rotary_of
+from tempo_lab.interventions.search import PositionSearch, search_figure, search_positions
+
+__all__ = [
+    "IntegratedGradients",
+    "Layout",
+    "Metric",
+    "PatchResult",
+    "PositionEdit",
+    "PositionGradients",
+    "PositionSearch",
+    "Rotary",
+    "Site",
+    "attribution_figure",
+    "heatmap",
+    "integrated_gradients",
+    "intervene",
+    "log_prob",
+    "logit_diff",
+    "moved",
+    "patch",
+    "patch_naively",
+    "position_gradients",
+    "prob",
+    "prompt_mass",
+    "rotary_of",
+    "search_figure",
+    "search_positions",
+    "shared_tokens",
+    "tv_to",
+]
