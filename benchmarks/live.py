@@ -7,7 +7,8 @@ Run: ``.venv/bin/python benchmarks/live.py [--moves 50] [--out benchmarks/live.j
    on a branch of the prompt's cache), side by side, quiet rounds only (``tempo_lab.timing.side_by_side``).
 2. End to end: ``--moves`` scripted slider moves through a :class:`tempo_lab.views.Panel`, each the work the
    panel's worker does for one event (the model, the figure, the PNG, the widget values); p50 and p90. The
-   browser's own drawing is not included.
+   browser's own drawing is not included. Then the same for changes of the layers and the rotary bands that
+   see the move (notebook 09's live controls), with the forward passes each change runs.
 3. A prompt change: the forward passes it runs (counted with a hook on the model).
 4. Memory: the process's RSS before and after 200 moves, after 150 warm-up moves (the first moves fill the
    allocator's pools and matplotlib's caches: RSS grows by ~40 MiB once, then stays flat).
@@ -73,6 +74,28 @@ def main(argv: list[str] | None = None) -> dict:
             seconds.append(time.perf_counter() - start)
         q = statistics.quantiles(seconds, n=10)
         out[f"{name}_end_to_end_p50"], out[f"{name}_end_to_end_p90"] = statistics.median(seconds), q[8]
+
+    # 2b. the layers and bands that see the move (notebook 09's live controls): each change one cached step
+    panel = Panel(retroactive.explorer(LiveSession(lm)), prompt=PROMPT, token=" the")
+    options = panel.view.controls["bands"].options
+    n_layers = lm.model.config.num_hidden_layers
+    seconds, passes = [], []
+    hook = lm.model.base_model.register_forward_pre_hook(lambda *_: passes.append(1))
+    for i in range(args.moves):
+        values = {
+            **panel.values(),
+            "gap": 46.0,
+            "layers_to": 5 + i % (n_layers - 5),
+            "bands": options[i % len(options)],
+        }
+        passes.clear()
+        start = time.perf_counter()
+        panel._show(values, panel._render(values, None))
+        seconds.append(time.perf_counter() - start)
+    hook.remove()
+    q = statistics.quantiles(seconds, n=10)
+    out["seen_by_end_to_end_p50"], out["seen_by_end_to_end_p90"] = statistics.median(seconds), q[8]
+    out["seen_by_forward_passes_per_change"] = len(passes)
 
     # 3. a prompt change: which forward passes run
     panel = Panel(retroactive.explorer(LiveSession(lm)), prompt=PROMPT, token=" the")

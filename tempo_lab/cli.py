@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument(
         "--limit", type=int, help="only the first N prompts, spread over the kinds (more than the set: all)"
     )
-    study.add_argument("--phenomena", nargs="+", help="which measurements (default: all six)")
+    study.add_argument(
+        "--phenomena", nargs="+", help="which measurements (default: notebook 06's six; 09's: localisation)"
+    )
     study.add_argument("--batch-size", type=int, default=32, help="prompts per batch (default 32)")
     study.add_argument("--seed", type=int, default=0)
     study.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -77,7 +79,7 @@ def run_study_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise ValueError(f"--limit must be an integer >= 1, got {args.limit}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be an integer >= 1, got {args.batch_size}")
-    from tempo_lab.studies import PHENOMENA, PromptProblems, as_prompt_set, bundled_prompts, run_study
+    from tempo_lab.studies import DEFAULT_STUDY, PromptProblems, as_prompt_set, bundled_prompts, run_study
 
     prompts = bundled_prompts() if args.prompts is None else as_prompt_set(args.prompts)
     if args.limit is not None and args.limit > len(prompts):
@@ -87,7 +89,7 @@ def run_study_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
     resume = shlex.join(["tempo-lab", *argv])
     try:
         study = run_study(
-            model, prompts, results=args.results, n=args.limit, phenomena=args.phenomena or PHENOMENA,
+            model, prompts, results=args.results, n=args.limit, phenomena=args.phenomena or DEFAULT_STUDY,
             batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress, resume=resume,
         )  # fmt: skip
     except PromptProblems as exc:

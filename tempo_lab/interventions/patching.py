@@ -21,8 +21,12 @@ difference between the two runs is caused by position (or visibility) alone.
 The independent path, :func:`patch_naively` (one uncached forward per site, one hook), gives the same numbers
 (the tests hold them to 1e-5).
 
+The building blocks are public for measurements that batch their own passes (the study of notebook 09):
+:class:`SiteModules` (where the sites live in a model), :func:`record` (hooks that keep activations) and
+:func:`patched` (hooks that write a source's activations into chosen batch rows).
+
 Contents: :class:`Site`, :class:`PatchResult`, :func:`patch`, :func:`patch_naively`, :func:`heatmap`,
-:data:`KINDS`, :data:`DIRECTIONS`.
+:class:`SiteModules`, :func:`record`, :func:`patched`, :data:`KINDS`, :data:`DIRECTIONS`.
 """
 
 from __future__ import annotations
@@ -89,7 +93,7 @@ class PatchResult:
 
 
 @dataclass
-class _Model:
+class SiteModules:
     """Where the sites live in one model: decoder layers, each one's output projection and MLP."""
 
     layers: list[nn.Module]
@@ -99,7 +103,7 @@ class _Model:
     head_dim: int
 
     @classmethod
-    def of(cls, lm: LoadedModel) -> _Model:
+    def of(cls, lm: LoadedModel) -> SiteModules:
         base = lm.model.base_model
         layers = list(getattr(base, "layers", None) or getattr(base, "h", []))
         if not layers:
@@ -132,7 +136,7 @@ def _first(output):
     return output[0] if isinstance(output, tuple) else output
 
 
-def _record(where: _Model, kinds: Sequence[str]) -> tuple[dict, list]:
+def record(where: SiteModules, kinds: Sequence[str]) -> tuple[dict, list]:
     """Hooks that keep every activation of the sites' kinds: ``(store, handles)``; ``store[kind][layer]``
     is ``(batch, n, ...)`` (heads: ``(batch, n, heads, head_dim)``)."""
     store: dict = {k: {} for k in kinds}
@@ -156,9 +160,18 @@ def _record(where: _Model, kinds: Sequence[str]) -> tuple[dict, list]:
 
 
 @contextmanager
-def _patching(where: _Model, rows: Sequence[Site], source: dict, offset: int) -> Iterator[None]:
-    """Hooks that write ``source``'s activation into each batch row's site (row ``r`` patches
-    ``rows[r]``); ``offset``: the slot of the pass's first query."""
+def patched(
+    where: SiteModules,
+    rows: Sequence[Site],
+    source: dict,
+    offset: int,
+    *,
+    source_row: int = 0,
+    source_offset: int = 0,
+) -> Iterator[None]:
+    """Hooks that write ``source``'s activation (a :func:`record` store) into each batch row's site (row
+    ``r`` patches ``rows[r]``); ``offset``: the slot of the pass's first query; the source is its batch row
+    ``source_row``, recorded in a pass whose first query was slot ``source_offset``."""
     by_layer: dict[tuple[str, int], list[tuple[int, Site]]] = {}
     for r, site in enumerate(rows):
         by_layer.setdefault((site.kind, site.layer), []).append((r, site))
@@ -171,7 +184,9 @@ def _patching(where: _Model, rows: Sequence[Site], source: dict, offset: int) ->
                 x = args[0].clone()
                 for r, s in found:
                     lo = s.head * where.head_dim
-                    x[r, s.slot - offset, lo : lo + where.head_dim] = source["head"][layer][0, s.slot, s.head]
+                    x[r, s.slot - offset, lo : lo + where.head_dim] = source["head"][layer][
+                        source_row, s.slot - source_offset, s.head
+                    ]
                 return (x, *args[1:])
 
             handles.append(module.register_forward_pre_hook(pre))
@@ -180,7 +195,7 @@ def _patching(where: _Model, rows: Sequence[Site], source: dict, offset: int) ->
             def post(_m, _a, out, found=found, layer=layer, kind=kind):
                 x = _first(out).clone()
                 for r, s in found:
-                    x[r, s.slot - offset] = source[kind][layer][0, s.slot]
+                    x[r, s.slot - offset] = source[kind][layer][source_row, s.slot - source_offset]
                 return (x, *out[1:]) if isinstance(out, tuple) else x
 
             handles.append(module.register_forward_hook(post))
@@ -191,7 +206,7 @@ def _patching(where: _Model, rows: Sequence[Site], source: dict, offset: int) ->
             h.remove()
 
 
-def _sites(where: _Model, n: int, kinds, layers, slots, heads) -> list[Site]:
+def _sites(where: SiteModules, n: int, kinds, layers, slots, heads) -> list[Site]:
     n_layers = len(where.layers)
     layers = (
         list(range(n_layers))
@@ -249,10 +264,16 @@ def _run(
 
 
 def _recorded(
-    core: DecodingCore, where: _Model, kinds: Sequence[str], ids, layout: Layout, readout: int, metric: Metric
+    core: DecodingCore,
+    where: SiteModules,
+    kinds: Sequence[str],
+    ids,
+    layout: Layout,
+    readout: int,
+    metric: Metric,
 ) -> tuple[dict, float]:
     """One run of ``layout`` with every activation of ``kinds`` kept: ``(store, metric)``."""
-    store, handles = _record(where, kinds)
+    store, handles = record(where, kinds)
     try:
         return store, float(_run(core, ids, layout, readout, metric)[0])
     finally:
@@ -295,7 +316,7 @@ def patch(
         lm, tokens, clean, corrupt, metric, direction, readout
     )
     n = ids.shape[1]
-    core, where = DecodingCore(lm), _Model.of(lm)
+    core, where = DecodingCore(lm), SiteModules.of(lm)
     sites = _sites(where, n, kinds, layers, slots, heads)
     base, base_value = _recorded(core, where, kinds, ids, base_layout, readout, metric)
     source, source_value = _recorded(core, where, kinds, ids, source_layout, readout, metric)
@@ -317,7 +338,7 @@ def patch(
     values: dict[Site, float] = {}
     for start in range(0, len(todo), batch_size):
         rows = todo[start : start + batch_size]
-        with _patching(where, rows, source, cache.get_seq_length() if cache is not None else 0):
+        with patched(where, rows, source, cache.get_seq_length() if cache is not None else 0):
             values.update(
                 zip(
                     rows,
@@ -342,7 +363,8 @@ def patch(
                 "ran": s in values,
             }
         )
-    frame = pd.DataFrame(records)
+    columns = ["kind", "layer", "head", "slot", "token", "metric", "effect", "fraction", "ran"]
+    frame = pd.DataFrame(records, columns=columns)
     frame["head"] = frame["head"].astype("Int64")
     tokens_ = [lm.token_str(int(i)) for i in ids[0].tolist()]
     return PatchResult(
@@ -366,11 +388,11 @@ def patch_naively(
     ids, _, _, readout, base_layout, source_layout, metric = _prepare(
         lm, tokens, clean, corrupt, metric, direction, readout
     )
-    core, where = DecodingCore(lm), _Model.of(lm)
+    core, where = DecodingCore(lm), SiteModules.of(lm)
     source, _ = _recorded(core, where, sorted({s.kind for s in sites}), ids, source_layout, readout, metric)
     out = []
     for site in sites:
-        with _patching(where, [site], source, 0):
+        with patched(where, [site], source, 0):
             out.append(float(_run(core, ids, base_layout, readout, metric)[0]))
     return out
 

@@ -13,10 +13,11 @@ slots ``o..o+q-1`` (``o``: the slots already in its cache) moves its queries by 
 How, through public extension points only, all removed on exit (also after an exception):
 
 - a forward pre-hook on the base model reads each pass's positions and its slot offset;
-- **layers and bands**: a forward pre-hook (``with_kwargs``) on each chosen decoder layer replaces the
-  ``position_embeddings=(cos, sin)`` it receives with the model's own rotary embedding at the moved positions,
-  in the chosen bands' columns (the others keep theirs). Keys are written to the cache as they were rotated,
-  so cached steps equal a full recompute under the same edit;
+- **layers and bands**: a forward pre-hook (``with_kwargs``) on each chosen decoder layer moves the
+  ``position_embeddings=(cos, sin)`` it receives by the shift, in the chosen bands' columns (the others keep
+  theirs): the rotation by the shift, read off the model's own rotary embedding, is composed with the given
+  one by angle addition, ``R(p + d) = R(d) R(p)``. Keys are written to the cache as they were rotated, so
+  cached steps equal a full recompute under the same edit;
 - **heads**: a registered attention function (transformers' ``AttentionInterface``) rotates the chosen heads'
   queries, and the keys of every slot they read, by one more rotation, ``R(p + d) = R(d) R(p)`` (exact). Under
   grouped-query attention the shared key heads are expanded to one per query head first, so a shift of one
@@ -200,23 +201,19 @@ def _check(edit: PositionEdit, rotary: Rotary) -> PositionEdit:
 
 
 def _layer_hook(rotary: Rotary, layer: int, edits: list[PositionEdit], now: _Pass):
-    """The pre-hook of one decoder layer: its ``position_embeddings`` at the moved positions, per band."""
+    """The pre-hook of one decoder layer: its ``position_embeddings`` moved by each edit's shift in the
+    edit's bands, by the angle-addition rule (``R(p + d) = R(d) R(p)``; in float32)."""
 
     def hook(_module: nn.Module, args: tuple, kwargs: dict):
         if _PAUSED[0]:
             return None
-        hidden = args[0] if args else kwargs["hidden_states"]
         cos, sin = kwargs["position_embeddings"]
+        c, s = cos.float(), sin.float()
         for edit in edits:
-            moved_cos, moved_sin = rotary.embeddings(
-                hidden, now.positions + now.shift(edit, now.offset, now.offset + now.q), layer
-            )
-            if edit.bands is None:
-                cos, sin = moved_cos, moved_sin
-            else:
-                keep = torch.isin(rotary.columns(layer), torch.tensor(edit.bands)).to(cos.device)
-                cos, sin = torch.where(keep, moved_cos, cos), torch.where(keep, moved_sin, sin)
-        return args, {**kwargs, "position_embeddings": (cos, sin)}
+            dc, ds = rotary.delta(now.shift(edit, now.offset, now.offset + now.q), layer, edit.bands)
+            dc, ds = dc.to(c.device), ds.to(c.device)
+            c, s = c * dc - s * ds, s * dc + c * ds
+        return args, {**kwargs, "position_embeddings": (c.to(cos.dtype), s.to(sin.dtype))}
 
     return hook
 
@@ -224,7 +221,8 @@ def _layer_hook(rotary: Rotary, layer: int, edits: list[PositionEdit], now: _Pas
 @contextmanager
 def intervene(lm: LoadedModel, *edits: PositionEdit) -> Iterator[Rotary]:
     """Apply ``edits`` to every forward pass of ``lm`` inside the block (see the module docstring); yields
-    the model's :class:`~tempo_lab.interventions.rotary.Rotary`. Later edits of the same units win."""
+    the model's :class:`~tempo_lab.interventions.rotary.Rotary`. Edits of the same units add up (``R(a) R(b) =
+    R(a + b)``), so edits whose shifts touch different batch rows act on their own rows only."""
     rotary = Rotary(lm)
     edits = [_check(e, rotary) for e in edits]
     now = _Pass()

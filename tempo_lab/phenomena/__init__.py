@@ -8,10 +8,12 @@ prompt at a time, and the seed claims its numbers decide; it declares them in a
 :class:`~tempo_lab.phenomena.base.Phenomenon`. Adding one is one file and one line in :data:`PHENOMENA`.
 
 - :mod:`.gap_dropout` (01), :mod:`.fractional` (02), :mod:`.retroactive` (03), :mod:`.isolation` and
-  :mod:`.tempo_sets` (04), :mod:`.compressed` (05), :mod:`.pruning` and :mod:`.hidden_sets` (07).
+  :mod:`.tempo_sets` (04), :mod:`.compressed` (05), :mod:`.pruning` and :mod:`.hidden_sets` (07),
+  :mod:`.localisation` (09: where the others act in the network).
 
-Registries: :data:`PHENOMENA`, :data:`MEASURES` (the study's tables), :data:`EXPLORERS` (the live
-dashboard's tabs), :data:`CLAIMS`; :func:`claims_table` decides every claim over a study.
+Registries: :data:`PHENOMENA`, :data:`MEASURES` (the study's tables; :data:`DEFAULT_STUDY` those a study
+runs unless told which), :data:`EXPLORERS` (the live dashboard's tabs), :data:`CLAIMS`; :func:`claims_table`
+decides every claim of the phenomena a study measured.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tempo_lab.phenomena import (
     gap_dropout,
     hidden_sets,
     isolation,
+    localisation,
     pruning,
     retroactive,
     tempo_sets,
@@ -44,21 +47,26 @@ PHENOMENA: tuple[Phenomenon, ...] = (
     tempo_sets.PHENOMENON,
     pruning.PHENOMENON,
     hidden_sets.PHENOMENON,
+    localisation.PHENOMENON,
 )
 MEASURES = {p.name: p.measure for p in PHENOMENA if p.measure is not None}
+DEFAULT_STUDY = tuple(p.name for p in PHENOMENA if p.measure is not None and p.default_study)
 SINGLE = {p.name: p.single for p in PHENOMENA if p.single is not None}
 EXPLORERS = {p.name: p.explorer for p in PHENOMENA if p.explorer is not None}
 CLAIMS = tuple(c for p in PHENOMENA for c in p.claims)
 
 
 def claims_table(study: Any, single: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Every claim of :data:`CLAIMS` decided over ``study`` (:func:`tempo_lab.studies.claims.claims_table`);
-    ``single``: notebook number -> that notebook's key numbers."""
-    return _claims.claims_table(study, single, CLAIMS)
+    """Every claim of :data:`CLAIMS` whose phenomenon ``study`` measured, decided over it
+    (:func:`tempo_lab.studies.claims.claims_table`); ``single``: notebook number -> that notebook's key
+    numbers."""
+    measured = set(study.phenomena)
+    return _claims.claims_table(study, single, [c for c in CLAIMS if c.phenomenon in measured])
 
 
 __all__ = [
     "CLAIMS",
+    "DEFAULT_STUDY",
     "EXPLORERS",
     "MEASURES",
     "PHENOMENA",
@@ -70,6 +78,7 @@ __all__ = [
     "gap_dropout",
     "hidden_sets",
     "isolation",
+    "localisation",
     "pruning",
     "retroactive",
     "tempo_sets",

@@ -25,7 +25,9 @@ class Phenomenon:
     ``notebook``: the notebook that shows it (``"01"``); ``title``: its tab title; ``measure``: its batched
     study measurement (one dict per prompt x condition); ``single``: the same rows for one prompt, computed
     alone through the single-prompt generators (the independent path the tests check ``measure`` against);
-    ``explorer``: its live explorer on a session; ``claims``: the seed claims its numbers decide."""
+    ``explorer``: its live explorer on a session; ``claims``: the seed claims its numbers decide;
+    ``default_study``: whether a study measures it unless told which (notebook 06's six do; notebook 09's
+    localisation, at ~2 s per prompt on the bundled model, is asked for by name)."""
 
     name: str
     notebook: str
@@ -34,3 +36,4 @@ class Phenomenon:
     single: Callable[[LoadedModel, int, torch.Tensor, Conditions], list[dict]] | None = None
     explorer: Callable[[LiveSession], View] | None = None
     claims: tuple[Claim, ...] = ()
+    default_study: bool = True

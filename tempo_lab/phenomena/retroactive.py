@@ -8,7 +8,7 @@ Driver: :meth:`RetroactivePositionGenerator.explore
   figure;
 - :func:`render`: the token at one gap against gap 0, and the top tokens' curves over a gap range, shared by
   :func:`view` (replay) and :func:`explorer` (live: a move is one cached step of two branches; the curve is
-  recomputed only when the prompt, token or range changes);
+  recomputed only when the prompt, token, range or the layers and bands that see the move change);
 - :func:`measure` / :func:`single_rows`, :func:`figure`, :func:`study_view`, :data:`CLAIMS`: the study over a
   prompt set.
 """
@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 
 from tempo_lab import checks, plots, positions
 from tempo_lab.generators import RetroactivePositionGenerator, RetroactiveResult
+from tempo_lab.interventions import PositionEdit, intervene, rotary_of
 from tempo_lab.labels import plain, plain_number, token_label, token_labels
 from tempo_lab.live.session import LiveSession
 from tempo_lab.loaded import LoadedModel
@@ -167,8 +168,41 @@ def view(result: RetroactiveResult, lm: LoadedModel) -> View:
     }, title=TITLE)  # fmt: skip
 
 
+def band_choices(lm: LoadedModel) -> list[str]:
+    """The live explorer's band options: ``"all"`` and the rotary bands in quarters (``"0-7"``: the highest
+    frequencies)."""
+    n = rotary_of(lm).n_bands()
+    size = max(1, n // 4)
+    return ["all", *(f"{b}-{min(b + size, n) - 1}" for b in range(0, n, size))]
+
+
+def _seen_by(
+    lm: LoadedModel, t: int, gaps: list[float], layers: tuple[int, int], bands: str
+) -> list[PositionEdit]:
+    """Edits that move the token (slot ``t``, one batch row per gap) back to gap 0 for every unit outside
+    ``layers`` (inclusive) and ``bands``: only those units see the move."""
+    lo, hi = layers
+    n_layers = lm.model.config.num_hidden_layers
+    if not 0 <= lo <= hi < n_layers:
+        raise ValueError(f"the layer range {lo}-{hi} is not within 0-{n_layers - 1} (from <= to)")
+    shift = torch.zeros(len(gaps), t + 1)
+    shift[:, t] = -torch.tensor(gaps, dtype=torch.float32)
+    inside = list(range(lo, hi + 1))
+    edits = []
+    outside = [layer for layer in range(n_layers) if layer not in inside]
+    if outside:
+        edits.append(PositionEdit(shift, layers=outside))
+    if bands != "all":
+        first, last = (int(b) for b in bands.split("-"))
+        others = [b for b in range(rotary_of(lm).n_bands()) if not first <= b <= last]
+        edits.append(PositionEdit(shift, layers=inside, bands=others))
+    return edits
+
+
 def explorer(session: LiveSession) -> View:
-    """The live retroactive move: type a prompt and a token, move the token to any (fractional) gap."""
+    """The live retroactive move: type a prompt and a token, move the token to any (fractional) gap; on a
+    rotary model, choose the layers and the rotary bands that see the move (the others see it at gap 0):
+    each change is one cached step, as a move is."""
     lm = session.lm
     gen = RetroactivePositionGenerator(lm)
     curve: dict[tuple, RetroactiveResult] = {}
@@ -178,18 +212,32 @@ def explorer(session: LiveSession) -> View:
         "gap": Control(0.5, 0.0, 100.0, 0.1, description="position after the prompt (gap)"),
         "gap_range": Control(20, 1, 100, 1, description="curve over gaps 0 to"),
     }
+    n_layers = lm.model.config.num_hidden_layers
+    if lm.is_rotary:
+        controls["layers_from"] = Control(0, 0, n_layers - 1, 1, description="seen from layer")
+        controls["layers_to"] = Control(n_layers - 1, 0, n_layers - 1, 1, description="to layer")
+        controls["bands"] = Control("all", options=band_choices(lm), description="by rotary bands")
 
     def update(values, progress) -> Rendered:
         prefix = session.use_prompt(values["prompt"])
         token_id, t = session.token_id(values["token"]), prefix.length
-        key = (session.prompt, token_id, int(values["gap_range"]), session.prefills)
+        seen = (int(values.get("layers_from", 0)), int(values.get("layers_to", n_layers - 1)))
+        bands = values.get("bands", "all")
+        key = (session.prompt, token_id, int(values["gap_range"]), session.prefills, seen, bands)
         grid = [t + g for g in positions.grid(0, key[2], max(0.5, key[2] / 40))] if key not in curve else []
-        moved = gen.explore(session.prompt, positions=[t + float(values["gap"]), *grid], token=token_id,
-                            prefix=prefix)  # fmt: skip
+        placed = [t + float(values["gap"]), *grid]
+        edits = [] if seen == (0, n_layers - 1) and bands == "all" else _seen_by(
+            lm, t, [p - t for p in placed] + [0.0], seen, bands)  # fmt: skip
+        with intervene(lm, *edits):
+            moved = gen.explore(session.prompt, positions=placed, token=token_id, prefix=prefix)
         if grid:
             curve.clear()
             curve[key] = moved
-        return render(curve[key].merged(moved), lm, float(values["gap"]), float(values["gap_range"]))
+        rendered = render(curve[key].merged(moved), lm, float(values["gap"]), float(values["gap_range"]))
+        if edits:
+            rendered.text += f"; the move seen by layers {seen[0]}-{seen[1]}, bands {bands} only"
+        rendered.state.update(seen_by_layers=list(seen), seen_by_bands=bands)
+        return rendered
 
     return live_view(NAME, TITLE, controls, update, note=session.note)
 

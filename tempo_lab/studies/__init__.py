@@ -17,6 +17,7 @@ from typing import Any
 
 _LAZY = {
     "Conditions": "tempo_lab.studies.conditions",
+    "DEFAULT_STUDY": "tempo_lab.studies.runner",
     "PHENOMENA": "tempo_lab.studies.runner",
     "PromptProblems": "tempo_lab.studies.runner",
     "Study": "tempo_lab.studies.runner",

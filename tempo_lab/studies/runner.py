@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from tempo_lab import checks
 from tempo_lab.families import family_of
 from tempo_lab.models import LoadedModel, load_model
-from tempo_lab.phenomena import MEASURES
+from tempo_lab.phenomena import DEFAULT_STUDY, MEASURES
 from tempo_lab.store import IncompleteResults, ResultsWarning
 from tempo_lab.studies.conditions import Conditions, context_needed
 from tempo_lab.studies.prompts import PromptSet, as_prompt_set, bundled_prompts, encode
@@ -158,7 +158,7 @@ def run_study(
     prompts=None,
     *,
     results: str | Path,
-    phenomena: Sequence[str] = PHENOMENA,
+    phenomena: Sequence[str] = DEFAULT_STUDY,
     conditions: Conditions | None = None,
     n: int | None = None,
     batch_size: int = 32,

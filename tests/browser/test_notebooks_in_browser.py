@@ -135,6 +135,27 @@ def _nb08(p: dict[str, Any]) -> View:
     return probes.shift_view(models, text)
 
 
+def _nb09(p: dict[str, Any]) -> View:
+    from tempo_lab import load_model
+    from tempo_lab.generators import ParallelTokenGenerator
+    from tempo_lab.phenomena import localisation as loc
+
+    lm = load_model(p["model_name"])
+    locs = {}
+    for gap in p["gaps"]:
+        ids, clean, corrupt = loc.retro_pair(lm, p["prompt"], p["token"], gap)
+        locs[f"gap {gap:g}"] = loc.localise(lm, ids, clean, corrupt, metric=p["metric"], name=f"gap {gap:g}")
+    for step in p["half_steps"]:
+        ids, clean, corrupt = loc.half_step_pair(lm, p["half_prompt"], step)
+        locs[f"+{step:g}"] = loc.localise(lm, ids, clean, corrupt, metric=p["metric"], name=f"+{step:g}")
+    run = ParallelTokenGenerator(lm).generate(p["set_prompt"], threshold=p["threshold"],
+                                              max_steps=p["set_steps"] + 2, progress=False)
+    ids, visible, isolated = loc.set_pair(run, p["set_steps"])
+    locs["isolated vs visible"] = loc.localise(lm, ids, visible, isolated, metric=p["metric"],
+                                               name="isolated vs visible")  # fmt: skip
+    return loc.view(locs)
+
+
 SCRATCH = Recipe("make_view(start)", _scratch)
 RECIPES: dict[str, Recipe] = {
     "01_gap_attention_dropout": Recipe("views.show(gap_dropout.view(result))", _nb01),
@@ -145,6 +166,9 @@ RECIPES: dict[str, Recipe] = {
     "06_claims_at_scale": Recipe("views.show(phenomena.retroactive.study_view(study))", _nb06),
     "07_retroactive_pruning_and_hidden_sets": Recipe("views.show(pruning.view(runs))", _nb07),
     "08_tpi_vs_rope": Recipe("views.show(probes.shift_view(models, text))", _nb08),
+    "09_where_position_acts": Recipe(
+        'views.show(loc.view({**comma, **half, "isolated vs visible": sets}))', _nb09
+    ),
 }
 
 

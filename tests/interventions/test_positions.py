@@ -246,3 +246,27 @@ def test_a_model_with_learned_position_tables_refuses_band_and_head_shifts_with_
     for edit in (PositionEdit(torch.zeros(3), bands=[0]), PositionEdit(torch.zeros(3), heads=[0])):
         with pytest.raises(ValueError, match="learned table at the input"), intervene(tiny_gpt2, edit):
             pass
+
+
+def test_edits_of_the_same_units_add_up_and_row_specific_edits_keep_to_their_rows(tiny):
+    """Two edits of band 0 by 2 and by 3 equal one by 5; edits whose shifts are non-zero in one batch row
+    each give every row what its own edit alone gives it (what notebook 09's study batches on)."""
+    ids = tiny.encode(PROMPT)
+    n = ids.shape[1]
+    core = DecodingCore(tiny)
+    positions = pos.contiguous(n)
+    with intervene(tiny, moved(n, n - 1, 2.0, bands=[0]), moved(n, n - 1, 3.0, bands=[0], layers=[0, 1])):
+        twice = core.full(ids, positions)
+    with intervene(tiny, moved(n, n - 1, 5.0, bands=[0])):
+        once = core.full(ids, positions)
+    _close(twice, once)
+    rows, alone = [], []
+    for r, bands in enumerate([[0], [1], [2, 3]]):
+        shift = torch.zeros(3, n)
+        shift[r, n - 1] = 7.5
+        rows.append(PositionEdit(shift, bands=bands))
+        with intervene(tiny, moved(n, n - 1, 7.5, bands=bands)):
+            alone.append(core.full(ids, positions)[0])
+    with intervene(tiny, *rows):
+        together = core.full(ids.expand(3, -1), positions.expand(3, -1))
+    _close(together, torch.stack(alone))

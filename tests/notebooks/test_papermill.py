@@ -38,7 +38,7 @@ PARAMS = {
         "timing_repeats": 1,
     },
     "05": {"prompt": PROMPT, "gaps": [0, 6], "threshold": 0.02, "path_length": 4, "timing_repeats": 1},
-    # 06 and 08 also get a temporary results folder (see ``runs``)
+    # 06, 08 and 09 also get a temporary results folder (see ``runs``)
     "06": {"prompt": "Once upon a time", "n": 18, "batch_size": 6, "conditions": {"retro_gaps": [0, 4, 9]}},
     "07": {
         "prompt": "ab",
@@ -58,6 +58,22 @@ PARAMS = {
         "probe_prompts": 3,
         "shifts": [0, 1, 4],
     },
+    "09": {
+        "prompt": PROMPT,
+        "token": "!",
+        "gaps": [7, 20],
+        "half_prompt": "abcd",
+        "set_prompt": "ab",
+        "threshold": 0.05,
+        "set_steps": 2,
+        "head_prompt": "Once upon a time there was",
+        "bands": 4,
+        "search_token": "e",
+        "search_max_gap": 30,
+        "half_search_token": "e",
+        "n": 6,
+        "batch_size": 3,
+    },
 }
 EXPECTED = {
     "01": {"prompt": PROMPT, "token": "!", "gaps": [0, 3, 7]},
@@ -68,6 +84,7 @@ EXPECTED = {
     "06": {"prompt": "Once upon a time", "prompts": 18},
     "07": {"prompt": "ab", "threshold": 0.05},
     "08": {"prompt": "Th"},
+    "09": {"prompt": PROMPT, "token": "!", "gaps": [7, 20], "prompts": 6},
 }
 
 
@@ -89,6 +106,8 @@ def runs(tmp_path_factory):
             plans[path]["results"] = str(tmp / "results_06")
         if path.name[:2] == "08":
             plans[path]["tpi_results"] = str(tmp / "results_08")
+        if path.name[:2] == "09":
+            plans[path]["results"] = str(tmp / "results_09")
     results = runner.run_series(
         NOTEBOOKS, plans, out_dir=tmp / "out", progress=False, cell_timeout=600, echo=lambda *_: None
     )

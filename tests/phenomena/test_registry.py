@@ -18,7 +18,7 @@ from tempo_lab.studies.conditions import Conditions
 PROMPTS = ["Once upon a time", "The cat", "A much longer prompt about nothing in particular", "Hi there",
 "Then"]
 COND = Conditions(mode_threshold=0.012, tempo_thresholds=(0.008, 0.012), mode_steps=5, tempo_steps=4)
-KEYS = ("prompt", "strategy", "mode", "gap", "threshold")
+KEYS = ("prompt", "strategy", "mode", "gap", "threshold", "measure", "index")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def looped(lm, phenomenon: str, batch, cond) -> list[dict]:
 
 def test_every_measured_phenomenon_has_its_single_prompt_twin_and_one_name():
     assert set(MEASURES) == set(SINGLE) == {"gap_dropout", "fractional", "retroactive", "isolation",
-                                            "compressed", "tempo_sets"}  # fmt: skip
+                                            "compressed", "tempo_sets", "localisation"}  # fmt: skip
     names = [p.name for p in PHENOMENA]
     assert len(set(names)) == len(names) and set(EXPLORERS) <= set(names)
     assert {c.phenomenon for c in CLAIMS} <= set(names)
@@ -141,11 +141,33 @@ CASES = {  # claim text (start) -> [(values, verdict), ...]
         ({"share_at_0.1_lo": 0.3}, "refined"),
         ({"share_at_0.1_lo": NAN}, "refined"),
     ],
+    "(a) the retroactive gap effect": [
+        ({"span": 6.0, "n_layers": 30.0}, "confirmed"),
+        ({"span": 20.0, "n_layers": 30.0}, "refined"),
+        ({"span": NAN, "n_layers": 30.0}, "undecided"),
+    ],
+    "(b) a half step": [
+        ({"lo": 0.9, "hi": 0.95}, "confirmed"),
+        ({"lo": 0.2, "hi": 0.4}, "refuted"),
+        ({"lo": 0.6, "hi": 0.9}, "refined"),
+        ({"lo": NAN, "hi": NAN}, "undecided"),
+    ],
+    "(c) the isolated/visible divergence": [
+        ({"overlap": 1.0}, "confirmed"),
+        ({"overlap": 0.0}, "refuted"),
+        ({"overlap": NAN}, "undecided"),
+    ],
+    "(d) the highest rotary frequencies": [
+        ({"top_lo": 0.7, "top_hi": 0.9, "low_tv_hi": 0.1}, "confirmed"),
+        ({"top_lo": 0.7, "top_hi": 0.9, "low_tv_hi": 0.4}, "refined"),
+        ({"top_lo": 0.05, "top_hi": 0.2, "low_tv_hi": 0.1}, "refuted"),
+        ({"top_lo": NAN, "top_hi": NAN, "low_tv_hi": NAN}, "undecided"),
+    ],
 }
 
 
 def test_every_claim_has_cases_and_its_rule_decides_them():
-    assert len(CLAIMS) == len(CASES) == 8
+    assert len(CLAIMS) == len(CASES) == 12
     for claim in CLAIMS:
         (start,) = [k for k in CASES if claim.text.startswith(k)]
         verdicts = set()

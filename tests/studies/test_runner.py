@@ -3,6 +3,7 @@ bad prompts, prompt sets and the statistics."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from scipy import stats as scipy_stats
 from tempo_lab import load_model
 from tempo_lab.store import ResultsWarning
 from tempo_lab.studies import (
-    PHENOMENA,
+    DEFAULT_STUDY,
     Conditions,
     PromptProblems,
     as_prompt_set,
@@ -40,11 +41,11 @@ def lm():
 
 
 def tables(study) -> dict[str, pd.DataFrame]:
-    return {p: study.table(p) for p in PHENOMENA}
+    return {p: study.table(p) for p in DEFAULT_STUDY}
 
 
 def assert_same_tables(a: dict, b: dict) -> None:
-    for p in PHENOMENA:
+    for p in DEFAULT_STUDY:
         pd.testing.assert_frame_equal(a[p], b[p], check_exact=False, rtol=1e-5, atol=1e-6)
 
 
@@ -132,7 +133,7 @@ def test_a_killed_study_resumes_and_recomputes_nothing_written(lm, reference, tm
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     written = {p: p.stat().st_mtime_ns for p in folder.glob("*/part-*.parquet")}
-    total = len(PHENOMENA) * 18
+    total = len(DEFAULT_STUDY) * 18
     assert 12 <= len(written) < total, "the kill came too late to test a resume"
     with pytest.warns(ResultsWarning, match="taking over .*no longer runs"):  # the killed run's lock
         study = run_study(lm, n=36, results=folder, batch_size=2, progress=False)
@@ -140,7 +141,7 @@ def test_a_killed_study_resumes_and_recomputes_nothing_written(lm, reference, tm
     assert len(after) == total
     assert all(after[p] == t for p, t in written.items())  # nothing written before the kill was recomputed
     got = tables(study)
-    for p in PHENOMENA:
+    for p in DEFAULT_STUDY:
         keys = [c for c in ("prompt", "strategy", "mode", "gap", "threshold") if c in got[p].columns]
         assert not got[p].duplicated(keys).any()
     assert_same_tables(got, reference)
@@ -189,28 +190,40 @@ def test_summarize_groups_with_intervals():
     assert s["mean"].tolist() == [0.0, 1.0] and s["n"].tolist() == [50, 50]
 
 
+def _committed() -> list[tuple[str, str]]:
+    """``(folder, phenomenon)`` for every measurement of the committed study folders (06 and 09)."""
+    found = []
+    for folder in ("06_claims_at_scale", "09_where_position_acts"):
+        manifest = json.loads((ROOT / "results" / folder / "manifest.json").read_text())
+        found += [(folder, p) for p in manifest["phenomena"]]
+    return found
+
+
 @pytest.mark.bundled
-@pytest.mark.parametrize("phenomenon", PHENOMENA)
-def test_the_committed_study_matches_a_recomputation(bundled, phenomenon):
-    """Notebook 06 reads results/06_claims_at_scale: two of its prompts, recomputed now, give its rows."""
-    from tempo_lab.phenomena import MEASURES
+@pytest.mark.parametrize(("folder", "phenomenon"), _committed())
+def test_the_committed_studies_match_a_recomputation_by_the_single_prompt_path(bundled, folder, phenomenon):
+    """Notebooks 06 and 09 read results/06_claims_at_scale and results/09_where_position_acts: two of their
+    prompts, recomputed now one at a time through the single-prompt path (not the batched one that wrote
+    them), give their rows."""
+    from tempo_lab.phenomena import SINGLE
     from tempo_lab.studies.prompts import encode
 
-    study = read_study(ROOT / "results" / "06_claims_at_scale")
+    study = read_study(ROOT / "results" / folder)
     assert study.manifest["model"] == bundled.name and len(study.prompts) >= 300
     table = study.table(phenomenon)
     picks = [0, len(study.prompts) - 1]
     cond = Conditions.from_dict(study.manifest["conditions"])
-    batch = [(i, encode(bundled, study.prompts, i)) for i in picks]
-    rows = MEASURES[phenomenon](bundled, batch, cond)
-    stored = table[table.prompt.isin(picks)]
-    assert len(rows) == len(stored)
-    fresh = pd.DataFrame(rows).sort_values([c for c in ("prompt", "strategy", "mode", "gap", "threshold")
-                                            if c in stored.columns], ignore_index=True)  # fmt: skip
+    single = SINGLE[phenomenon]
+    rows = [row for i in picks for row in single(bundled, i, encode(bundled, study.prompts, i), cond)]
+    keys = [c for c in ("prompt", "strategy", "mode", "measure", "gap", "threshold", "index")
+            if c in table.columns]  # fmt: skip
+    stored = table[table.prompt.isin(picks)].sort_values(keys, ignore_index=True)
+    fresh = pd.DataFrame(rows).sort_values(keys, ignore_index=True)
+    assert len(fresh) == len(stored)
     for column in fresh.columns:
         want = stored[column].reset_index(drop=True)
         if fresh[column].dtype.kind == "f":
-            np.testing.assert_allclose(fresh[column], want, atol=1e-4, equal_nan=True)
+            np.testing.assert_allclose(fresh[column], want, atol=1e-4, equal_nan=True, err_msg=column)
         else:
             assert fresh[column].tolist() == want.tolist(), column
 

@@ -1,0 +1,79 @@
+"""Where position acts (notebook 09): the seed phenomena localised to layers, heads and rotary bands.
+
+- :mod:`.probe`: :func:`localise` (:class:`Localisation`) over a layout pair, the pairs of notebooks 02, 03
+  and 04, and :func:`collapse_bands` (:class:`BandCollapse`): the previous-token heads and the rotary bands
+  that build them;
+- :mod:`.display`: its figures and the render its replay sliders use;
+- :mod:`.study`: the batched measurement over a prompt set, its single-prompt twin, figure and claims.
+
+The live side is the retroactive explorer's layer-range and band controls
+(:func:`tempo_lab.phenomena.retroactive.explorer`).
+"""
+
+from tempo_lab.phenomena.base import Phenomenon
+from tempo_lab.phenomena.localisation.display import (
+    bands_figure,
+    collapse_figure,
+    gradient_figure,
+    heads_figure,
+    recovery_figure,
+    render,
+    view,
+)
+from tempo_lab.phenomena.localisation.probe import (
+    ENTRY,
+    PREVIOUS_TOKEN_RULE,
+    BandCollapse,
+    Localisation,
+    band_groups,
+    collapse_bands,
+    entry_layers,
+    half_step_pair,
+    localise,
+    previous_token_scores,
+    retro_pair,
+    set_pair,
+)
+from tempo_lab.phenomena.localisation.study import (
+    CLAIMS,
+    curve,
+    figure,
+    localisation_sentence,
+    measure,
+    shares,
+    single_rows,
+)
+
+PHENOMENON = Phenomenon(
+    "localisation", "09", "Where position acts", measure=measure, single=single_rows, claims=CLAIMS,
+    default_study=False,
+)
+
+__all__ = [
+    "ENTRY",
+    "PHENOMENON",
+    "PREVIOUS_TOKEN_RULE",
+    "BandCollapse",
+    "Localisation",
+    "band_groups",
+    "bands_figure",
+    "collapse_bands",
+    "collapse_figure",
+    "curve",
+    "entry_layers",
+    "figure",
+    "gradient_figure",
+    "half_step_pair",
+    "heads_figure",
+    "localisation_sentence",
+    "localise",
+    "measure",
+    "previous_token_scores",
+    "recovery_figure",
+    "render",
+    "retro_pair",
+    "set_pair",
+    "shares",
+    "single_rows",
+    "view",
+]
