@@ -7,6 +7,8 @@
 - :mod:`.layouts`: :class:`Layout`, one sequence's positions and mask, the unit the three below compare;
 - :mod:`.metrics`: what an intervention is measured by (:func:`logit_diff`, :func:`prob`, :func:`tv_to`,
   :func:`prompt_mass`, any callable of the logits);
+- :mod:`.sites`: the sites of patching (:class:`Site`, :class:`SiteModules`) and the hooks that read and
+  write them (:func:`record`, :func:`patched`);
 - :mod:`.patching`: activation patching across two layouts of the same tokens (:func:`patch`,
   :func:`heatmap`);
 - :mod:`.attribution`: gradients of a metric with respect to every slot's position, per layer, and integrated
@@ -23,10 +25,11 @@ from tempo_lab.interventions.attribution import (
 )
 from tempo_lab.interventions.layouts import Layout, shared_tokens
 from tempo_lab.interventions.metrics import Metric, log_prob, logit_diff, prob, prompt_mass, tv_to
-from tempo_lab.interventions.patching import PatchResult, Site, heatmap, patch, patch_naively
+from tempo_lab.interventions.patching import PatchResult, heatmap, patch, patch_naively
 from tempo_lab.interventions.positions import PositionEdit, intervene, moved
 from tempo_lab.interventions.rotary import Rotary, rotary_of
 from tempo_lab.interventions.search import PositionSearch, search_figure, search_positions
+from tempo_lab.interventions.sites import Site, SiteModules, patched, record
 
 __all__ = [
     "IntegratedGradients",
@@ -38,6 +41,7 @@ __all__ = [
     "PositionSearch",
     "Rotary",
     "Site",
+    "SiteModules",
     "attribution_figure",
     "heatmap",
     "integrated_gradients",
@@ -47,9 +51,11 @@ __all__ = [
     "moved",
     "patch",
     "patch_naively",
+    "patched",
     "position_gradients",
     "prob",
     "prompt_mass",
+    "record",
     "rotary_of",
     "search_figure",
     "search_positions",

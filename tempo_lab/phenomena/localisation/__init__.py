@@ -4,7 +4,8 @@
   and 04, and :func:`collapse_bands` (:class:`BandCollapse`): the previous-token heads and the rotary bands
   that build them;
 - :mod:`.display`: its figures and the render its replay sliders use;
-- :mod:`.study`: the batched measurement over a prompt set, its single-prompt twin, figure and claims.
+- :mod:`.study`: the batched measurement over a prompt set and its single-prompt twin;
+- :mod:`.summary`: what the stored study says: curves, shares, its figure and the claims it decides.
 
 The live side is the retroactive explorer's layer-range and band controls
 (:func:`tempo_lab.phenomena.retroactive.explorer`).
@@ -34,15 +35,8 @@ from tempo_lab.phenomena.localisation.probe import (
     retro_pair,
     set_pair,
 )
-from tempo_lab.phenomena.localisation.study import (
-    CLAIMS,
-    curve,
-    figure,
-    localisation_sentence,
-    measure,
-    shares,
-    single_rows,
-)
+from tempo_lab.phenomena.localisation.study import measure, single_rows
+from tempo_lab.phenomena.localisation.summary import CLAIMS, curve, figure, localisation_sentence, shares
 
 PHENOMENON = Phenomenon(
     "localisation", "09", "Where position acts", measure=measure, single=single_rows, claims=CLAIMS,
