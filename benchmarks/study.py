@@ -1,6 +1,10 @@
-"""A study over 64 prompts, batched, against looping the single-prompt generators (bundled model).
+"""A study over 64 prompts, batched, against looping the single-prompt generators (bundled model), or against
+the same measurement run one prompt at a time (``--baseline one-at-a-time``: what models with sliding-window
+layers ran before their batches counted windows per row).
 
-Run: ``.venv/bin/python benchmarks/study.py [--n 64] [--repeats 1] [--out benchmarks/study.json]``
+Run: ``.venv/bin/python benchmarks/study.py [--n 64] [--repeats 1] [--out benchmarks/study.json]``; on
+Gemma 3: ``.venv/bin/python benchmarks/study.py --model gemma3-270m --n 32
+--baseline one-at-a-time --out benchmarks/study_gemma.json``
 
 For each measurement, the batched run (the phenomenon's ``measure``, prompts in chunks of 32 as
 ``run_study`` cuts them) and the loop (its ``single_rows``, prompt after prompt through the single-prompt
@@ -19,10 +23,10 @@ import math
 from pathlib import Path
 
 from tempo_lab import load_model, timing
-from tempo_lab.phenomena import MEASURES, SINGLE
+from tempo_lab.phenomena import DEFAULT_STUDY, MEASURES, SINGLE
 from tempo_lab.studies import Conditions, bundled_prompts
 from tempo_lab.studies.prompts import encode
-from tempo_lab.studies.runner import PHENOMENA, chunks
+from tempo_lab.studies.runner import chunks
 
 KEYS = ("prompt", "strategy", "mode", "gap", "threshold")
 
@@ -45,24 +49,30 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--model", default=None, help="a load_model name (default: the bundled SmolLM2)")
+    parser.add_argument("--baseline", choices=["loop", "one-at-a-time"], default="loop")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("study.json"))
     args = parser.parse_args(argv)
-    lm = load_model()
+    lm = load_model(args.model)
     cond = Conditions()
     prompts = bundled_prompts().head(args.n)
     ids = [encode(lm, prompts, i) for i in range(len(prompts))]
     plan = [[(i, ids[i]) for i in chunk] for chunk in chunks([x.shape[1] for x in ids], args.batch_size)]
     everything = [pair for chunk in plan for pair in chunk]
-    out: dict = {"prompts": len(prompts), "batch_size": args.batch_size, "conditions": cond.as_dict()}
+    out: dict = {"model": lm.name, "baseline": args.baseline, "prompts": len(prompts),
+                 "batch_size": args.batch_size, "conditions": cond.as_dict()}  # fmt: skip
     total = {"batched": 0.0, "looped": 0.0}
-    for phenomenon in PHENOMENA:
+    for phenomenon in DEFAULT_STUDY:
         measure, rows = MEASURES[phenomenon], {}
 
         def batched(m=measure, out=rows):
             out["batched"] = [row for chunk in plan for row in m(lm, chunk, cond)]
 
-        def one_by_one(p=phenomenon, out=rows):
-            out["looped"] = [row for i, ids in everything for row in SINGLE[p](lm, i, ids, cond)]
+        def one_by_one(p=phenomenon, m=measure, out=rows):
+            if args.baseline == "loop":
+                out["looped"] = [row for i, ids in everything for row in SINGLE[p](lm, i, ids, cond)]
+            else:
+                out["looped"] = [row for pair in everything for row in m(lm, [pair], cond)]
 
         timed = timing.side_by_side({"batched": batched, "looped": one_by_one}, args.repeats, warm_up=False,
                                     quiet_share=0.10, label=phenomenon)  # fmt: skip

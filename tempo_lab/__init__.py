@@ -9,8 +9,8 @@ The names below load on first use (``import tempo_lab`` itself imports neither t
 command line starts at once. The package, one module per concept:
 
 - models and loaded (loading; a model with its tokenizer), positions (layouts), masks (additive masks), checks
-  (input checks), capture (attention hooks), families (per-layer-type masks), tiny and bundled: the
-  foundation;
+  (input checks), capture (attention hooks), families (per-layer-type masks), tiny, bundled (the registry
+  models) and gguf (GGUF files converted once into the cache): the foundation;
 - generators/: the decoding core, the one decoding loop, options, token selection, and the retroactive,
   compressed and parallel-token generators built on them; reference: the naive full-recomputation versions;
 - summaries (one home per shared summary), labels (values as people read them), plots (what figures share);

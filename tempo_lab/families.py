@@ -8,7 +8,10 @@ what each kind of layer needs:
 - ``sliding_attention`` layers get it with the window applied (a query at slot ``i`` sees slots ``j`` with
   ``i - window < j <= i``, counted in cache slots as transformers counts them) and cut to the slots that
   layer's cache still holds (``DynamicSlidingWindowLayer`` keeps only the last ``window - 1`` keys; its
-  ``get_mask_sizes`` says where they start).
+  ``get_mask_sizes`` says where they start). A batch of ragged rows (:class:`~tempo_lab.generators.lockstep.
+  Lockstep`) holds padding slots, which must not count: it keeps full-length cache layers and passes each
+  slot's rank among its row's real slots, and the window is counted in those ranks instead, so every row
+  sees exactly what it sees alone.
 
 Models with per-layer-type masks (``config.layer_types``: Gemma2/3, Qwen2/3, Cohere2, …) take a dict
 ``{"full_attention": m, "sliding_attention": m_sw}``; a model whose every layer slides and that takes one mask
@@ -78,23 +81,25 @@ class Family:
             )
 
     def layer_masks(
-        self, logical: torch.Tensor, cache: Cache | None = None
+        self, logical: torch.Tensor, cache: Cache | None = None, ranks: torch.Tensor | None = None
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """The ``attention_mask`` argument for a forward pass.
 
         ``logical``: additive ``(batch, 1, q, kv)`` over every slot, the queries being the last ``q``;
-        ``cache``: the cache the pass appends to (``None`` for an uncached pass over the whole sequence).
-        Returns ``logical`` for models without sliding layers; otherwise the sliding layers' mask
-        ``(batch, 1, q, kv_held)``, alone (every layer slides, one mask taken) or in a dict beside
-        ``logical``.
+        ``cache``: the cache the pass appends to (``None`` for an uncached pass over the whole sequence);
+        ``ranks``: ``(batch, kv)``, each slot's rank among its row's real (non-padding) slots, to count the
+        window in (``None``: count it in slots). Returns ``logical`` for models without sliding layers;
+        otherwise the sliding layers' mask ``(batch, 1, q, kv_held)``, alone (every layer slides, one mask
+        taken) or in a dict beside ``logical``.
         """
         if self.window is None:
             return logical
         q, kv = logical.shape[-2:]
-        q_slot = torch.arange(kv - q, kv, device=logical.device)[:, None]
-        k_slot = torch.arange(kv, device=logical.device)[None, :]
-        outside = (q_slot - k_slot) >= self.window  # (q, kv)
-        sliding = logical.masked_fill(outside, torch.finfo(logical.dtype).min)
+        if ranks is None:
+            ranks = torch.arange(kv, device=logical.device)[None]
+        ranks = ranks.to(logical.device)
+        outside = (ranks[:, kv - q :, None] - ranks[:, None, :]) >= self.window  # (batch or 1, q, kv)
+        sliding = logical.masked_fill(outside[:, None], torch.finfo(logical.dtype).min)
         if cache is not None:
             held, offset = cache.get_mask_sizes(q, self.first_sliding)
             sliding = sliding[..., offset : offset + held]

@@ -48,12 +48,17 @@ class LoadedModel:
         return has_rotary_positions(self.model)
 
     def encode(self, text: str) -> torch.Tensor:
-        """Token ids of ``text`` without special tokens, shape ``(1, T)``. Refuses an empty prompt."""
+        """Token ids of ``text``, shape ``(1, T)``: the text's tokens, after the BOS token when the model's
+        tokenizer starts every text with one (Gemma does, and its predictions fall apart without it; SmolLM2
+        and the tiny models do not); no other special tokens. Refuses an empty prompt."""
         if not isinstance(text, str) or not text:
             raise ValueError("the prompt is empty: give at least one character of text")
         ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
         if ids.shape[1] == 0:
             raise ValueError(f"the prompt {text!r} encodes to no tokens")
+        bos = self.tokenizer.bos_token_id
+        if bos is not None and ids[0, 0] != bos and self.tokenizer(text).input_ids[:1] == [bos]:
+            ids = torch.cat([torch.tensor([[bos]]), ids], dim=1)
         return ids.to(self.device)
 
     def encode_prompt(self, prompt: str | torch.Tensor) -> tuple[str, torch.Tensor]:

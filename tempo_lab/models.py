@@ -1,9 +1,10 @@
-"""Loading causal language models: the bundled SmolLM2, tiny random models, any HF id or local folder, or a
-model you already loaded.
+"""Loading causal language models: the bundled SmolLM2 and Gemma 3 270M, any GGUF file, tiny random models,
+any HF id or local folder, or a model you already loaded.
 
 Contents: :func:`load_model` (the entry point), :func:`check_load_arguments`, :func:`require_causal`,
 :func:`require_matching_tokenizer`, :func:`refuse_flash`. What it returns, :class:`LoadedModel`, is
-:mod:`tempo_lab.loaded` (re-exported here). The bundled model's conversion cache is :mod:`tempo_lab.bundled`;
+:mod:`tempo_lab.loaded` (re-exported here). The registry models are :mod:`tempo_lab.bundled`, GGUF
+conversion and its cache :mod:`tempo_lab.gguf`;
 tiny random models of any family are :mod:`tempo_lab.tiny`.
 """
 
@@ -16,8 +17,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
-from tempo_lab.bundled import BUNDLED_NAME, bundled_model_dir
+from tempo_lab.bundled import MODELS, model_dir
 from tempo_lab.families import check_attention
+from tempo_lab.gguf import converted_dir
 from tempo_lab.loaded import LoadedModel, evaluating, has_rotary_positions
 from tempo_lab.tiny import tiny_random
 
@@ -36,9 +38,11 @@ def load_model(
     """A causal LM with its tokenizer, ready for tempo_lab.
 
     Args:
-        model: ``None`` for the bundled SmolLM2-135M-Instruct (offline); ``"tiny-random"`` for a seeded random
-            2-layer Llama; a Hugging Face model id or local folder; or a ``PreTrainedModel`` you already
-            loaded, which is used *as it is*: not reloaded, copied, cast or moved (its attention
+        model: ``None`` for the bundled SmolLM2-135M-Instruct (offline); ``"gemma3-270m"`` for the bundled
+            Gemma 3 270M (offline; any key of :data:`tempo_lab.bundled.MODELS`); a path to a ``.gguf`` file
+            (converted once into the cache, :func:`tempo_lab.gguf.converted_dir`); ``"tiny-random"`` for a
+            seeded random 2-layer Llama; a Hugging Face model id or local folder; or a ``PreTrainedModel`` you
+            already loaded, which is used *as it is*: not reloaded, copied, cast or moved (its attention
             implementation, hooks and train/eval mode are left as found; tempo_lab runs it in eval mode and
             puts a training model back).
         tokenizer: the tokenizer of a model passed as an object (looked up in its ``name_or_path`` folder
@@ -52,8 +56,9 @@ def load_model(
             to the device of its input embeddings.
 
     Every argument is checked before anything loads (:func:`check_load_arguments`). Raises
-    ``FileNotFoundError`` for a local path that does not exist, and ``ValueError`` for a bad argument or a
-    model that is not a causal LM, has no tokenizer, or uses FlashAttention.
+    ``FileNotFoundError`` for a local path that does not exist, and ``ValueError`` for a bad argument, a GGUF
+    file that is truncated, corrupt or of an architecture transformers does not convert, or a model that is
+    not a causal LM, has no tokenizer, or uses FlashAttention.
     """
     dtype = check_load_arguments(model, tokenizer, attn_implementation, dtype, device, device_map)
     if isinstance(model, PreTrainedModel):
@@ -79,8 +84,11 @@ def load_model(
         lm = tiny_random(attn_implementation=attn_implementation)
         lm.model.to(device=device, dtype=dtype)
         return lm
-    if model is None:
-        source, name = bundled_model_dir(), BUNDLED_NAME
+    if model is None or model in MODELS:
+        key = model or "smollm2-135m"
+        source, name = model_dir(key), MODELS[key].name
+    elif model.endswith(".gguf"):
+        source, name = converted_dir(model), Path(model).name
     else:
         source, name = _source(model), model
     options = {"dtype": dtype, "attn_implementation": attn_implementation, "device_map": device_map}

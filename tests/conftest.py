@@ -3,6 +3,7 @@
 ``tiny`` / ``tiny_sdpa``: the seeded 2-layer random Llama (eager / SDPA), built in milliseconds.
 ``tiny_gpt2``: a 2-layer GPT-2 (learned absolute positions, no rotary) built from a config, no hub access.
 ``bundled``: the bundled SmolLM2-135M-Instruct, loaded once per session (converted and cached on first use).
+``gemma``: the bundled Gemma 3 270M, the same way.
 Tests must leave these models as they found them (eval mode, same attention implementation, no hooks).
 """
 
@@ -38,3 +39,8 @@ def tiny_gpt2() -> LoadedModel:
 @pytest.fixture(scope="session")
 def bundled() -> LoadedModel:
     return load_model()
+
+
+@pytest.fixture(scope="session")
+def gemma() -> LoadedModel:
+    return load_model("gemma3-270m")

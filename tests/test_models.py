@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tempo_lab import bundled, load_model
+from tempo_lab import bundled, gguf, load_model
 from tempo_lab.bundled import BUNDLED_INSTALL, BUNDLED_NAME, cache_dir
 from tempo_lab.loaded import has_rotary_positions
 from tempo_lab.tiny import tiny_random
@@ -92,28 +92,30 @@ def test_cache_dir_respects_env(monkeypatch, tmp_path):
 
 
 def test_bundled_load_converts_once_then_uses_the_cache(monkeypatch, tmp_path, tiny):
-    """The conversion runs only when the cache folder lacks a model; later loads read the cache.
+    """The bundled model goes through tempo_lab.gguf like any GGUF file: the conversion runs only when the
+    cache lacks the folder of the file's content; later loads read the cache.
 
-    The real GGUF conversion is replaced by saving the tiny model, so this needs neither the GGUF nor 15 s.
+    The real GGUF conversion is replaced by saving the tiny model, so this needs no 15 s of de-quantising.
     """
     monkeypatch.setenv("TEMPO_LAB_CACHE", str(tmp_path))
     targets = []
 
-    def fake_convert(target):
-        targets.append(target)
+    def fake_convert(source, target, progress=True):
+        targets.append((source, target))
         tiny.model.save_pretrained(target)
         tiny.tokenizer.save_pretrained(target)
 
-    monkeypatch.setattr(bundled, "convert", fake_convert)
+    monkeypatch.setattr(gguf, "convert", fake_convert)
     first = load_model()
-    assert targets == [tmp_path / BUNDLED_NAME]
+    sha = gguf.file_sha256(bundled.bundled_gguf_path(), progress=False)
+    assert targets == [(bundled.bundled_gguf_path(), tmp_path / "gguf" / f"{BUNDLED_NAME}.{sha[:16]}")]
     assert first.name == BUNDLED_NAME
     assert _same_weights(first.model, tiny.model)
 
-    def must_not_convert(target):
-        raise AssertionError(f"converted again into {target} although the cache exists")
+    def must_not_convert(*args, **kwargs):
+        raise AssertionError(f"converted again into {args} although the cache exists")
 
-    monkeypatch.setattr(bundled, "convert", must_not_convert)
+    monkeypatch.setattr(gguf, "convert", must_not_convert)
     second = load_model(attn_implementation="sdpa")
     assert _same_weights(second.model, tiny.model)
     assert second.model.config._attn_implementation == "sdpa"
@@ -129,7 +131,7 @@ def test_bundled_missing_package_names_the_install_command(monkeypatch, tmp_path
     )
     with pytest.raises(ModuleNotFoundError, match="install it with: " + BUNDLED_INSTALL.replace(".", r"\.")):
         load_model()
-    assert not (tmp_path / BUNDLED_NAME).exists()
+    assert not (tmp_path / "gguf").exists()
 
 
 def test_bundled_missing_gguf_file_names_the_install_command(monkeypatch, tmp_path):

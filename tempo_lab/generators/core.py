@@ -127,27 +127,31 @@ class DecodingCore:
         cache: DynamicCache | None,
         *,
         grad: bool = False,
+        ranks: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One forward pass; returns logits ``(batch, q, vocab)`` and appends ``q`` slots to ``cache``.
 
         ``input_ids`` and ``positions``: ``(batch, q)``; ``mask``: ``(batch, 1, q, cached + q)``, bool or
         additive (a bool mask is converted, never added as 0/1). ``grad``: build the autograd graph (float
         positions that require grad get theirs through the rotary embedding); otherwise no graph is kept.
+        ``ranks``: ``(batch, cached + q)``, each slot's rank among its row's real slots, for a padded batch on
+        full-length cache layers (sliding windows are counted in them; :meth:`Family.layer_masks`).
         """
         with torch.set_grad_enabled(grad):
-            return self._forward(input_ids, positions, mask, cache)
+            return self._forward(input_ids, positions, mask, cache, ranks)
 
-    def _forward(self, input_ids, positions, mask, cache) -> torch.Tensor:
+    def _forward(self, input_ids, positions, mask, cache, ranks=None) -> torch.Tensor:
         b, q = input_ids.shape
         kv = q + (cache_length(cache) if cache is not None else 0)
         mask = masks.ensure_additive(mask, self.dtype)
         if mask.shape[0] not in (1, b) or tuple(mask.shape[2:]) != (q, kv):
             raise ValueError(f"mask shape {tuple(mask.shape)} does not fit (batch={b}, 1, q={q}, kv={kv})")
         self.family.check_attention(self.model.config._attn_implementation)
+        mask = mask.to(self.device).expand(b, -1, -1, -1)
         kwargs = {
             "input_ids": input_ids.to(self.device),
             "position_ids": self.check_positions(positions.expand(b, -1)),
-            "attention_mask": self.family.layer_masks(mask.to(self.device).expand(b, -1, -1, -1), cache),
+            "attention_mask": self.family.layer_masks(mask, cache, ranks),
             "cache": cache,
             "use_cache": cache is not None,
         }

@@ -17,6 +17,11 @@ Padding lives in masks and positions, never in what a real token attends to:
 RoPE depends on position differences only, so each row's results equal its prompt run alone (to float
 rounding, ~1e-6; a test checks them against the single-prompt generators).
 
+Sliding-window layers count their window in cache slots, and padding slots would count too. On such a model
+the batch keeps full-length cache layers (no slot is dropped) and every forward pass gets each slot's rank
+among its row's real slots: the window is counted in those (:meth:`tempo_lab.families.Family.layer_masks`),
+so a row sees the slots it sees alone, however ragged the batch.
+
 Contents: :class:`Lockstep` (``prefill``, ``expand``, ``run``).
 """
 
@@ -41,6 +46,8 @@ class Lockstep:
         self.cache: DynamicCache | None = None
         self.slots: list[list[int]] = []  # per row: batch-cache slot of each of the row's own slots
         self.width = 0  # batch-cache slots so far
+        self.windowed = core.family.window is not None
+        self.real = torch.zeros(0, 0, dtype=torch.bool)  # (rows, width): which batch slots are a row's own
 
     def prefill(
         self,
@@ -52,16 +59,10 @@ class Lockstep:
         ``(T_i, vocab)``.
 
         ``positions`` (each ``(T_i,)``, default ``0..T_i-1``) and ``allowed`` (each a bool ``(T_i, T_i)``
-        visibility, default causal) let a finished sequence be recomputed whole, as it was generated. Models
-        with sliding-window layers take one prompt at a time (padding slots would count toward the window).
+        visibility, default causal) let a finished sequence be recomputed whole, as it was generated.
         """
         if not prompts:
             raise ValueError("prefill needs at least one prompt")
-        if len(prompts) > 1 and self.core.family.window is not None:
-            raise ValueError(
-                f"{type(self.core.model).__name__} has sliding-window layers: padding would count toward "
-                "the window, so its prompts cannot share a batch; use a batch size of 1"
-            )
         lengths = [int(p.shape[-1]) for p in prompts]
         width = max(lengths)
         ids = torch.zeros(len(prompts), width, dtype=torch.long)
@@ -74,9 +75,11 @@ class Lockstep:
             where[r, pad:] = torch.arange(t) if positions is None else positions[r].view(-1).cpu()
             visible[r, pad:, pad:] = masks.causal_allowed(t) if allowed is None else allowed[r].cpu()
             self.slots.append(list(range(pad, width)))
-        self.cache = DynamicCache(config=self.core.model.config)
+        # full-length layers when windows are counted in ranks (a sliding layer would drop slots by count)
+        self.cache = DynamicCache() if self.windowed else DynamicCache(config=self.core.model.config)
         self.width = width
-        logits = self.core.forward(ids, where, self._additive(visible), self.cache)
+        self.real = torch.arange(width)[None] >= torch.tensor([width - t for t in lengths])[:, None]
+        logits = self._forward(ids, where, visible)
         return [logits[r, width - t :] for r, t in enumerate(lengths)]
 
     def expand(self, rows: Sequence[int]) -> None:
@@ -86,6 +89,7 @@ class Lockstep:
             layer.keys = layer.keys.index_select(0, index)
             layer.values = layer.values.index_select(0, index)
         self.slots = [list(self.slots[r]) for r in rows]
+        self.real = self.real[list(rows)]
 
     def run(
         self,
@@ -134,10 +138,12 @@ class Lockstep:
         positions = torch.zeros(n_rows, q)
         allowed = torch.zeros(n_rows, q, width, dtype=torch.bool)
         allowed[:, torch.arange(q), self.width + torch.arange(q)] = True  # padding queries see themselves
+        real = torch.zeros(n_rows, q, dtype=torch.bool)
         for f, rows in zip(feeds, rows_of, strict=True):
             if f is None:
                 continue
             fq = f.input_ids.shape[1]
+            real[rows, :fq] = True
             own = None if f.mask is None else masks.to_bool(f.mask).expand(len(rows), -1, -1, -1)[:, 0]
             for j, r in enumerate(rows):
                 slots = self.slots[r] + [self.width + k for k in range(fq)]
@@ -147,9 +153,15 @@ class Lockstep:
                 block = masks.causal_allowed(fq, len(slots)) if own is None else own[j].cpu()
                 allowed[r, :fq][:, slots] = block
                 self.slots[r] = slots
-        logits = self.core.forward(ids, positions, self._additive(allowed), self.cache)
+        self.real = torch.cat([self.real, real], dim=1)
+        logits = self._forward(ids, positions, allowed)
         self.width = width
         return logits
 
-    def _additive(self, allowed: torch.Tensor) -> torch.Tensor:
-        return masks.to_additive(allowed[:, None], self.core.dtype)
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """One pass over the batch: ``allowed`` ``(rows, q, width)`` as an additive mask, and on a model with
+        sliding windows each slot's rank among its row's real slots (``self.real`` already holds the new
+        ones)."""
+        ranks = self.real.long().cumsum(1) - 1 if self.windowed else None
+        mask = masks.to_additive(allowed[:, None], self.core.dtype)
+        return self.core.forward(ids, positions, mask, self.cache, ranks=ranks)

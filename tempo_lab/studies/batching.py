@@ -1,8 +1,9 @@
 """Batching helpers the phenomena's study measurements share: prompts stepped together through
 :class:`~tempo_lab.generators.lockstep.Lockstep`.
 
-Contents: :func:`together` (which runs may share a batch), :class:`Place` and :func:`placed` (tokens placed
-right after each prefix in one step), :func:`tempo_runs` (TEMPO runs of many prompts in lockstep).
+Contents: :class:`Place` and :func:`placed` (tokens placed right after each prefix in one step),
+:func:`tempo_runs` (TEMPO runs of many prompts in lockstep). Every model batches, sliding windows included
+(the lockstep counts each row's window in its own slots).
 """
 
 from __future__ import annotations
@@ -17,12 +18,6 @@ from tempo_lab.generators.lockstep import Lockstep
 from tempo_lab.generators.loop import Feed
 from tempo_lab.loaded import LoadedModel
 from tempo_lab.studies.conditions import Batch
-
-
-def together(core: DecodingCore, n: int) -> list[list[int]]:
-    """Which of ``n`` runs share a batch: all of them, or one at a time on a model with sliding-window layers
-    (ragged runs leave padding slots, which a window would count)."""
-    return [list(range(n))] if core.family.window is None else [[k] for k in range(n)]
 
 
 class Place:
@@ -47,28 +42,20 @@ def placed(
 ) -> list[torch.Tensor]:
     """Prefill ``prefixes`` together, then place ``make(i, next_logits)`` = (tokens, positions) after each
     in one step, a branch per placement. Returns each prefix's placed probabilities ``(n_i, vocab)``."""
-    core = DecodingCore(lm)
-    out: list = [None] * len(prefixes)
-    for group in together(core, len(prefixes)):
-        lock = Lockstep(core)
-        logits = lock.prefill([prefixes[k] for k in group])
-        policies = [Place(*make(k, lg[-1])) for k, lg in zip(group, logits, strict=True)]
-        lock.expand([row for row, p in enumerate(policies) for _ in range(p.n)])
-        lock.run(policies, 1, rows=[p.n for p in policies])
-        for k, p in zip(group, policies, strict=True):
-            out[k] = torch.softmax(p.logits.float(), -1)
-    return out
+    lock = Lockstep(DecodingCore(lm))
+    logits = lock.prefill(list(prefixes))
+    policies = [Place(*make(k, lg[-1])) for k, lg in enumerate(logits)]
+    lock.expand([row for row, p in enumerate(policies) for _ in range(p.n)])
+    lock.run(policies, 1, rows=[p.n for p in policies])
+    return [torch.softmax(p.logits.float(), -1) for p in policies]
 
 
 def tempo_runs(lm: LoadedModel, batch: Batch, plans: list[tuple[int, dict]]):
     """Run TEMPO for every (batch position, options) in ``plans`` in lockstep; returns the results."""
     gen = ParallelTokenGenerator(lm)
     runs = [gen.plan(batch[b][1], **opts) for b, opts in plans]
-    policies: list = [None] * len(runs)
-    for group in together(gen.core, len(runs)):
-        lock = Lockstep(gen.core)
-        logits = lock.prefill([runs[k].input_ids for k in group])
-        for k, lg in zip(group, logits, strict=True):
-            policies[k] = runs[k].policy(None, lg[-1])
-        lock.run([policies[k] for k in group], max(runs[k].n_steps for k in group))
+    lock = Lockstep(gen.core)
+    logits = lock.prefill([run.input_ids for run in runs])
+    policies = [run.policy(None, lg[-1]) for run, lg in zip(runs, logits, strict=True)]
+    lock.run(policies, max(run.n_steps for run in runs))
     return [r.result(p) for r, p in zip(runs, policies, strict=True)]

@@ -35,7 +35,6 @@ import torch
 from tqdm.auto import tqdm
 
 from tempo_lab import checks
-from tempo_lab.families import family_of
 from tempo_lab.models import LoadedModel, load_model
 from tempo_lab.phenomena import DEFAULT_STUDY, MEASURES
 from tempo_lab.store import IncompleteResults, ResultsWarning
@@ -197,13 +196,6 @@ def run_study(
 
 
 def _run(lm, prompts, folder, phenomena, cond, batch_size, seed, problems, progress, resume) -> Study:
-    if batch_size > 1 and family_of(lm.model).window is not None:
-        warnings.warn(
-            f"{type(lm.model).__name__} has sliding-window layers, whose windows padding would shift: "
-            "its prompts run one at a time (batch_size=1)",
-            stacklevel=3,
-        )
-        batch_size = 1
     torch.manual_seed(seed)
     ids, bad = _encode_all(lm, prompts, cond)
     plan = chunks([None if x is None else x.shape[1] for x in ids], batch_size)

@@ -90,12 +90,21 @@ def test_conditions_refuse_gap_lists_without_zero():
         Conditions(tempo_thresholds=(1.5,))
 
 
+SLIDING = {
+    "gemma2": {"sliding_window": 5},
+    "gemma3_text": {"sliding_window": 5, "layer_types": ["sliding_attention", "full_attention"]},
+}
+
+
+@pytest.mark.parametrize("family", sorted(SLIDING))
 @pytest.mark.parametrize("phenomenon", list(MEASURES))
-def test_a_sliding_window_model_runs_one_prompt_at_a_time_and_still_matches(phenomenon):
+def test_sliding_window_models_batch_ragged_prompts_and_still_match(phenomenon, family):
+    """Ragged prompts (4 to 48 tokens) and ragged TEMPO sets in one batch, on models whose window (5 slots) is
+    far shorter than prompt + steps, so the window cuts in every row: each row equals its prompt run alone."""
     from tempo_lab.tiny import tiny_random
 
-    lm = tiny_random("gemma2", sliding_window=3)
-    batch = [(0, lm.encode("Once upon a time"))]
+    lm = tiny_random(family, **SLIDING[family])
+    batch = [(i, lm.encode(p)) for i, p in enumerate(PROMPTS)]
     got = keyed(MEASURES[phenomenon](lm, batch, COND))
     want = keyed(looped(lm, phenomenon, batch, COND))
     assert got.keys() == want.keys()
@@ -105,6 +114,38 @@ def test_a_sliding_window_model_runs_one_prompt_at_a_time_and_still_matches(phen
                 assert got[key][name] == pytest.approx(value, abs=1e-4), (key, name)
             elif not isinstance(value, float):
                 assert got[key][name] == value, (key, name)
+
+
+def test_a_ragged_sliding_window_batch_equals_each_prompt_alone_logit_for_logit():
+    """The lockstep on a sliding-window model against the model's own forward on each prompt alone: the
+    prefill's logits and one ragged step (rows feeding 1 and 3 tokens) after it."""
+    from tempo_lab.generators import DecodingCore
+    from tempo_lab.generators.loop import Feed
+    from tempo_lab.tiny import tiny_random
+
+    lm = tiny_random("gemma3_text", **SLIDING["gemma3_text"])
+    prompts = [lm.encode(p) for p in PROMPTS[:3]]
+    lock = Lockstep(DecodingCore(lm))
+    logits = lock.prefill(prompts)
+    feeds = [torch.tensor([[5]]), torch.tensor([[6, 7, 8]]), torch.tensor([[9, 10]])]
+
+    class Once:
+        def __init__(self, ids, t):
+            self.feed = Feed(ids, torch.arange(t, t + ids.shape[1], dtype=torch.float32)[None])
+
+        def propose(self, step):
+            return self.feed if step == 0 else None
+
+        def accept(self, step, step_logits):
+            self.logits = step_logits
+
+    policies = [Once(f, p.shape[1]) for f, p in zip(feeds, prompts, strict=True)]
+    lock.run(policies, 1)
+    for p, f, lg, pol in zip(prompts, feeds, logits, policies, strict=True):
+        with torch.no_grad():
+            own = lm.model(torch.cat([p, f], 1)).logits[0].float()
+        torch.testing.assert_close(lg, own[: p.shape[1]], atol=1e-5, rtol=0)
+        torch.testing.assert_close(pol.logits[0], own[p.shape[1] :], atol=1e-5, rtol=0)
 
 
 # --- claims as data: every rule decides a confirming and a refuting case ---

@@ -21,7 +21,7 @@ from tempo_lab.generators.core import DecodingCore
 from tempo_lab.generators.lockstep import Lockstep
 from tempo_lab.loaded import LoadedModel
 from tempo_lab.studies import stats
-from tempo_lab.studies.batching import tempo_runs, together
+from tempo_lab.studies.batching import tempo_runs
 from tempo_lab.studies.claims import Claim, Evidence, ci, fmt_ci
 from tempo_lab.studies.conditions import Batch, Conditions
 from tempo_lab.studies.plots import CI
@@ -41,16 +41,10 @@ def _attention_maps(lm: LoadedModel, results) -> list[torch.Tensor]:
         allowed.append(
             masks.parallel_allowed(r.labels, r.mode, later=r.later, hidden_after=r.hidden_after)[0]
         )
-    out: list = [None] * len(results)
-    for group in together(core, len(results)):
-        with capture_attention(lm.model) as record:
-            pick = [seqs[k] for k in group], [pos_[k] for k in group], [allowed[k] for k in group]
-            Lockstep(core).prefill(*pick)
-        weights = record.stacked(-1).float().mean(dim=(0, 2))  # (rows, width, width)
-        for row, k in enumerate(group):
-            n = results[k].input_ids.shape[1]
-            out[k] = weights[row, -n:, -n:]
-    return out
+    with capture_attention(lm.model) as record:
+        Lockstep(core).prefill(seqs, pos_, allowed)
+    weights = record.stacked(-1).float().mean(dim=(0, 2))  # (rows, width, width)
+    return [weights[row, -r.input_ids.shape[1] :, -r.input_ids.shape[1] :] for row, r in enumerate(results)]
 
 
 def _rows(i: int, runs: dict, maps: dict) -> list[dict]:
