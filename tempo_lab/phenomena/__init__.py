@@ -18,7 +18,7 @@ decides every claim of the phenomena a study measured.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -56,12 +56,15 @@ EXPLORERS = {p.name: p.explorer for p in PHENOMENA if p.explorer is not None}
 CLAIMS = tuple(c for p in PHENOMENA for c in p.claims)
 
 
-def claims_table(study: Any, single: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Every claim of :data:`CLAIMS` whose phenomenon ``study`` measured, decided over it
+def claims_table(
+    study: Any, single: Mapping[str, Mapping[str, Any]], phenomena: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Every claim of :data:`CLAIMS` whose phenomenon ``study`` measured (and that is in ``phenomena``, when
+    given: a folder may hold more measurements than one notebook decides), decided over it
     (:func:`tempo_lab.studies.claims.claims_table`); ``single``: notebook number -> that notebook's key
     numbers."""
-    measured = set(study.phenomena)
-    return _claims.claims_table(study, single, [c for c in CLAIMS if c.phenomenon in measured])
+    chosen = set(study.phenomena) & (set(phenomena) if phenomena is not None else {p.name for p in PHENOMENA})
+    return _claims.claims_table(study, single, [c for c in CLAIMS if c.phenomenon in chosen])
 
 
 __all__ = [

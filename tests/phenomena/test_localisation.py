@@ -83,6 +83,21 @@ def test_entry_layers_read_where_a_curve_rises():
     assert loc.entry_layers([0.0, 0.1]) == (None, None)
 
 
+def test_a_layer_no_prompt_localises_is_nan_and_the_sentence_says_so():
+    """A far move whose effect is under MIN_EFFECT for every prompt has NaN shares: the curve keeps the layer
+    as NaN (no bootstrap of nothing) and no layer is named."""
+    import pandas as pd
+
+    nan = float("nan")
+    table = pd.DataFrame(
+        [{"prompt": p, "measure": "recovered", "gap": 46.0, "index": layer, "value": v}
+         for p in range(3) for layer, v in enumerate([nan, nan, nan])]  # fmt: skip
+    )
+    c = loc.curve(table, "recovered", 46.0)
+    assert c["index"].tolist() == [0, 1, 2] and c["mean"].isna().all() and c["n"].tolist() == [0, 0, 0]
+    assert loc.localisation_sentence(c).startswith("no layer restores 75% of it")
+
+
 def test_band_collapse_finds_previous_token_heads_by_the_stated_rule(tiny):
     lm = tiny
     ids = lm.encode("The old lighthouse keeper climbed the spiral stairs every evening, long after the ships")

@@ -21,13 +21,13 @@ from tempo_lab.studies.plots import n_prompts
 
 def curve(table: pd.DataFrame, measure_: str, gap: float | None = None) -> pd.DataFrame:
     """Per ``index`` (layer or band group), the mean ``value`` over prompts with its 95% bootstrap interval:
-    ``index, mean, lo, hi, n``."""
+    ``index, mean, lo, hi, n`` (NaN where no prompt gave a value: every effect under ``MIN_EFFECT``)."""
     rows = table[table.measure == measure_]
     if gap is not None:
         rows = rows[np.isclose(rows.gap, gap)]
     out = []
     for index, part in rows.groupby("index"):
-        mean, lo, hi = ci(part.value.dropna())
+        mean, lo, hi = _ci_or_nan(part.value)
         out.append(
             {"index": int(index), "mean": mean, "lo": lo, "hi": hi, "n": int(part.value.notna().sum())}
         )
