@@ -56,6 +56,14 @@ def sharp(name: str):
     return build(name, initializer_range=0.2)
 
 
+def _setting(lm):
+    """``(core, rotary, ids (1, n), positions, mask, shift)``: the prompt, its layout and the move the matrix
+    tests apply."""
+    ids = lm.encode(PROMPT)
+    positions, mask = _layout(ids.shape[1])
+    return DecodingCore(lm), Rotary(lm), ids, positions, mask, _shift(ids.shape[1])
+
+
 @pytest.fixture(scope="module", params=ROTARY)
 def family(request):
     return sharp(request.param)
@@ -63,11 +71,7 @@ def family(request):
 
 def test_every_unit_moved_equals_the_plainly_shifted_forward_and_no_unit_the_plain_one(family):
     lm = family
-    core, rotary = DecodingCore(lm), Rotary(lm)
-    ids = lm.encode(PROMPT)
-    n = ids.shape[1]
-    positions, mask = _layout(n)
-    shift = _shift(n)
+    core, rotary, ids, positions, mask, shift = _setting(lm)
     plain, shifted = core.full(ids, positions, mask), core.full(ids, positions + shift, mask)
     assert _differs(plain, shifted)  # the move changes the output
     everything = {
@@ -86,11 +90,8 @@ def test_every_unit_moved_equals_the_plainly_shifted_forward_and_no_unit_the_pla
 
 def test_a_cached_step_under_every_granularity_equals_the_full_recompute(family):
     lm = family
-    core, rotary = DecodingCore(lm), Rotary(lm)
-    ids = lm.encode(PROMPT)
+    core, rotary, ids, positions, mask, shift = _setting(lm)
     n = ids.shape[1]
-    positions, mask = _layout(n)
-    shift = _shift(n)
     edits = [
         PositionEdit(shift, layers=[rotary.n_layers - 1]),
         PositionEdit(-0.5 * shift, layers=[0], bands=[0, rotary.n_bands() - 1]),
