@@ -13,7 +13,8 @@ prompt at a time, and the seed claims its numbers decide; it declares them in a
 
 Registries: :data:`PHENOMENA`, :data:`MEASURES` (the study's tables; :data:`DEFAULT_STUDY` those a study
 runs unless told which), :data:`EXPLORERS` (the live dashboard's tabs), :data:`CLAIMS`; :func:`claims_table`
-decides every claim of the phenomena a study measured.
+decides every claim of the phenomena a study measured, :func:`compare_claims` decides them on two models'
+studies of the same prompts side by side.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from tempo_lab.phenomena import (
 )
 from tempo_lab.phenomena.base import Phenomenon
 from tempo_lab.studies import claims as _claims
+from tempo_lab.studies import compare as _compare
 
 #: every phenomenon, in the order of the notebooks
 PHENOMENA: tuple[Phenomenon, ...] = (
@@ -63,8 +65,26 @@ def claims_table(
     given: a folder may hold more measurements than one notebook decides), decided over it
     (:func:`tempo_lab.studies.claims.claims_table`); ``single``: notebook number -> that notebook's key
     numbers."""
+    return _claims.claims_table(study, single, _chosen(study, phenomena))
+
+
+def compare_claims(
+    a: Any,
+    b: Any,
+    single: Mapping[str, Mapping[str, Any]],
+    phenomena: Sequence[str] | None = None,
+    names: tuple[str, str] = ("a", "b"),
+) -> pd.DataFrame:
+    """The claims both studies measured (and that are in ``phenomena``, when given), decided on each, side by
+    side, with a paired test of each claim's headline between the two models
+    (:func:`tempo_lab.studies.compare.compare_claims`)."""
+    claims = [c for c in _chosen(a, phenomena) if c.phenomenon in b.phenomena]
+    return _compare.compare_claims(a, b, single, claims, names)
+
+
+def _chosen(study: Any, phenomena: Sequence[str] | None) -> list:
     chosen = set(study.phenomena) & (set(phenomena) if phenomena is not None else {p.name for p in PHENOMENA})
-    return _claims.claims_table(study, single, [c for c in CLAIMS if c.phenomenon in chosen])
+    return [c for c in CLAIMS if c.phenomenon in chosen]
 
 
 __all__ = [
@@ -76,6 +96,7 @@ __all__ = [
     "SINGLE",
     "Phenomenon",
     "claims_table",
+    "compare_claims",
     "compressed",
     "fractional",
     "gap_dropout",

@@ -267,7 +267,8 @@ CLAIMS = (
           "max probability change 0.0263",
           "confirmed if the TV interval excludes 0",
           ("study:fractional.tv_high", "notebook:02.tv_half_step_forward"),
-          _claim, lambda v: "confirmed" if v["tv_lo"] > 0 else "refuted"),
+          _claim, lambda v: "confirmed" if v["tv_lo"] > 0 else "refuted",
+          ("TV at k+0.5 against the natural position", lambda s: s.table(NAME).set_index("prompt").tv_high)),
 )  # fmt: skip
 
 PHENOMENON = Phenomenon(

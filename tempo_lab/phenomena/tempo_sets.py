@@ -179,12 +179,18 @@ def _claim(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
     )
 
 
+def _share_at_tenth(study: Any) -> pd.Series:
+    tempo = study.table(NAME)
+    return tempo[tempo.threshold == 0.1].set_index("prompt").parallel_share
+
+
 CLAIMS = (
     Claim(NAME, "every token above the threshold joins the set ({sat, jumped, ran} at 0.1)",
           "3 members at 0.1",
           "confirmed if most steps at 0.1 select 2+ members; refined (the row says how often) if not",
           ("study:tempo_sets.parallel_share (threshold 0.1)", "notebook:04.set_sizes"),
-          _claim, lambda v: "confirmed" if v["share_at_0.1_lo"] > 0.5 else "refined"),
+          _claim, lambda v: "confirmed" if v["share_at_0.1_lo"] > 0.5 else "refined",
+          ("share of steps with 2+ members at 0.1", _share_at_tenth)),
 )  # fmt: skip
 
 PHENOMENON = Phenomenon(NAME, "04", TITLE, measure=measure, single=single_rows, explorer=explorer,

@@ -2,7 +2,9 @@
 
 A :class:`Claim` holds the claim's text and original number, the rule in words, where its numbers come from
 (``sources``), a ``measure`` that reads them (a study's tables and the single-prompt notebooks' key numbers)
-into :class:`Evidence`, and a pure ``decide`` from the evidence's values to a verdict:
+into :class:`Evidence`, a pure ``decide`` from the evidence's values to a verdict, and its ``headline``: the
+one number per prompt the claim rests on, which :mod:`tempo_lab.studies.compare` pairs across two models.
+The verdicts:
 
 - **confirmed**: the interval (or test) agrees with the claim;
 - **refuted**: it excludes the claim;
@@ -42,7 +44,9 @@ class Evidence:
 @dataclass(frozen=True)
 class Claim:
     """One seed claim (see the module docstring). ``measure(study, single)``: ``single`` maps a notebook
-    number (``"01"``) to that notebook's key numbers."""
+    number (``"01"``) to that notebook's key numbers. ``headline``: (what it is, ``per_prompt(study)`` ->
+    a Series indexed by prompt, or ``None`` when the claim rests on no single per-prompt number); the
+    verdict never reads it."""
 
     phenomenon: str
     text: str
@@ -51,6 +55,7 @@ class Claim:
     sources: tuple[str, ...]
     measure: Callable[[Any, Mapping[str, Mapping[str, Any]]], Evidence]
     decide: Callable[[Mapping[str, float]], str]
+    headline: tuple[str, Callable[[Any], pd.Series]] | None = None
 
     def verdict(self, evidence: Evidence) -> str:
         verdict = self.decide(evidence.values)

@@ -11,6 +11,7 @@ import nbformat
 import pytest
 
 from tempo_lab import notebook, runner
+from tempo_lab.tiny import tiny_random
 
 pytestmark = pytest.mark.notebooks
 
@@ -21,7 +22,7 @@ PROMPT = "Hi there"
 # per notebook: the parameters injected, and key numbers they must show up as
 PARAMS = {
     "01": {"prompt": PROMPT, "token": "!", "gaps": [0, 3, 7]},
-    "02": {"prompt": "abcd", "start": 2.0, "stop": 4.0, "step": 0.5, "top_k": 3},
+    "02": {"prompt": "abcd", "start": -1.0, "stop": 1.0, "step": 0.5, "top_k": 3},
     "03": {
         "prompt": PROMPT,
         "token": "!",
@@ -38,7 +39,7 @@ PARAMS = {
         "timing_repeats": 1,
     },
     "05": {"prompt": PROMPT, "gaps": [0, 6], "threshold": 0.02, "path_length": 4, "timing_repeats": 1},
-    # 06, 08 and 09 also get a temporary results folder (see ``runs``)
+    # 06, 08 and 09 also get a temporary results folder, and 06 a second model (see ``runs``)
     "06": {"prompt": "Once upon a time", "n": 18, "batch_size": 6, "conditions": {"retro_gaps": [0, 4, 9]}},
     "07": {
         "prompt": "ab",
@@ -101,9 +102,15 @@ def runs(tmp_path_factory):
         path: {"model_name": "tiny-random", "fig_dir": str(fig_dir), **PARAMS[path.name[:2]]}
         for path in NOTEBOOKS
     }
+    second = tmp / "tiny-gemma2"  # notebook 06's second model: a saved folder of another family
+    made = tiny_random("gemma2", seed=3)
+    made.model.save_pretrained(second)
+    made.tokenizer.save_pretrained(second)
     for path in NOTEBOOKS:
         if path.name[:2] == "06":
             plans[path]["results"] = str(tmp / "results_06")
+            plans[path]["compare_with"] = str(second)
+            plans[path]["compare_results"] = str(tmp / "results_06_second")
         if path.name[:2] == "08":
             plans[path]["tpi_results"] = str(tmp / "results_08")
         if path.name[:2] == "09":
@@ -130,6 +137,10 @@ def test_notebook_runs_with_injected_parameters(runs, number):
     assert run.key_numbers["model"] == "tiny-random"  # 08 trains its own models, and only echoes it
     for key, value in EXPECTED[number].items():
         assert run.key_numbers[key] == value, key
+    if number == "06":  # the second model measured the same prompts, and each claim was decided on it
+        second = run.key_numbers["second_model"]
+        assert second["model"].endswith("tiny-gemma2") and second["prompts"] == 18
+        assert set(second["verdicts"]) == set(run.key_numbers["verdicts"])
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert repr(EXPECTED[number]["prompt"]) in text
     # the interactive cell ran headless and produced its widget
@@ -157,7 +168,6 @@ def test_the_series_runs_unchanged_on_a_saved_tiny_gemma2_folder(tmp_path, capsy
     saved with the bundled tokenizer, so that the notebooks' default prompts and tokens apply: every notebook
     of the series runs with its default parameters (figures go to a temporary folder)."""
     from tempo_lab import cli, load_model
-    from tempo_lab.tiny import tiny_random
 
     folder = tmp_path / "tiny-gemma2"
     made = tiny_random("gemma2", sliding_window=4, tokenizer=load_model().tokenizer)

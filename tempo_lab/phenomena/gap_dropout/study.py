@@ -149,6 +149,16 @@ def _mask(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
     )
 
 
+def _no_mask_per_prompt(study: Any) -> pd.Series:
+    drop = study.table(NAME)
+    return drop[(drop.strategy == "default_no_cache") & (drop.gap > 0)].groupby("prompt").prompt_mass.max()
+
+
+def _mask_per_prompt(study: Any) -> pd.Series:
+    mask = study.table(NAME).query("strategy == 'additive_4d'")
+    return mask[mask.gap == mask.gap.max()].set_index("prompt").prompt_mass
+
+
 def _decide_mask(v: Mapping[str, float]) -> str:
     if v["far_hi"] < 0.5:
         return "refuted"
@@ -160,9 +170,10 @@ CLAIMS = (
           "confirmed if every prompt and gap gives exactly 0",
           ("study:gap_dropout.prompt_mass (default_no_cache, gap > 0)",
            "notebook:01.max_prompt_mass_after_gap_default_no_cache"),
-          _no_mask, lambda v: "confirmed" if v["share_exactly_zero"] == 1 else "refuted"),
+          _no_mask, lambda v: "confirmed" if v["share_exactly_zero"] == 1 else "refuted",
+          ("largest prompt mass after a gap, no mask", _no_mask_per_prompt)),
     Claim(NAME, "an explicit mask restores the prompt's attention (1.000 at every gap)", "1.000 at gaps 0-20",
           "refined if restored (> 0.5) but lower at the largest gap (Wilcoxon p < 0.05)",
           ("study:gap_dropout.prompt_mass (additive_4d)", "notebook:01.prompt_mass_additive_4d"),
-          _mask, _decide_mask),
+          _mask, _decide_mask, ("prompt mass with the mask at the largest gap", _mask_per_prompt)),
 )  # fmt: skip

@@ -127,6 +127,11 @@ def _later(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
     ))  # fmt: skip
 
 
+def _later_difference(study: Any) -> pd.Series:
+    iso, vis = _paired(study)
+    return iso.later_mass - vis.later_mass
+
+
 def _decide_identical(v: Mapping[str, float]) -> str:
     return "confirmed" if v["lo"] > 0.9 else ("refuted" if v["hi"] < 0.5 else "refined")
 
@@ -140,10 +145,12 @@ def _decide_later(v: Mapping[str, float]) -> str:
 CLAIMS = (
     Claim(NAME, "isolated and visible sets give identical texts", "identical in 4 of 4 runs",
           "confirmed if the interval lies above 0.9, refuted if below 0.5",
-          ("study:isolation.identical_text", "notebook:04.identical_sets"), _identical, _decide_identical),
+          ("study:isolation.identical_text", "notebook:04.identical_sets"), _identical, _decide_identical,
+          ("identical texts (1) or not (0)", lambda s: _paired(s)[0].identical_text.astype(float))),
     Claim(NAME, "later tokens' attention on parallel sets does not depend on the mode",
           "-2.8% +/- 27.1% (p = 0.505, 48 prompts)",
           "confirmed if the paired Wilcoxon test finds no difference (p >= 0.05)",
           ("study:isolation.later_mass", "notebook:04.later_mass_relative_change_mean"),
-          _later, _decide_later),
+          _later, _decide_later,
+          ("later attention on sets, isolated - visible", _later_difference)),
 )  # fmt: skip
