@@ -6,9 +6,14 @@ Run: ``.venv/bin/python benchmarks/live.py [--moves 50] [--out benchmarks/live.j
    position and gap 0) against one cached decode step of the same prompt (``DecodingCore.step`` of one token
    on a branch of the prompt's cache), side by side, quiet rounds only (``tempo_lab.timing.side_by_side``).
 2. End to end: ``--moves`` scripted slider moves through a :class:`tempo_lab.views.Panel`, each the work the
-   panel's worker does for one event (the model, the figure, the PNG, the widget values); p50 and p90. The
-   browser's own drawing is not included. Then the same for changes of the layers and the rotary bands that
-   see the move (notebook 09's live controls), with the forward passes each change runs.
+   panel's worker does for one event (the model, the figure, the PNG, the widget values); p50 and p90, and
+   the p50 of its two parts: the render (the model's step, the numbers, the figure's artists updated) and the
+   drawing (the figure drawn and encoded as a PNG, the widget values set). The browser's own drawing is not
+   included. Then the figure part alone, side by side: a move's figure kept and updated, and encoded at the
+   light zlib level (what the explorers do), against a figure built anew and encoded at the default level
+   (what they did before), over the same moves of one exploration. Then the end to end for changes of the
+   layers and the rotary bands that see the move (notebook 09's live controls), with the forward passes each
+   change runs.
 3. A prompt change: the forward passes it runs (counted with a hook on the model).
 4. Memory: the process's RSS before and after 200 moves, after 150 warm-up moves (the first moves fill the
    allocator's pools and matplotlib's caches: RSS grows by ~40 MiB once, then stays flat).
@@ -26,11 +31,12 @@ from pathlib import Path
 import psutil
 import torch
 
-from tempo_lab import load_model, timing
-from tempo_lab.generators import branch
+from tempo_lab import load_model, plots, timing
+from tempo_lab.generators import RetroactivePositionGenerator, branch
 from tempo_lab.live.session import LiveSession
 from tempo_lab.phenomena import gap_dropout, retroactive
 from tempo_lab.views import Panel
+from tempo_lab.views.panel import png
 
 PROMPT = (
     "The old lighthouse keeper climbed the spiral stairs every evening, long after the ships had stopped "
@@ -66,14 +72,39 @@ def main(argv: list[str] | None = None) -> dict:
     # 2. end to end through a panel, for the position and the gap explorers
     for name, slice_, control in (("position", retroactive, "gap"), ("gap", gap_dropout, "gap")):
         panel = Panel(slice_.explorer(LiveSession(lm)), prompt=PROMPT, token=" the")
-        seconds = []
+        seconds, rendering, drawing = [], [], []
         for i in range(args.moves):
             values = {**panel.values(), control: (i % 25) + (0.5 if name == "position" else 0)}
             start = time.perf_counter()
-            panel._show(values, panel._render(values, None))
-            seconds.append(time.perf_counter() - start)
+            rendered = panel._render(values, None)
+            middle = time.perf_counter()
+            panel._show(values, rendered)
+            end = time.perf_counter()
+            seconds.append(end - start)
+            rendering.append(middle - start)
+            drawing.append(end - middle)
         q = statistics.quantiles(seconds, n=10)
         out[f"{name}_end_to_end_p50"], out[f"{name}_end_to_end_p90"] = statistics.median(seconds), q[8]
+        out[f"{name}_render_p50"] = statistics.median(rendering)
+        out[f"{name}_drawing_p50"] = statistics.median(drawing)
+
+    # 2a. the figure part alone: kept and updated vs built anew, over the same moves
+    explored = RetroactivePositionGenerator(lm).explore(PROMPT, gaps=[g / 2 for g in range(61)], token=" the")
+    kept, moves = plots.LiveFigure(), iter(range(10**9))
+
+    def gap() -> float:
+        return (next(moves) % 59 + 1) / 2
+
+    def kept_figure():
+        return png(retroactive.render(explored, lm, gap(), 30.0, kept=kept).figure, fast=True)
+
+    def new_figure():
+        return png(retroactive.render(explored, lm, gap(), 30.0).figure)
+
+    fns = {"kept": kept_figure, "new": new_figure}
+    timed = timing.side_by_side(fns, 20, quiet_share=0.10, label="figure")
+    out["figure_kept_seconds"], out["figure_new_seconds"] = timed.medians["kept"], timed.medians["new"]
+    out["figure_new_vs_kept"] = timed.medians["new"] / timed.medians["kept"]
 
     # 2b. the layers and bands that see the move (notebook 09's live controls): each change one cached step
     panel = Panel(retroactive.explorer(LiveSession(lm)), prompt=PROMPT, token=" the")

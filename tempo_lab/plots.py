@@ -5,14 +5,14 @@ state, so rendering one in a loop (a slider) leaks nothing. :func:`save` writes 
 "Software" metadata, so re-running a notebook on the same numbers rewrites byte-identical files. Each
 phenomenon's own figures live in its slice (:mod:`tempo_lab.phenomena`).
 
-Contents: :func:`figure`, :func:`figure_with_axes`, :func:`live_figure`, :func:`save`; drawing elements
-:func:`paired_bars`, :func:`layer_mass_bars`, :func:`top_token_bars`, :func:`attention_map`,
+Contents: :func:`figure`, :func:`figure_with_axes`, :func:`live_figure`, :class:`LiveFigure`, :func:`save`;
+drawing elements :func:`paired_bars`, :func:`layer_mass_bars`, :func:`top_token_bars`, :func:`attention_map`,
 :func:`outline_sets`, :func:`highlight_set`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,8 @@ from matplotlib.patches import Rectangle
 from tempo_lab.labels import token_label
 
 DPI = 100
+#: bar colours: one highlighted bar among plain ones
+HIGHLIGHT, PLAIN = "#ff7f0e", "#1f77b4"
 
 
 def figure(width: float = 8.0, height: float = 4.0) -> Figure:
@@ -37,6 +39,27 @@ def live_figure(width: float, height: float, columns: int = 1, **grid) -> tuple[
     axes = fig.subplots(1, columns, squeeze=False, **grid)[0]
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.2, top=0.88, wspace=0.3)
     return fig, list(axes)
+
+
+class LiveFigure:
+    """A live view's figure kept between renders. :meth:`get` returns the kept figure while its ``signature``
+    (whatever fixes the layout: the tokens, the lines, the labels) is unchanged, else a new one from
+    ``build()``; the render then updates its artists' data. A kept figure redraws on the same canvas, whose
+    renderer keeps the text layouts it measured, so a move costs neither rebuilding the axes nor laying out
+    unchanged text again."""
+
+    def __init__(self) -> None:
+        self.figure: Figure | None = None
+        self.signature: object = None
+        self.builds = 0
+
+    def get(self, signature: object, build: Callable[[], Figure]) -> tuple[Figure, bool]:
+        """``(figure, new)``: the kept figure (``new`` False) or ``build()``'s (``new`` True)."""
+        if self.figure is None or signature != self.signature:
+            self.figure, self.signature = build(), signature
+            self.builds += 1
+            return self.figure, True
+        return self.figure, False
 
 
 def figure_with_axes(width: float = 8.0, height: float = 4.0) -> tuple[Figure, Axes]:
@@ -71,7 +94,7 @@ def paired_bars(
 
 def layer_mass_bars(layer_mass: Sequence[float], highlight: int | None, title: str, ax: Axes) -> None:
     """Bars of prompt mass per layer, one layer highlighted."""
-    colors = ["#ff7f0e" if i == highlight else "#1f77b4" for i in range(len(layer_mass))]
+    colors = [HIGHLIGHT if i == highlight else PLAIN for i in range(len(layer_mass))]
     ax.bar(range(len(layer_mass)), layer_mass, color=colors)
     ax.set_ylim(0, 1)
     ax.set_xlabel("layer")

@@ -117,10 +117,16 @@ def heatmap(heat: HeatTable, max_labels: int = 21) -> Figure:
 
 
 def render(
-    result: RetroactiveResult, lm: LoadedModel, gap: float, max_gap: float, top_k: int = 5
+    result: RetroactiveResult,
+    lm: LoadedModel,
+    gap: float,
+    max_gap: float,
+    top_k: int = 5,
+    kept: plots.LiveFigure | None = None,
 ) -> Rendered:
     """The placed token at ``gap`` (an explored one) against gap 0, and the curves of the ``top_k`` tokens at
-    gap 0 over the explored gaps up to ``max_gap``; the sentence follows the most probable of them."""
+    gap 0 over the explored gaps up to ``max_gap``; the sentence follows the most probable of them.
+    ``kept``: a live explorer's figure, updated in place while the token and the curves' tokens stay."""
     at = next((i for i, g in enumerate(result.gaps) if abs(g - gap) < 1e-6), None)
     if at is None:
         raise ValueError(f"gap {gap:g} was not explored; choose one of {plain(result.gaps)}")
@@ -143,19 +149,49 @@ def render(
         f"p at gap {lo:g} = {float(curve[0]):.4f}, highest {float(curve[best]):.4f} at gap "
         f"{result.gaps[cols[best]]:g}; top prediction at {leads} of {len(cols)} gaps"
     )
-    fig, (left, right) = plots.live_figure(11, 3.8, 2)
-    plots.paired_bars(left, [t for t, _ in top], [probs[at, shown].tolist(), reference[shown].tolist()],
-                      [f"gap {gap:g}", "gap 0"], f"next token after {token_label(result.token)}")  # fmt: skip
+    bars = [[t for t, _ in top], [probs[at, shown].tolist(), reference[shown].tolist()], f"gap {gap:g}"]
     xs = [result.gaps[i] for i in cols]
-    for i in tracked:
-        right.plot(xs, probs[cols, i], marker=".", ms=3, label=token_label(lm.token_str(i)))
-    right.axvline(gap, color="k", lw=0.8, ls=":")
-    right.set(xlabel="gap (positions after the prompt)", ylabel="probability",
-              title=f"gap-0 top tokens over gaps {lo:g}..{hi:g}")  # fmt: skip
-    right.legend(fontsize=7)
+    curves = [probs[cols, i].tolist() for i in tracked]
+    lines = [token_label(lm.token_str(i)) for i in tracked]
+    title = f"gap-0 top tokens over gaps {lo:g}..{hi:g}"
+
+    def build() -> Figure:
+        fig, (left, right) = plots.live_figure(11, 3.8, 2)
+        plots.paired_bars(left, bars[0], bars[1], [bars[2], "gap 0"],
+                          f"next token after {token_label(result.token)}")  # fmt: skip
+        for ys, label in zip(curves, lines, strict=True):
+            right.plot(xs, ys, marker=".", ms=3, label=label)
+        right.axvline(gap, color="k", lw=0.8, ls=":")
+        right.set(xlabel="gap (positions after the prompt)", ylabel="probability", title=title)
+        right.legend(fontsize=7)
+        return fig
+
+    keep = kept or plots.LiveFigure()
+    fig, new = keep.get((result.token, tuple(lines), len(bars[0])), build)
+    if not new:
+        _update_move(fig, bars, xs, curves, gap, title)
     state = {"position": result.positions[at], "gap": float(gap), "top": top, "tv_from_gap0": round(tv_, 6),
              "lead": lm.token_str(lead), "lead_top_at": leads}  # fmt: skip
     return Rendered(text, fig, state)
+
+
+def _update_move(fig: Figure, bars: list, xs: list[float], curves: list[list[float]], gap: float,
+                 title: str) -> None:
+    """A kept move figure brought to another gap: the bars' heights, tokens and legend, the curves' data (a
+    live curve gains each explored gap), the marker and the title; both axes rescaled."""
+    left, right = fig.axes
+    for bar, height in zip(left.patches, [h for row in bars[1] for h in row], strict=True):
+        bar.set_height(height)
+    left.set_xticks(range(len(bars[0])), [token_label(t) for t in bars[0]], fontsize=8)
+    left.get_legend().get_texts()[0].set_text(bars[2])
+    *drawn, marker = right.get_lines()
+    for line, ys in zip(drawn, curves, strict=True):
+        line.set_data(xs, ys)
+    marker.set_xdata([gap, gap])
+    right.set_title(title)
+    for ax in (left, right):
+        ax.relim()
+        ax.autoscale_view()
 
 
 def view(result: RetroactiveResult, lm: LoadedModel) -> View:
@@ -206,6 +242,7 @@ def explorer(session: LiveSession) -> View:
     lm = session.lm
     gen = RetroactivePositionGenerator(lm)
     curve: dict[tuple, RetroactiveResult] = {}
+    kept = plots.LiveFigure()
     controls = {
         "prompt": Control("Once upon a time", kind="text", description="prompt"),
         "token": Control(",", kind="text", description="token (one token; empty = greedy next)"),
@@ -233,7 +270,8 @@ def explorer(session: LiveSession) -> View:
         if grid:
             curve.clear()
             curve[key] = moved
-        rendered = render(curve[key].merged(moved), lm, float(values["gap"]), float(values["gap_range"]))
+        rendered = render(curve[key].merged(moved), lm, float(values["gap"]), float(values["gap_range"]),
+                          kept=kept)  # fmt: skip
         if edits:
             rendered.text += f"; the move seen by layers {seen[0]}-{seen[1]}, bands {bands} only"
         rendered.state.update(seen_by_layers=list(seen), seen_by_bands=bands)

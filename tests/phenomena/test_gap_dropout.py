@@ -320,3 +320,20 @@ def test_live_explorer_equals_the_probe_under_every_strategy(tiny):
         # the same row replayed renders the same sentence
         assert shown.text == gap_dropout.render(result.row(row.strategy, row.gap), 1).text
     assert session.prefills == 1
+
+
+def test_a_kept_live_figure_draws_the_pixels_of_a_fresh_one(tiny):
+    """The live explorer keeps its figure and updates its bars, labels and titles on each move: after several
+    moves its PNG equals, byte for byte, that of the same row rendered from nothing."""
+    from tempo_lab.plots import LiveFigure
+    from tempo_lab.views.panel import png
+
+    result = gap_probe(tiny, "Once upon a time", "x", [0, 4, 9])
+    kept = LiveFigure()
+    for row in result.frame.itertuples():
+        for layer in (0, 1):
+            moved = gap_dropout.render(result.row(row.strategy, row.gap), layer, kept)
+            fresh = gap_dropout.render(result.row(row.strategy, row.gap), layer)
+            assert moved.text == fresh.text and moved.state == fresh.state
+            assert png(moved.figure) == png(fresh.figure), (row.strategy, row.gap, layer)
+    assert kept.builds == 1

@@ -136,3 +136,28 @@ def test_position_inside_the_prompt_is_refused(tiny):
         session.place("x", [3.0])
 
 
+
+
+def test_a_kept_live_figure_draws_the_pixels_of_a_fresh_one(tiny):
+    """The live explorer keeps its figure and updates the artists on each move: the PNG of the kept figure
+    after several moves equals, byte for byte, the PNG of the same render built from nothing."""
+    from tempo_lab.plots import LiveFigure
+    from tempo_lab.views.panel import png
+
+    res = RetroactivePositionGenerator(tiny).explore(PROMPT, gaps=[0, 0.5, 2, 3.5, 7, 12, 20], token="x")
+    kept = LiveFigure()
+    for gap, max_gap in ((0.5, 20), (7, 20), (3.5, 12), (20, 20), (2, 7)):
+        moved = retroactive.render(res, tiny, gap, max_gap, kept=kept)
+        fresh = retroactive.render(res, tiny, gap, max_gap)
+        assert moved.text == fresh.text and moved.state == fresh.state
+        assert png(moved.figure) == png(fresh.figure), (gap, max_gap)
+    assert kept.builds == 1  # the same token and curve tokens: one figure, updated four times
+    retroactive.render(res, tiny, 2, 7, top_k=3, kept=kept)
+    assert kept.builds == 2  # fewer curves: built anew
+
+
+def test_live_moves_keep_one_figure(tiny):
+    explorer = retroactive.explorer(LiveSession(tiny))
+    figures = {id(explorer(prompt=PROMPT, token="x", gap=g, gap_range=10).figure) for g in (0.5, 3.0, 8.5)}
+    assert len(figures) == 1
+    assert id(explorer(prompt=PROMPT, token="y", gap=1.0, gap_range=10).figure) not in figures

@@ -89,8 +89,9 @@ def layer_mass_heatmaps(probe: GapProbe) -> Figure:
 # --- the render both views share ---
 
 
-def render(row: GapRow, layer: int) -> Rendered:
-    """One strategy and gap: the prompt mass per layer (``layer`` highlighted) and the top next tokens."""
+def render(row: GapRow, layer: int, kept: plots.LiveFigure | None = None) -> Rendered:
+    """One strategy and gap: the prompt mass per layer (``layer`` highlighted) and the top next tokens.
+    ``kept``: a live explorer's figure, updated in place while the number of layers and tokens stay."""
     n_layers = len(row.layer_mass)
     if not 0 <= layer < n_layers:
         raise ValueError(f"layer {layer} is out of range 0..{n_layers - 1}")
@@ -99,11 +100,18 @@ def render(row: GapRow, layer: int) -> Rendered:
         f"{row.strategy}, gap {row.gap:g}: prompt mass {row.prompt_mass:.4f} (layer {layer}: "
         f"{float(row.layer_mass[layer]):.4f}); top {top1!r} {p1:.4f}"
     )
-    fig, (left, right) = plots.live_figure(10, 3.6, 2, width_ratios=[3, 2])
-    title = f"{row.strategy}, gap {row.gap:g}: prompt mass per layer"
-    plots.layer_mass_bars(row.layer_mass, layer, title, left)
-    plots.top_token_bars(row.top_tokens, row.top_probs, f"next token after {row.token!r} at {row.position:g}",
-                         right)  # fmt: skip
+    titles = (f"{row.strategy}, gap {row.gap:g}: prompt mass per layer",
+              f"next token after {row.token!r} at {row.position:g}")  # fmt: skip
+
+    def build() -> Figure:
+        fig, (left, right) = plots.live_figure(10, 3.6, 2, width_ratios=[3, 2])
+        plots.layer_mass_bars(row.layer_mass, layer, titles[0], left)
+        plots.top_token_bars(row.top_tokens, row.top_probs, titles[1], right)
+        return fig
+
+    fig, new = (kept or plots.LiveFigure()).get((n_layers, len(row.top_tokens)), build)
+    if not new:
+        _update(fig, row, layer, titles)
     state = {
         "strategy": row.strategy,
         "position": float(row.position),
@@ -112,6 +120,25 @@ def render(row: GapRow, layer: int) -> Rendered:
         "top": [[t, round(float(p), 6)] for t, p in zip(row.top_tokens, row.top_probs, strict=True)],
     }
     return Rendered(text, fig, state)
+
+
+def _update(fig: Figure, row: GapRow, layer: int, titles: tuple[str, str]) -> None:
+    """A kept figure brought to another row: what :func:`plots.layer_mass_bars` and
+    :func:`plots.top_token_bars` draw, set on their artists."""
+    left, right = fig.axes
+    for i, (bar, mass) in enumerate(zip(left.patches, row.layer_mass, strict=True)):
+        bar.set_height(float(mass))
+        bar.set_facecolor(plots.HIGHLIGHT if i == layer else plots.PLAIN)
+    left.set_title(titles[0], fontsize=10)
+    ys = np.arange(len(row.top_tokens))[::-1]
+    for bar, p in zip(right.patches, row.top_probs, strict=True):
+        bar.set_width(p)
+    for label, y, p in zip(right.texts, ys, row.top_probs, strict=True):
+        label.set_position((p, y))
+        label.set_text(f" {p:.3f}")
+    right.set_yticks(ys, [token_label(t) for t in row.top_tokens])
+    right.set_xlim(0, max(1e-9, max(row.top_probs, default=0)) * 1.15)
+    right.set_title(titles[1], fontsize=10)
 
 
 def view(probe: GapProbe) -> View:
@@ -138,6 +165,7 @@ def explorer(session: LiveSession) -> View:
         "gap": Control(5, 0, 100, 1, description="gap"),
         "layer": Control(0, 0, lm.model.config.num_hidden_layers - 1, 1, description="layer"),
     }
+    kept = plots.LiveFigure()
 
     def update(values, progress) -> Rendered:
         session.use_prompt(values["prompt"])
@@ -157,6 +185,6 @@ def explorer(session: LiveSession) -> View:
         row = GapRow(strategy, gap, t + gap, lm.token_str(token_id), float(layer_mass.mean()),
                      layer_mass.cpu().numpy(), [lm.token_str(int(i)) for i in top_i],
                      [float(p) for p in top_p])  # fmt: skip
-        return render(row, int(values["layer"]))
+        return render(row, int(values["layer"]), kept)
 
     return live_view(NAME, TITLE, controls, update, note=session.note)
