@@ -32,15 +32,15 @@ from pathlib import Path
 #: the errors a user can cause and mend (bad input, a missing file or package, a folder that cannot be
 #: written): reported in one line, never as a traceback
 EXPECTED = (ValueError, OSError, ModuleNotFoundError)
+#: what --model takes
+MODELS_HELP = "'bundled' (default), 'gemma3-270m', 'tiny-random', a .gguf file, an HF id or a folder"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tempo-lab", description="tempo_lab notebook series and studies")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute the notebook series headless (papermill) and print key numbers")
-    run.add_argument(
-        "--model", help="model for every notebook: 'bundled' (default), 'tiny-random', an HF id or path"
-    )
+    run.add_argument("--model", help=f"model for every notebook: {MODELS_HELP}")
     run.add_argument(
         "-p",
         "--parameter",
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cell-timeout", type=int, default=900, help="seconds one cell may run (default 900)")
     study = sub.add_parser("study", help="run measurements over a prompt set into a results folder")
     study.add_argument("--results", required=True, type=Path, help="results folder (resumed if it exists)")
-    study.add_argument("--model", help="'bundled' (default), 'tiny-random', an HF id or path")
+    study.add_argument("--model", help=MODELS_HELP)
     study.add_argument("--prompts", help="a .txt (a prompt per line) or .tsv (kind<TAB>prompt) file")
     study.add_argument(
         "--limit", type=int, help="only the first N prompts, spread over the kinds (more than the set: all)"
@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--phenomena", nargs="+", help="which measurements (default: notebook 06's six; 09's: localisation)"
     )
     study.add_argument("--batch-size", type=int, default=32, help="prompts per batch (default 32)")
+    study.add_argument(
+        "--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+        help="the weights' dtype (default float32); the folder and its verdicts record it",
+    )  # fmt: skip
     study.add_argument("--seed", type=int, default=0)
     study.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -91,6 +95,7 @@ def run_study_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
         study = run_study(
             model, prompts, results=args.results, n=args.limit, phenomena=args.phenomena or DEFAULT_STUDY,
             batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress, resume=resume,
+            dtype=args.dtype,
         )  # fmt: skip
     except PromptProblems as exc:
         print(f"tempo-lab: {exc}", file=sys.stderr)

@@ -68,13 +68,16 @@ def claims_table(
     study: Any, single: Mapping[str, Mapping[str, Any]], claims: Sequence[Claim]
 ) -> pd.DataFrame:
     """One row per claim: the claim, its original number, the single-prompt number, the measurement over
-    ``study`` (mean with its 95% bootstrap interval, or a paired test), the verdict and the rule."""
+    ``study`` (mean with its 95% bootstrap interval, or a paired test), the verdict, what decided it (the
+    model, its dtype and the number of prompts, from the study's manifest) and the rule."""
+    m = study.manifest
+    decided_by = f"{m['model']}, {m['dtype']}, {len(study.prompts) - len(study.problems)} prompts"
     rows = []
     for claim in claims:
         evidence = claim.measure(study, single)
         rows.append({"claim": claim.text, "original": claim.original, "single prompt": evidence.single,
                      "at scale": evidence.at_scale, "verdict": claim.verdict(evidence),
-                     "rule": claim.rule})  # fmt: skip
+                     "decided by": decided_by, "rule": claim.rule})  # fmt: skip
     return pd.DataFrame(rows)
 
 

@@ -51,10 +51,10 @@ def compare_claims(
     names: tuple[str, str] = ("a", "b"),
 ) -> pd.DataFrame:
     """One row per claim: each study's measurement and verdict (:func:`claims_table`), whether the verdicts
-    agree, and the paired test of the headline between the models (``difference``: ``names[1] - names[0]``
-    per prompt, mean with its 95% interval; Wilcoxon ``p``, rank-biserial ``effect``, ``n`` prompts). ``single``: the
-    single-prompt notebooks' key numbers (the verdicts do not read them). Raises ``ValueError`` when the two
-    studies measured different prompt sets."""
+    agree, what decided them (model, dtype, prompts), and the paired test of the headline between the models
+    (``difference``: ``names[1] - names[0]`` per prompt, mean with its 95% interval; Wilcoxon ``p``,
+    rank-biserial ``effect``, ``n`` prompts). ``single``: the single-prompt notebooks' key numbers (the
+    verdicts do not read them). Raises ``ValueError`` when the two studies measured different prompt sets."""
     _check_same_prompts(a, b)
     ta, tb = claims_table(a, single, claims), claims_table(b, single, claims)
     ha, hb = headlines(a, claims), headlines(b, claims)
@@ -63,7 +63,8 @@ def compare_claims(
         row = {"claim": claim.text,
                f"{names[0]}: at scale": ra["at scale"], f"{names[0]}: verdict": ra.verdict,
                f"{names[1]}: at scale": rb["at scale"], f"{names[1]}: verdict": rb.verdict,
-               "verdicts agree": ra.verdict == rb.verdict}  # fmt: skip
+               "verdicts agree": ra.verdict == rb.verdict,
+               "decided by": f"{ra['decided by']}; {rb['decided by']}"}  # fmt: skip
         row.update(_paired(claim, ha, hb, names))
         rows.append(row)
     return pd.DataFrame(rows)
@@ -108,7 +109,7 @@ def figure(a: Any, b: Any, claims: Sequence[Claim], names: tuple[str, str] = ("a
     ax.set_yticks(np.arange(len(shown)), [c.headline[0] for c in shown])
     ax.invert_yaxis()
     ax.axvline(0, color="0.7", lw=0.8)
-    ax.set(xlabel="mean over prompts (95% CI)", ylabel="claim's headline number",
-           title=f"Each claim's headline number over the same prompts:\n{names[0]} and {names[1]}")  # fmt: skip
+    title = f"Each claim's headline number over the same prompts:\n{names[0]} and {names[1]}"
+    ax.set(xlabel="mean over prompts (95% CI)", ylabel="claim's headline number", title=title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     return fig

@@ -165,13 +165,16 @@ def run_study(
     problems: str = "raise",
     progress: bool = True,
     resume: str | None = None,
+    dtype: str | torch.dtype | None = None,
 ) -> Study:
     """Run ``phenomena`` over ``prompts`` (default: the bundled 302; ``n``: the first ``n``, spread over the
     kinds; more than the set means all of it) into the folder ``results``; see the module docstring.
     ``model``: a loaded model, or a name for :func:`~tempo_lab.load_model` (``None``: the bundled model),
     loaded on this process's GPU when there is one (each process of a multi-GPU launch takes its
     ``LOCAL_RANK``'s). ``resume``: the command that completes this folder, quoted when a read finds it
-    incomplete (default: this call).
+    incomplete (default: this call). ``dtype``: the weights' dtype when the model is loaded here (default
+    float32; ``"bfloat16"`` halves the memory, and is fast only where the CPU or GPU has bfloat16 matmul
+    units); the folder records it, its tables carry it, and a folder written in another dtype is refused.
 
     The folder is checked writable and its writer lock taken (:meth:`~tempo_lab.store.ResultsFolder.writing`)
     before the model is loaded; every existing part is verified, and a part that fails is quarantined and
@@ -183,6 +186,11 @@ def run_study(
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if problems not in ("raise", "skip"):
         raise ValueError(f"problems must be 'raise' or 'skip', got {problems!r}")
+    if dtype is not None and isinstance(model, LoadedModel):
+        raise ValueError(
+            f"dtype={dtype!r} applies when run_study loads the model; this one is loaded, in "
+            f"{str(model.dtype).removeprefix('torch.')}: load it in the dtype you want instead"
+        )
     prompts = bundled_prompts() if prompts is None else as_prompt_set(prompts)
     if n is not None:
         n = checks.count("n", n)
@@ -190,7 +198,9 @@ def run_study(
     folder = StudyFolder(results)
     folder.check_writable()
     with folder.writing(group=_launch_group()):
-        lm = model if isinstance(model, LoadedModel) else load_model(model, device=_process_device())
+        lm = model if isinstance(model, LoadedModel) else load_model(
+            model, device=_process_device(), dtype=dtype if dtype is not None else torch.float32
+        )
         return _run(lm, prompts, folder, list(phenomena), conditions or Conditions(), batch_size, seed,
                     problems, progress, resume)  # fmt: skip
 

@@ -34,6 +34,8 @@ def test_each_side_is_the_claims_table_of_its_own_study(studies):
     assert table["llama: verdict"].tolist() == alone_a.verdict.tolist()
     assert table["gemma2: at scale"].tolist() == alone_b["at scale"].tolist()
     assert table["verdicts agree"].tolist() == (alone_a.verdict == alone_b.verdict).tolist()
+    both = f"tiny-random, float32, {N} prompts; tiny-gemma2, float32, {N} prompts"
+    assert set(table["decided by"]) == {both}
 
 
 def test_the_paired_test_is_scipys_wilcoxon_on_the_raw_rows(studies):

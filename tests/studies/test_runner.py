@@ -118,6 +118,25 @@ def test_a_folder_of_another_model_or_prompt_set_is_refused(lm, tmp_path):
                   conditions=Conditions(retro_gaps=(0, 3)))  # fmt: skip
 
 
+def test_a_bfloat16_study_records_its_dtype_in_the_folder_tables_and_verdicts(lm, tmp_path):
+    from tempo_lab import phenomena
+
+    prompts = ["The cat sat", "A dog ran far", "Once upon a time"]
+    study = run_study("tiny-random", prompts, results=tmp_path, phenomena=["retroactive"], dtype="bfloat16",
+                      progress=False)  # fmt: skip
+    assert study.manifest["dtype"] == "bfloat16" and set(study.table("retroactive").dtype) == {"bfloat16"}
+    decided = phenomena.claims_table(study, {"03": {"tv_by_gap": {"6": 0.2}}})
+    assert decided["decided by"].tolist() == ["tiny-random, bfloat16, 3 prompts"]
+    # the rows are bfloat16's own: they differ from float32's, by less than bfloat16's resolution allows
+    full = run_study(lm, prompts, results=tmp_path / "f32", phenomena=["retroactive"], progress=False)
+    a, b = study.table("retroactive").tv.to_numpy(), full.table("retroactive").tv.to_numpy()
+    assert not np.array_equal(a, b) and np.abs(a - b).max() < 0.05
+    with pytest.raises(ValueError, match="another dtype"):  # the folder is bfloat16's
+        run_study(lm, prompts, results=tmp_path, phenomena=["retroactive"], progress=False)
+    with pytest.raises(ValueError, match="dtype='bfloat16' applies when run_study loads the model.*float32"):
+        run_study(lm, prompts, results=tmp_path / "x", dtype="bfloat16", progress=False)
+
+
 def test_chunks_group_prompts_of_similar_length():
     assert chunks([5, None, 2, 5, 3], 2) == [[2, 4], [0, 3]]
 
