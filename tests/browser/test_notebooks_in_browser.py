@@ -70,8 +70,10 @@ def _nb02(p: dict[str, Any]) -> View:
     from tempo_lab.generators import RetroactivePositionGenerator
     from tempo_lab.phenomena import fractional
 
-    grid = positions.grid(p["start"], p["stop"], p["step"])
-    return fractional.view(RetroactivePositionGenerator(load_model(p["model_name"])).sweep(p["prompt"], grid))
+    lm = load_model(p["model_name"])
+    natural = lm.encode_prompt(p["prompt"])[1].shape[1] - 1  # start and stop are offsets from it
+    grid = positions.grid(natural + p["start"], natural + p["stop"], p["step"])
+    return fractional.view(RetroactivePositionGenerator(lm).sweep(p["prompt"], grid))
 
 
 def _nb03(p: dict[str, Any]) -> View:

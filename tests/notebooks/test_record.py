@@ -141,9 +141,10 @@ def test_notebook_02_key_numbers_recomputed(bundled):
 
     nb = load(NOTEBOOKS[1])
     p, committed = parameters(nb), notebook.read_key_numbers(nb)
-    sweep = RetroactivePositionGenerator(
-        bundled).sweep(p["prompt"], positions.grid(p["start"], p["stop"], p["step"])
-    )
+    natural = committed["natural_position"]  # start and stop are offsets from it
+    grid = positions.grid(natural + p["start"], natural + p["stop"], p["step"])
+    sweep = RetroactivePositionGenerator(bundled).sweep(p["prompt"], grid)
+    assert sweep.natural == natural and committed["positions"] == [grid[0], grid[-1], len(sweep.positions)]
     div = neighbour_divergence(sweep).set_index("position")
     nat = sweep.natural
     assert committed["tv_half_step_back"] == pytest.approx(div.loc[nat - 0.5, "tv_natural"], abs=1e-4)
