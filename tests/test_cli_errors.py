@@ -79,16 +79,19 @@ def test_a_limit_past_the_set_runs_all_of_it_and_says_so(tmp_path):
 
 def test_ctrl_c_says_what_was_kept_and_how_to_resume_and_a_second_writer_is_refused(tmp_path):
     folder = tmp_path / "s"
-    cmd = [sys.executable, "-m", "tempo_lab.cli", "study", "--results", str(folder), "--limit", "60",
-           "--batch-size", "2", *TINY]  # fmt: skip
+    # all 302 prompts, 2 per part (about a minute of work): the interrupt must land while the study runs, and
+    # with 60 prompts it could finish while the second writer below starts (~18 s in all), a false failure
+    cmd = [sys.executable, "-m", "tempo_lab.cli", "study", "--results", str(folder), "--batch-size", "2",
+           *TINY]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
         while len(list(folder.glob("*/part-*.parquet"))) < 3:
             assert proc.poll() is None and time.monotonic() < deadline, "the study wrote no parts"
             time.sleep(0.05)
-        second = tempo_lab("study", "--results", str(folder), "--limit", "60", "--batch-size", "2", *TINY)
+        second = tempo_lab("study", "--results", str(folder), "--batch-size", "2", *TINY)
         one_line_error(second, f"being written by pid {proc.pid}")
+        assert proc.poll() is None, "the study finished before it could be interrupted: give it more work"
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
     finally:
