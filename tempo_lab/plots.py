@@ -85,20 +85,41 @@ def paired_bars(
     width = 0.8 / max(1, len(rows))
     for k, (row, label) in enumerate(zip(rows, labels, strict=True)):
         ax.bar(x + (k - (len(rows) - 1) / 2) * width, row, width, label=label)
-    ax.set_xticks(x, [token_label(t) for t in tokens], fontsize=8)
     ax.set_xlabel("next token")
     ax.set_ylabel("probability")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
+    update_paired_bars(ax, tokens, rows, labels)
+
+
+def update_paired_bars(
+    ax: Axes, tokens: Sequence[str], rows: Sequence[Sequence[float]], labels: Sequence[str]
+) -> None:
+    """Set :func:`paired_bars`' data on its artists (as many tokens and rows): heights, tokens, legend;
+    the y axis rescaled."""
+    for bar, height in zip(ax.patches, [h for row in rows for h in row], strict=True):
+        bar.set_height(height)
+    ax.set_xticks(np.arange(len(tokens)), [token_label(t) for t in tokens], fontsize=8)
+    for text, label in zip(ax.get_legend().get_texts(), labels, strict=True):
+        text.set_text(label)
+    ax.relim()
+    ax.autoscale_view()
 
 
 def layer_mass_bars(layer_mass: Sequence[float], highlight: int | None, title: str, ax: Axes) -> None:
     """Bars of prompt mass per layer, one layer highlighted."""
-    colors = [HIGHLIGHT if i == highlight else PLAIN for i in range(len(layer_mass))]
-    ax.bar(range(len(layer_mass)), layer_mass, color=colors)
+    ax.bar(range(len(layer_mass)), layer_mass)
     ax.set_ylim(0, 1)
     ax.set_xlabel("layer")
     ax.set_ylabel("prompt mass")
+    update_layer_mass_bars(layer_mass, highlight, title, ax)
+
+
+def update_layer_mass_bars(layer_mass: Sequence[float], highlight: int | None, title: str, ax: Axes) -> None:
+    """Set :func:`layer_mass_bars`' data on its artists (as many layers): heights, highlight, title."""
+    for i, (bar, mass) in enumerate(zip(ax.patches, layer_mass, strict=True)):
+        bar.set_height(float(mass))
+        bar.set_facecolor(HIGHLIGHT if i == highlight else PLAIN)
     ax.set_title(title, fontsize=10)
 
 
@@ -106,12 +127,24 @@ def top_token_bars(tokens: Sequence[str], probs: Sequence[float], title: str, ax
     """Horizontal bars of the top tokens, most probable on top."""
     ys = np.arange(len(tokens))[::-1]
     ax.barh(ys, probs, color="#2ca02c")
+    ax.set_xlabel("probability")
+    for y in ys:
+        ax.text(0, y, "", va="center", fontsize=8)
+    update_top_token_bars(tokens, probs, title, ax)
+
+
+def update_top_token_bars(tokens: Sequence[str], probs: Sequence[float], title: str, ax: Axes) -> None:
+    """Set :func:`top_token_bars`' data on its artists (as many tokens): widths, tokens, values, limits,
+    title."""
+    ys = np.arange(len(tokens))[::-1]
+    for bar, p in zip(ax.patches, probs, strict=True):
+        bar.set_width(p)
+    for label, y, p in zip(ax.texts, ys, probs, strict=True):
+        label.set_position((p, y))
+        label.set_text(f" {p:.3f}")
     ax.set_yticks(ys, [token_label(t) for t in tokens])
     ax.set_xlim(0, max(1e-9, max(probs, default=0)) * 1.15)
-    ax.set_xlabel("probability")
     ax.set_title(title, fontsize=10)
-    for y, p in zip(ys, probs, strict=True):
-        ax.text(p, y, f" {p:.3f}", va="center", fontsize=8)
 
 
 def outline_sets(ax: Axes, spans: Sequence[tuple[int, int, int]], color: str = "#00e0ff") -> None:

@@ -180,18 +180,14 @@ def _update_move(fig: Figure, bars: list, xs: list[float], curves: list[list[flo
     """A kept move figure brought to another gap: the bars' heights, tokens and legend, the curves' data (a
     live curve gains each explored gap), the marker and the title; both axes rescaled."""
     left, right = fig.axes
-    for bar, height in zip(left.patches, [h for row in bars[1] for h in row], strict=True):
-        bar.set_height(height)
-    left.set_xticks(range(len(bars[0])), [token_label(t) for t in bars[0]], fontsize=8)
-    left.get_legend().get_texts()[0].set_text(bars[2])
+    plots.update_paired_bars(left, bars[0], bars[1], [bars[2], "gap 0"])
     *drawn, marker = right.get_lines()
     for line, ys in zip(drawn, curves, strict=True):
         line.set_data(xs, ys)
     marker.set_xdata([gap, gap])
     right.set_title(title)
-    for ax in (left, right):
-        ax.relim()
-        ax.autoscale_view()
+    right.relim()
+    right.autoscale_view()
 
 
 def view(result: RetroactiveResult, lm: LoadedModel) -> View:

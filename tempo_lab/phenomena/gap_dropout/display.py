@@ -111,7 +111,9 @@ def render(row: GapRow, layer: int, kept: plots.LiveFigure | None = None) -> Ren
 
     fig, new = (kept or plots.LiveFigure()).get((n_layers, len(row.top_tokens)), build)
     if not new:
-        _update(fig, row, layer, titles)
+        left, right = fig.axes
+        plots.update_layer_mass_bars(row.layer_mass, layer, titles[0], left)
+        plots.update_top_token_bars(row.top_tokens, row.top_probs, titles[1], right)
     state = {
         "strategy": row.strategy,
         "position": float(row.position),
@@ -120,25 +122,6 @@ def render(row: GapRow, layer: int, kept: plots.LiveFigure | None = None) -> Ren
         "top": [[t, round(float(p), 6)] for t, p in zip(row.top_tokens, row.top_probs, strict=True)],
     }
     return Rendered(text, fig, state)
-
-
-def _update(fig: Figure, row: GapRow, layer: int, titles: tuple[str, str]) -> None:
-    """A kept figure brought to another row: what :func:`plots.layer_mass_bars` and
-    :func:`plots.top_token_bars` draw, set on their artists."""
-    left, right = fig.axes
-    for i, (bar, mass) in enumerate(zip(left.patches, row.layer_mass, strict=True)):
-        bar.set_height(float(mass))
-        bar.set_facecolor(plots.HIGHLIGHT if i == layer else plots.PLAIN)
-    left.set_title(titles[0], fontsize=10)
-    ys = np.arange(len(row.top_tokens))[::-1]
-    for bar, p in zip(right.patches, row.top_probs, strict=True):
-        bar.set_width(p)
-    for label, y, p in zip(right.texts, ys, row.top_probs, strict=True):
-        label.set_position((p, y))
-        label.set_text(f" {p:.3f}")
-    right.set_yticks(ys, [token_label(t) for t in row.top_tokens])
-    right.set_xlim(0, max(1e-9, max(row.top_probs, default=0)) * 1.15)
-    right.set_title(titles[1], fontsize=10)
 
 
 def view(probe: GapProbe) -> View:
