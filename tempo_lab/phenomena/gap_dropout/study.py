@@ -122,9 +122,19 @@ def figure(table: pd.DataFrame) -> Figure:
 # --- the claims ---
 
 
-def _no_mask(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
+def _no_mask_after_gap(study: Any) -> pd.DataFrame:
+    """The rows without a mask (no cache) at every gap > 0."""
     drop = study.table(NAME)
-    no_mask = drop[(drop.strategy == "default_no_cache") & (drop.gap > 0)]
+    return drop[(drop.strategy == "default_no_cache") & (drop.gap > 0)]
+
+
+def _with_mask(study: Any) -> pd.DataFrame:
+    drop = study.table(NAME)
+    return drop[drop.strategy == "additive_4d"]
+
+
+def _no_mask(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
+    no_mask = _no_mask_after_gap(study)
     zero = float((no_mask.prompt_mass == 0).mean())
     return Evidence(
         {"share_exactly_zero": zero},
@@ -134,8 +144,7 @@ def _no_mask(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
 
 
 def _mask(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
-    drop = study.table(NAME)
-    mask = drop[drop.strategy == "additive_4d"]
+    mask = _with_mask(study)
     far = mask.gap.max()
     m0, mfar = ci(mask[mask.gap == 0].prompt_mass), ci(mask[mask.gap == far].prompt_mass)
     test = stats.paired_test(
@@ -150,12 +159,11 @@ def _mask(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
 
 
 def _no_mask_per_prompt(study: Any) -> pd.Series:
-    drop = study.table(NAME)
-    return drop[(drop.strategy == "default_no_cache") & (drop.gap > 0)].groupby("prompt").prompt_mass.max()
+    return _no_mask_after_gap(study).groupby("prompt").prompt_mass.max()
 
 
 def _mask_per_prompt(study: Any) -> pd.Series:
-    mask = study.table(NAME).query("strategy == 'additive_4d'")
+    mask = _with_mask(study)
     return mask[mask.gap == mask.gap.max()].set_index("prompt").prompt_mass
 
 
