@@ -7,7 +7,8 @@ phenomenon's own figures live in its slice (:mod:`tempo_lab.phenomena`).
 
 Contents: :func:`figure`, :func:`figure_with_axes`, :func:`live_figure`, :class:`LiveFigure`, :func:`save`;
 drawing elements :func:`paired_bars`, :func:`layer_mass_bars`, :func:`top_token_bars`, :func:`attention_map`,
-:func:`outline_sets`, :func:`highlight_set`.
+:func:`outline_sets`, :func:`highlight_set`; the bar elements' data setters, which a kept live figure calls
+(:func:`update_paired_bars`, :func:`update_layer_mass_bars`, :func:`update_top_token_bars`).
 """
 
 from __future__ import annotations
