@@ -1,13 +1,14 @@
 """A loaded model: the model with its tokenizer, and the prompt/token encoding every part of tempo_lab uses.
 
 Contents: :class:`LoadedModel`, :func:`evaluating` (eval mode for a block, restored after),
-:func:`has_rotary_positions`, :func:`token_bytes`. Loading is :mod:`tempo_lab.models`; tiny random models
-are :mod:`tempo_lab.tiny`.
+:func:`has_rotary_positions`, :func:`keeps_logits`, :func:`token_bytes`. Loading is :mod:`tempo_lab.models`;
+tiny random models are :mod:`tempo_lab.tiny`.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -144,3 +145,9 @@ def has_rotary_positions(model: PreTrainedModel) -> bool:
     """True if the model encodes positions by rotary embedding (a module named ``*Rotary*``), so fractional
     position ids are meaningful; False for learned absolute position tables such as GPT-2's ``wpe``."""
     return any("rotary" in type(m).__name__.lower() for m in model.modules())
+
+
+def keeps_logits(model: PreTrainedModel) -> bool:
+    """True if ``model``'s forward takes transformers' ``logits_to_keep`` (project only those slots onto the
+    vocabulary: an int ``k``, the last ``k`` slots, or a 1D tensor of slot indices)."""
+    return "logits_to_keep" in inspect.signature(model.forward).parameters

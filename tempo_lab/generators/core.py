@@ -33,7 +33,7 @@ from transformers import DynamicCache, PreTrainedModel
 from tempo_lab import masks
 from tempo_lab import positions as pos
 from tempo_lab.families import family_of
-from tempo_lab.loaded import LoadedModel, evaluating
+from tempo_lab.loaded import LoadedModel, evaluating, keeps_logits
 
 PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gpt2", "phi3", "olmo", "olmo2"})
 
@@ -112,6 +112,7 @@ class DecodingCore:
         self.family = family_of(lm.model)
         self.family.check_attention()
         self.split_head = split_head(lm.model)
+        self.keeps_logits = keeps_logits(lm.model)
 
     def check_positions(self, positions: torch.Tensor, *, after: float | None = None) -> torch.Tensor:
         """Validate ``(batch, n)`` positions for this model and return them in the form it takes."""
@@ -128,8 +129,10 @@ class DecodingCore:
         *,
         grad: bool = False,
         ranks: torch.Tensor | None = None,
+        last: bool = False,
     ) -> torch.Tensor:
-        """One forward pass; returns logits ``(batch, q, vocab)`` and appends ``q`` slots to ``cache``.
+        """One forward pass; returns logits ``(batch, q, vocab)`` (``last``: of the last slot only,
+        ``(batch, 1, vocab)``) and appends ``q`` slots to ``cache``.
 
         ``input_ids`` and ``positions``: ``(batch, q)``; ``mask``: ``(batch, 1, q, cached + q)``, bool or
         additive (a bool mask is converted, never added as 0/1). ``grad``: build the autograd graph (float
@@ -138,9 +141,9 @@ class DecodingCore:
         full-length cache layers (sliding windows are counted in them; :meth:`Family.layer_masks`).
         """
         with torch.set_grad_enabled(grad):
-            return self._forward(input_ids, positions, mask, cache, ranks)
+            return self._forward(input_ids, positions, mask, cache, ranks, last)
 
-    def _forward(self, input_ids, positions, mask, cache, ranks=None) -> torch.Tensor:
+    def _forward(self, input_ids, positions, mask, cache, ranks=None, last=False) -> torch.Tensor:
         b, q = input_ids.shape
         kv = q + (cache_length(cache) if cache is not None else 0)
         mask = masks.ensure_additive(mask, self.dtype)
@@ -157,11 +160,14 @@ class DecodingCore:
         }
         with evaluating(self.model):
             if self.split_head is None:
-                return self.model(**kwargs).logits.float()
+                keep = {"logits_to_keep": 1} if last and self.keeps_logits else {}
+                logits = self.model(**kwargs, **keep).logits
+                return (logits[:, -1:] if last else logits).float()
             base, weight = self.split_head
             hidden = base(**kwargs).last_hidden_state  # (batch, q, hidden)
-        logits = (weight @ hidden.reshape(b * q, -1).to(weight.device).T).T  # (batch * q, vocab)
-        return logits.float().reshape(b, q, -1)
+        hidden = hidden[:, -1:] if last else hidden
+        logits = (weight @ hidden.reshape(-1, hidden.shape[-1]).to(weight.device).T).T  # (batch * q, vocab)
+        return logits.float().reshape(b, hidden.shape[1], -1)
 
     def prefill(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None) -> Prefix:
         """Run the prompt ``(1, T)`` once (contiguous positions by default) and keep its cache."""

@@ -22,7 +22,11 @@ the batch keeps full-length cache layers (no slot is dropped) and every forward 
 among its row's real slots: the window is counted in those (:meth:`tempo_lab.families.Family.layer_masks`),
 so a row sees the slots it sees alone, however ragged the batch.
 
-Contents: :class:`Lockstep` (``prefill``, ``expand``, ``run``).
+Attention: run inside :func:`~tempo_lab.capture.capture_attention`, the passes a lockstep runs record every
+row's attention; :meth:`Lockstep.attention_maps` assembles each row's ``(N, N)`` map over its own slots from
+them (what the single-prompt generators' ``attention_map()`` gives), so no second pass is needed.
+
+Contents: :class:`Lockstep` (``prefill``, ``expand``, ``run``, ``attention_maps``).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import torch
 from transformers import DynamicCache
 
 from tempo_lab import masks
+from tempo_lab.capture import AttentionRecord
 from tempo_lab.generators.core import DecodingCore
 from tempo_lab.generators.loop import Policy
 
@@ -48,19 +53,13 @@ class Lockstep:
         self.width = 0  # batch-cache slots so far
         self.windowed = core.family.window is not None
         self.real = torch.zeros(0, 0, dtype=torch.bool)  # (rows, width): which batch slots are a row's own
+        # per pass run so far: its first and end batch slot, and for each row now the pass's row it continues
+        self.passes: list[tuple[int, int, torch.Tensor]] = []
 
-    def prefill(
-        self,
-        prompts: Sequence[torch.Tensor],
-        positions: Sequence[torch.Tensor] | None = None,
-        allowed: Sequence[torch.Tensor] | None = None,
-    ) -> list[torch.Tensor]:
-        """Run every prompt ``(1, T_i)`` in one left-padded pass; returns each prompt's logits
-        ``(T_i, vocab)``.
-
-        ``positions`` (each ``(T_i,)``, default ``0..T_i-1``) and ``allowed`` (each a bool ``(T_i, T_i)``
-        visibility, default causal) let a finished sequence be recomputed whole, as it was generated.
-        """
+    def prefill(self, prompts: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Run every prompt ``(1, T_i)`` (positions ``0..T_i-1``, causal) in one left-padded pass; returns
+        each prompt's next-token logits ``(vocab,)`` (the vocabulary projection runs for the last slot only:
+        left padding puts every row's last token there)."""
         if not prompts:
             raise ValueError("prefill needs at least one prompt")
         lengths = [int(p.shape[-1]) for p in prompts]
@@ -72,15 +71,16 @@ class Lockstep:
         for r, (p, t) in enumerate(zip(prompts, lengths, strict=True)):
             pad = width - t
             ids[r, pad:] = p.view(-1).cpu()
-            where[r, pad:] = torch.arange(t) if positions is None else positions[r].view(-1).cpu()
-            visible[r, pad:, pad:] = masks.causal_allowed(t) if allowed is None else allowed[r].cpu()
+            where[r, pad:] = torch.arange(t)
+            visible[r, pad:, pad:] = masks.causal_allowed(t)
             self.slots.append(list(range(pad, width)))
         # full-length layers when windows are counted in ranks (a sliding layer would drop slots by count)
         self.cache = DynamicCache() if self.windowed else DynamicCache(config=self.core.model.config)
         self.width = width
         self.real = torch.arange(width)[None] >= torch.tensor([width - t for t in lengths])[:, None]
-        logits = self._forward(ids, where, visible)
-        return [logits[r, width - t :] for r, t in enumerate(lengths)]
+        self.passes = [(0, width, torch.arange(len(prompts)))]
+        logits = self._forward(ids, where, visible, last=True)  # (rows, 1, vocab)
+        return list(logits[:, -1])
 
     def expand(self, rows: Sequence[int]) -> None:
         """Re-index the batch: new row ``j`` is a copy of old row ``rows[j]`` (branches of one prompt)."""
@@ -90,6 +90,7 @@ class Lockstep:
             layer.values = layer.values.index_select(0, index)
         self.slots = [list(self.slots[r]) for r in rows]
         self.real = self.real[list(rows)]
+        self.passes = [(a, b, source[index.cpu()]) for a, b, source in self.passes]
 
     def run(
         self,
@@ -155,13 +156,37 @@ class Lockstep:
                 self.slots[r] = slots
         self.real = torch.cat([self.real, real], dim=1)
         logits = self._forward(ids, positions, allowed)
+        self.passes.append((self.width, width, torch.arange(n_rows)))
         self.width = width
         return logits
 
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def attention_maps(self, record: AttentionRecord) -> list[torch.Tensor]:
+        """Each row's attention between its own slots, ``(N_r, N_r)`` (row = query slot, column = key slot),
+        averaged over the recorded layers and heads, from ``record``: a
+        :func:`~tempo_lab.capture.capture_attention` block around this lockstep's prefill and steps (and
+        nothing else). A row branched by :meth:`expand` shares its source row's prefill attention."""
+        if len(record.passes) != len(self.passes):
+            raise ValueError(
+                f"the record holds {len(record.passes)} passes, this lockstep ran {len(self.passes)}: "
+                "capture exactly its prefill and steps"
+            )
+        maps = [torch.zeros(len(s), len(s)) for s in self.slots]
+        for k, (start, end, source) in enumerate(self.passes):
+            mean = record.stacked(k, width=end).float().mean(dim=(0, 2))  # (pass rows, q, end)
+            for r, slots in enumerate(self.slots):
+                own = torch.tensor(slots)
+                queries = ((own >= start) & (own < end)).nonzero().view(-1)  # this row's slots fed here
+                seen = (own < end).nonzero().view(-1)
+                block = mean[source[r]][own[queries] - start][:, own[seen]]
+                maps[r][queries[:, None], seen[None]] = block
+        return maps
+
+    def _forward(
+        self, ids: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor, last: bool = False
+    ) -> torch.Tensor:
         """One pass over the batch: ``allowed`` ``(rows, q, width)`` as an additive mask, and on a model with
         sliding windows each slot's rank among its row's real slots (``self.real`` already holds the new
-        ones)."""
+        ones). ``last``: logits of the last slot only."""
         ranks = self.real.long().cumsum(1) - 1 if self.windowed else None
         mask = masks.to_additive(allowed[:, None], self.core.dtype)
-        return self.core.forward(ids, positions, mask, self.cache, ranks=ranks)
+        return self.core.forward(ids, positions, mask, self.cache, ranks=ranks, last=last)

@@ -127,7 +127,7 @@ def measure(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
     has two or more members."""
     plans = [(b, {"threshold": t, "max_steps": cond.tempo_steps}) for b in range(len(batch))
              for t in cond.tempo_thresholds]  # fmt: skip
-    runs = tempo_runs(lm, batch, plans)
+    runs, _ = tempo_runs(lm, batch, plans)
     return [_row(batch[b][0], opts["threshold"], r) for (b, opts), r in zip(plans, runs, strict=True)]
 
 

@@ -2,17 +2,20 @@
 :class:`~tempo_lab.generators.lockstep.Lockstep`.
 
 Contents: :class:`Place` and :func:`placed` (tokens placed right after each prefix in one step),
-:func:`tempo_runs` (TEMPO runs of many prompts in lockstep). Every model batches, sliding windows included
+:func:`tempo_runs` (TEMPO runs of many prompts in lockstep, each prompt prefilled once, attention maps from
+the runs' own passes). Every model batches, sliding windows included
 (the lockstep counts each row's window in its own slots).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 
 import torch
 
-from tempo_lab.generators import ParallelTokenGenerator
+from tempo_lab.capture import capture_attention
+from tempo_lab.generators import ParallelResult, ParallelTokenGenerator
 from tempo_lab.generators.core import DecodingCore
 from tempo_lab.generators.lockstep import Lockstep
 from tempo_lab.generators.loop import Feed
@@ -44,18 +47,27 @@ def placed(
     in one step, a branch per placement. Returns each prefix's placed probabilities ``(n_i, vocab)``."""
     lock = Lockstep(DecodingCore(lm))
     logits = lock.prefill(list(prefixes))
-    policies = [Place(*make(k, lg[-1])) for k, lg in enumerate(logits)]
+    policies = [Place(*make(k, lg)) for k, lg in enumerate(logits)]
     lock.expand([row for row, p in enumerate(policies) for _ in range(p.n)])
     lock.run(policies, 1, rows=[p.n for p in policies])
     return [torch.softmax(p.logits.float(), -1) for p in policies]
 
 
-def tempo_runs(lm: LoadedModel, batch: Batch, plans: list[tuple[int, dict]]):
-    """Run TEMPO for every (batch position, options) in ``plans`` in lockstep; returns the results."""
+def tempo_runs(
+    lm: LoadedModel, batch: Batch, plans: list[tuple[int, dict]], *, attention: bool = False
+) -> tuple[list[ParallelResult], list[torch.Tensor] | None]:
+    """Run TEMPO for every (batch position, options) in ``plans`` in lockstep: each prompt is prefilled
+    once and branched into one row per plan. Returns the results and, with ``attention``, each run's
+    ``(N, N)`` attention map (mean over layers and heads; ``attention_map()`` of a captured run), taken
+    from the run's own passes (``None`` without)."""
     gen = ParallelTokenGenerator(lm)
     runs = [gen.plan(batch[b][1], **opts) for b, opts in plans]
+    used = sorted({b for b, _ in plans})
     lock = Lockstep(gen.core)
-    logits = lock.prefill([run.input_ids for run in runs])
-    policies = [run.policy(None, lg[-1]) for run, lg in zip(runs, logits, strict=True)]
-    lock.run(policies, max(run.n_steps for run in runs))
-    return [r.result(p) for r, p in zip(runs, policies, strict=True)]
+    with capture_attention(lm.model) if attention else nullcontext() as record:
+        logits = dict(zip(used, lock.prefill([batch[b][1] for b in used]), strict=True))
+        lock.expand([used.index(b) for b, _ in plans])
+        policies = [run.policy(None, logits[b]) for run, (b, _) in zip(runs, plans, strict=True)]
+        lock.run(policies, max(run.n_steps for run in runs))
+    results = [r.result(p) for r, p in zip(runs, policies, strict=True)]
+    return results, lock.attention_maps(record) if attention else None

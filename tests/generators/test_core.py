@@ -54,6 +54,23 @@ def test_other_architectures_go_through_the_model_unchanged():
     torch.testing.assert_close(core.full(ids, pos), ref, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("model_type", ["llama", "some-new-arch"])
+def test_last_only_logits_equal_the_last_row_of_a_plain_model_call(model_type):
+    """``forward(..., last=True)`` on a batch of 2: through the core's own head (llama) and through the
+    model's ``logits_to_keep`` (an architecture the core does not split)."""
+    lm = load_model("tiny-random")  # a private copy: its config is changed below
+    lm.model.config.model_type = model_type
+    core = DecodingCore(lm)
+    assert (core.split_head is not None) == (model_type == "llama") and core.keeps_logits
+    ids = torch.randint(0, lm.model.config.vocab_size, (2, 9), generator=torch.Generator().manual_seed(0))
+    t = ids.shape[1]
+    pos = positions.contiguous(t).expand(2, -1)
+    mask = masks.causal_mask(t, dtype=lm.dtype, batch=2)
+    got = core.forward(ids, pos, mask, None, last=True)
+    assert got.shape == (2, 1, lm.model.config.vocab_size)
+    torch.testing.assert_close(got, _plain_logits(lm, ids, pos, mask)[:, -1:], atol=1e-5, rtol=0)
+
+
 @pytest.mark.bundled
 def test_bundled_core_logits_equal_a_plain_model_call(bundled):
     core = DecodingCore(bundled)

@@ -43,7 +43,31 @@ def test_lockstep_prefill_equals_each_prompt_alone(lm, batch):
     retro = RetroactivePositionGenerator(lm)
     logits = Lockstep(retro.core).prefill([ids for _, ids in batch])
     for (_, ids), got in zip(batch, logits, strict=True):
-        torch.testing.assert_close(got, retro.core.prefill(ids).logits[0], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(got, retro.core.prefill(ids).next_logits, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3_text"])
+def test_lockstep_attention_maps_equal_each_run_captured_alone(family):
+    """TEMPO runs of ragged prompts, each prompt prefilled once and branched into two modes, with attention
+    captured over the lockstep: every row's assembled map equals ``attention_map()`` of the same run made
+    alone with ``capture=True`` (a llama, whose logits the core projects itself, and a sliding-window
+    gemma3 through the model's own head)."""
+    from tempo_lab.generators import ParallelTokenGenerator
+    from tempo_lab.studies.batching import tempo_runs
+    from tempo_lab.tiny import tiny_random
+
+    lm = tiny_random(family, **SLIDING.get(family, {}))
+    batch = [(i, lm.encode(p)) for i, p in enumerate(PROMPTS)]
+    threshold = {"llama": 0.012, "gemma3_text": 0.005}[family]  # sets of 2+ members on each tiny model
+    plans = [(b, {"threshold": threshold, "max_steps": 5, "intraset": m}) for b in (2, 0, 3)
+             for m in ("isolated", "visible")]  # fmt: skip
+    results, maps = tempo_runs(lm, batch, plans, attention=True)
+    assert any(s >= 2 for r in results for s in r.set_sizes)  # the maps span parallel sets
+    gen = ParallelTokenGenerator(lm)
+    for (b, opts), got, m in zip(plans, results, maps, strict=True):
+        alone = gen.generate(batch[b][1], capture=True, progress=False, **opts)
+        assert got.text == alone.text
+        torch.testing.assert_close(m, alone.attention_map(), atol=1e-5, rtol=0)
 
 
 def looped(lm, phenomenon: str, batch, cond) -> list[dict]:
@@ -144,7 +168,7 @@ def test_a_ragged_sliding_window_batch_equals_each_prompt_alone_logit_for_logit(
     for p, f, lg, pol in zip(prompts, feeds, logits, policies, strict=True):
         with torch.no_grad():
             own = lm.model(torch.cat([p, f], 1)).logits[0].float()
-        torch.testing.assert_close(lg, own[: p.shape[1]], atol=1e-5, rtol=0)
+        torch.testing.assert_close(lg, own[p.shape[1] - 1], atol=1e-5, rtol=0)
         torch.testing.assert_close(pol.logits[0], own[p.shape[1] :], atol=1e-5, rtol=0)
 
 

@@ -50,7 +50,7 @@ def measure(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
     for b, (_, ids) in enumerate(batch):
         for g in gaps:
             run = gen.plan(ids, gap=g, **opts)
-            policy = run.policy(logits[b][-1])
+            policy = run.policy(logits[b])
             runs.append(run)
             policies.append(policy)
             rows_of += [b] * policy.n

@@ -36,7 +36,7 @@ from tempo_lab import positions as pos
 from tempo_lab.capture import AttentionRecord, capture_attention
 from tempo_lab.families import family_of
 from tempo_lab.labels import plain, plain_number
-from tempo_lab.loaded import LoadedModel, evaluating
+from tempo_lab.loaded import LoadedModel, evaluating, keeps_logits
 
 STRATEGIES: tuple[str, ...] = ("default_no_cache", "default_cache", "ones_2d", "additive_4d")
 
@@ -181,6 +181,10 @@ def strategy_forward(
         causal = masks.causal_mask(n, dtype=lm.dtype, batch=b, device=lm.device)
         kwargs["attention_mask"] = family.layer_masks(causal)  # sliding layers get their window
         kwargs["use_cache"] = False
+    # only the returned slots are projected onto the vocabulary (transformers' logits_to_keep)
+    keep = torch.tensor([n - 1]) if query is None else torch.unique(query.cpu())  # sorted slots
+    if keeps_logits(lm.model):
+        kwargs["logits_to_keep"] = keep.to(lm.device)
     record = None
     with torch.no_grad(), evaluating(lm.model):
         if capture:
@@ -188,7 +192,9 @@ def strategy_forward(
                 out = lm.model(**kwargs)
         else:
             out = lm.model(**kwargs)
-    rows = out.logits[:, -1] if query is None else out.logits[torch.arange(b), query.to(out.logits.device)]
+    logits = out.logits if "logits_to_keep" in kwargs else out.logits[:, keep.to(out.logits.device)]
+    which = torch.zeros(b, dtype=torch.long) if query is None else torch.searchsorted(keep, query.cpu())
+    rows = logits[torch.arange(b), which.to(logits.device)]
     return StrategyPass(strategy=strategy, logits=rows.float(), attention=record)
 
 

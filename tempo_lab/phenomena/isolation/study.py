@@ -15,10 +15,7 @@ import torch
 from matplotlib.figure import Figure
 
 from tempo_lab import masks, plots
-from tempo_lab.capture import capture_attention
 from tempo_lab.generators import ParallelTokenGenerator
-from tempo_lab.generators.core import DecodingCore
-from tempo_lab.generators.lockstep import Lockstep
 from tempo_lab.loaded import LoadedModel
 from tempo_lab.studies import stats
 from tempo_lab.studies.batching import tempo_runs
@@ -28,23 +25,6 @@ from tempo_lab.studies.plots import CI
 from tempo_lab.summaries import first_difference, mean_or_nan, parallel_later_mass
 
 NAME = "isolation"
-
-
-def _attention_maps(lm: LoadedModel, results) -> list[torch.Tensor]:
-    """Every TEMPO result's full attention map ``(N, N)`` (mean over layers and heads), recomputed in one
-    padded uncached pass over the finished sequences with their own masks and positions."""
-    core = DecodingCore(lm)
-    seqs, pos_, allowed = [], [], []
-    for r in results:
-        seqs.append(r.input_ids)
-        pos_.append(r.positions[0])
-        allowed.append(
-            masks.parallel_allowed(r.labels, r.mode, later=r.later, hidden_after=r.hidden_after)[0]
-        )
-    with capture_attention(lm.model) as record:
-        Lockstep(core).prefill(seqs, pos_, allowed)
-    weights = record.stacked(-1).float().mean(dim=(0, 2))  # (rows, width, width)
-    return [weights[row, -r.input_ids.shape[1] :, -r.input_ids.shape[1] :] for row, r in enumerate(results)]
 
 
 def _rows(i: int, runs: dict, maps: dict) -> list[dict]:
@@ -63,8 +43,7 @@ def measure(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
     whose sets differ (``-1`` when none)."""
     common = {"threshold": cond.mode_threshold, "max_steps": cond.mode_steps}
     plans = [(b, {**common, "intraset": m}) for b in range(len(batch)) for m in masks.INTRASET_MODES]
-    results = tempo_runs(lm, batch, plans)
-    maps = _attention_maps(lm, results)
+    results, maps = tempo_runs(lm, batch, plans, attention=True)
     rows = []
     for b, (i, _) in enumerate(batch):
         runs = dict(zip(masks.INTRASET_MODES, results[2 * b : 2 * b + 2], strict=True))
