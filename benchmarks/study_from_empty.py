@@ -37,7 +37,8 @@ KEYS = ["prompt", "strategy", "mode", "gap", "threshold"]
 def rows_only(study, phenomenon: str) -> pd.DataFrame:
     """A study's table without the columns that say how it was made (model, dtype, seed, versions)."""
     made = {"model", "dtype", "seed", *study.manifest["versions"]}
-    return study.table(phenomenon).drop(columns=[c for c in made if c in study.table(phenomenon)])
+    table = study.table(phenomenon)  # a copy of the cached table
+    return table.drop(columns=[c for c in made if c in table])
 
 
 def largest_difference(a: pd.DataFrame, b: pd.DataFrame) -> float:
