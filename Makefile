@@ -31,9 +31,11 @@ run: setup
 
 ## Lint, the whole test suite (unit, bundled model, notebooks via nbval + papermill, browser), then the wheel.
 ## nbval re-executes the committed notebooks and compares their outputs (sanitized, widget cells ignored).
+## The log ends with the 25 slowest tests (the budget: a fresh-clone `make test` in about 20 minutes).
 test: setup
 	$(VENV)/bin/ruff check tempo_lab tests benchmarks tools
-	$(PY) -m pytest tests notebooks --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg $(ARGS)
+	$(PY) -m pytest tests notebooks --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg \
+		--durations=25 $(ARGS)
 	$(MAKE) --no-print-directory wheel-smoke
 
 ## The fast tests only: no bundled model, no notebook execution, no browser (about three minutes).

@@ -26,6 +26,7 @@ import gc
 import json
 import statistics
 import time
+from datetime import date
 from pathlib import Path
 
 import psutil
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("live.json"))
     args = parser.parse_args(argv)
     lm = load_model()
-    out: dict = {"model": lm.name, "threads": torch.get_num_threads()}
+    out: dict = {"date": date.today().isoformat(), "machine": timing.machine(), "model": lm.name}
 
     # 1. the model part of a move against one cached decode step
     session = LiveSession(lm)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from datetime import date
 from pathlib import Path
 
 from tempo_lab import load_model, timing
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> dict:
     ids = [encode(lm, prompts, i) for i in range(len(prompts))]
     plan = [[(i, ids[i]) for i in chunk] for chunk in chunks([x.shape[1] for x in ids], args.batch_size)]
     everything = [pair for chunk in plan for pair in chunk]
-    out: dict = {"model": lm.name, "baseline": args.baseline, "prompts": len(prompts),
+    out: dict = {"date": date.today().isoformat(), "machine": timing.machine(), "model": lm.name,
+                 "baseline": args.baseline, "prompts": len(prompts),
                  "batch_size": args.batch_size, "conditions": cond.as_dict()}  # fmt: skip
     total = {"batched": 0.0, "looped": 0.0}
     for phenomenon in DEFAULT_STUDY:

@@ -9,9 +9,12 @@ prompts in <= 4 min in float32 on the 2-core CPU.
 Rows: every table is compared with the same table of ``--against``, a folder of the same prompts and
 conditions written by an earlier path (the committed notebook 06 folder was written before each prompt's
 prefill was shared and before the attention maps came from the runs' own passes): floats to 1e-4, everything
-else exactly. The single-prompt loop gives the same rows as the batched measurements
-(``tests/phenomena/test_registry.py``, every measurement; ``benchmarks/study.py`` side by side, timed). Time
-only a quiet machine: two torch processes on two cores slow each other by far more than 2x.
+else exactly. A bfloat16 study has no such folder (it rounds differently): its verdicts are compared instead
+with those of ``--verdicts-against`` (default: the committed float32 folder), claim by claim, with the paired
+test of each claim's headline (``tempo_lab.phenomena.compare_claims``). The single-prompt loop gives the same
+rows as the batched measurements (``tests/phenomena/test_registry.py``, every measurement;
+``benchmarks/study.py`` side by side, timed). Time only a quiet machine: two torch processes on two cores slow
+each other by far more than 2x.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ import time
 from datetime import date
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import torch
 
-from tempo_lab import load_model
+from tempo_lab import load_model, notebook, phenomena, timing
 from tempo_lab.phenomena import DEFAULT_STUDY
 from tempo_lab.studies import read_study, run_study
 
@@ -58,11 +62,32 @@ def largest_difference(a: pd.DataFrame, b: pd.DataFrame) -> float:
     return worst
 
 
+def verdicts(study, other) -> dict:
+    """``study``'s claims decided beside ``other``'s (same prompts, another dtype): how many verdicts agree,
+    and per claim both verdicts and the paired difference of its headline (``study`` minus ``other``)."""
+    single = {nb.name[:2]: notebook.read_key_numbers(nbformat.read(nb, 4))
+              for nb in sorted((ROOT / "notebooks").glob("0[1-5]_*.ipynb"))}  # fmt: skip
+    names = (other.manifest["dtype"], study.manifest["dtype"])
+    table = phenomena.compare_claims(other, study, single, phenomena=DEFAULT_STUDY, names=names)
+    claims = [{"claim": row["claim"], **{n: row[f"{n}: verdict"] for n in names}, "headline": row["headline"],
+               "difference": row["difference"], "p": row["p"]} for _, row in table.iterrows()]  # fmt: skip
+    agree = int(table["verdicts agree"].sum())
+    print(f"verdicts: {agree} of {len(table)} agree with {names[0]}'s")
+    for c in claims:
+        if c[names[0]] != c[names[1]]:
+            print(f"  {c['claim']}: {c[names[0]]} in {names[0]}, {c[names[1]]} in {names[1]}")
+    return {"against": names[0], "agree": agree, "claims": claims}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=302)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--against", type=Path, default=ROOT / "results" / "06_claims_at_scale")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="an earlier folder of the same dtype (float32: results/06_claims_at_scale)")
+    parser.add_argument("--verdicts-against", type=Path, default=None,
+                        help="a folder in another dtype whose verdicts to compare (default for bfloat16: "
+                             "results/06_claims_at_scale)")
     parser.add_argument("--keep", type=Path, default=None, help="write the study here and keep it")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("study_from_empty.json"))
     args = parser.parse_args(argv)
@@ -81,18 +106,30 @@ def main(argv: list[str] | None = None) -> dict:
         study = read_study(folder)
         tables = {p: rows_only(study, p) for p in DEFAULT_STUDY}
         read = time.perf_counter() - start
-    earlier = read_study(args.against)
-    differences = {p: largest_difference(t, rows_only(earlier, p)) for p, t in tables.items()}
+    if args.against is None and args.dtype == "float32":
+        args.against = ROOT / "results" / "06_claims_at_scale"
+    differences, against = None, None
+    if args.against is not None:
+        earlier = read_study(args.against)
+        differences = {p: largest_difference(t, rows_only(earlier, p)) for p, t in tables.items()}
+        against = args.against.resolve()
+        against = against.relative_to(ROOT) if against.is_relative_to(ROOT) else against
     total = sum(seconds.values())
-    against = args.against.resolve()
-    against = against.relative_to(ROOT) if against.is_relative_to(ROOT) else against
-    out = {"date": date.today().isoformat(), "model": lm.name, "dtype": args.dtype, "prompts": args.n,
-           "threads": torch.get_num_threads(), "seconds": seconds,
+    out = {"date": date.today().isoformat(), "machine": timing.machine(), "model": lm.name,
+           "dtype": args.dtype, "prompts": args.n, "seconds": seconds,
            "rows": {p: len(t) for p, t in tables.items()}, "read_seconds": read, "total_seconds": total,
-           "target_seconds": 240.0, "against": str(against), "largest_difference": differences}  # fmt: skip
+           "target_seconds": 240.0, "against": against and str(against),
+           "largest_difference": differences}  # fmt: skip
     print(f"{'the study':<12} {total:7.1f} s ({total / 60:.1f} min; read back in {read:.1f} s)")
-    print(f"largest difference from {against}: " + ", ".join(f"{p} {d:.1e}" for p, d in differences.items()))
     args.out.write_text(json.dumps(out, indent=2) + "\n")
+    if differences is None:
+        if args.verdicts_against is None and args.dtype != "float32":
+            args.verdicts_against = ROOT / "results" / "06_claims_at_scale"
+        if args.verdicts_against is not None:
+            out["verdicts"] = verdicts(read_study(folder), read_study(args.verdicts_against))
+            args.out.write_text(json.dumps(out, indent=2) + "\n")
+        return out
+    print(f"largest difference from {against}: " + ", ".join(f"{p} {d:.1e}" for p, d in differences.items()))
     if any(d > 1e-4 for d in differences.values()):
         raise SystemExit(f"rows differ from {args.against} by more than 1e-4: {differences}")
     return out
