@@ -54,11 +54,13 @@ explore: setup
 ## Side-by-side timings against the naive baselines (ratios), written to benchmarks/results.json, then the
 ## roofline: each workload's FLOP rate as a fraction of the measured matmul peak (benchmarks/roofline.json),
 ## then the 302-prompt study from an empty folder, its rows checked against the committed one's
-## (benchmarks/study_from_empty.json).
+## (benchmarks/study_from_empty.json), then how many of the slots its lockstep passes feed are padding
+## (benchmarks/padding.json).
 bench: setup
 	$(PY) benchmarks/run.py $(ARGS)
 	$(PY) benchmarks/roofline.py
 	$(PY) benchmarks/study_from_empty.py
+	$(PY) benchmarks/padding.py
 
 ## Re-execute the notebooks in place (commit the outputs afterwards).
 notebooks: setup
