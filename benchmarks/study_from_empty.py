@@ -86,13 +86,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--against", type=Path, default=None,
                         help="an earlier folder of the same dtype (float32: results/06_claims_at_scale)")
     parser.add_argument("--verdicts-against", type=Path, default=None,
-                        help="a folder in another dtype whose verdicts to compare (default for bfloat16: "
-                             "results/06_claims_at_scale)")
+                        help="without --against (another dtype): the folder whose verdicts to compare "
+                             "(default results/06_claims_at_scale)")
     parser.add_argument("--keep", type=Path, default=None, help="write the study here and keep it")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("study_from_empty.json"))
     args = parser.parse_args(argv)
+    if args.against is None and args.dtype == "float32":
+        args.against = ROOT / "results" / "06_claims_at_scale"
+    if args.verdicts_against is None and args.against is None:
+        args.verdicts_against = ROOT / "results" / "06_claims_at_scale"
     lm = load_model(dtype=getattr(torch, args.dtype))
     seconds: dict[str, float] = {}
+    decided = None
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp) / "study"
         if folder.exists():
@@ -106,8 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
         study = read_study(folder)
         tables = {p: rows_only(study, p) for p in DEFAULT_STUDY}
         read = time.perf_counter() - start
-    if args.against is None and args.dtype == "float32":
-        args.against = ROOT / "results" / "06_claims_at_scale"
+        if args.against is None:  # decided while the folder exists (a temporary one goes with the block)
+            decided = verdicts(study, read_study(args.verdicts_against))
     differences, against = None, None
     if args.against is not None:
         earlier = read_study(args.against)
@@ -120,14 +125,11 @@ def main(argv: list[str] | None = None) -> dict:
            "rows": {p: len(t) for p, t in tables.items()}, "read_seconds": read, "total_seconds": total,
            "target_seconds": 240.0, "against": against and str(against),
            "largest_difference": differences}  # fmt: skip
+    if decided is not None:
+        out["verdicts"] = decided
     print(f"{'the study':<12} {total:7.1f} s ({total / 60:.1f} min; read back in {read:.1f} s)")
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     if differences is None:
-        if args.verdicts_against is None and args.dtype != "float32":
-            args.verdicts_against = ROOT / "results" / "06_claims_at_scale"
-        if args.verdicts_against is not None:
-            out["verdicts"] = verdicts(read_study(folder), read_study(args.verdicts_against))
-            args.out.write_text(json.dumps(out, indent=2) + "\n")
         return out
     print(f"largest difference from {against}: " + ", ".join(f"{p} {d:.1e}" for p, d in differences.items()))
     if any(d > 1e-4 for d in differences.values()):
