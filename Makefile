@@ -10,6 +10,8 @@ TORCH  := torch==2.13.0
 # The newest versions that resolve, for `make drift`; a wheel built from the checkout, for `make wheel-smoke`.
 DRIFT  ?= .venv-drift
 SMOKE  := build/wheel-venv
+# Where `make test` re-executes copies of the notebooks (nbval), so that their figures do not land in figures/.
+NBVAL  := build/nbval
 ARGS   ?=
 
 .PHONY: setup run test unit lab explore bench notebooks lock drift wheel-smoke clean
@@ -30,12 +32,16 @@ run: setup
 	$(VENV)/bin/tempo-lab run $(ARGS)
 
 ## Lint, the whole test suite (unit, bundled model, notebooks via nbval + papermill, browser), then the wheel.
-## nbval re-executes the committed notebooks and compares their outputs (sanitized, widget cells ignored).
+## nbval re-executes the committed notebooks and compares their outputs (sanitized, widget cells ignored). It
+## runs copies in $(NBVAL)/notebooks, beside a link to results/, so the figures they write go to
+## $(NBVAL)/figures and figures/ stays as committed (another CPU's rounding changes a PNG's bytes); a failure
+## names the copy, notebooks/<same name> is the notebook to fix.
 ## The log ends with the 25 slowest tests (the budget: a fresh-clone `make test` in about 20 minutes).
 test: setup
 	$(VENV)/bin/ruff check tempo_lab tests benchmarks tools
-	$(PY) -m pytest tests notebooks --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg \
-		--durations=25 $(ARGS)
+	rm -rf $(NBVAL) && mkdir -p $(NBVAL)/figures && cp -r notebooks $(NBVAL)/notebooks && ln -s ../../results $(NBVAL)/results
+	$(PY) -m pytest tests $(NBVAL)/notebooks --nbval --nbval-current-env \
+		--nbval-sanitize-with notebooks/sanitize.cfg --durations=25 $(ARGS)
 	$(MAKE) --no-print-directory wheel-smoke
 
 ## The fast tests only: no bundled model, no notebook execution, no browser (about three minutes).
