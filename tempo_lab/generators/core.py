@@ -2,7 +2,8 @@
 
 Contents: :class:`DecodingCore` (``forward``, ``prefill``, ``step``, ``full``), :class:`Generator` (what
 every generator holds: the model and its core), :class:`Prefix` (a prefilled prompt), :func:`branch` (a
-batch-``n`` view of a prefix cache), :func:`cache_length`, :func:`split_head`. The loop that drives cached
+batch-``n`` view of a prefix cache), :func:`select_rows` (a copy of some rows of a cache),
+:func:`cache_length`, :func:`split_head`. The loop that drives cached
 steps is :mod:`tempo_lab.generators.loop`; token selection is :mod:`tempo_lab.generators.selection`.
 
 Every forward pass passes its own ``position_ids`` and an explicit additive 4D mask; nothing is patched into
@@ -90,6 +91,18 @@ def branch(cache: DynamicCache, n: int) -> DynamicCache:
         view.keys = layer.keys.expand(n, -1, -1, -1)
         view.values = layer.values.expand(n, -1, -1, -1)
         out.layers.append(view)
+    return out
+
+
+def select_rows(cache: DynamicCache, rows: torch.Tensor) -> DynamicCache:
+    """A cache over some batch rows of ``cache`` (``rows``: their indices), copied: a pass on it grows the
+    copy and leaves ``cache`` as it was."""
+    out = copy.copy(cache)
+    out.layers = []
+    for layer in cache.layers:
+        part = copy.copy(layer)
+        part.keys, part.values = layer.keys.index_select(0, rows), layer.values.index_select(0, rows)
+        out.layers.append(part)
     return out
 
 

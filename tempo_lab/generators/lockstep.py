@@ -2,8 +2,9 @@
 
 The single-prompt loop (:func:`tempo_lab.generators.loop.decode`) runs one policy on one cache. A study runs
 the same policies for many prompts at once: :class:`Lockstep` prefills every prompt in one padded batch and
-then, at each step, asks every policy what it feeds, runs **one** forward pass for all of them, and hands each
-policy its own logits. Policies are unchanged; each still speaks of its own slots only.
+then, at each step, asks every policy what it feeds, runs **one** forward pass for all of them (or one per
+group of rows, below), and hands each policy its own logits. Policies are unchanged; each still speaks of its
+own slots only.
 
 Padding lives in masks and positions, never in what a real token attends to:
 
@@ -22,11 +23,18 @@ the batch keeps full-length cache layers (no slot is dropped) and every forward 
 among its row's real slots: the window is counted in those (:meth:`tempo_lab.families.Family.layer_masks`),
 so a row sees the slots it sees alone, however ragged the batch.
 
+Ragged steps: rows feed different numbers of tokens in one step (TEMPO sets of 1 to 5 members; stopped runs
+feed none). One pass pads every row to the most any feeds; over a study's TEMPO steps two thirds of those
+query slots were padding (``benchmarks/padding.py``). So a step can run as several passes, each over the rows
+that feed similar numbers of tokens, on a copy of those rows' cache, their new keys and values written back
+into the batch cache (which still grows by the step's width for every row, the slots a row did not feed
+closed). The cost model (:data:`PASS_COST`) decides per step; each row's results do not depend on it.
+
 Attention: run inside :func:`~tempo_lab.capture.capture_attention`, the passes a lockstep runs record every
 row's attention; :meth:`Lockstep.attention_maps` assembles each row's ``(N, N)`` map over its own slots from
 them (what the single-prompt generators' ``attention_map()`` gives), so no second pass is needed.
 
-Contents: :class:`Lockstep` (``prefill``, ``expand``, ``run``, ``attention_maps``).
+Contents: :class:`Lockstep` (``prefill``, ``expand``, ``run``, ``attention_maps``), :data:`PASS_COST`.
 """
 
 from __future__ import annotations
@@ -38,16 +46,26 @@ from transformers import DynamicCache
 
 from tempo_lab import masks
 from tempo_lab.capture import AttentionRecord
-from tempo_lab.generators.core import DecodingCore
+from tempo_lab.generators.core import DecodingCore, select_rows
 from tempo_lab.generators.loop import Policy
+
+#: what one more forward pass in a step costs, in query slots: its fixed work (about 60 ms on the 2-core CPU,
+#: the time of ~60 tokens' matmuls) and copying its rows' cache
+PASS_COST = 64
 
 
 class Lockstep:
     """A batch of prompts decoded together; rows are the prompts (``prefill``), or several rows per prompt
-    after ``expand`` (one per branch of a policy with ``batch > 1``)."""
+    after ``expand`` (one per branch of a policy with ``batch > 1``).
 
-    def __init__(self, core: DecodingCore):
+    ``pass_cost``: a step whose rows feed different numbers of tokens runs as one pass over every row, padded
+    to the most, unless passes over groups of rows (by tokens fed; stopped rows in none) feed fewer query
+    slots even with ``pass_cost`` added per pass (``0``: group wherever a slot is saved). Each row's results
+    are the same either way (to float rounding)."""
+
+    def __init__(self, core: DecodingCore, pass_cost: int | None = None):
         self.core = core
+        self.pass_cost = PASS_COST if pass_cost is None else pass_cost
         self.cache: DynamicCache | None = None
         self.slots: list[list[int]] = []  # per row: batch-cache slot of each of the row's own slots
         self.width = 0  # batch-cache slots so far
@@ -133,7 +151,11 @@ class Lockstep:
     # --- internals ---
 
     def _step(self, feeds, rows_of) -> torch.Tensor:
-        q = max(f.input_ids.shape[1] for f in feeds if f is not None)
+        fed = torch.zeros(len(self.slots), dtype=torch.long)  # tokens each row feeds (0: its policy stopped)
+        for f, rows in zip(feeds, rows_of, strict=True):
+            if f is not None:
+                fed[rows] = f.input_ids.shape[1]
+        q = int(fed.max())
         n_rows, width = len(self.slots), self.width + q
         ids = torch.zeros(n_rows, q, dtype=torch.long)
         positions = torch.zeros(n_rows, q)
@@ -155,9 +177,60 @@ class Lockstep:
                 allowed[r, :fq][:, slots] = block
                 self.slots[r] = slots
         self.real = torch.cat([self.real, real], dim=1)
-        logits = self._forward(ids, positions, allowed)
-        self.passes.append((self.width, width, torch.arange(n_rows)))
+        groups = self._groups(fed)
+        if groups is None:
+            logits = self._forward(ids, positions, allowed)
+            self.passes.append((self.width, width, torch.arange(n_rows)))
+        else:
+            logits = self._grouped(groups, ids, positions, allowed)
         self.width = width
+        return logits
+
+    def _groups(self, fed: torch.Tensor) -> list[tuple[torch.Tensor, int]] | None:
+        """How a step's rows run: ``None`` for one pass over all of them, padded to the most any feeds, or
+        ``(rows, q)`` per pass: rows feeding consecutive numbers of tokens grouped (stopped rows in none), the
+        grouping with the fewest query slots plus ``pass_cost`` per pass, when that is fewer than one pass
+        over every row feeds."""
+        counts = sorted(set(fed[fed > 0].tolist()))
+        n = [int((fed == c).sum()) for c in counts]
+        # best[j]: (slots, cut points) for the counts below j, every group paying pass_cost
+        best: list[tuple[int, list[int]]] = [(0, [])]
+        for j in range(1, len(counts) + 1):
+            best.append(min((best[i][0] + sum(n[i:j]) * counts[j - 1] + self.pass_cost, best[i][1] + [j])
+                            for i in range(j)))  # fmt: skip
+        slots, cuts = best[-1]
+        if slots >= len(fed) * int(fed.max()):
+            return None  # one pass over every row costs no more
+        bounds = [0, *cuts]
+        return [(torch.nonzero((fed >= counts[a]) & (fed <= counts[b - 1])).view(-1), counts[b - 1])
+                for a, b in zip(bounds[:-1], bounds[1:], strict=True)]  # fmt: skip
+
+    def _grouped(self, groups, ids, positions, allowed) -> torch.Tensor:
+        """One pass per group of rows, each on a copy of its rows' cache (:func:`select_rows`); their new
+        keys and values are written into the batch cache, which grows by the step's width for every row
+        (slots a row does not feed stay zero and closed). Returns logits ``(rows, q, vocab)``."""
+        start, q = self.width, ids.shape[1]
+
+        def widen(t: torch.Tensor) -> torch.Tensor:  # (rows, heads, width, dim) -> width + q slots
+            return torch.cat([t, t.new_zeros(t.shape[0], t.shape[1], q, t.shape[3])], dim=2)
+
+        grown = [(widen(layer.keys), widen(layer.values)) for layer in self.cache.layers]
+        logits = None
+        for rows, g in groups:
+            part = select_rows(self.cache, rows.to(self.core.device))
+            sub = (ids[rows, :g], positions[rows, :g], allowed[rows, :g, : start + g])
+            out = self._forward(*sub, cache=part, rows=rows)
+            for (keys, values), layer in zip(grown, part.layers, strict=True):
+                keys[rows, :, start : start + g] = layer.keys[:, :, start:]
+                values[rows, :, start : start + g] = layer.values[:, :, start:]
+            if logits is None:
+                logits = out.new_zeros(len(self.slots), q, out.shape[-1])
+            logits[rows, :g] = out
+            source = torch.full((len(self.slots),), -1, dtype=torch.long)
+            source[rows] = torch.arange(len(rows))
+            self.passes.append((start, start + g, source))
+        for layer, (keys, values) in zip(self.cache.layers, grown, strict=True):
+            layer.keys, layer.values = keys, values
         return logits
 
     def attention_maps(self, record: AttentionRecord) -> list[torch.Tensor]:
@@ -174,6 +247,8 @@ class Lockstep:
         for k, (start, end, source) in enumerate(self.passes):
             mean = record.stacked(k, width=end).float().mean(dim=(0, 2))  # (pass rows, q, end)
             for r, slots in enumerate(self.slots):
+                if source[r] < 0:  # not in this pass (a step's group of other rows)
+                    continue
                 own = torch.tensor(slots)
                 queries = ((own >= start) & (own < end)).nonzero().view(-1)  # this row's slots fed here
                 seen = (own < end).nonzero().view(-1)
@@ -182,11 +257,22 @@ class Lockstep:
         return maps
 
     def _forward(
-        self, ids: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor, last: bool = False
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        allowed: torch.Tensor,
+        cache: DynamicCache | None = None,
+        rows: torch.Tensor | None = None,
+        last: bool = False,
     ) -> torch.Tensor:
-        """One pass over the batch: ``allowed`` ``(rows, q, width)`` as an additive mask, and on a model with
-        sliding windows each slot's rank among its row's real slots (``self.real`` already holds the new
-        ones). ``last``: logits of the last slot only."""
-        ranks = self.real.long().cumsum(1) - 1 if self.windowed else None
+        """One pass over the batch (or over ``rows`` of it, on ``cache``, a copy of their cache):
+        ``allowed`` ``(rows, q, width)`` as an additive mask, and on a model with sliding windows each slot's
+        rank among its row's real slots (``self.real`` already holds the new ones). ``last``: logits of the
+        last slot only."""
+        ranks = None
+        if self.windowed:
+            real = self.real if rows is None else self.real[rows, : allowed.shape[-1]]
+            ranks = real.long().cumsum(1) - 1
         mask = masks.to_additive(allowed[:, None], self.core.dtype)
-        return self.core.forward(ids, positions, mask, self.cache, ranks=ranks, last=last)
+        cache = self.cache if cache is None else cache
+        return self.core.forward(ids, positions, mask, cache, ranks=ranks, last=last)

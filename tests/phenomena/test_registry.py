@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tempo_lab import load_model
-from tempo_lab.generators import RetroactivePositionGenerator
+from tempo_lab.generators import RetroactivePositionGenerator, lockstep
 from tempo_lab.generators.lockstep import Lockstep
 from tempo_lab.phenomena import CLAIMS, EXPLORERS, MEASURES, PHENOMENA, SINGLE, gap_dropout, isolation
 from tempo_lab.studies.conditions import Conditions
@@ -46,12 +46,21 @@ def test_lockstep_prefill_equals_each_prompt_alone(lm, batch):
         torch.testing.assert_close(got, retro.core.prefill(ids).next_logits, atol=1e-4, rtol=1e-4)
 
 
+@pytest.fixture(params=["one pass", "grouped"])
+def passes(request, monkeypatch):
+    """Every lockstep step as one pass over all rows (the default cost model on these small batches), or
+    grouped by how many tokens each row feeds wherever that saves a padded slot (``PASS_COST`` 0)."""
+    if request.param == "grouped":
+        monkeypatch.setattr(lockstep, "PASS_COST", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("family", ["llama", "gemma3_text"])
-def test_lockstep_attention_maps_equal_each_run_captured_alone(family):
+def test_lockstep_attention_maps_equal_each_run_captured_alone(family, passes):
     """TEMPO runs of ragged prompts, each prompt prefilled once and branched into two modes, with attention
     captured over the lockstep: every row's assembled map equals ``attention_map()`` of the same run made
     alone with ``capture=True`` (a llama, whose logits the core projects itself, and a sliding-window
-    gemma3 through the model's own head)."""
+    gemma3 through the model's own head), whether a step runs as one pass or as passes over groups of rows."""
     from tempo_lab.generators import ParallelTokenGenerator
     from tempo_lab.studies.batching import tempo_runs
     from tempo_lab.tiny import tiny_random
@@ -84,7 +93,7 @@ def test_every_measured_phenomenon_has_its_single_prompt_twin_and_one_name():
 
 
 @pytest.mark.parametrize("phenomenon", list(MEASURES))
-def test_batched_rows_equal_the_single_prompt_rows(lm, batch, phenomenon):
+def test_batched_rows_equal_the_single_prompt_rows(lm, batch, phenomenon, passes):
     got = keyed(MEASURES[phenomenon](lm, batch, COND))
     want = keyed(looped(lm, phenomenon, batch, COND))
     assert got.keys() == want.keys()
@@ -140,9 +149,11 @@ def test_sliding_window_models_batch_ragged_prompts_and_still_match(phenomenon, 
                 assert got[key][name] == value, (key, name)
 
 
-def test_a_ragged_sliding_window_batch_equals_each_prompt_alone_logit_for_logit():
+def test_a_ragged_sliding_window_batch_equals_each_prompt_alone_logit_for_logit(passes):
     """The lockstep on a sliding-window model against the model's own forward on each prompt alone: the
-    prefill's logits and one ragged step (rows feeding 1 and 3 tokens) after it."""
+    prefill's logits and two ragged steps after it (rows feeding 1, 3 and 2 tokens, then 1, none and 2: a
+    stopped row), as one pass per step or as passes over groups of rows, whose keys and values the next step
+    must find in the batch cache."""
     from tempo_lab.generators import DecodingCore
     from tempo_lab.generators.loop import Feed
     from tempo_lab.tiny import tiny_random
@@ -151,25 +162,35 @@ def test_a_ragged_sliding_window_batch_equals_each_prompt_alone_logit_for_logit(
     prompts = [lm.encode(p) for p in PROMPTS[:3]]
     lock = Lockstep(DecodingCore(lm))
     logits = lock.prefill(prompts)
-    feeds = [torch.tensor([[5]]), torch.tensor([[6, 7, 8]]), torch.tensor([[9, 10]])]
+    steps = [[[5], [6, 7, 8], [9, 10]], [[11], None, [12, 13]]]
 
-    class Once:
-        def __init__(self, ids, t):
-            self.feed = Feed(ids, torch.arange(t, t + ids.shape[1], dtype=torch.float32)[None])
+    class Fed:
+        def __init__(self, row, t):
+            self.row, self.t, self.logits = row, t, []
 
         def propose(self, step):
-            return self.feed if step == 0 else None
+            ids = steps[step][self.row] if step < len(steps) else None
+            if ids is None:
+                return None
+            start, self.t = self.t, self.t + len(ids)
+            return Feed(torch.tensor([ids]), torch.arange(start, self.t, dtype=torch.float32)[None])
 
         def accept(self, step, step_logits):
-            self.logits = step_logits
+            self.logits.append(step_logits[0])
 
-    policies = [Once(f, p.shape[1]) for f, p in zip(feeds, prompts, strict=True)]
-    lock.run(policies, 1)
-    for p, f, lg, pol in zip(prompts, feeds, logits, policies, strict=True):
+    policies = [Fed(r, p.shape[1]) for r, p in enumerate(prompts)]
+    assert lock.run(policies, 3) == 2
+    # the prefill, then a pass per step; grouped: 3 passes (1, 2, 3 tokens), then 2 (the stopped row in none)
+    assert len(lock.passes) == {"one pass": 1 + 1 + 1, "grouped": 1 + 3 + 2}[passes]
+    for r, (p, lg, pol) in enumerate(zip(prompts, logits, policies, strict=True)):
+        fed = [ids for step in steps if (ids := step[r]) is not None]
         with torch.no_grad():
-            own = lm.model(torch.cat([p, f], 1)).logits[0].float()
+            own = lm.model(torch.cat([p, torch.tensor([sum(fed, [])])], 1)).logits[0].float()
         torch.testing.assert_close(lg, own[p.shape[1] - 1], atol=1e-5, rtol=0)
-        torch.testing.assert_close(pol.logits[0], own[p.shape[1] :], atol=1e-5, rtol=0)
+        at = p.shape[1]
+        for ids, got in zip(fed, pol.logits, strict=True):
+            torch.testing.assert_close(got, own[at : at + len(ids)], atol=1e-5, rtol=0)
+            at += len(ids)
 
 
 # --- claims as data: every rule decides a confirming and a refuting case ---
