@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from pathlib import Path
 
 import torch
@@ -48,8 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     n = ids.shape[1]
     out: dict = {
         "model": lm.name,
-        "machine": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
+        "machine": timing.machine(),
         "prompt_tokens": n,
     }
     clean, corrupt = Layout.contiguous(n, "gap 0"), Layout.moved(n, n - 1, 20.0, "gap 20")

@@ -27,25 +27,15 @@ from datetime import date
 from pathlib import Path
 from unittest import mock
 
-import torch
-from study import same_rows
+from study import plan_of, same_rows
 
 from tempo_lab import load_model, timing
 from tempo_lab.generators import lockstep
 from tempo_lab.generators.lockstep import Lockstep
 from tempo_lab.phenomena import MEASURES
-from tempo_lab.studies import Conditions, bundled_prompts
-from tempo_lab.studies.prompts import encode
-from tempo_lab.studies.runner import chunks
+from tempo_lab.studies import Conditions
 
 LOCKSTEP_MEASUREMENTS = ("fractional", "retroactive", "isolation", "compressed", "tempo_sets")
-
-
-def plan_of(lm, n: int) -> list[list[tuple[int, torch.Tensor]]]:
-    """The first ``n`` bundled prompts in the study's chunks of 32 (sorted by length)."""
-    prompts = bundled_prompts().head(n)
-    ids = [encode(lm, prompts, i) for i in range(len(prompts))]
-    return [[(i, ids[i]) for i in chunk] for chunk in chunks([x.shape[1] for x in ids], 32)]
 
 
 def recorded(measure, lm, plan, cond) -> dict:
@@ -70,7 +60,7 @@ def recorded(measure, lm, plan, cond) -> dict:
             measure(lm, chunk, cond)
     out = {kind: {"slots": s, "real": r, "real_share": r / s if s else None}
            for kind, (s, r) in counts.items()}  # fmt: skip
-    out["tokens_fed_per_row_and_step"] = dict(sorted(fed.items()))
+    out["tokens_fed_per_row_and_pass"] = dict(sorted(fed.items()))
     return out
 
 
@@ -99,7 +89,7 @@ def timed(lm, plan, repeats: int) -> dict:
         ratio = t.medians["one pass"] / t.medians["grouped"]
         out[name] = {"seconds": t.medians, "one_pass_vs_grouped": ratio, "timing": t.as_record()}
         print(f"{name:<12} grouped {t.medians['grouped']:6.2f} s, one pass {t.medians['one pass']:6.2f} s: "
-              f"{out[name]['one_pass_vs_grouped']:.2f}x")  # fmt: skip
+              f"{ratio:.2f}x")  # fmt: skip
     return out
 
 
@@ -111,10 +101,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("padding.json"))
     args = parser.parse_args(argv)
     lm = load_model()
-    prompts = bundled_prompts().head(args.n)
     plan = plan_of(lm, args.n)
     out: dict = {"date": date.today().isoformat(), "machine": timing.machine(), "model": lm.name,
-                 "prompts": len(prompts), "batch_size": 32, "pass_cost": lockstep.PASS_COST,
+                 "prompts": sum(len(c) for c in plan), "batch_size": 32, "pass_cost": lockstep.PASS_COST,
                  "measurements": {}}  # fmt: skip
     for name in LOCKSTEP_MEASUREMENTS:
         found = out["measurements"][name] = {}
@@ -126,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{name:<12} {way:<8} prefill {pre['real']:6d} of {pre['slots']:6d} slots real "
                   f"({pre['real_share']:.1%}); steps {steps['real']:6d} of {steps['slots']:6d} "
                   f"({steps['real_share']:.1%}); "
-                  f"tokens fed per row and pass: {counted['tokens_fed_per_row_and_step']}")  # fmt: skip
+                  f"tokens fed per row and pass: {counted['tokens_fed_per_row_and_pass']}")  # fmt: skip
     out["timed"] = {"prompts": args.timed, **timed(lm, plan_of(lm, args.timed), args.repeats)}
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     return out

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from datetime import date
 from pathlib import Path
 
 import torch
 
-from tempo_lab import load_model, positions
+from tempo_lab import load_model, positions, timing
 from tempo_lab.generators import (
     CompressedThoughtGenerator,
     ParallelTokenGenerator,
@@ -95,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(2)
     gemma = load_model("gemma3-270m")
     prompt = long_prompt(gemma, gemma.model.config.sliding_window + 100)
-    results = {"date": str(date.today()), "machine": platform.processor() or platform.machine(), "models": {}}
+    results = {"date": str(date.today()), "machine": timing.machine(), "models": {}}
     for name, key in MODELS.items():
         lm = gemma if key == "gemma3-270m" else load_model(key)
         results["models"][name] = measure(lm, prompt)

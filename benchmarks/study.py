@@ -23,6 +23,8 @@ import math
 from datetime import date
 from pathlib import Path
 
+import torch
+
 from tempo_lab import load_model, timing
 from tempo_lab.phenomena import DEFAULT_STUDY, MEASURES, SINGLE
 from tempo_lab.studies import Conditions, bundled_prompts
@@ -45,6 +47,13 @@ def same_rows(a: list[dict], b: list[dict]) -> bool:
     return len(a) == len(b)
 
 
+def plan_of(lm, n: int, batch_size: int = 32) -> list[list[tuple[int, torch.Tensor]]]:
+    """The first ``n`` bundled prompts, encoded, in the chunks ``run_study`` cuts (sorted by length)."""
+    prompts = bundled_prompts().head(n)
+    ids = [encode(lm, prompts, i) for i in range(len(prompts))]
+    return [[(i, ids[i]) for i in chunk] for chunk in chunks([x.shape[1] for x in ids], batch_size)]
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=64)
@@ -56,12 +65,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     lm = load_model(args.model)
     cond = Conditions()
-    prompts = bundled_prompts().head(args.n)
-    ids = [encode(lm, prompts, i) for i in range(len(prompts))]
-    plan = [[(i, ids[i]) for i in chunk] for chunk in chunks([x.shape[1] for x in ids], args.batch_size)]
+    plan = plan_of(lm, args.n, args.batch_size)
     everything = [pair for chunk in plan for pair in chunk]
     out: dict = {"date": date.today().isoformat(), "machine": timing.machine(), "model": lm.name,
-                 "baseline": args.baseline, "prompts": len(prompts),
+                 "baseline": args.baseline, "prompts": len(everything),
                  "batch_size": args.batch_size, "conditions": cond.as_dict()}  # fmt: skip
     total = {"batched": 0.0, "looped": 0.0}
     for phenomenon in DEFAULT_STUDY:
@@ -85,14 +92,14 @@ def main(argv: list[str] | None = None) -> dict:
         out[phenomenon] = {
             "seconds": s,
             "speedup": s["looped"] / s["batched"],
-            "prompts_per_second": len(prompts) / s["batched"],
+            "prompts_per_second": len(everything) / s["batched"],
             "timing": timed.as_record(),
         }
         rec = out[phenomenon]
         print(f"{phenomenon:<12} batched {s['batched']:7.1f} s  looped {s['looped']:7.1f} s  "
               f"{rec['speedup']:5.2f}x  {rec['prompts_per_second']:6.2f} prompts/s")  # fmt: skip
     out["total"] = {"seconds": total, "speedup": total["looped"] / total["batched"],
-                    "prompts_per_second": len(prompts) / total["batched"]}  # fmt: skip
+                    "prompts_per_second": len(everything) / total["batched"]}  # fmt: skip
     print(f"{'all six':<12} batched {total['batched']:7.1f} s  looped {total['looped']:7.1f} s  "
           f"{out['total']['speedup']:5.2f}x")  # fmt: skip
     args.out.write_text(json.dumps(out, indent=2) + "\n")
