@@ -1,7 +1,8 @@
 """A loaded model: the model with its tokenizer, and the prompt/token encoding every part of tempo_lab uses.
 
 Contents: :class:`LoadedModel`, :func:`evaluating` (eval mode for a block, restored after),
-:func:`has_rotary_positions`, :func:`keeps_logits`, :func:`token_bytes`. Loading is :mod:`tempo_lab.models`;
+:func:`has_rotary_positions`, :func:`keeps_logits`, :func:`token_bytes`, :func:`default_device` (where
+models go when no device is named: ``$TEMPO_LAB_DEVICE``, else the CPU). Loading is :mod:`tempo_lab.models`;
 tiny random models are :mod:`tempo_lab.tiny`.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +21,13 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from tempo_lab import checks
+
+
+def default_device() -> torch.device:
+    """Where :func:`~tempo_lab.load_model` and :func:`~tempo_lab.tiny.tiny_random` put a model when no device
+    is named: ``$TEMPO_LAB_DEVICE`` (``pytest --device cuda`` sets it for the whole test session), else the
+    CPU."""
+    return torch.device(os.environ.get("TEMPO_LAB_DEVICE") or "cpu")
 
 
 @dataclass

@@ -1,11 +1,11 @@
 """Loading causal language models: the bundled SmolLM2 and Gemma 3 270M, any GGUF file, tiny random models,
 any HF id or local folder, or a model you already loaded.
 
-Contents: :func:`load_model` (the entry point), :func:`check_load_arguments`, :func:`require_causal`,
-:func:`require_matching_tokenizer`, :func:`refuse_flash`. What it returns, :class:`LoadedModel`, is
-:mod:`tempo_lab.loaded` (re-exported here). The registry models are :mod:`tempo_lab.bundled`, GGUF
-conversion and its cache :mod:`tempo_lab.gguf`;
-tiny random models of any family are :mod:`tempo_lab.tiny`.
+Contents: :func:`load_model` (the entry point), :func:`check_load_arguments`, :func:`check_device`,
+:func:`require_causal`, :func:`require_matching_tokenizer`, :func:`refuse_flash`. What it returns,
+:class:`LoadedModel`, is :mod:`tempo_lab.loaded` (re-exported here). The registry models are
+:mod:`tempo_lab.bundled`, GGUF conversion and its cache :mod:`tempo_lab.gguf`; tiny random models of any
+family are :mod:`tempo_lab.tiny`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_N
 from tempo_lab.bundled import MODELS, model_dir
 from tempo_lab.families import check_attention
 from tempo_lab.gguf import converted_dir
-from tempo_lab.loaded import LoadedModel, evaluating, has_rotary_positions
+from tempo_lab.loaded import LoadedModel, default_device, evaluating, has_rotary_positions
 from tempo_lab.tiny import tiny_random
 
 __all__ = ["LoadedModel", "evaluating", "has_rotary_positions", "load_model"]
@@ -32,7 +32,7 @@ def load_model(
     tokenizer: PreTrainedTokenizerBase | None = None,
     attn_implementation: str = "eager",
     dtype: torch.dtype | str = torch.float32,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     device_map: str | dict | None = None,
 ) -> LoadedModel:
     """A causal LM with its tokenizer, ready for tempo_lab.
@@ -51,7 +51,8 @@ def load_model(
             FlashAttention is refused: it takes no 4D mask.
         dtype: weights dtype, e.g. ``torch.bfloat16`` or ``"bfloat16"`` (masks are built in it; probabilities
             are always computed in float32).
-        device: where the model lives (ignored with ``device_map``).
+        device: where the model lives (ignored with ``device_map``); default
+            :func:`~tempo_lab.loaded.default_device` (``$TEMPO_LAB_DEVICE``, else the CPU).
         device_map: an accelerate device map (``"auto"``, a dict) for a model spread over devices; inputs go
             to the device of its input embeddings.
 
@@ -62,7 +63,9 @@ def load_model(
     """
     dtype = check_load_arguments(model, tokenizer, attn_implementation, dtype, device, device_map)
     if isinstance(model, PreTrainedModel):
-        if (attn_implementation, dtype, device, device_map) != ("eager", torch.float32, "cpu", None):
+        if (attn_implementation, dtype, device_map) != ("eager", torch.float32, None) or device not in (
+            None, "cpu"
+        ):  # fmt: skip
             raise ValueError(
                 "attn_implementation, dtype, device and device_map apply when tempo_lab loads the model; a "
                 "model passed as an object is used as it is (load it with those settings yourself)"
@@ -80,9 +83,10 @@ def load_model(
             tokenizer = _tokenizer_for(folder)
         require_matching_tokenizer(model, tokenizer, name)
         return LoadedModel(model=model, tokenizer=tokenizer, name=name)
+    device = device if device is not None else default_device()
     if model == "tiny-random":
-        lm = tiny_random(attn_implementation=attn_implementation)
-        lm.model.to(device=device, dtype=dtype)
+        lm = tiny_random(attn_implementation=attn_implementation, device=device)
+        lm.model.to(dtype=dtype)
         return lm
     if model is None or model in MODELS:
         key = model or "smollm2-135m"
@@ -140,18 +144,19 @@ def check_load_arguments(
     named = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
     if named not in DTYPES or not isinstance(dtype, (str, torch.dtype)):
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)} (a name or torch dtype), got {dtype!r}")
-    _check_device(device, "device")
+    if device is not None:
+        check_device(device, "device")
     if isinstance(device_map, str) and device_map not in ("auto", "balanced", "balanced_low_0", "sequential"):
-        _check_device(device_map, "device_map")
+        check_device(device_map, "device_map")
     elif isinstance(device_map, dict):
         for where in device_map.values():
-            _check_device(where, "device_map")
+            check_device(where, "device_map")
     elif device_map is not None and not isinstance(device_map, str):
         raise ValueError(f"device_map must be None, a string or a dict, got {device_map!r}")
     return DTYPES[named]
 
 
-def _check_device(where: Any, name: str) -> None:
+def check_device(where: Any, name: str) -> None:
     """Refuse a device this machine does not have (``cuda`` without a GPU, ``cuda:3`` with two, ...)."""
     if isinstance(where, int):
         where = f"cuda:{where}"

@@ -1,6 +1,8 @@
 """Tiny random models of any family, for tests: seeded weights and a byte-level tokenizer, no files.
 
-Contents: :func:`tiny_random`, :func:`byte_tokenizer`, :data:`SMALL`, :data:`TINY_CONFIGS`, :data:`TINY_NAME`.
+Contents: :func:`tiny_random`, :func:`byte_tokenizer`, :data:`SMALL`, :data:`TINY_CONFIGS`, :data:`TINY_NAME`,
+:data:`MATRIX` (the family matrix: every family tempo_lab is checked on, with the overrides that give the
+sliding-window families a window of :data:`MATRIX_WINDOW` slots).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from tempo_lab.loaded import LoadedModel
+from tempo_lab.loaded import LoadedModel, default_device
 
 TINY_NAME = "tiny-random"
 
@@ -55,6 +57,27 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 256},
 }
 
+# The family matrix (tests/test_families.py, benchmarks/gpu.py): each family's overrides of its tiny config.
+MATRIX_WINDOW = 4
+_MIXED = {"layer_types": ["sliding_attention", "full_attention"]}
+MATRIX: dict[str, dict[str, Any]] = {
+    "llama": {},
+    "mistral": {"sliding_window": MATRIX_WINDOW},
+    "qwen2": {"use_sliding_window": True, "sliding_window": MATRIX_WINDOW, "max_window_layers": 1},
+    "qwen3": {},
+    "gemma": {},
+    "gemma2": {"sliding_window": MATRIX_WINDOW},
+    "gemma3_text": {"sliding_window": MATRIX_WINDOW, **_MIXED},
+    "phi3": {},
+    "gpt_neox": {"rotary_pct": 0.5, "num_key_value_heads": None},
+    "olmo2": {},
+    "stablelm": {},
+    "granite": {},
+    "cohere": {},
+    "cohere2": {"sliding_window": MATRIX_WINDOW, **_MIXED},
+    "gpt2": {},
+}
+
 
 def tiny_random(
     model_type: str = "llama",
@@ -63,6 +86,7 @@ def tiny_random(
     attn_implementation: str = "eager",
     name: str | None = None,
     tokenizer: PreTrainedTokenizerBase | None = None,
+    device: str | torch.device | None = None,
     **overrides: Any,
 ) -> LoadedModel:
     """A small model of family ``model_type`` with seeded random weights.
@@ -72,7 +96,9 @@ def tiny_random(
     (default: :func:`byte_tokenizer`; the bundled model's tokenizer makes a tiny model that the notebooks'
     default prompts suit). The default, a 2-layer Llama (RoPE, grouped-query attention) drawn with a
     larger-than-usual init so next-token distributions are peaked enough for thresholds to select several
-    tokens, builds in a fraction of a second. The global RNG is untouched.
+    tokens, builds in a fraction of a second. The global RNG is untouched. The weights are drawn on the CPU
+    (the same numbers everywhere) and then moved to ``device`` (default :func:`~tempo_lab.loaded.
+    default_device`).
     """
     tokenizer = tokenizer or byte_tokenizer()
     eos = tokenizer.eos_token_id
@@ -82,9 +108,10 @@ def tiny_random(
         model_type, vocab_size=len(tokenizer), eos_token_id=eos, pad_token_id=eos, **fields
     )
     config._attn_implementation = attn_implementation
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), torch.device("cpu"):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config)
+    model.to(device if device is not None else default_device())
     model.eval()
     default_name = TINY_NAME if model_type == "llama" else f"tiny-{model_type}"
     return LoadedModel(model=model, tokenizer=tokenizer, name=name or default_name)

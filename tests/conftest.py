@@ -1,4 +1,10 @@
-"""Shared, session-scoped model fixtures.
+"""Shared, session-scoped model fixtures, and the ``--device`` option.
+
+``pytest --device cuda`` (default ``cpu``) runs the suite with every model the tests build on that device:
+``$TEMPO_LAB_DEVICE`` is set, so :func:`~tempo_lab.load_model` and :func:`~tempo_lab.tiny.tiny_random` put
+their models there, and torch's default device is set, so the tensors the tests make go there too. The
+exactness asserted is the same. Tests that only make sense on the CPU (the browser, the notebook kernels,
+nbval, and those marked ``cpu_only``) are skipped there, saying why.
 
 ``tiny`` / ``tiny_sdpa``: the seeded 2-layer random Llama (eager / SDPA), built in milliseconds.
 ``tiny_gpt2``: a 2-layer GPT-2 (learned absolute positions, no rotary) built from a config, no hub access.
@@ -12,13 +18,50 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 # Nothing in the tests may reach a model hub: fail at once instead of retrying a network that is not there.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tempo_lab import load_model  # noqa: E402
-from tempo_lab.models import LoadedModel
+from tempo_lab.models import LoadedModel, check_device
 from tempo_lab.tiny import tiny_random
+
+CPU_ONLY_MARKERS = ("cpu_only", "browser", "notebooks")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--device", default="cpu", metavar="DEVICE",
+        help="where the models the tests build live: cpu (default), cuda, cuda:N; CPU-only tests are skipped",
+    )  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    device = config.getoption("--device")
+    try:
+        check_device(device, "--device")
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if torch.device(device).type != "cpu":
+        os.environ["TEMPO_LAB_DEVICE"] = device
+        torch.set_default_device(device)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    device = config.getoption("--device")
+    if torch.device(device).type == "cpu":
+        return
+    skip = pytest.mark.skip(reason=f"runs on the CPU only, not under --device {device}")
+    for item in items:
+        if item.path.suffix == ".ipynb" or any(item.get_closest_marker(m) for m in CPU_ONLY_MARKERS):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def device(pytestconfig: pytest.Config) -> torch.device:
+    """The device of ``--device``: where the tests' models and tensors live."""
+    return torch.device(pytestconfig.getoption("--device"))
 
 
 @pytest.fixture(scope="session")

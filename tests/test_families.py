@@ -17,27 +17,10 @@ from tempo_lab.generators import (
     ParallelTokenGenerator,
     RetroactivePositionGenerator,
 )
+from tempo_lab.tiny import MATRIX as FAMILIES
+from tempo_lab.tiny import MATRIX_WINDOW as WINDOW
 from tempo_lab.tiny import tiny_random
 
-MIXED = {"layer_types": ["sliding_attention", "full_attention"]}
-WINDOW = 4
-FAMILIES = {
-    "llama": {},
-    "mistral": {"sliding_window": WINDOW},
-    "qwen2": {"use_sliding_window": True, "sliding_window": WINDOW, "max_window_layers": 1},
-    "qwen3": {},
-    "gemma": {},
-    "gemma2": {"sliding_window": WINDOW},
-    "gemma3_text": {"sliding_window": WINDOW, **MIXED},
-    "phi3": {},
-    "gpt_neox": {"rotary_pct": 0.5, "num_key_value_heads": None},
-    "olmo2": {},
-    "stablelm": {},
-    "granite": {},
-    "cohere": {},
-    "cohere2": {"sliding_window": WINDOW, **MIXED},
-    "gpt2": {},
-}
 SLIDING = {"mistral", "qwen2", "gemma2", "gemma3_text", "cohere2"}
 PROMPT = "Once upon a time"  # 16 byte tokens: four times the sliding window
 ATOL = 2e-5

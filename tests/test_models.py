@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -10,7 +13,7 @@ import torch
 
 from tempo_lab import bundled, gguf, load_model
 from tempo_lab.bundled import BUNDLED_INSTALL, BUNDLED_NAME, cache_dir
-from tempo_lab.loaded import has_rotary_positions
+from tempo_lab.loaded import default_device, has_rotary_positions
 from tempo_lab.tiny import tiny_random
 
 
@@ -27,13 +30,13 @@ def test_tiny_random_is_deterministic_and_leaves_global_rng_alone():
     assert not _same_weights(a.model, tiny_random(seed=1).model)
 
 
-def test_tiny_random_shape_and_flags(tiny):
+def test_tiny_random_shape_and_flags(tiny, device):
     assert tiny.name == "tiny-random"
     assert not tiny.model.training
     assert tiny.model.config._attn_implementation == "eager"
     assert tiny.is_rotary and has_rotary_positions(tiny.model)
     assert tiny.max_positions == tiny.model.config.max_position_embeddings
-    assert tiny.dtype == torch.float32 and tiny.device.type == "cpu"
+    assert tiny.dtype == torch.float32 and tiny.device.type == device.type  # pytest --device
     assert tiny.tokenizer.eos_token_id == tiny.model.config.eos_token_id
 
 
@@ -278,3 +281,25 @@ def test_load_model_checks_its_arguments_before_loading_anything(kwargs, message
 def test_a_tokenizer_beside_a_model_name_is_refused(tiny):
     with pytest.raises(ValueError, match=r"tokenizer= is only for a model passed as an object.*'tiny-rand"):
         load_model("tiny-random", tokenizer=tiny.tokenizer)
+
+
+def test_models_go_to_the_default_device_when_none_is_named(monkeypatch):
+    """``$TEMPO_LAB_DEVICE`` (what ``pytest --device`` sets) decides where load_model and tiny_random put a
+    model when no device is named; a named device wins. ``meta`` stands in for a GPU on this CPU."""
+    monkeypatch.delenv("TEMPO_LAB_DEVICE", raising=False)
+    assert default_device() == torch.device("cpu")
+    monkeypatch.setenv("TEMPO_LAB_DEVICE", "meta")
+    assert default_device() == torch.device("meta")
+    assert load_model("tiny-random").device.type == "meta"
+    assert tiny_random("qwen2").device.type == "meta"
+    assert load_model("tiny-random", device="cpu").device.type == "cpu"
+    assert tiny_random("qwen2", device="cpu").device.type == "cpu"
+
+
+def test_pytest_refuses_a_device_this_machine_lacks():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    cmd = [sys.executable, "-m", "pytest", "--device", "cuda", "--collect-only", "-q", "tests/test_masks.py"]
+    done = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+    assert done.returncode == 4, done.stdout + done.stderr  # pytest's usage error
+    assert "--device='cuda' asks for a GPU, but this machine has 0 CUDA device(s)" in done.stderr

@@ -60,9 +60,11 @@ def test_parallel_steps_equal_full_recomputation(bundled, intraset):
     assert res.text.startswith("The cat") and "[" in res.text and "/" in res.text
 
 
+@pytest.mark.cpu_only
 def test_bf16_agrees_with_fp32_within_the_stated_noise_floor(bundled):
     """README.md states the bf16 noise floor (benchmarks/precision.py): next-token distributions within
-    TV 0.05, prompt mass within 0.005, the same TEMPO sets."""
+    TV 0.05, prompt mass within 0.005, the same TEMPO sets. The floor is the CPU's bfloat16 kernels'; a GPU's
+    differ, so it is checked on the CPU only."""
     from tempo_lab import load_model
     from tempo_lab.phenomena.gap_dropout import gap_probe
 

@@ -132,8 +132,8 @@ def test_frame_numbers_equal_the_cached_path(tiny, frame):
         logits, rec = _cached(tiny, prompt_ids, row.token_id, row.gap)
         top = torch.softmax(logits, -1).topk(5)
         assert row.top_ids == top.indices.tolist()
-        np.testing.assert_allclose(row.top_probs, top.values.numpy(), atol=1e-5)
-        per_layer = rec.mass(slice(0, t))[:, 0].mean(-1).numpy()  # (layers,)
+        np.testing.assert_allclose(row.top_probs, top.values.cpu().numpy(), atol=1e-5)
+        per_layer = rec.mass(slice(0, t))[:, 0].mean(-1).cpu().numpy()  # (layers,)
         np.testing.assert_allclose(row.layer_mass, per_layer, atol=1e-5)
 
 
