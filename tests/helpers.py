@@ -1,5 +1,5 @@
-"""Checks the phenomenon tests share: a figure has a title and labelled axes and draws; a view's controls,
-defaults, render and state are consistent and JSON-ready."""
+"""What the tests share: the hang limit every wait uses, and the phenomenon checks (a figure has a title and
+labelled axes and draws; a view's controls, defaults, render and state are consistent and JSON-ready)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,12 @@ import json
 from matplotlib.figure import Figure
 
 from tempo_lab.views import View, view_state
+
+#: Seconds a test waits for an event (a process writing its first parts, a kernel going idle, a page showing
+#: a new value, a subprocess exiting) before it calls the wait a hang and fails. It only catches hangs: the
+#: longest such event in the suite takes about a minute on the slower CPU under load, so no verdict on speed
+#: rests on it, and no test compares a wall time with any other number.
+HANG_S = 1200.0
 
 
 def check_figure(fig: Figure, *, n_axes_with_labels: int = 1) -> None:

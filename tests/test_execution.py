@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from concurrent.futures import ThreadPoolExecutor
 from queue import Empty
+from types import SimpleNamespace
 
 import nbformat
 import pytest
@@ -14,6 +14,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from tempo_lab import execution
 from tempo_lab.execution import SlicedChannel, SlicedKernelClient, SlicedKernelManager
+from tests.helpers import HANG_S
 
 
 def _run(coroutine):
@@ -45,16 +46,23 @@ def test_get_msg_keeps_waiting_through_missed_wakeups(monkeypatch):
 
 
 def test_get_msg_still_times_out(monkeypatch):
+    """Without a message, ``get_msg(timeout=1.0)`` polls in slices until 1.0 s have passed on the module's
+    clock, then raises ``Empty``. The clock is a fake that each poll advances by the slice it was given, so
+    the test counts slices instead of timing them (a busy CPU cannot change the verdict)."""
+    now = [0.0]
+    slices = []
+
     async def never(self, timeout=None):
-        await asyncio.sleep(timeout)
+        slices.append(timeout)
+        now[0] += timeout
         raise Empty
 
-    monkeypatch.setattr(execution, "SLICE_SECONDS", 0.05)
+    monkeypatch.setattr(execution, "SLICE_SECONDS", 0.25)
+    monkeypatch.setattr(execution, "time", SimpleNamespace(monotonic=lambda: now[0]))
     monkeypatch.setattr(AsyncZMQSocketChannel, "get_msg", never)
-    start = time.monotonic()
     with pytest.raises(Empty):
-        _run(_channel().get_msg(timeout=0.2))
-    assert 0.2 <= time.monotonic() - start < 2.0
+        _run(_channel().get_msg(timeout=1.0))
+    assert slices == [0.25] * 4 and now[0] == 1.0  # waited the whole timeout, one slice at a time, no longer
 
 
 def test_kernel_manager_makes_sliced_clients():
@@ -79,6 +87,6 @@ def test_execute_waits_on_the_sliced_channel(tmp_path, monkeypatch):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     source = tmp_path / "one.ipynb"
     nbformat.write(nb, str(source))
-    done = execution.execute(source, tmp_path / "out.ipynb", {}, progress=False, cell_timeout=120)
+    done = execution.execute(source, tmp_path / "out.ipynb", {}, progress=False, cell_timeout=int(HANG_S))
     assert done.cells[0].outputs[0]["text"] == "42\n"
     assert seen and set(seen) == {SlicedChannel}

@@ -121,7 +121,7 @@ def test_a_part_of_a_study_with_other_conditions_is_foreign(lm, clean, tmp_path)
 
 def test_a_second_writer_is_refused_naming_the_first(tmp_path):
     folder = ResultsFolder(tmp_path)
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    child = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])  # alive until killed
     try:
         lock = tmp_path / ".writer.lock"
         lock.write_text(json.dumps({"pid": child.pid, "host": socket.gethostname(), "group": "",

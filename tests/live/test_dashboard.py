@@ -10,6 +10,7 @@ import pytest
 
 from tempo_lab.live.dashboard import Dashboard, explore
 from tempo_lab.phenomena import EXPLORERS
+from tests.helpers import HANG_S
 
 PROMPT = "Once upon a time"
 
@@ -40,10 +41,10 @@ def test_dashboard_panels_update_through_the_worker_and_memory_stays_flat(tiny):
     for i in range(200):
         gap.value = round(0.1 * (i % 50), 1)
         if i == 20:
-            assert panel.runner.wait(30)
+            assert panel.runner.wait(HANG_S)
             gc.collect()
             before = tracemalloc.get_traced_memory()[0]
-    assert panel.runner.wait(60)
+    assert panel.runner.wait(HANG_S)
     gc.collect()
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()

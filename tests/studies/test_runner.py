@@ -30,6 +30,7 @@ from tempo_lab.studies import (
 )
 from tempo_lab.studies.runner import chunks
 from tempo_lab.tiny import byte_tokenizer, tiny_random
+from tests.helpers import HANG_S
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = ["--model", "tiny-random", "--limit", "36", "--batch-size", "2", "--no-progress"]
@@ -145,9 +146,9 @@ def test_a_killed_study_resumes_and_recomputes_nothing_written(lm, reference, tm
     folder = tmp_path / "killed"
     cmd = [sys.executable, "-m", "tempo_lab.cli", "study", "--results", str(folder), *STUDY]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + HANG_S
     while len(list(folder.glob("*/part-*.parquet"))) < 12 and proc.poll() is None:
-        assert time.monotonic() < deadline, "the study wrote no parts"
+        assert time.monotonic() < deadline, f"the study wrote no parts in {HANG_S:.0f} s: a hang"
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -172,7 +173,7 @@ def test_two_processes_under_torchrun_write_the_single_process_table(reference, 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "tempo_lab.cli", "study", "--results", str(folder),
            *STUDY]  # fmt: skip
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=HANG_S, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "process 0 of 2" in done.stdout and "process 1 of 2" in done.stdout
     assert_same_tables(tables(read_study(folder)), reference)

@@ -12,6 +12,7 @@ import pytest
 
 from tempo_lab.phenomena.gap_dropout import gap_probe, view
 from tempo_lab.views import Control, Latest, Panel, Rendered, Superseded, live_view, show
+from tests.helpers import HANG_S
 
 
 def test_show_is_a_no_op_without_a_kernel(tiny):
@@ -44,11 +45,11 @@ def test_a_live_view_shows_bad_input_as_its_message_and_a_bug_as_an_internal_err
     assert live(x=-2).state == {"error": "x must be >= 0, got -2"} and live(x=-2).text.startswith("⚠")
     panel = Panel(live)
     panel.controls["x"].value = 7
-    assert panel.runner.wait(10)
+    assert panel.runner.wait(HANG_S)
     state = json.loads(html.unescape(panel.state.value))
     assert state["error"].startswith("KeyError") and "internal error" in state["text"]
     panel.controls["x"].value = 3
-    assert panel.runner.wait(10)
+    assert panel.runner.wait(HANG_S)
     assert json.loads(html.unescape(panel.state.value))["x"] == 3
 
 
@@ -59,7 +60,7 @@ def test_latest_wins_and_stale_runs_are_abandoned():
     def work(request, generation):
         started.append(request)
         if request == "first":
-            release.wait(5)
+            release.wait(HANG_S)
         for _ in range(3):
             if runner.stale(generation):
                 raise Superseded
@@ -73,7 +74,7 @@ def test_latest_wins_and_stale_runs_are_abandoned():
     for r in ("second", "third", "fourth"):  # arrive while "first" runs
         runner.submit(r)
     release.set()
-    assert runner.wait(5)
+    assert runner.wait(HANG_S)
     assert started == ["first", "fourth"] and delivered == [
         "FOURTH"
     ]  # "first" went stale, the rest coalesced
