@@ -26,6 +26,8 @@ from lab_harness import (
     copy_notebooks,
 )
 
+from tests.helpers import HANG_S
+
 _skip_reason: str | None = None
 
 
@@ -92,6 +94,7 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     else:
         root.mkdir()
     write_scratch_notebook(root)
+    shutil.copy(HERE / "recipes.py", root / "recipes.py")  # the live cells of the notebook tests import it
     # The kernel reuses the converted bundled model (the temporary HOME would otherwise convert it again).
     server = LabServer(root=root, home=base / "home", extra_env={"TEMPO_LAB_CACHE": str(cache_dir())})
     try:
@@ -122,7 +125,7 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory):
         finally:
             browsers = [p for p in psutil.process_iter() if _uses_profile(p, profile)]
             context.close()
-    _, alive = psutil.wait_procs(browsers, timeout=15)
+    _, alive = psutil.wait_procs(browsers, timeout=HANG_S)  # returns as soon as they are gone
     for p in alive:
         p.kill()
     if alive:

@@ -32,6 +32,8 @@ from typing import Any
 
 import psutil
 
+from tests.helpers import HANG_S
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -81,7 +83,10 @@ def free_port() -> int:
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll ``condition`` until it returns something truthy (returned); TimeoutError after ``timeout`` s."""
+    """Poll ``condition`` until it returns something truthy (returned); TimeoutError after ``timeout`` s.
+
+    Callers pass :data:`~tests.helpers.HANG_S` (or a shorter slice they retry within it): a timeout here
+    means nothing happened at all, never that the machine was slow."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -145,7 +150,7 @@ class LabServer:
         for d in ("jupyter_config", "jupyter_data", "jupyter_runtime", "lab_workspaces", "ipython", "mpl"):
             (self.home / d).mkdir(parents=True, exist_ok=True)
 
-    def start(self, timeout: float = 90.0) -> None:
+    def start(self, timeout: float = HANG_S) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self.write_settings()
         self.port = free_port()
@@ -199,7 +204,7 @@ class LabServer:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
     # ---- REST API ----------------------------------------------------------------------------------------
-    def api(self, method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
+    def api(self, method: str, path: str, body: Any = None, timeout: float = HANG_S) -> Any:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(
             f"{self.base_url}/{path.lstrip('/')}", data=data, method=method,
@@ -262,7 +267,8 @@ class LabServer:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 pass
-        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        # the graces only decide when to escalate; what is alive after SIGKILL and its grace is reported
+        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 60)):
             alive = self._alive()
             if not alive and self.proc.poll() is not None:
                 break

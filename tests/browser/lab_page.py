@@ -1,6 +1,8 @@
-"""Playwright steps on a JupyterLab page: open a notebook, run all cells, read outputs, move a slider.
+"""Playwright steps on a JupyterLab page: open a notebook, run all cells or one new cell, read outputs, move a
+slider.
 
-Every wait is a wait for a condition on the page (bounded by a timeout), never a fixed sleep.
+Every wait is a wait for a condition on the page, never a fixed sleep, bounded only by the hang limit
+(:data:`tests.helpers.HANG_S`): a slow or busy CPU makes a wait longer, never a failure.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from lab_harness import LabServer, wait_until
+
+from tests.helpers import HANG_S
 
 # JavaScript run in the page. The notebook is the one in the active tab.
 _CELL_STATE_JS = """() => {
@@ -65,11 +70,11 @@ class SliderState:
     aria_max: str | None
 
 
-def open_notebook(page, server: LabServer, name: str, timeout_s: float = 120) -> None:
+def open_notebook(page, server: LabServer, name: str) -> None:
     """Open ``name`` in a fresh workspace and wait until its kernel is connected and idle."""
-    page.goto(server.url(f"lab/tree/{name}?reset"), timeout=timeout_s * 1000)
-    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=timeout_s * 1000)
-    deadline = time.monotonic() + timeout_s
+    page.goto(server.url(f"lab/tree/{name}?reset"), timeout=HANG_S * 1000)
+    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=HANG_S * 1000)
+    deadline = time.monotonic() + HANG_S
     while True:
         dialog = page.locator(".jp-Dialog")
         if dialog.count():
@@ -79,7 +84,7 @@ def open_notebook(page, server: LabServer, name: str, timeout_s: float = 120) ->
         ):
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{name}: kernel not idle {timeout_s:.0f} s after opening; sessions: "
+            raise TimeoutError(f"{name}: kernel not idle {HANG_S:.0f} s after opening (a hang); sessions: "
                                f"{server.sessions()}")
         page.wait_for_timeout(250)
 
@@ -95,9 +100,12 @@ def cell_state(page) -> dict[str, Any] | None:
     return page.evaluate(_CELL_STATE_JS)
 
 
-def run_all_cells(page, name: str, timeout_s: float) -> dict[str, Any]:
+def run_all_cells(page, name: str) -> dict[str, Any]:
     """Run > Run All Cells from the menu bar, then wait until no cell runs and every code cell has run (or
-    one failed, which stops the run). Returns the final cell state."""
+    one failed, which stops the run). Returns the final cell state.
+
+    A click that the page has not taken yet (JupyterLab still wiring its menus) starts nothing: the menu is
+    clicked again every 30 s until cells start, so a slow page only waits longer."""
     before = cell_state(page)
     if before is None or before["cells"] == 0:
         raise AssertionError(f"{name}: no code cells on the page")
@@ -106,18 +114,19 @@ def run_all_cells(page, name: str, timeout_s: float) -> dict[str, Any]:
         s = cell_state(page)
         return bool(s and (s["running"] or s["done"] > before["done"] or s["errors"]))
 
-    for attempt in range(2):
+    deadline = time.monotonic() + HANG_S
+    while True:
         # focus the notebook, then Run > Run All Cells
         page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell .jp-InputPrompt").first.click()
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").click()
         page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
         try:
-            wait_until(started, 30, f"{name}: cells to start running")
+            wait_until(started, min(30.0, max(1.0, deadline - time.monotonic())), f"{name}: cells to start")
             break
         except TimeoutError:
-            if attempt == 1:
-                raise
-            print(f"\n{name}: Run All did not start within 30 s; clicking it again")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name}: Run All started nothing in {HANG_S:.0f} s (a hang)") from None
+            print(f"\n{name}: Run All has not started cells yet; clicking it again")
 
     def finished() -> dict[str, Any] | None:
         s = cell_state(page)
@@ -125,7 +134,49 @@ def run_all_cells(page, name: str, timeout_s: float) -> dict[str, Any]:
             return s
         return None
 
-    return wait_until(finished, timeout_s, f"{name}: all cells to finish", interval=0.5)
+    return wait_until(finished, HANG_S, f"{name}: all cells to finish", interval=0.5)
+
+
+_APPEND_AND_RUN_JS = """source => {
+  const app = window.jupyterapp;
+  const nb = app.shell.currentWidget.content;
+  const index = nb.model.cells.length;
+  nb.model.sharedModel.insertCell(index, {cell_type: 'code', source: source, metadata: {}});
+  nb.activeCellIndex = index;
+  nb.mode = 'command';
+  app.commands.execute('notebook:run-cell');
+  return index;
+}"""
+
+_ONE_CELL_JS = """index => {
+  const nb = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook');
+  const cell = nb && nb.querySelectorAll('.jp-Cell')[index];
+  if (!cell) return null;
+  const indicator = document.querySelector(
+    '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator');
+  return {prompt: (cell.querySelector('.jp-InputArea-prompt')?.textContent || '').trim(),
+          status: indicator?.dataset.status || null};
+}"""
+
+
+def run_new_cell(page, name: str, source: str) -> int:
+    """Append a code cell holding ``source`` to the open notebook and run it alone (JupyterLab's own
+    ``notebook:run-cell`` command, through the app the lab exposes); wait until it has run and the kernel is
+    idle. Returns the cell's index. Nothing is saved: autosave is off."""
+    index = page.evaluate(_APPEND_AND_RUN_JS, source)
+
+    def done() -> dict[str, Any] | None:
+        s = page.evaluate(_ONE_CELL_JS, index)
+        return s if s and re.fullmatch(r"\[\d+\]:?", s["prompt"]) and s["status"] == "idle" else None
+
+    wait_until(done, HANG_S, f"{name}: the appended cell to run", interval=0.5)
+    return index
+
+
+def cell_view(page, index: int):
+    """The view box with a slider in the output of cell ``index``."""
+    cell = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell").nth(index)
+    return cell.locator(".tempo-view:has(.widget-slider)").first
 
 
 def problems(page) -> dict[str, list[str]]:
@@ -209,7 +260,7 @@ def notebook_page(browser_context, server: LabServer, failed_shot: Path) -> Iter
     and the server log's tail are printed; always: the page is closed and every kernel shut down."""
     failed_shot.unlink(missing_ok=True)
     page = browser_context.new_page()
-    page.set_default_timeout(60_000)
+    page.set_default_timeout(HANG_S * 1000)
     page_errors: list[str] = []
     page.on("pageerror", lambda e: page_errors.append(str(e)))
     try:
@@ -226,4 +277,4 @@ def notebook_page(browser_context, server: LabServer, failed_shot: Path) -> Iter
     finally:
         page.close()
         server.shutdown_kernels()
-        wait_until(lambda: not server.kernel_processes(), 30, "kernels to exit after shutdown")
+        wait_until(lambda: not server.kernel_processes(), HANG_S, "kernels to exit after shutdown")

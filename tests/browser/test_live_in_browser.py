@@ -17,12 +17,13 @@ from typing import Any
 import lab_page as lp
 import pytest
 
+from tests.helpers import HANG_S
+
 pytestmark = pytest.mark.browser
 
 NOTEBOOK = "explore.ipynb"
 PROMPT = "The lighthouse keeper polished the lens and"  # no notebook uses it
 TOKEN = " the"
-TIMEOUT_S = 120
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def panel(page, title: str):
     """Select the dashboard tab ``title``; return its panel (the visible ``.tempo-view`` box)."""
     page.locator(".lm-TabBar-tab", has_text=title).first.click()
     box = page.locator(".tempo-view:visible").first
-    box.wait_for(timeout=TIMEOUT_S * 1000)
+    box.wait_for(timeout=HANG_S * 1000)
     return box
 
 
@@ -58,7 +59,7 @@ def settle(box, want: dict[str, Any], what: str) -> dict[str, Any]:
         )
         return s if ok else None
 
-    return lp.wait_until(ready, TIMEOUT_S, what)
+    return lp.wait_until(ready, HANG_S, what)
 
 
 def type_into(box, index: int, text: str) -> None:
@@ -81,7 +82,7 @@ def test_live_explorer_shows_what_the_generators_return(
     lm, retro, compressed = bundled_generators
     with lp.notebook_page(browser_context, lab_server, screenshot_dir / "FAILED_live_explorer.png") as page:
         lp.open_notebook(page, lab_server, NOTEBOOK)
-        run = lp.run_all_cells(page, NOTEBOOK, 420)
+        run = lp.run_all_cells(page, NOTEBOOK)
         assert not run["pending"] and not lp.problems(page)["errors"], run
 
         # every tab's title is shown whole
@@ -139,7 +140,7 @@ def test_live_explorer_shows_what_the_generators_return(
         # bad input, then good input again
         box = panel(page, "Retroactive")
         type_into(box, 0, "")
-        error = lp.wait_until(lambda: state(box).get("error"), TIMEOUT_S, "the empty prompt's error")
+        error = lp.wait_until(lambda: state(box).get("error"), HANG_S, "the empty prompt's error")
         assert "the prompt is empty" in error
         assert "the prompt is empty" in box.locator(".tempo-view-text").first.inner_text()
         type_into(box, 0, PROMPT)

@@ -1,0 +1,148 @@
+"""How to rebuild each notebook's first view from its parameters: imported by the browser tests, and by the
+one cell the browser runs in each notebook's own kernel (the lab fixture copies this file beside the
+notebooks), so the page and the test process make the same package calls on the same values.
+
+Each recipe takes the values of the notebook's ``parameters`` cell (with the small parameters of
+:mod:`tests.notebooks.small` on top) and makes the same package calls as the notebook, returning the same
+:class:`~tempo_lab.views.View`. ``shows`` is the notebook's call that builds the view; the browser test checks
+that the notebook still contains it, so a recipe cannot silently drift from it. Notebooks 06 and 08 read
+their committed results from ``p["results_root"]``.
+
+Contents: :class:`Recipe`, :data:`RECIPES`, :func:`rebuild`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tempo_lab.views import View
+
+
+@dataclass(frozen=True)
+class Recipe:
+    shows: str
+    rebuild: Callable[[dict[str, Any]], View]
+
+
+def _nb01(p: dict[str, Any]) -> View:
+    from tempo_lab import load_model
+    from tempo_lab.phenomena import gap_dropout
+
+    result = gap_dropout.gap_probe(load_model(p["model_name"]), p["prompt"], p["token"], p["gaps"])
+    return gap_dropout.view(result)
+
+
+def _nb02(p: dict[str, Any]) -> View:
+    from tempo_lab import load_model, positions
+    from tempo_lab.generators import RetroactivePositionGenerator
+    from tempo_lab.phenomena import fractional
+
+    lm = load_model(p["model_name"])
+    natural = lm.encode_prompt(p["prompt"])[1].shape[1] - 1  # start and stop are offsets from it
+    grid = positions.grid(natural + p["start"], natural + p["stop"], p["step"])
+    return fractional.view(RetroactivePositionGenerator(lm).sweep(p["prompt"], grid))
+
+
+def _nb03(p: dict[str, Any]) -> View:
+    from tempo_lab import load_model
+    from tempo_lab.generators import RetroactivePositionGenerator
+    from tempo_lab.phenomena import retroactive
+
+    lm = load_model(p["model_name"])
+    gaps = list(range(0, p["max_gap"] + 1, p["gap_step"]))
+    gen = RetroactivePositionGenerator(lm)
+    sweep = gen.explore(p["prompt"], gaps=gaps, token=p["token"], top_k=p["top_k"])
+    return retroactive.view(sweep, lm)
+
+
+def _nb04(p: dict[str, Any]) -> View:
+    from tempo_lab import load_model
+    from tempo_lab.phenomena import isolation
+
+    thresholds = sorted(set(p["thresholds"]) | {p["threshold"]})
+    pairs = isolation.parallel_pairs(load_model(p["model_name"]), p["prompt"], thresholds,
+                                     max_steps=p["max_steps"], max_set_size=p["max_set_size"])  # fmt: skip
+    return isolation.view(pairs)
+
+
+def _nb05(p: dict[str, Any]) -> View:
+    from tempo_lab import load_model
+    from tempo_lab.phenomena import compressed
+
+    runs = compressed.compressed_runs(
+        load_model(p["model_name"]), p["prompt"], p["gaps"], threshold=p["threshold"],
+        max_candidates=p["max_candidates"], path_length=p["path_length"],
+    )  # fmt: skip
+    return compressed.view(runs)
+
+
+def _nb06(p: dict[str, Any]) -> View:
+    from tempo_lab.phenomena import retroactive
+    from tempo_lab.studies import read_study
+
+    return retroactive.study_view(read_study(Path(p["results_root"]) / "06_claims_at_scale"))
+
+
+def _nb07(p: dict[str, Any]) -> View:
+    from tempo_lab import load_model
+    from tempo_lab.phenomena import pruning
+
+    thresholds = sorted(set(p["prune_thresholds"]) | {p["prune_threshold"]})
+    runs = pruning.pruning_runs(load_model(p["model_name"]), p["prompt"], thresholds, window=p["window"],
+                                threshold=p["threshold"], max_steps=p["max_steps"])  # fmt: skip
+    return pruning.view(runs)
+
+
+def _nb08(p: dict[str, Any]) -> View:
+    from tempo_lab.tpi import probes
+    from tempo_lab.tpi.corpus import load_corpus
+    from tempo_lab.tpi.runs import checkpoint
+
+    folder = Path(p["results_root"]) / "08_tpi"
+    models = {name: checkpoint(name, folder) for name in ("rope", "tpi", "tpi-decay")}
+    text = bytes(load_corpus().val[:96].tolist()).decode("utf-8", errors="replace")  # the first probe snippet
+    return probes.shift_view(models, text)
+
+
+def _nb09(p: dict[str, Any]) -> View:
+    from tempo_lab import load_model
+    from tempo_lab.generators import ParallelTokenGenerator
+    from tempo_lab.phenomena import localisation as loc
+
+    lm = load_model(p["model_name"])
+    locs = {}
+    for gap in p["gaps"]:
+        ids, clean, corrupt = loc.retro_pair(lm, p["prompt"], p["token"], gap)
+        locs[f"gap {gap:g}"] = loc.localise(lm, ids, clean, corrupt, metric=p["metric"], name=f"gap {gap:g}")
+    for step in p["half_steps"]:
+        ids, clean, corrupt = loc.half_step_pair(lm, p["half_prompt"], step)
+        locs[f"+{step:g}"] = loc.localise(lm, ids, clean, corrupt, metric=p["metric"], name=f"+{step:g}")
+    run = ParallelTokenGenerator(lm).generate(p["set_prompt"], threshold=p["threshold"],
+                                              max_steps=p["set_steps"] + 2, progress=False)
+    ids, visible, isolated = loc.set_pair(run, p["set_steps"])
+    locs["isolated vs visible"] = loc.localise(lm, ids, visible, isolated, metric=p["metric"],
+                                               name="isolated vs visible")  # fmt: skip
+    return loc.view(locs)
+
+
+RECIPES: dict[str, Recipe] = {
+    "01_gap_attention_dropout": Recipe("views.show(gap_dropout.view(result))", _nb01),
+    "02_decimal_positions": Recipe("views.show(fractional.view(sweep))", _nb02),
+    "03_retroactive_exploration": Recipe("views.show(retroactive.view(sweep, lm))", _nb03),
+    "04_isolated_vs_visible_attention": Recipe("views.show(isolation.view(pairs))", _nb04),
+    "05_compressed_thoughts": Recipe("views.show(compressed.view(runs))", _nb05),
+    "06_claims_at_scale": Recipe("views.show(phenomena.retroactive.study_view(study))", _nb06),
+    "07_retroactive_pruning_and_hidden_sets": Recipe("views.show(pruning.view(runs))", _nb07),
+    "08_tpi_vs_rope": Recipe("views.show(probes.shift_view(models, text))", _nb08),
+    "09_where_position_acts": Recipe(
+        'views.show(loc.view({**comma, **half, "isolated vs visible": sets}))', _nb09
+    ),
+}
+
+
+def rebuild(stem: str, p: dict[str, Any]) -> View:
+    """Notebook ``stem``'s first view, rebuilt from parameter values ``p``."""
+    return RECIPES[stem].rebuild(p)
