@@ -2,7 +2,8 @@
 
 Contents: :class:`LoadedModel`, :func:`evaluating` (eval mode for a block, restored after),
 :func:`has_rotary_positions`, :func:`keeps_logits`, :func:`token_bytes`, :func:`default_device` (where
-models go when no device is named: ``$TEMPO_LAB_DEVICE``, else the CPU). Loading is :mod:`tempo_lab.models`;
+models go when no device is named: ``$TEMPO_LAB_DEVICE``, else the CPU), :func:`beyond_context` (positions
+past the trained context allowed for a block). Loading is :mod:`tempo_lab.models`;
 tiny random models are :mod:`tempo_lab.tiny`.
 """
 
@@ -14,13 +15,31 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from tempo_lab import checks
+
+
+@contextmanager
+def beyond_context(lm: LoadedModel) -> Iterator[LoadedModel]:
+    """Inside the block, positions past ``lm``'s trained context are allowed (``lm.max_positions`` is
+    ``None``): a rotary model computes any position, and running it there is what context extension studies
+    (:mod:`tempo_lab.extension`, whose :func:`~tempo_lab.extension.scaled` opens one itself). A model with a
+    learned position table has no row past its context: refused with the reason. Blocks nest."""
+    if not lm.is_rotary:
+        raise ValueError(
+            f"{type(lm.model).__name__} looks positions up in a learned table of "
+            f"{lm.max_positions} rows: it has no position past its context to run at"
+        )
+    lm._past_context += 1
+    try:
+        yield lm
+    finally:
+        lm._past_context -= 1
 
 
 def default_device() -> torch.device:
@@ -38,6 +57,7 @@ class LoadedModel:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     name: str
+    _past_context: int = field(default=0, repr=False, compare=False)  # open beyond_context() blocks
 
     @property
     def device(self) -> torch.device:
@@ -50,7 +70,10 @@ class LoadedModel:
 
     @property
     def max_positions(self) -> int | None:
-        """The model's context length (``max_position_embeddings``), if it declares one."""
+        """The model's context length (``max_position_embeddings``), if it declares one: the largest position
+        tempo_lab lets a pass reach, plus one. ``None`` (no limit) inside :func:`beyond_context`."""
+        if self._past_context:
+            return None
         return getattr(self.model.config, "max_position_embeddings", None)
 
     @property

@@ -27,7 +27,8 @@ Float shifts (fractional positions) work, and the edits are differentiable in ``
 positions (:mod:`tempo_lab.interventions.attribution`). A model with learned position tables (GPT-2) has no
 rotary units: :class:`~tempo_lab.interventions.rotary.Rotary` refuses it with the reason.
 
-Contents: :class:`PositionEdit`, :func:`intervene`, :func:`moved`.
+Contents: :class:`PositionEdit`, :func:`intervene`, :func:`moved`, :class:`CurrentPass` (the positions and
+slot offset of the forward pass under way, read by a pre-hook: also what :mod:`tempo_lab.extension` scales).
 """
 
 from __future__ import annotations
@@ -76,8 +77,9 @@ def moved(n_slots: int, slots: int | Sequence[int], by: float | torch.Tensor, **
 
 
 @dataclass
-class _Pass:
-    """The forward pass under way: its slot offset, its query count and the positions it gives."""
+class CurrentPass:
+    """The forward pass under way: its slot offset, its query count and the positions ``(batch or 1, q)`` it
+    gives. :meth:`record` is a forward pre-hook (``with_kwargs=True``) for the base model."""
 
     offset: int = 0
     q: int = 0
@@ -112,7 +114,7 @@ class _Heads:
     rotary: Rotary
     layer: int
     edits: list[PositionEdit]
-    now: _Pass
+    now: CurrentPass
     eager: Any = field(default=None)
 
 
@@ -200,7 +202,7 @@ def _check(edit: PositionEdit, rotary: Rotary) -> PositionEdit:
     )
 
 
-def _layer_hook(rotary: Rotary, layer: int, edits: list[PositionEdit], now: _Pass):
+def _layer_hook(rotary: Rotary, layer: int, edits: list[PositionEdit], now: CurrentPass):
     """The pre-hook of one decoder layer: its ``position_embeddings`` moved by each edit's shift in the
     edit's bands, by the angle-addition rule (``R(p + d) = R(d) R(p)``; in float32)."""
 
@@ -225,7 +227,7 @@ def intervene(lm: LoadedModel, *edits: PositionEdit) -> Iterator[Rotary]:
     R(a + b)``), so edits whose shifts touch different batch rows act on their own rows only."""
     rotary = Rotary(lm)
     edits = [_check(e, rotary) for e in edits]
-    now = _Pass()
+    now = CurrentPass()
     model = lm.model
     handles = [model.base_model.register_forward_pre_hook(now.record, with_kwargs=True)]
     by_layer: dict[int, list[PositionEdit]] = {}

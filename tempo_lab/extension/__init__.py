@@ -1,0 +1,14 @@
+"""Context extension: running a RoPE model past the length it was trained on, as position layouts.
+
+- :mod:`.scaling`: :class:`RopeScaling` (Position Interpolation, NTK, dynamic NTK, YaRN, Llama 3.1's
+  ``llama3``, LongRoPE) and :func:`scaled`, which applies one at inference to an unchanged model, in every
+  layer or in chosen ones, composing with the KV cache, fractional positions and the generators; exact against
+  the same model loaded with transformers' own ``rope_parameters``;
+- :func:`~tempo_lab.loaded.beyond_context` (re-exported): the plain model run past its trained context, the
+  baseline every method is compared with.
+"""
+
+from tempo_lab.extension.scaling import METHODS, RopeScaling, scaled, scaled_table
+from tempo_lab.loaded import beyond_context
+
+__all__ = ["METHODS", "RopeScaling", "beyond_context", "scaled", "scaled_table"]

@@ -1,0 +1,337 @@
+"""Rotary scalings as position layouts: context-extension methods applied at inference to an unchanged model.
+
+    scaling = RopeScaling.yarn(4.0, original_length=8192)
+    with scaled(lm, scaling):                    # every layer; layers=[...] for some of them
+        ...                                      # any forward pass: generators, sessions, studies, patching
+
+transformers implements these methods as config (``rope_parameters``), applied to the whole model and chosen
+when it is loaded. Here each method is a frequency table over the rotary bands (band 0 the highest
+frequency, as in :mod:`tempo_lab.interventions.rotary`) and an attention factor, computed by the method's
+formula from the model's own base frequencies ``f_b`` (its rotary module's ``inv_freq``), with ``d`` the
+rotary dimensions, ``θ`` the RoPE base and ``L₀`` the trained context (``original_length``; default
+:func:`trained_context`):
+
+- ``linear``, Position Interpolation (Chen et al. 2023): every ``f_b / factor``, i.e. positions × 1/factor;
+- ``ntk``, NTK-aware scaling: the base raised to ``θ' = θ · factor^(d/(d-2))`` and the frequencies
+  recomputed from it, ``θ'^(-2b/d) = f_b / factor^(2b/(d-2))``: the highest band kept, the lowest interpolated
+  by ``factor``;
+- ``dynamic``: transformers' dynamic NTK *at one stated sequence length* ``L``: the base
+  ``θ · (factor·L/L₀ − factor + 1)^(d/(d-2))`` past ``L₀``, unchanged below;
+- ``yarn`` (Peng et al. 2023): per band a linear ramp, over band indices, between interpolation (``f_b /
+  factor`` where a band turns fewer than ``beta_slow`` times over ``L₀``) and extrapolation (``f_b`` where it
+  turns more than ``beta_fast`` times), and an attention temperature: cos and sin multiplied by
+  ``0.1·ln(factor) + 1`` unless ``attention_factor`` is given;
+- ``llama3`` (Llama 3.1): bands of wavelength above ``L₀/low_freq_factor`` divided by ``factor``, those below
+  ``L₀/high_freq_factor`` kept, those between smoothed;
+- ``longrope`` (Ding et al. 2024): ``f_b / ext_b``, with ``ext`` the ``short_factor`` or the ``long_factor``
+  list (``long=``), and the attention factor ``sqrt(1 + ln(factor)/ln(L₀))`` (1 for ``factor`` ≤ 1).
+
+**The table-switch pitfall.** transformers' ``dynamic`` and ``longrope`` choose their table from
+``max(position_ids) + 1`` on every pass: one far (gapped) or large fractional position switches the table of
+*every* token of the pass, and a cached step whose largest position crosses ``L₀`` rotates its queries by
+another table than the keys already cached. A :class:`RopeScaling` states its table (``length=`` for
+``dynamic``, ``long=`` for ``longrope``) and uses it for every position, so gapped, fractional and cached
+layouts see one fixed rotation. ``RopeScaling.rope_parameters()`` is the transformers config that computes the
+same table (when the positions pick it), the reference the tests compare against.
+
+How: a forward pre-hook on the base model records each pass's positions, and a forward pre-hook (with
+kwargs) on each chosen decoder layer replaces the ``position_embeddings=(cos, sin)`` it receives by the
+scaled table's cos and sin of those positions (in float32, as the model's rotary module computes them, laid
+out in the model's own columns). Keys are cached as rotated, so cached steps equal a full recompute. The hooks
+are removed on exit, also after an exception. A position edit (:func:`~tempo_lab.interventions.intervene`)
+entered inside the block moves the scaled embeddings by the model's own band frequencies.
+
+Contents: :class:`RopeScaling`, :data:`METHODS`, :func:`scaled`, :func:`scaled_table`,
+:func:`trained_context`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tempo_lab.interventions.positions import CurrentPass
+from tempo_lab.interventions.rotary import Rotary
+from tempo_lab.loaded import LoadedModel, beyond_context
+
+METHODS = ("linear", "ntk", "dynamic", "yarn", "llama3", "longrope")
+
+
+@dataclass(frozen=True)
+class RopeScaling:
+    """One context-extension method and its parameters (see the module docstring); build it with the class
+    methods (:meth:`linear`, :meth:`ntk`, :meth:`dynamic`, :meth:`yarn`, :meth:`llama3`, :meth:`longrope`).
+    ``original_length`` ``None`` means the model's :func:`trained_context`. Bad values are refused here,
+    naming the value; the ones that depend on the model (LongRoPE's list lengths) when it is applied."""
+
+    method: str
+    factor: float = 1.0
+    original_length: int | None = None
+    length: float | None = None
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    short_factor: tuple[float, ...] | None = None
+    long_factor: tuple[float, ...] | None = None
+    long: bool = False
+    attention_factor: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        _positive("factor", self.factor)
+        if self.original_length is not None:
+            _positive("original_length", self.original_length)
+        if self.method == "dynamic":
+            if self.length is None:
+                raise ValueError("dynamic NTK needs length=, the sequence length whose table it uses")
+            _positive("length", self.length)
+        if self.method == "yarn" and not self.beta_fast > self.beta_slow > 0:
+            raise ValueError(
+                f"YaRN needs beta_fast > beta_slow > 0, got beta_fast={self.beta_fast!r}, "
+                f"beta_slow={self.beta_slow!r}"
+            )
+        if self.method == "llama3" and not self.high_freq_factor > self.low_freq_factor > 0:
+            raise ValueError(
+                f"llama3 needs high_freq_factor > low_freq_factor > 0, got {self.high_freq_factor!r} and "
+                f"{self.low_freq_factor!r}"
+            )
+        if self.method == "longrope":
+            for name in ("short_factor", "long_factor"):
+                values = getattr(self, name)
+                if values is None or not len(values):
+                    raise ValueError(f"LongRoPE needs {name}=, one factor per rotary band")
+                for i, v in enumerate(values):
+                    _positive(f"{name}[{i}]", v)
+        if self.attention_factor is not None:
+            _positive("attention_factor", self.attention_factor)
+
+    # --- the methods ---
+
+    @classmethod
+    def linear(cls, factor: float) -> RopeScaling:
+        """Position Interpolation: every position divided by ``factor``."""
+        return cls("linear", factor)
+
+    @classmethod
+    def ntk(cls, factor: float) -> RopeScaling:
+        """NTK-aware scaling: the RoPE base multiplied by ``factor^(d/(d-2))``."""
+        return cls("ntk", factor)
+
+    @classmethod
+    def dynamic(cls, factor: float, length: float, original_length: int | None = None) -> RopeScaling:
+        """transformers' dynamic NTK with the table of a ``length``-token sequence."""
+        return cls("dynamic", factor, original_length, length=length)
+
+    @classmethod
+    def yarn(
+        cls,
+        factor: float,
+        original_length: int | None = None,
+        beta_fast: float = 32.0,
+        beta_slow: float = 1.0,
+        attention_factor: float | None = None,
+    ) -> RopeScaling:
+        """YaRN: the per-band ramp between interpolation and extrapolation, and its attention temperature."""
+        return cls("yarn", factor, original_length, beta_fast=beta_fast, beta_slow=beta_slow,
+                   attention_factor=attention_factor)  # fmt: skip
+
+    @classmethod
+    def llama3(
+        cls,
+        factor: float,
+        original_length: int | None = None,
+        low_freq_factor: float = 1.0,
+        high_freq_factor: float = 4.0,
+    ) -> RopeScaling:
+        """Llama 3.1's scaling: low frequencies interpolated, high ones kept, smoothed between."""
+        return cls("llama3", factor, original_length, low_freq_factor=low_freq_factor,
+                   high_freq_factor=high_freq_factor)  # fmt: skip
+
+    @classmethod
+    def longrope(
+        cls,
+        short_factor: Sequence[float],
+        long_factor: Sequence[float],
+        original_length: int | None = None,
+        long: bool = True,
+        factor: float = 1.0,
+        attention_factor: float | None = None,
+    ) -> RopeScaling:
+        """LongRoPE: a factor per band, the long list (``long=True``) or the short one."""
+        return cls("longrope", factor, original_length, short_factor=tuple(short_factor),
+                   long_factor=tuple(long_factor), long=long, attention_factor=attention_factor)  # fmt: skip
+
+    # --- the table ---
+
+    def table(self, inv_freq: torch.Tensor, base: float, trained: int) -> tuple[torch.Tensor, float]:
+        """The scaled frequencies ``(bands,)`` float32 (band 0 the highest) and the attention factor, from the
+        model's base frequencies ``inv_freq`` ``(bands,)``, its RoPE ``base`` and its trained context
+        ``trained`` (used when ``original_length`` is ``None``)."""
+        f = inv_freq.float()
+        n = f.shape[0]
+        d = 2 * n
+        length0 = self.original_length or trained
+        s = float(self.factor)
+        band = torch.arange(n, dtype=torch.float32, device=f.device)
+        if self.method == "linear":
+            return f / s, 1.0
+        if self.method in ("ntk", "dynamic"):  # a raised base: its frequencies recomputed from it
+            alpha = s if self.method == "ntk" else s * max(self.length, length0) / length0 - (s - 1)
+            raised = base * alpha ** (d / (d - 2))
+            return 1.0 / raised ** (torch.arange(0, d, 2, device=f.device).float() / d), 1.0
+        if self.method == "yarn":
+
+            def band_turning(turns: float) -> float:  # the (fractional) band that turns `turns` times in L₀
+                return d * math.log(length0 / (turns * 2 * math.pi)) / (2 * math.log(base))
+
+            low = max(math.floor(band_turning(self.beta_fast)), 0)
+            high = min(math.ceil(band_turning(self.beta_slow)), d - 1)
+            ramp = ((band - low) / ((high - low) or 0.001)).clamp(0, 1)  # 0: extrapolate, 1: interpolate
+            temperature = self.attention_factor or (0.1 * math.log(s) + 1.0 if s > 1 else 1.0)
+            return f / s * ramp + f * (1 - ramp), temperature
+        if self.method == "llama3":
+            wavelength = 2 * math.pi / f
+            low_wave, high_wave = length0 / self.low_freq_factor, length0 / self.high_freq_factor
+            kept = torch.where(wavelength > low_wave, f / s, f)
+            low_ff, high_ff = self.low_freq_factor, self.high_freq_factor
+            smooth = (length0 / wavelength - low_ff) / (high_ff - low_ff)
+            between = (wavelength >= high_wave) & (wavelength <= low_wave)
+            return torch.where(between, (1 - smooth) * kept / s + smooth * kept, kept), 1.0
+        ext = self.long_factor if self.long else self.short_factor
+        if len(ext) != n:
+            which = "long_factor" if self.long else "short_factor"
+            raise ValueError(f"LongRoPE's {which} has {len(ext)} factors; this model has {n} rotary bands")
+        temperature = self.attention_factor or (
+            math.sqrt(1 + math.log(s) / math.log(length0)) if s > 1 else 1.0
+        )
+        return f / torch.tensor(ext, dtype=torch.float32, device=f.device), temperature
+
+    def rope_parameters(self, base: float, trained: int | None = None) -> dict:
+        """The transformers ``rope_parameters`` entry whose table is this one (for ``dynamic``: when the
+        pass's largest position is ``length - 1``; for ``longrope``: when it is past ``original_length`` for
+        the long table, below it for the short one). ``ntk`` has no transformers type: ``ValueError``.
+        ``dynamic`` in transformers reads ``L₀`` from the config's ``max_position_embeddings``."""
+        out: dict = {"rope_type": self.method, "rope_theta": base}
+        if self.method == "ntk":
+            raise ValueError(
+                "transformers has no static NTK rope_type (RopeScaling.dynamic is its dynamic one)"
+            )
+        out["factor"] = self.factor
+        length0 = self.original_length or trained
+        if self.method in ("yarn", "llama3", "longrope"):
+            if length0 is None:
+                raise ValueError("give trained= (the model's trained context) or original_length=")
+            out["original_max_position_embeddings"] = length0
+        if self.method == "yarn":
+            out |= {"beta_fast": self.beta_fast, "beta_slow": self.beta_slow}
+        if self.method == "llama3":
+            out |= {"low_freq_factor": self.low_freq_factor, "high_freq_factor": self.high_freq_factor}
+        if self.method == "longrope":
+            out |= {"short_factor": list(self.short_factor), "long_factor": list(self.long_factor)}
+        if self.attention_factor is not None:
+            out["attention_factor"] = self.attention_factor
+        return out
+
+
+def _positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def _base_of(rotary: Rotary, layer_type: str) -> tuple[torch.Tensor, float]:
+    """The model's own base frequencies ``(bands,)`` and RoPE base for ``layer_type``."""
+    module = rotary.module
+    inv_freq = getattr(module, f"{layer_type}_inv_freq", None)
+    if inv_freq is None:
+        inv_freq = module.inv_freq
+    if inv_freq.numel() > 1 and not bool((inv_freq[1:] < inv_freq[:-1]).all()):
+        raise ValueError(
+            f"{type(module).__name__}'s frequencies do not fall band by band: tempo_lab's bands (0 the "
+            "highest frequency) cannot be matched to them"
+        )
+    params = rotary.model.config.get_text_config(decoder=True).rope_parameters
+    if isinstance(params.get(layer_type), dict):  # one RoPE per layer type (Gemma 3)
+        params = params[layer_type]
+    return inv_freq, float(params["rope_theta"])
+
+
+def scaled_table(lm: LoadedModel, scaling: RopeScaling, layer: int = 0) -> tuple[torch.Tensor, float]:
+    """``scaling``'s frequencies ``(bands,)`` (band 0 the highest) and attention factor at ``layer`` of
+    ``lm``, beside which :meth:`~tempo_lab.interventions.rotary.Rotary.bands` gives the unscaled ones."""
+    rotary = Rotary(lm)
+    (layer,) = _check_layers(rotary, [layer])
+    inv_freq, base = _base_of(rotary, rotary.layer_types[layer])
+    return scaling.table(inv_freq, base, trained_context(lm))
+
+
+def trained_context(lm: LoadedModel) -> int:
+    """The context ``lm`` was trained at: its config's ``original_max_position_embeddings`` where it has one
+    (Phi-3 keeps the pre-extension length there), else its ``max_position_embeddings`` (also inside
+    :func:`~tempo_lab.loaded.beyond_context`, where ``lm.max_positions`` is ``None``)."""
+    config = lm.model.config.get_text_config(decoder=True)
+    return getattr(config, "original_max_position_embeddings", None) or config.max_position_embeddings
+
+
+def _check_layers(rotary: Rotary, layers: Sequence[int] | None) -> list[int]:
+    if layers is None:
+        return list(range(rotary.n_layers))
+    out = []
+    for i, layer in enumerate(layers):
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < rotary.n_layers:
+            raise ValueError(
+                f"layers[{i}] = {layer!r} is out of range: this model has {rotary.n_layers} layers "
+                f"(0..{rotary.n_layers - 1})"
+            )
+        out.append(layer)
+    return out
+
+
+def _layer_hook(columns: torch.Tensor, attention: float, now: CurrentPass):
+    """The pre-hook of one decoder layer: its ``position_embeddings`` replaced by the cos and sin of the
+    pass's positions at the per-column frequencies ``columns`` ``(rotary_dim,)``, times ``attention``."""
+
+    def hook(_module: nn.Module, args: tuple, kwargs: dict):
+        cos, sin = kwargs["position_embeddings"]
+        angles = now.positions[..., None].float() * columns.to(cos.device)  # (batch, q, rotary_dim)
+        embeddings = ((angles.cos() * attention).to(cos.dtype), (angles.sin() * attention).to(sin.dtype))
+        return args, {**kwargs, "position_embeddings": embeddings}
+
+    return hook
+
+
+@contextmanager
+def scaled(lm: LoadedModel, scaling: RopeScaling, layers: Sequence[int] | None = None) -> Iterator[Rotary]:
+    """Every forward pass of ``lm`` inside the block runs with ``scaling``'s rotary table in ``layers``
+    (``None``: every layer; see the module docstring); yields the model's
+    :class:`~tempo_lab.interventions.rotary.Rotary`. Positions past the trained context are allowed inside
+    (:func:`~tempo_lab.loaded.beyond_context`). Refused before any forward, naming the value: a model
+    without rotary embeddings, a layer outside the model, LongRoPE factors of the wrong length."""
+    if not isinstance(scaling, RopeScaling):
+        raise ValueError(f"scaling must be a RopeScaling (RopeScaling.yarn(...), ...), got {scaling!r}")
+    rotary = Rotary(lm)
+    chosen = _check_layers(rotary, layers)
+    tables = {}
+    for layer_type in dict.fromkeys(rotary.layer_types[layer] for layer in chosen):
+        inv_freq, base = _base_of(rotary, layer_type)
+        frequencies, attention = scaling.table(inv_freq, base, trained_context(lm))
+        tables[layer_type] = frequencies, attention
+    now = CurrentPass()
+    handles = [lm.model.base_model.register_forward_pre_hook(now.record, with_kwargs=True)]
+    try:
+        for layer in chosen:
+            frequencies, attention = tables[rotary.layer_types[layer]]
+            columns = frequencies.cpu()[rotary.columns(layer)]
+            hook = _layer_hook(columns, attention, now)
+            handles.append(rotary.layers[layer].register_forward_pre_hook(hook, with_kwargs=True))
+        with beyond_context(lm):  # past the trained context is what a scaling is for
+            yield rotary
+    finally:
+        for h in handles:
+            h.remove()
