@@ -227,18 +227,23 @@ def intervene(lm: LoadedModel, *edits: PositionEdit) -> Iterator[Rotary]:
     R(a + b)``), so edits whose shifts touch different batch rows act on their own rows only."""
     rotary = Rotary(lm)
     edits = [_check(e, rotary) for e in edits]
-    now = CurrentPass()
     model = lm.model
-    handles = [model.base_model.register_forward_pre_hook(now.record, with_kwargs=True)]
     by_layer: dict[int, list[PositionEdit]] = {}
     by_heads: dict[int, list[PositionEdit]] = {}
     for edit in edits:
         for layer in edit.layers if edit.layers is not None else range(rotary.n_layers):
             (by_heads if edit.heads is not None else by_layer).setdefault(layer, []).append(edit)
+    original = model.config._attn_implementation
+    if by_heads and original.startswith("tempo_lab_") and original != HEADS_ATTENTION:
+        raise ValueError(
+            f"the model attends through {original!r} (another tempo_lab layout): per-head position edits "
+            "attend through their own function and cannot run inside it; edit layers or bands instead"
+        )
+    now = CurrentPass()
+    handles = [model.base_model.register_forward_pre_hook(now.record, with_kwargs=True)]
     if by_heads:
         with _paused():  # measured outside any enclosing intervention's edits
             positional = [rotary.is_positional(layer) for layer in range(rotary.n_layers)]
-    original = model.config._attn_implementation
     saved: dict[int, _Heads | None] = {}  # what an enclosing intervention had registered, put back on exit
     try:
         for layer, found in by_layer.items():

@@ -3,7 +3,8 @@
 - :func:`layer_by_layer`: the model's own modules called one decoder layer at a time, each with its own
   ``position_embeddings`` from the model's rotary module at that layer's positions, and hand-built masks.
 - :func:`hand_rotated_llama`: a Llama-architecture forward whose attention is written out by hand (RoPE
-  rotation, grouped keys, softmax), with a position per layer, head, slot and rotary band.
+  rotation, grouped keys, softmax), with a position per layer, head, slot and rotary band, and optionally a
+  second layout merged per (query, key) pair (Self-Extend).
 """
 
 from __future__ import annotations
@@ -60,11 +61,18 @@ def layer_by_layer(
 
 
 def hand_rotated_llama(
-    lm: LoadedModel, ids: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor
+    lm: LoadedModel,
+    ids: torch.Tensor,
+    q_pos: torch.Tensor,
+    k_pos: torch.Tensor,
+    grouped: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Logits ``(n, vocab)`` of a Llama-architecture model with attention written out by hand. ``q_pos`` /
     ``k_pos``: ``(layers, heads, n, bands)``, the position each head's query / key at each slot takes in
-    each rotary band (band ``j`` rotates by ``inv_freq[j]``: columns ``j`` and ``j + head_dim / 2``)."""
+    each rotary band (band ``j`` rotates by ``inv_freq[j]``: columns ``j`` and ``j + head_dim / 2``).
+    ``grouped``: Self-Extend's second layout ``(q_pos, k_pos, near)``, positions of the same shapes and
+    ``near`` ``(n, n)`` bool: each (query, key) pair's score comes from the first layout where ``near``,
+    else from the second, merged before the softmax."""
     model, base, config = lm.model, lm.model.base_model, lm.model.config
     n_heads, n_kv = config.num_attention_heads, config.num_key_value_heads
     hd = getattr(config, "head_dim", None) or config.hidden_size // n_heads
@@ -85,8 +93,13 @@ def hand_rotated_llama(
             q = att.q_proj(x).view(n, n_heads, hd).transpose(0, 1)
             k = att.k_proj(x).view(n, n_kv, hd).transpose(0, 1).repeat_interleave(n_heads // n_kv, 0)
             v = att.v_proj(x).view(n, n_kv, hd).transpose(0, 1).repeat_interleave(n_heads // n_kv, 0)
-            q, k = rope(q, q_pos[layer_index]), rope(k, k_pos[layer_index])
-            scores = (q @ k.transpose(1, 2)) / math.sqrt(hd)
+
+            def scores_at(qp: torch.Tensor, kp: torch.Tensor, q=q, k=k, i=layer_index) -> torch.Tensor:
+                return (rope(q, qp[i]) @ rope(k, kp[i]).transpose(1, 2)) / math.sqrt(hd)  # (heads, n, n)
+
+            scores = scores_at(q_pos, k_pos)
+            if grouped is not None:
+                scores = torch.where(grouped[2], scores, scores_at(grouped[0], grouped[1]))
             weights = torch.softmax(scores.masked_fill(~causal, float("-inf")).float(), -1).to(q.dtype)
             h = h + att.o_proj((weights @ v).transpose(0, 1).reshape(n, -1))
             h = h + layer.mlp(layer.post_attention_layernorm(h))
