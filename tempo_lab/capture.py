@@ -7,19 +7,62 @@ also on error), hooks the selected layers, and removes every hook on exit. Nothi
 A registered attention function that returns the probabilities itself (listed in
 :data:`WEIGHT_RETURNING`, e.g. the per-head position edits of :mod:`tempo_lab.interventions`) is kept, so a
 capture inside such an intervention records the intervened attention.
+
+At long lengths the probabilities of every query row do not fit: ``n`` queries by ``n`` keys per head and
+layer. ``queries=[-1]`` (any query indices of the pass) records only those rows: the model then attends
+through a registered attention function (:data:`ROWS_ATTENTION`) that computes each layer's output with
+SDPA (eager for a family without it, e.g. Gemma 2's soft-capping) and the probabilities of the requested rows
+alone, with the same scores, soft-capping and mask as eager attention, so a pass stores ``heads x rows x kv``
+per layer.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import AttentionInterface, PreTrainedModel
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 WEIGHT_RETURNING: set[str] = {"eager"}  # attention implementations that return the probabilities
+ROWS_ATTENTION = "tempo_lab_rows"
+_ROWS: dict[int, tuple[list[int], str]] = {}  # id(attention module) -> (query rows, inner implementation)
+
+
+def _rows_attention(
+    module: nn.Module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs
+):
+    """The layer's output by its inner implementation; the probabilities of the requested query rows only,
+    ``(batch, heads, rows, kv)``, computed as eager attention computes them."""
+    rows, inner = _ROWS[id(module)]
+    if inner == "eager":
+        attend = sys.modules[type(module).__module__].eager_attention_forward
+    else:
+        attend = ALL_ATTENTION_FUNCTIONS[inner]
+    out, _ = attend(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    scaling = module.head_dim**-0.5 if scaling is None else scaling
+    q, kv = query.shape[2], key.shape[2]
+    index = torch.tensor([r % q for r in rows], dtype=torch.long, device=query.device)
+    picked = query.index_select(2, index)  # (batch, heads, rows, head_dim)
+    keys = key.repeat_interleave(query.shape[1] // key.shape[1], dim=1)
+    scores = torch.matmul(picked, keys.transpose(2, 3)) * scaling  # (batch, heads, rows, kv)
+    softcap = kwargs.get("softcap")
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    if attention_mask is not None:
+        scores = scores + attention_mask.index_select(-2, index)
+    else:  # causal over slots: query row r (the pass's last q of the kv slots) sees keys up to its own slot
+        seen = torch.arange(kv, device=query.device)[None, :] <= (kv - q + index)[:, None]
+        scores = scores.masked_fill(~seen, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    return out, weights
+
+
+AttentionInterface.register(ROWS_ATTENTION, _rows_attention)
 
 
 @dataclass
@@ -103,6 +146,7 @@ def capture_attention(
     layers: Sequence[int] | None = None,
     heads: Sequence[int] | None = None,
     *,
+    queries: Sequence[int] | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
 ) -> Iterator[AttentionRecord]:
@@ -112,6 +156,10 @@ def capture_attention(
         model: a transformers causal LM, loaded with eager or SDPA attention.
         layers: layer indices to record (negative allowed); ``None`` = all.
         heads: head indices to keep; ``None`` = all. Selecting fewer bounds memory.
+        queries: query indices within each pass to record (``-1``: its last); ``None`` = every row. Given,
+            the passes attend through :data:`ROWS_ATTENTION` (see the module docstring), and each tensor is
+            ``(batch, heads, len(queries), kv)``. Inside an attention function that returns the probabilities
+            itself (:data:`WEIGHT_RETURNING`), the rows are taken from its full output.
         device: where recorded tensors are stored.
         dtype: storage dtype (e.g. ``torch.float16`` to halve memory); ``None`` keeps the model's.
 
@@ -129,6 +177,9 @@ def capture_attention(
         weights = output[1]
         if weights is None:
             raise RuntimeError(f"{type(module).__name__} returned no attention weights; is it running eager?")
+        if rows is not None and id(module) not in _ROWS:  # a function returning every row: keep the asked
+            index = torch.tensor([r % weights.shape[2] for r in rows], device=weights.device)
+            weights = weights.index_select(2, index)
         if head_index is not None:
             weights = weights.index_select(1, head_index.to(weights.device))
         k = slot[id(module)]
@@ -137,14 +188,33 @@ def capture_attention(
         record.passes[-1][k] = weights.detach().to(device=device, dtype=dtype or weights.dtype)
 
     original = model.config._attn_implementation
+    rows = None if queries is None else _check_queries(queries)
     handles: list[torch.utils.hooks.RemovableHandle] = []
     try:
-        if original not in WEIGHT_RETURNING:
+        if rows is not None and original not in WEIGHT_RETURNING - {"eager"}:
+            inner = "sdpa" if getattr(model, "_supports_sdpa", False) else "eager"
+            for module in modules:  # every layer attends through it; the selected ones are recorded
+                _ROWS[id(module)] = (rows, inner)
+            model.set_attn_implementation(ROWS_ATTENTION)
+        elif original not in WEIGHT_RETURNING:
             model.set_attn_implementation("eager")
         handles = [modules[i].register_forward_hook(keep) for i in layer_ids]
         yield record
     finally:
         for h in handles:
             h.remove()
+        for module in modules:
+            _ROWS.pop(id(module), None)
         if model.config._attn_implementation != original:
             model.set_attn_implementation(original)
+
+
+def _check_queries(queries: Sequence[int]) -> list[int]:
+    out = []
+    for i, q in enumerate(queries):
+        if isinstance(q, bool) or not isinstance(q, int):
+            raise ValueError(f"queries[{i}] = {q!r} is not a query index (an int; -1 for a pass's last)")
+        out.append(q)
+    if not out:
+        raise ValueError("queries is empty: give the query indices to record, or None for every row")
+    return out

@@ -87,10 +87,11 @@ _LAYERS: dict[int, _Layer] = {}  # id(attention module) -> its setting, while a 
 
 
 def _self_extend_attention(
-    module: nn.Module, query, key, value, attention_mask, scaling: float, dropout: float = 0.0, **kwargs
+    module: nn.Module, query, key, value, attention_mask, scaling: float | None = None, dropout=0.0, **kwargs
 ):
     """The registered attention function (eager arithmetic; see the module docstring)."""
     found = _LAYERS[id(module)]
+    scaling = module.head_dim**-0.5 if scaling is None else scaling
     groups = query.shape[1] // key.shape[1]
     key = key.repeat_interleave(groups, dim=1)  # (batch, heads, K, head_dim)
     value = value.repeat_interleave(groups, dim=1)
