@@ -5,10 +5,23 @@ cache is from a recompute.
   rotation corrected per layer (exact in layer 0's keys and for a 1-layer model; the deeper layers keep what
   the old positions left in them);
 - :mod:`.rolling`: :class:`Rolling` and :func:`rolling_logprobs`, sinks plus a window slid along a long text
-  (StreamingLLM, a plain window, sinks not re-positioned), each against its recomputed-window reference.
+  (StreamingLLM, a plain window, sinks not re-positioned), each against its recomputed-window reference;
+- :mod:`.chunks`: :func:`reuse_chunk`, a chunk's cache computed alone and reused behind another prefix,
+  against the full recompute: per-layer deviation of its keys and values, the next-token TV and top-1, and
+  the TV left when each layer's recomputed cache is put back alone.
 """
 
+from tempo_lab.caches.chunks import ChunkReuse, concat, reuse_chunk
 from tempo_lab.caches.reposition import check_shift, reposition
 from tempo_lab.caches.rolling import Rolling, kept_slots, rolling_logprobs
 
-__all__ = ["Rolling", "check_shift", "kept_slots", "reposition", "rolling_logprobs"]
+__all__ = [
+    "ChunkReuse",
+    "Rolling",
+    "check_shift",
+    "concat",
+    "kept_slots",
+    "reposition",
+    "reuse_chunk",
+    "rolling_logprobs",
+]
