@@ -8,14 +8,18 @@ cache is from a recompute.
   (StreamingLLM, a plain window, sinks not re-positioned), each against its recomputed-window reference;
 - :mod:`.chunks`: :func:`reuse_chunk`, a chunk's cache computed alone and reused behind another prefix,
   against the full recompute: per-layer deviation of its keys and values, the next-token TV and top-1, and
-  the TV left when each layer's recomputed cache is put back alone.
+  the TV left when each layer's recomputed cache is put back alone;
+- :mod:`.sinks`: :func:`sink_mass`, :func:`massive_activations`, :func:`sink_ablation`, the attention sinks
+  that make a rolling window work and what happens when one is removed, zeroed or set to its mean.
 """
 
 from tempo_lab.caches.chunks import ChunkReuse, concat, reuse_chunk
 from tempo_lab.caches.reposition import check_shift, reposition
 from tempo_lab.caches.rolling import Rolling, kept_slots, rolling_logprobs
+from tempo_lab.caches.sinks import ABLATIONS, massive_activations, sink_ablation, sink_mass
 
 __all__ = [
+    "ABLATIONS",
     "ChunkReuse",
     "Rolling",
     "check_shift",
@@ -24,4 +28,7 @@ __all__ = [
     "reposition",
     "reuse_chunk",
     "rolling_logprobs",
+    "massive_activations",
+    "sink_ablation",
+    "sink_mass",
 ]

@@ -1,0 +1,95 @@
+"""Sinks and massive activations (:mod:`tempo_lab.caches.sinks`) against independent paths: the sink mass
+against a full eager capture's rows, an activation planted by a hook found at its layer, slot and dimension,
+each ablation against the same edit done by hand on the model's own forward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tempo_lab import capture_attention, masks
+from tempo_lab.caches import massive_activations, sink_ablation, sink_mass
+
+TEXT = "Once upon a time, there"
+
+
+def own_probs(lm, ids, mask=None):
+    n = ids.shape[1]
+    mask = masks.causal_mask(n, dtype=lm.dtype) if mask is None else mask
+    with torch.no_grad():
+        logits = lm.model(ids, position_ids=torch.arange(n)[None], attention_mask=mask).logits
+    return torch.softmax(logits[0, -1].float(), -1)
+
+
+def test_sink_mass_is_the_last_rows_mass_on_the_first_slots(tiny):
+    ids = tiny.encode(TEXT)
+    with capture_attention(tiny.model) as rec, torch.no_grad():
+        n = ids.shape[1]
+        tiny.model(ids, position_ids=torch.arange(n)[None], attention_mask=masks.causal_mask(n))
+    full = rec.stacked()[:, 0, :, -1, :2].sum(-1)  # (layers, heads)
+    torch.testing.assert_close(sink_mass(tiny, ids, sinks=2), full, atol=1e-6, rtol=0)
+
+
+@pytest.fixture
+def planted(tiny):
+    """Layer 0's output gets 1000 at slot 0, dimension 5, while the fixture is active."""
+
+    def plant(_module, _args, output):
+        h = output[0] if isinstance(output, tuple) else output
+        h = h.clone()
+        h[:, 0, 5] = 1000.0
+        return (h, *output[1:]) if isinstance(output, tuple) else h
+
+    handle = tiny.model.base_model.layers[0].register_forward_hook(plant)
+    yield tiny
+    handle.remove()
+
+
+def test_a_planted_activation_is_found_where_it_was_planted(planted):
+    found = massive_activations(planted, planted.encode(TEXT))
+    first = found.iloc[0]
+    assert (first.layer, first.slot, first.dim, first.value) == (0, 0, 5, 1000.0) and first.ratio > 100
+    assert set(found.slot) == {0} and set(found.dim) == {5}  # the residual carries it on: layer 1 too
+
+
+def test_zero_and_mean_ablations_equal_the_edit_done_by_hand(planted):
+    ids = planted.encode(TEXT)
+    found = massive_activations(planted, ids)
+    base = own_probs(planted, ids)
+    for mode in ("zero", "mean"):
+
+        def by_hand(_module, _args, output, mode=mode):
+            h = (output[0] if isinstance(output, tuple) else output).clone()
+            h[:, 0, 5] = 0.0 if mode == "zero" else h[:, 1:, 5].mean()
+            return (h, *output[1:]) if isinstance(output, tuple) else h
+
+        handles = [layer.register_forward_hook(by_hand) for layer in planted.model.base_model.layers]
+        try:
+            want = float(0.5 * (own_probs(planted, ids) - base).abs().sum())
+        finally:
+            for h in handles:
+                h.remove()
+        assert sink_ablation(planted, ids, mode, found) == pytest.approx(want, abs=1e-6)
+        assert want > 1e-4
+
+
+def test_removing_the_sink_equals_masking_it_out_by_hand(tiny):
+    ids = tiny.encode(TEXT)
+    n = ids.shape[1]
+    allowed = torch.ones(n, n, dtype=torch.bool).tril()
+    allowed[1:, 0] = False
+    mask = torch.zeros(1, 1, n, n).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    want = float(0.5 * (own_probs(tiny, ids, mask) - own_probs(tiny, ids)).abs().sum())
+    assert sink_ablation(tiny, ids, "remove") == pytest.approx(want, abs=1e-6) and want > 1e-4
+
+
+def test_nothing_to_ablate_changes_nothing_and_bad_input_is_refused(tiny):
+    ids = tiny.encode(TEXT)
+    empty = massive_activations(tiny, ids, ratio=1e9)
+    assert empty.empty and sink_ablation(tiny, ids, "zero", empty) == 0.0
+    with pytest.raises(ValueError, match="mode must be one of zero, mean, remove, got 'drop'"):
+        sink_ablation(tiny, ids, "drop")
+    with pytest.raises(ValueError, match=r"sinks must be an integer in 1\.\.22 .* got 0"):
+        sink_mass(tiny, ids, sinks=0)
+    with pytest.raises(ValueError, match=r"ratio must be > 1"):
+        massive_activations(tiny, ids, ratio=0.5)
