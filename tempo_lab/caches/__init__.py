@@ -15,7 +15,7 @@ cache is from a recompute.
 
 from tempo_lab.caches.chunks import ChunkReuse, concat, reuse_chunk
 from tempo_lab.caches.reposition import check_shift, reposition
-from tempo_lab.caches.rolling import Rolling, kept_slots, rolling_logprobs
+from tempo_lab.caches.rolling import Rolling, evict, kept_slots, rolling_logprobs
 from tempo_lab.caches.sinks import ABLATIONS, massive_activations, sink_ablation, sink_mass
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "Rolling",
     "check_shift",
     "concat",
+    "evict",
     "kept_slots",
     "reposition",
     "reuse_chunk",

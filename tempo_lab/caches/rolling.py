@@ -25,7 +25,7 @@ is the plain model's own.
 Sliding-window families (Gemma 2/3, Mistral, ...) are refused for now: their sliding cache layers count the
 tokens they have seen, which eviction would have to rewrite.
 
-Contents: :class:`Rolling`, :func:`rolling_logprobs`, :func:`kept_slots`.
+Contents: :class:`Rolling`, :func:`rolling_logprobs`, :func:`kept_slots`, :func:`evict`.
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ def kept_slots(rolling: Rolling, t: int) -> list[int]:
     return list(range(rolling.sinks)) + list(range(t + 1 - rolling.window, t + 1))
 
 
-def _evict(cache: DynamicCache, slot: int) -> DynamicCache:
-    """A copy of ``cache`` without slot ``slot`` (keys and values of every layer)."""
+def evict(cache: DynamicCache, slot: int) -> DynamicCache:
+    """A copy of ``cache`` without slot ``slot`` (keys and values of every layer; ``cache`` is untouched)."""
     out = copy.copy(cache)
     out.layers = []
     for held in cache.layers:
@@ -117,7 +117,7 @@ def rolling_logprobs(
             logits = core.forward(token_ids, where[None].float(), full, None, last=True)
         else:
             if cache.get_seq_length() == rolling.size:  # full: the oldest window token goes
-                cache = _evict(cache, rolling.sinks)
+                cache = evict(cache, rolling.sinks)
                 if rolling.reposition:
                     cache = reposition(lm, cache, -1.0, slots=range(rolling.sinks, cache.get_seq_length()))
             position = cache.get_seq_length() if rolling.reposition else t

@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import math
 import sys
+import weakref
 from collections.abc import Callable, Sequence
 
 import pandas as pd
@@ -30,6 +31,11 @@ from torch import nn
 
 from tempo_lab.families import FREQUENCY_CHOOSING_ROPE, family_of
 from tempo_lab.loaded import LoadedModel
+
+# What a Rotary measures about a model (each layer type's frequencies, whether each layer applies RoPE), kept
+# for as long as the model lives: a Rotary is made per call, its measurements once per model. The values hold
+# no reference to the model, so the model can still be collected.
+_MEASURED: weakref.WeakKeyDictionary[nn.Module, tuple[dict, dict]] = weakref.WeakKeyDictionary()
 
 
 class Rotary:
@@ -61,8 +67,9 @@ class Rotary:
         self.layer_types = list(getattr(config, "layer_types", None) or ["full_attention"] * len(self.layers))
         self.n_heads = config.num_attention_heads
         self.takes_layer_type = "layer_type" in inspect.signature(self.module.forward).parameters
-        self._read: dict[str, tuple[torch.Tensor, float]] = {}
-        self._positional: dict[int, bool] = {}
+        self._read: dict[str, tuple[torch.Tensor, float]]
+        self._positional: dict[int, bool]
+        self._read, self._positional = _MEASURED.setdefault(model, ({}, {}))
 
     @property
     def n_layers(self) -> int:
