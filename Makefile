@@ -70,12 +70,15 @@ explore: setup
 ## roofline: each workload's FLOP rate as a fraction of the measured matmul peak (benchmarks/roofline.json),
 ## then the 302-prompt study from an empty folder, its rows checked against the committed one's
 ## (benchmarks/study_from_empty.json), then how many of the slots its lockstep passes feed are padding
-## (benchmarks/padding.json).
+## (benchmarks/padding.json), then the 8k-token forward and Self-Extend's cost (benchmarks/long_context.json),
+## then a rolling-cache step and a reused chunk against recomputing (benchmarks/caches.json).
 bench: setup
 	$(PY) benchmarks/run.py $(ARGS)
 	$(PY) benchmarks/roofline.py
 	$(PY) benchmarks/study_from_empty.py
 	$(PY) benchmarks/padding.py
+	$(PY) benchmarks/long_context.py
+	$(PY) benchmarks/caches.py
 
 ## Re-execute the notebooks in place (commit the outputs afterwards).
 notebooks: setup
