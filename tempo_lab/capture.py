@@ -13,7 +13,8 @@ layer. ``queries=[-1]`` (any query indices of the pass) records only those rows:
 through a registered attention function (:data:`ROWS_ATTENTION`) that computes each layer's output with
 SDPA (eager for a family without it, e.g. Gemma 2's soft-capping) and the probabilities of the requested rows
 alone, with the same scores, soft-capping and mask as eager attention, so a pass stores ``heads x rows x kv``
-per layer.
+per layer. Captures nest: a row capture inside a full one keeps eager attention (the full one needs every
+row) and takes its rows from it; one inside another row capture computes both captures' rows.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 WEIGHT_RETURNING: set[str] = {"eager"}  # attention implementations that return the probabilities
 ROWS_ATTENTION = "tempo_lab_rows"
 _ROWS: dict[int, tuple[list[int], str]] = {}  # id(attention module) -> (query rows, inner implementation)
+_FULL: dict[int, int] = {}  # id(model) -> full captures open on it: a row capture inside one attends eagerly
 
 
 def _rows_attention(
@@ -177,9 +179,13 @@ def capture_attention(
         weights = output[1]
         if weights is None:
             raise RuntimeError(f"{type(module).__name__} returned no attention weights; is it running eager?")
-        if rows is not None and id(module) not in _ROWS:  # a function returning every row: keep the asked
-            index = torch.tensor([r % weights.shape[2] for r in rows], device=weights.device)
-            weights = weights.index_select(2, index)
+        if rows is not None:
+            if model.config._attn_implementation == ROWS_ATTENTION:  # the rows computed: ours among them
+                computed = _ROWS[id(module)][0]
+                pick = [computed.index(r) for r in rows]
+            else:  # a function returning every row
+                pick = [r % weights.shape[2] for r in rows]
+            weights = weights.index_select(2, torch.tensor(pick, device=weights.device))
         if head_index is not None:
             weights = weights.index_select(1, head_index.to(weights.device))
         k = slot[id(module)]
@@ -190,21 +196,36 @@ def capture_attention(
     original = model.config._attn_implementation
     rows = None if queries is None else _check_queries(queries)
     handles: list[torch.utils.hooks.RemovableHandle] = []
+    saved = {id(module): _ROWS.get(id(module)) for module in modules}  # an enclosing capture's, put back
+    full_open = _FULL.get(id(model), 0)
+    if rows is None:
+        _FULL[id(model)] = full_open + 1
     try:
-        if rows is not None and original not in WEIGHT_RETURNING - {"eager"}:
+        if rows is not None and not full_open and original not in WEIGHT_RETURNING - {"eager"}:
             inner = "sdpa" if getattr(model, "_supports_sdpa", False) else "eager"
+            computed = rows
+            if original == ROWS_ATTENTION:  # inside another row capture: attend as it does, and compute its
+                outer_rows, inner = next(found for found in saved.values() if found is not None)  # rows too
+                computed = list(dict.fromkeys([*outer_rows, *rows]))
             for module in modules:  # every layer attends through it; the selected ones are recorded
-                _ROWS[id(module)] = (rows, inner)
+                _ROWS[id(module)] = (computed, inner)
             model.set_attn_implementation(ROWS_ATTENTION)
         elif original not in WEIGHT_RETURNING:
             model.set_attn_implementation("eager")
         handles = [modules[i].register_forward_hook(keep) for i in layer_ids]
         yield record
     finally:
+        if rows is None:
+            _FULL[id(model)] -= 1
+            if not _FULL[id(model)]:
+                del _FULL[id(model)]
         for h in handles:
             h.remove()
-        for module in modules:
-            _ROWS.pop(id(module), None)
+        for key, before in saved.items():
+            if before is None:
+                _ROWS.pop(key, None)
+            else:
+                _ROWS[key] = before
         if model.config._attn_implementation != original:
             model.set_attn_implementation(original)
 

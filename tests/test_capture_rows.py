@@ -48,6 +48,35 @@ def test_rows_inside_self_extend_are_its_rows():
         torch.testing.assert_close(a, b[:, :, -1:], atol=0, rtol=0)
 
 
+def test_nested_captures_each_keep_their_own_rows():
+    """A row capture inside a row capture, a full capture inside a row capture and a row capture inside a
+    full one: each records its own rows of every pass it sees, and the outer one keeps working after the
+    inner one exits."""
+    lm = tiny_random()
+    ids = lm.encode(PROMPT)
+    positions = torch.arange(ids.shape[1], dtype=torch.float32)[None]
+    _, full = run(lm, ids, positions)
+    want = full.weights[-1]
+    mask = masks.causal_mask(ids.shape[1], dtype=lm.dtype)
+    with capture_attention(lm.model, queries=[-1], layers=[-1]) as outer, torch.no_grad():
+        with capture_attention(lm.model, queries=[2], layers=[-1]) as inner:
+            lm.model(ids, position_ids=positions, attention_mask=mask)
+        with capture_attention(lm.model, layers=[-1]) as everything:
+            lm.model(ids, position_ids=positions, attention_mask=mask)
+        lm.model(ids, position_ids=positions, attention_mask=mask)  # the outer capture alone again
+    torch.testing.assert_close(inner.weights[0], want[:, :, [2]], atol=1e-6, rtol=0)
+    torch.testing.assert_close(everything.weights[0], want, atol=1e-6, rtol=0)
+    assert len(outer.passes) == 3
+    for seen in outer.passes:
+        torch.testing.assert_close(seen[0], want[:, :, [-1]], atol=1e-6, rtol=0)
+    assert lm.model.config._attn_implementation == "eager"
+    with capture_attention(lm.model, layers=[-1]) as everything, torch.no_grad():
+        with capture_attention(lm.model, queries=[-1], layers=[-1]) as last:
+            lm.model(ids, position_ids=positions, attention_mask=mask)
+    torch.testing.assert_close(everything.weights[0], want, atol=1e-6, rtol=0)  # every row, not the last's
+    torch.testing.assert_close(last.weights[0], want[:, :, [-1]], atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize(("queries", "message"), [([], "queries is empty"), ([1.5], r"queries\[0\] = 1\.5")])
 def test_bad_queries_are_refused(tiny, queries, message):
     with pytest.raises(ValueError, match=message), capture_attention(tiny.model, queries=queries):
