@@ -198,9 +198,9 @@ class RopeScaling:
             return f / s * ramp + f * (1 - ramp), temperature
         if self.method == "llama3":
             wavelength = 2 * math.pi / f
-            low_wave, high_wave = length0 / self.low_freq_factor, length0 / self.high_freq_factor
-            kept = torch.where(wavelength > low_wave, f / s, f)
             low_ff, high_ff = self.low_freq_factor, self.high_freq_factor
+            low_wave, high_wave = length0 / low_ff, length0 / high_ff
+            kept = torch.where(wavelength > low_wave, f / s, f)  # long wavelengths interpolated
             smooth = (length0 / wavelength - low_ff) / (high_ff - low_ff)
             between = (wavelength >= high_wave) & (wavelength <= low_wave)
             return torch.where(between, (1 - smooth) * kept / s + smooth * kept, kept), 1.0
