@@ -101,9 +101,8 @@ def test_a_scaling_equals_transformers_own_rope_parameters(family, method):
     params = lm.model.config.rope_parameters
     theta = (params[layer_type] if layer_type else params)["rope_theta"]
     reference = with_rope(lm, scaling.rope_parameters(theta), layer_type)
-    positions = far_layout(
-        len(lm.encode(PROMPT)[0]), 300.0
-    )  # past L₀: LongRoPE's reference picks the long table
+    # past L₀ (256): transformers' LongRoPE then picks the long table, which the layout states
+    positions = far_layout(len(lm.encode(PROMPT)[0]), 300.0)
     want = own_logits(reference, positions)
     with scaled(lm, scaling, layers):
         got = logits(lm, positions)
