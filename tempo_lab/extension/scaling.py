@@ -55,8 +55,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from tempo_lab import checks
 from tempo_lab.interventions.positions import CurrentPass
-from tempo_lab.interventions.rotary import Rotary
+from tempo_lab.interventions.rotary import Rotary, check_indices
 from tempo_lab.loaded import LoadedModel, beyond_context
 
 METHODS = ("linear", "ntk", "dynamic", "yarn", "llama3", "longrope")
@@ -85,13 +86,13 @@ class RopeScaling:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        _positive("factor", self.factor)
+        checks.positive("factor", self.factor)
         if self.original_length is not None:
-            _positive("original_length", self.original_length)
+            checks.positive("original_length", self.original_length)
         if self.method == "dynamic":
             if self.length is None:
                 raise ValueError("dynamic NTK needs length=, the sequence length whose table it uses")
-            _positive("length", self.length)
+            checks.positive("length", self.length)
         if self.method == "yarn" and not self.beta_fast > self.beta_slow > 0:
             raise ValueError(
                 f"YaRN needs beta_fast > beta_slow > 0, got beta_fast={self.beta_fast!r}, "
@@ -108,9 +109,9 @@ class RopeScaling:
                 if values is None or not len(values):
                     raise ValueError(f"LongRoPE needs {name}=, one factor per rotary band")
                 for i, v in enumerate(values):
-                    _positive(f"{name}[{i}]", v)
+                    checks.positive(f"{name}[{i}]", v)
         if self.attention_factor is not None:
-            _positive("attention_factor", self.attention_factor)
+            checks.positive("attention_factor", self.attention_factor)
 
     # --- the methods ---
 
@@ -240,11 +241,6 @@ class RopeScaling:
         return out
 
 
-def _positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-
-
 def _base_of(rotary: Rotary, layer_type: str) -> tuple[torch.Tensor, float]:
     """The model's own base frequencies ``(bands,)`` and RoPE base for ``layer_type``."""
     module = rotary.module
@@ -280,17 +276,12 @@ def trained_context(lm: LoadedModel) -> int:
 
 
 def _check_layers(rotary: Rotary, layers: Sequence[int] | None) -> list[int]:
-    if layers is None:
-        return list(range(rotary.n_layers))
-    out = []
-    for i, layer in enumerate(layers):
-        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < rotary.n_layers:
-            raise ValueError(
-                f"layers[{i}] = {layer!r} is out of range: this model has {rotary.n_layers} layers "
-                f"(0..{rotary.n_layers - 1})"
-            )
-        out.append(layer)
-    return out
+    """Every layer for ``None``, else ``layers`` checked."""
+    return (
+        list(range(rotary.n_layers))
+        if layers is None
+        else check_indices("layers", layers, rotary.n_layers, "layers")
+    )
 
 
 def _layer_hook(columns: torch.Tensor, attention: float, now: CurrentPass):

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from transformers import AttentionInterface
 
+from tempo_lab import checks
 from tempo_lab.capture import WEIGHT_RETURNING
 from tempo_lab.interventions.positions import HEADS_ATTENTION, CurrentPass
 from tempo_lab.interventions.rotary import Rotary
@@ -124,12 +125,6 @@ AttentionInterface.register(SELF_EXTEND_ATTENTION, _self_extend_attention)
 WEIGHT_RETURNING.add(SELF_EXTEND_ATTENTION)  # it returns the probabilities: a capture inside keeps them
 
 
-def _check(name: str, value: object, lowest: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-        raise ValueError(f"{name} must be an integer >= {lowest}, got {value!r}")
-    return value
-
-
 @contextmanager
 def self_extended(lm: LoadedModel, window: int, group: int) -> Iterator[Rotary]:
     """Every forward pass of ``lm`` inside the block attends with Self-Extend (see the module docstring):
@@ -141,7 +136,7 @@ def self_extended(lm: LoadedModel, window: int, group: int) -> Iterator[Rotary]:
     model's trained context (every pair would be a neighbour), a ``window`` below a sliding layer's, a model
     without rotary embeddings. Does not nest with itself or with per-head position edits (both attend through
     their own registered function)."""
-    group, window = _check("group", group, 1), _check("window", window, 1)
+    group, window = checks.count("group", group), checks.count("window", window)
     rotary = Rotary(lm)
     config = lm.model.config.get_text_config(decoder=True)
     trained = getattr(config, "original_max_position_embeddings", None) or config.max_position_embeddings

@@ -44,7 +44,7 @@ from torch import nn
 from transformers import AttentionInterface
 
 from tempo_lab.capture import WEIGHT_RETURNING
-from tempo_lab.interventions.rotary import Rotary
+from tempo_lab.interventions.rotary import Rotary, check_indices
 from tempo_lab.loaded import LoadedModel
 
 HEADS_ATTENTION = "tempo_lab_position_heads"
@@ -180,25 +180,12 @@ def _check(edit: PositionEdit, rotary: Rotary) -> PositionEdit:
         raise ValueError(f"shift must be a float tensor of shape (N,) or (batch, N), got {shift!r}")
     if not torch.isfinite(shift.detach()).all():
         raise ValueError("shift holds a NaN or infinite value; give finite position offsets")
-    n_layers, n_heads = rotary.n_layers, rotary.n_heads
-
-    def indices(name: str, values: Sequence[int] | None, n: int, what: str) -> list[int] | None:
-        if values is None:
-            return None
-        out = []
-        for i, v in enumerate(values):
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < n:
-                raise ValueError(
-                    f"{name}[{i}] = {v!r} is out of range: this model has {n} {what} (0..{n - 1})"
-                )
-            out.append(v)
-        return out  # empty: no unit sees the move
-
+    # an empty selection stays empty: no unit sees the move
     return PositionEdit(
         shift,
-        indices("layers", edit.layers, n_layers, "layers"),
+        None if edit.layers is None else check_indices("layers", edit.layers, rotary.n_layers, "layers"),
         None if edit.bands is None else rotary.check_bands(list(edit.bands)),
-        indices("heads", edit.heads, n_heads, "heads per layer"),
+        None if edit.heads is None else check_indices("heads", edit.heads, rotary.n_heads, "heads per layer"),
     )
 
 

@@ -14,7 +14,7 @@ interleaved and partial rotary layouts are all the model's.
   :meth:`Rotary.is_positional` measures it: the layer's own output for two tokens at distance 1 and at
   distance 3, equal when the layer ignores the embedding it is given.
 
-Contents: :class:`Rotary`, :func:`rotary_of`.
+Contents: :class:`Rotary`, :func:`rotary_of`, :func:`check_indices`.
 """
 
 from __future__ import annotations
@@ -208,6 +208,17 @@ class Rotary:
                 "supported for this family"
             )
         return fn
+
+
+def check_indices(name: str, values: Sequence[int], n: int, what: str) -> list[int]:
+    """``values`` as a list of indices in ``0..n-1`` (``ValueError`` naming the first one out of range, e.g.
+    ``layers[1] = 7 is out of range: this model has 2 layers (0..1)``); empty stays empty."""
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < n:
+            raise ValueError(f"{name}[{i}] = {v!r} is out of range: this model has {n} {what} (0..{n - 1})")
+        out.append(v)
+    return out
 
 
 def rotary_of(lm: LoadedModel) -> Rotary:
