@@ -79,6 +79,11 @@ def test_a_limit_past_the_set_runs_all_of_it_and_says_so(tmp_path):
     assert "retroactive: 15 rows" in done.stdout  # 3 prompts x 5 gaps
 
 
+def default_sigint() -> None:
+    """Give SIGINT its default disposition in a child about to exec (a background job inherits it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_says_what_was_kept_and_how_to_resume_and_a_second_writer_is_refused(tmp_path):
     """The study is stopped (SIGSTOP) once it has written three parts, so that however fast or slow the CPU,
     it is still running, and still holds its folder, while the second writer is refused and the interrupt is
@@ -86,7 +91,11 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume_and_a_second_writer_is_refu
     folder = tmp_path / "s"
     cmd = [sys.executable, "-m", "tempo_lab.cli", "study", "--results", str(folder), "--batch-size", "2",
            *TINY]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell started this suite's ancestors in the background leaves SIGINT ignored, and an ignored signal
+    # stays ignored across exec (Python then installs no KeyboardInterrupt handler): the child gets the
+    # default disposition a terminal's foreground process has, which is what Ctrl-C reaches.
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)  # fmt: skip
     try:
         deadline = time.monotonic() + HANG_S
         while len(list(folder.glob("*/part-*.parquet"))) < 3:
