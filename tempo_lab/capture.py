@@ -26,13 +26,42 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from transformers import AttentionInterface, PreTrainedModel
+from transformers import AttentionInterface, AttentionMaskInterface, PreTrainedModel
+from transformers.masking_utils import eager_mask, sdpa_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 WEIGHT_RETURNING: set[str] = {"eager"}  # attention implementations that return the probabilities
+
+
+def register_eager(name: str, function) -> None:
+    """Register ``function`` (eager arithmetic: ``scores + mask``, returning the probabilities) as attention
+    implementation ``name``, with eager's additive masks, and list it in :data:`WEIGHT_RETURNING`.
+
+    The masks matter: transformers builds no mask at all for an attention name without a mask function, and
+    eager arithmetic without a mask attends to the future (and past a sliding window). A pass given an
+    explicit 4D mask (every tempo_lab generator's) is unaffected; a bare ``model(input_ids)`` would be."""
+    AttentionInterface.register(name, function)
+    AttentionMaskInterface.register(name, eager_mask)
+    WEIGHT_RETURNING.add(name)
+
+
 ROWS_ATTENTION = "tempo_lab_rows"
 _ROWS: dict[int, tuple[list[int], str]] = {}  # id(attention module) -> (query rows, inner implementation)
 _FULL: dict[int, int] = {}  # id(model) -> full captures open on it: a row capture inside one attends eagerly
+
+
+def _additive(attention_mask, q: int, kv: int, like: torch.Tensor) -> torch.Tensor:
+    """The pass's mask as eager attention adds it: ``None`` (SDPA's mask function leaves a plain causal pass
+    to ``is_causal``) becomes the causal mask over slots (query row ``r`` is slot ``kv - q + r``); a boolean
+    one (SDPA's, e.g. a sliding window) becomes 0 / ``finfo.min``; an additive one is kept."""
+    if attention_mask is None:
+        slots = torch.arange(kv, device=like.device)
+        attention_mask = slots[None, :] <= (kv - q + torch.arange(q, device=like.device))[:, None]
+        attention_mask = attention_mask[None, None]
+    if attention_mask.dtype == torch.bool:
+        floor = torch.finfo(like.dtype).min
+        return torch.zeros((), dtype=like.dtype, device=like.device).masked_fill(~attention_mask, floor)
+    return attention_mask
 
 
 def _rows_attention(
@@ -41,13 +70,15 @@ def _rows_attention(
     """The layer's output by its inner implementation; the probabilities of the requested query rows only,
     ``(batch, heads, rows, kv)``, computed as eager attention computes them."""
     rows, inner = _ROWS[id(module)]
+    q, kv = query.shape[2], key.shape[2]
+    additive = _additive(attention_mask, q, kv, query)  # (batch or 1, 1, q, kv)
     if inner == "eager":
         attend = sys.modules[type(module).__module__].eager_attention_forward
+        attention_mask = additive  # the mask this name was given is SDPA's: eager needs it additive
     else:
         attend = ALL_ATTENTION_FUNCTIONS[inner]
     out, _ = attend(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     scaling = module.head_dim**-0.5 if scaling is None else scaling
-    q, kv = query.shape[2], key.shape[2]
     index = torch.tensor([r % q for r in rows], dtype=torch.long, device=query.device)
     picked = query.index_select(2, index)  # (batch, heads, rows, head_dim)
     keys = key.repeat_interleave(query.shape[1] // key.shape[1], dim=1)
@@ -55,16 +86,15 @@ def _rows_attention(
     softcap = kwargs.get("softcap")
     if softcap is not None:
         scores = torch.tanh(scores / softcap) * softcap
-    if attention_mask is not None:
-        scores = scores + attention_mask.index_select(-2, index)
-    else:  # causal over slots: query row r (the pass's last q of the kv slots) sees keys up to its own slot
-        seen = torch.arange(kv, device=query.device)[None, :] <= (kv - q + index)[:, None]
-        scores = scores.masked_fill(~seen, torch.finfo(scores.dtype).min)
+    scores = scores + additive.index_select(-2, index)
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
     return out, weights
 
 
 AttentionInterface.register(ROWS_ATTENTION, _rows_attention)
+# SDPA's masks (none for a plain causal pass, boolean otherwise): what the SDPA inside needs, made additive
+# for the rows and for an eager inside. Without a mask function, transformers builds no mask for the name.
+AttentionMaskInterface.register(ROWS_ATTENTION, sdpa_mask)
 
 
 @dataclass

@@ -33,10 +33,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from transformers import AttentionInterface
 
 from tempo_lab import checks
-from tempo_lab.capture import WEIGHT_RETURNING
+from tempo_lab.capture import register_eager
 from tempo_lab.interventions.positions import HEADS_ATTENTION, CurrentPass
 from tempo_lab.interventions.rotary import Rotary
 from tempo_lab.loaded import LoadedModel, beyond_context
@@ -121,8 +120,7 @@ def _self_extend_attention(
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 
-AttentionInterface.register(SELF_EXTEND_ATTENTION, _self_extend_attention)
-WEIGHT_RETURNING.add(SELF_EXTEND_ATTENTION)  # it returns the probabilities: a capture inside keeps them
+register_eager(SELF_EXTEND_ATTENTION, _self_extend_attention)  # eager's masks; a capture inside keeps them
 
 
 @contextmanager

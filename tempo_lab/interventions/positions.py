@@ -41,9 +41,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AttentionInterface
 
-from tempo_lab.capture import WEIGHT_RETURNING
+from tempo_lab.capture import register_eager
 from tempo_lab.interventions.rotary import Rotary, check_indices
 from tempo_lab.loaded import LoadedModel
 
@@ -169,8 +168,7 @@ def _heads_attention(module: nn.Module, query, key, value, attention_mask, **kwa
     return found.eager(_OneKeyPerHead(module), query, key, value, attention_mask, **kwargs)
 
 
-AttentionInterface.register(HEADS_ATTENTION, _heads_attention)
-WEIGHT_RETURNING.add(HEADS_ATTENTION)  # it returns the eager probabilities: a capture inside keeps it
+register_eager(HEADS_ATTENTION, _heads_attention)  # eager's masks; a capture inside keeps its probabilities
 
 
 def _check(edit: PositionEdit, rotary: Rotary) -> PositionEdit:
