@@ -184,6 +184,11 @@ class RopeScaling:
         if self.method == "linear":
             return f / s, 1.0
         if self.method in ("ntk", "dynamic"):  # a raised base: its frequencies recomputed from it
+            if d <= 2:
+                raise ValueError(
+                    f"{self.method} scaling raises the base to the power d/(d-2): it needs at least 2 rotary "
+                    f"bands, and this model rotates d = {d} dimensions"
+                )
             alpha = s if self.method == "ntk" else s * max(self.length, length0) / length0 - (s - 1)
             raised = base * alpha ** (d / (d - 2))
             return 1.0 / raised ** (torch.arange(0, d, 2, device=f.device).float() / d), 1.0

@@ -5,7 +5,8 @@ The runs live in a verified results folder (:mod:`tempo_lab.store`, the same ver
     folder/manifest.json              the settings, model shape and corpus hash of each table; the plan
     folder/lm/part-<arch>-s<seed>.parquet       one trained language model: curves, BPC, gradient norms
     folder/recall/part-<arch>-s<seed>.parquet   one recall model
-    folder/checkpoints/<name>.pt      the first seed's weights (their SHA-256 is in the run's part)
+    folder/checkpoints/<name>.pt      the first seed's weights, <name>-s<seed>.pt the other seeds' (each
+                                      SHA-256 is in its run's part; folders of older runs keep the first's)
 
 A rerun trains what is missing; a part that fails verification is quarantined and trained again; a folder
 written with other settings or another corpus is refused; a checkpoint that does not match its run's
@@ -15,7 +16,8 @@ Contents:
 - ``TrainingSpec``: architectures, seeds, LM budget, model shape; ``RecallSpec``: the recall probe's.
 - ``train_language_models(folder, spec)`` / ``train_recall_models(folder, spec)``: train what is missing.
 - ``read_runs(folder)``: ``(runs, recall)`` DataFrames, without training.
-- ``checkpoint(name, folder)``: a trained model (``name``: an architecture or ``recall-<architecture>``).
+- ``checkpoint(name, folder, seed)``: a trained model (``name``: an architecture or
+  ``recall-<architecture>``; the first seed's unless ``seed`` is given); ``checkpoint_name``: its file stem.
 - ``committed_results()``: the committed folder of a checkout (``results/08_tpi``).
 """
 
@@ -120,9 +122,10 @@ class RunsFolder(ResultsFolder):
         self.claim(manifest, [table], grows=["plan"])
         return self.read_manifest()
 
-    def runs(self, table: str, *, required: bool = True) -> pd.DataFrame:
+    def runs(self, table: str, *, required: bool = True, resume: str | None = None) -> pd.DataFrame:
         """The verified runs of ``table`` (nested fields decoded), one row per run; missing runs raise
-        :class:`~tempo_lab.store.IncompleteResults` when ``required``."""
+        :class:`~tempo_lab.store.IncompleteResults` when ``required``, naming ``resume`` (the function that
+        completes the table, ``tempo_lab.tpi.runs``' trainers by default) as the call to make."""
         m = self.read_manifest()
         if table not in m:
             return pd.DataFrame()
@@ -130,9 +133,10 @@ class RunsFolder(ResultsFolder):
         parts = self.verified(table, expected, identity_hash(m[table]))
         missing = [k for k in expected if k not in parts]
         if missing and required:
-            call = "train_language_models" if table == LM else "train_recall_models"
-            resume = f"tempo_lab.tpi.runs.{call}({str(self.path)!r})"
-            raise IncompleteResults(self.path, {table: missing}, resume)
+            call = resume or "tempo_lab.tpi.runs." + (
+                "train_language_models" if table == LM else "train_recall_models"
+            )
+            raise IncompleteResults(self.path, {table: missing}, f"{call}({str(self.path)!r})")
         if not parts:
             return pd.DataFrame()
         rows = pd.concat([parts[k] for k in sorted(parts)], ignore_index=True)
@@ -145,12 +149,12 @@ class RunsFolder(ResultsFolder):
         done = self.runs(table, required=False)
         return {key(a, s) for a, s in zip(done.get("architecture", []), done.get("seed", []), strict=True)}
 
-    def add(self, table: str, row: dict, model=None, checkpoint_name: str | None = None) -> None:
+    def add(self, table: str, row: dict, model=None, stem: str | None = None) -> None:
         """Write one run's part (after saving its checkpoint, whose SHA-256 the part records)."""
         m = self.read_manifest()
         row = dict(row)
-        if checkpoint_name is not None:
-            path = save(model, self.path / "checkpoints" / f"{checkpoint_name}.pt")
+        if stem is not None:
+            path = save(model, self.path / "checkpoints" / f"{stem}.pt")
             row["checkpoint_sha256"] = _sha256(path)
         for name in [k for k in row if isinstance(row[k], (dict, list))]:
             row[f"{name}_json"] = json.dumps(row.pop(name), sort_keys=True)
@@ -181,8 +185,7 @@ def train_language_models(
                 if key(arch, seed) in have:
                     continue
                 model, run = train(spec.model(arch), corpus, spec.train, seed, progress=progress)
-                first = seed == spec.seeds[0]
-                runs.add(LM, run.as_dict(), model, arch if first else None)
+                runs.add(LM, run.as_dict(), model, checkpoint_name(arch, seed, first=seed == spec.seeds[0]))
     return read_runs(folder)[0]
 
 
@@ -205,8 +208,9 @@ def train_recall_models(
                     config, task, spec.steps, seed, spec.batch, spec.lr, progress=progress
                 )
                 row = {"architecture": arch, "seed": seed, "curve": curve, "accuracy": curve[-1]["accuracy"]}
-                first = seed == spec.seeds[0]
-                runs.add(RECALL, row, model, f"recall-{arch}" if first else None)
+                runs.add(
+                    RECALL, row, model, checkpoint_name(f"recall-{arch}", seed, first=seed == spec.seeds[0])
+                )
     return read_runs(folder)[1]
 
 
@@ -230,17 +234,29 @@ def read_runs(folder: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFr
     return table.sort_values(["architecture", "seed"], ignore_index=True), recall
 
 
-def checkpoint(name: str, folder: str | Path | None = None):
-    """The saved first-seed model ``name`` (an architecture, or ``recall-<architecture>``) from ``folder``
-    (default :func:`committed_results`), checked against the SHA-256 its run recorded."""
+def checkpoint_name(name: str, seed: int, first: bool) -> str:
+    """The file stem of a run's checkpoint: ``name`` for the first seed a folder trained (what notebook 08
+    reads), ``name-s<seed>`` for the others."""
+    return name if first else f"{name}-s{seed}"
+
+
+def checkpoint(name: str, folder: str | Path | None = None, seed: int | None = None):
+    """The saved model ``name`` (an architecture, or ``recall-<architecture>``) from ``folder`` (default
+    :func:`committed_results`): the first seed's, or seed ``seed``'s, checked against the SHA-256 its run
+    recorded. Folders trained before every seed was kept hold only the first seed's."""
     runs = _folder(folder)
     table, arch = (RECALL, name.removeprefix("recall-")) if name.startswith("recall-") else (LM, name)
     rows = runs.runs(table, required=False)
-    recorded = rows[(rows["architecture"] == arch)].get("checkpoint_sha256")
+    if len(rows) and seed is not None:
+        rows = rows[rows["seed"] == seed]
+    recorded = rows[(rows["architecture"] == arch)].get("checkpoint_sha256") if len(rows) else None
     recorded = [v for v in ([] if recorded is None else recorded.tolist()) if isinstance(v, str)]
-    path = runs.path / "checkpoints" / f"{name}.pt"
+    what = name if seed is None else f"{name} (seed {seed})"
     if not recorded:
-        raise FileNotFoundError(f"no checkpoint of {name!r} is recorded in {runs.path}")
+        raise FileNotFoundError(f"no checkpoint of {what!r} is recorded in {runs.path}")
+    stems = [name] if seed is None else [checkpoint_name(name, seed, first=False), name]
+    paths = [runs.path / "checkpoints" / f"{stem}.pt" for stem in stems]
+    path = next((p for p in paths if p.is_file() and _sha256(p) == recorded[0]), paths[0])
     if not path.is_file() or _sha256(path) != recorded[0]:
         raise ValueError(
             f"{path} is missing or does not match the run that wrote it (SHA-256 {recorded[0][:12]}...); "

@@ -180,6 +180,13 @@ def test_runs_resume_verify_and_refuse_a_folder_with_other_settings(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in parts} == written  # nothing recomputed
     assert len(trained2) == 4
     assert trained.loc[0, "val"] == trained2.loc[0, "val"]
+    # every seed's weights are kept, each checked against its own run: seed 1 is another model than seed 0
+    first, second = runs.checkpoint("rope", tmp_path), runs.checkpoint("rope", tmp_path, seed=1)
+    assert (tmp_path / "checkpoints" / "rope-s1.pt").is_file()
+    assert not torch.equal(first.embed.weight, second.embed.weight)
+    assert torch.equal(runs.checkpoint("rope", tmp_path, seed=0).embed.weight, first.embed.weight)
+    with pytest.raises(FileNotFoundError, match="seed 7"):
+        runs.checkpoint("rope", tmp_path, seed=7)
     other = runs.TrainingSpec(**{**spec.__dict__, "dim": 16})
     with pytest.raises(ValueError, match="another lm"):
         runs.train_language_models(tmp_path, other, progress=False)
