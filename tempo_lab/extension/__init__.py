@@ -6,6 +6,10 @@
   the same model loaded with transformers' own ``rope_parameters``;
 - :mod:`.self_extend`: :func:`self_extended`, Self-Extend's pairwise layout (neighbours at their positions,
   farther pairs grouped) through a registered attention function, exact against a two-matrix reference;
+- :mod:`.angles`: :func:`~tempo_lab.extension.angles.band_angles`, which angles each band reaches in
+  training and past it under a scaling;
+- :mod:`.display`: notebook 10's figures and live view (the char-LMs' scores are
+  :mod:`tempo_lab.tpi.lengths`');
 - :func:`~tempo_lab.loaded.beyond_context` (re-exported): the plain model run past its trained context, the
   baseline every method is compared with.
 """

@@ -22,7 +22,8 @@ models, a ``lengths`` table with one part per model (architecture, seed), its id
 
 Contents: :data:`METHODS`, :class:`LengthSpec`, :func:`method`, :func:`self_extend_group`,
 :func:`loss_by_position`, :func:`bits_per_byte`, :func:`score_model`, :func:`measure_lengths`,
-:func:`read_lengths`, :func:`trained_length`, :func:`by_factor`, :func:`against_trained`.
+:func:`read_lengths`, :func:`trained_length`, :func:`by_factor`, :func:`against_trained`,
+:func:`verdicts`.
 """
 
 from __future__ import annotations
@@ -280,3 +281,16 @@ def against_trained(table: pd.DataFrame, factor: float, tolerance: float = 0.05,
     return pd.DataFrame(rows).sort_values(
         "model", key=lambda s: s.map(lambda m: order.get(m, 99)), ignore_index=True
     )
+
+
+def verdicts(table: pd.DataFrame, tolerance: float = 0.05, level: float = 0.95) -> pd.DataFrame:
+    """:func:`against_trained` at every factor past 1x, as text: rows the methods and TPI models, columns the
+    factors, each cell ``ratio [lo, hi] verdict``."""
+    cells = {}
+    for factor in sorted(f for f in set(table.factor) if f > 1):
+        found = against_trained(table, factor, tolerance, level).set_index("model")
+        cells[f"{factor:g}x"] = [
+            f"{r.ratio:.4f} [{r.lo:.4f}, {r.hi:.4f}] {r.verdict}" for r in found.itertuples()
+        ]
+        index = found.index
+    return pd.DataFrame(cells, index=index)

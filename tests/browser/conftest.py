@@ -89,7 +89,7 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     root = base / "notebooks"
     if NOTEBOOKS.is_dir():
         copy_notebooks(NOTEBOOKS, root)
-        # notebooks 06 and 08 read ../results; a copy, so that nothing a notebook does touches the checkout
+        # notebooks 06, 08 and 10 read ../results; a copy, so nothing a notebook does touches the checkout
         shutil.copytree(NOTEBOOKS.parent / "results", base / "results")
     else:
         root.mkdir()

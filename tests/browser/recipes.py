@@ -5,7 +5,7 @@ notebooks), so the page and the test process make the same package calls on the 
 Each recipe takes the values of the notebook's ``parameters`` cell (with the small parameters of
 :mod:`tests.notebooks.small` on top) and makes the same package calls as the notebook, returning the same
 :class:`~tempo_lab.views.View`. ``shows`` is the notebook's call that builds the view; the browser test checks
-that the notebook still contains it, so a recipe cannot silently drift from it. Notebooks 06 and 08 read
+that the notebook still contains it, so a recipe cannot silently drift from it. Notebooks 06, 08 and 10 read
 their committed results from ``p["results_root"]``.
 
 Contents: :class:`Recipe`, :data:`RECIPES`, :func:`rebuild`.
@@ -107,6 +107,19 @@ def _nb08(p: dict[str, Any]) -> View:
     return probes.shift_view(models, text)
 
 
+def _nb10(p: dict[str, Any]) -> View:
+    import torch
+
+    from tempo_lab.extension import display
+    from tempo_lab.tpi import lengths
+    from tempo_lab.tpi.corpus import load_corpus
+    from tempo_lab.tpi.runs import checkpoint
+
+    folder = Path(p["results_root"]) / "10_context_extension"
+    text = torch.tensor(list(p["prompt"].encode()) + load_corpus().val.tolist())[: p["live_bytes"]]
+    return display.length_view(checkpoint("rope", folder), text, lengths.trained_length(folder))
+
+
 def _nb09(p: dict[str, Any]) -> View:
     from tempo_lab import load_model
     from tempo_lab.generators import ParallelTokenGenerator
@@ -139,6 +152,9 @@ RECIPES: dict[str, Recipe] = {
     "08_tpi_vs_rope": Recipe("views.show(probes.shift_view(models, text))", _nb08),
     "09_where_position_acts": Recipe(
         'views.show(loc.view({**comma, **half, "isolated vs visible": sets}))', _nb09
+    ),
+    "10_beyond_the_trained_context": Recipe(
+        'views.show(display.length_view(checkpoint("rope", results), text, trained))', _nb10
     ),
 }
 

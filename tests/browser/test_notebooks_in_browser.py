@@ -4,8 +4,8 @@ Each committed notebook is opened as it is, executed (nbval runs it separately):
 view as its figure, never as ``VBox(...)`` text, and no error. Then the browser runs **one** cell in the
 notebook's own kernel, appended at its end: the package calls that build its first view
 (:mod:`recipes`), on the notebook's parameters with the small parameters of :mod:`tests.notebooks.small`
-and the tiny random model on top (notebooks 06 and 08 read their committed results). The heavy cells are not
-re-run: nbval and papermill execute each notebook once each. The view must render (no widget error, no
+and the tiny random model on top (notebooks 06, 08 and 10 read their committed results). The heavy cells are
+not re-run: nbval and papermill execute each notebook once each. The view must render (no widget error, no
 figure shown as ``<Figure size ...>`` text, a kernel from this venv); then ArrowRight is pressed on its first
 slider (ArrowLeft at its maximum), and
 

@@ -67,6 +67,23 @@ PARAMS: dict[str, dict[str, Any]] = {
         "n": 6,
         "batch_size": 3,
     },
+    "10": {
+        "prompt": "Th",
+        "retrain": True,
+        "architectures": ["rope", "tpi"],
+        "seeds": [0, 1],
+        "steps": 3,
+        "dim": 16,
+        "layers": 2,
+        "seq_len": 32,
+        "factors": [1, 2, 4],
+        "window": 8,
+        "layer_factor": 2,
+        "max_bytes": 1200,
+        "verdict_factor": 4,
+        "band_factor": 4,
+        "model_band_factor": 2,
+    },
 }
 
 EXPECTED: dict[str, dict[str, Any]] = {
@@ -79,4 +96,5 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "07": {"prompt": "ab", "threshold": 0.05},
     "08": {"prompt": "Th"},
     "09": {"prompt": PROMPT, "token": "!", "gaps": [7, 20], "prompts": 6},
+    "10": {"prompt": "Th", "trained": 32, "factors": [1.0, 2.0, 4.0]},
 }

@@ -52,8 +52,8 @@ def runs(tmp_path_factory):
             plans[path]["compare_results"] = str(tmp / "results_06_second")
         if path.name[:2] == "08":
             plans[path]["tpi_results"] = str(tmp / "results_08")
-        if path.name[:2] == "09":
-            plans[path]["results"] = str(tmp / "results_09")
+        if path.name[:2] in ("09", "10"):
+            plans[path]["results"] = str(tmp / f"results_{path.name[:2]}")
     results = runner.run_series(
         NOTEBOOKS, plans, out_dir=tmp / "out", progress=False, cell_timeout=int(HANG_S), echo=lambda *_: None
     )
@@ -73,7 +73,7 @@ def test_notebook_runs_with_injected_parameters(runs, number):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
     # the injected parameters reached the results
-    assert run.key_numbers["model"] == str(folder)  # 08 trains its own models, and only echoes it
+    assert run.key_numbers["model"] == str(folder)  # 08 and 10 train their own models, and only echo it
     for key, value in EXPECTED[number].items():
         assert run.key_numbers[key] == value, key
     if number == "06":  # the second model measured the same prompts, and each claim was decided on it

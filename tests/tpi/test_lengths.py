@@ -123,6 +123,18 @@ def test_measure_lengths_stores_each_models_scores_resumes_and_names_what_is_mis
         (rope.seed == 0) & (rope.method == "pi") & (rope.layer == -1) & (rope.factor == 2)
     ].bpc.item()
     assert one != every
+    # the verdict: each seed's 2x score over its 1x score, a Student-t interval over the two seeds
+    ratios = [
+        rope[(rope.seed == s) & (rope.method == "plain") & (rope.factor == 2) & (rope.layer == -1)].bpc.item()
+        / rope[(rope.seed == s) & (rope.method == "plain") & (rope.factor == 1)].bpc.item()
+        for s in (0, 1)
+    ]
+    found = lengths.against_trained(table, 2).set_index("model").loc["plain"]
+    half = 12.7062 * abs(ratios[0] - ratios[1]) / 2  # t(0.975, 1) * std / sqrt(2), std = |a - b| / sqrt(2)
+    assert found.ratio == pytest.approx(sum(ratios) / 2) and found.hi == pytest.approx(
+        found.ratio + half, rel=1e-4
+    )
+    assert lengths.verdicts(table).loc["plain", "2x"].startswith(f"{found.ratio:.4f} [")
     parts = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "lengths").glob("part-*.parquet")}
     assert len(parts) == 4
     lengths.measure_lengths(tmp_path, lspec, progress=False)
