@@ -1,10 +1,10 @@
 """The one decoding core all generators share: prefill, then cached steps with explicit positions and masks.
 
-Contents: :class:`DecodingCore` (``forward``, ``prefill``, ``step``, ``full``), :class:`Generator` (what
-every generator holds: the model and its core), :class:`Prefix` (a prefilled prompt), :func:`branch` (a
-batch-``n`` view of a prefix cache), :func:`select_rows` (a copy of some rows of a cache),
-:func:`cache_length`, :func:`split_head`. The loop that drives cached
-steps is :mod:`tempo_lab.generators.loop`; token selection is :mod:`tempo_lab.generators.selection`.
+Contents: :class:`DecodingCore` (``inputs``, ``forward``, ``prefill``, ``step``, ``full``),
+:class:`Generator` (what every generator holds: the model and its core), :class:`Prefix` (a prefilled
+prompt), :func:`branch` (a batch-``n`` view of a prefix cache), :func:`select_rows` (a copy of some rows of
+a cache), :func:`cache_length`, :func:`split_head`. The loop that drives cached steps is
+:mod:`tempo_lab.generators.loop`; token selection is :mod:`tempo_lab.generators.selection`.
 
 Every forward pass passes its own ``position_ids`` and an explicit additive 4D mask; nothing is patched into
 the model. ``generate()`` is not used because it recomputes positions itself, which erases gaps, fractional
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -156,7 +157,19 @@ class DecodingCore:
         with torch.set_grad_enabled(grad):
             return self._forward(input_ids, positions, mask, cache, ranks, last)
 
-    def _forward(self, input_ids, positions, mask, cache, ranks=None, last=False) -> torch.Tensor:
+    def inputs(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        mask: torch.Tensor,
+        cache: DynamicCache | None,
+        ranks: torch.Tensor | None = None,
+    ) -> dict[str, Any]:
+        """The keyword arguments of one pass, checked: ``input_ids`` ``(batch, q)``, ``position_ids``
+        ``(batch, q)`` (float on a rotary model), ``attention_mask`` (the family's additive mask per layer
+        type, in the model's dtype, on its device), ``cache`` and ``use_cache``. Any call of the model with
+        them (``model(**kwargs)``, an nnsight trace, a TransformerLens bridge) computes the same pass as
+        :meth:`forward`, which makes exactly this call. Arguments as :meth:`forward`'s."""
         b, q = input_ids.shape
         kv = q + (cache_length(cache) if cache is not None else 0)
         mask = masks.ensure_additive(mask, self.dtype)
@@ -164,13 +177,17 @@ class DecodingCore:
             raise ValueError(f"mask shape {tuple(mask.shape)} does not fit (batch={b}, 1, q={q}, kv={kv})")
         self.family.check_attention(self.model.config._attn_implementation)
         mask = mask.to(self.device).expand(b, -1, -1, -1)
-        kwargs = {
+        return {
             "input_ids": input_ids.to(self.device),
             "position_ids": self.check_positions(positions.expand(b, -1)),
             "attention_mask": self.family.layer_masks(mask, cache, ranks),
             "cache": cache,
             "use_cache": cache is not None,
         }
+
+    def _forward(self, input_ids, positions, mask, cache, ranks=None, last=False) -> torch.Tensor:
+        b = input_ids.shape[0]
+        kwargs = self.inputs(input_ids, positions, mask, cache, ranks)
         with evaluating(self.model):
             if self.split_head is None:
                 keep = {"logits_to_keep": 1} if last and self.keeps_logits else {}

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from tempo_lab import masks
 from tempo_lab import positions as pos
+from tempo_lab.generators.core import DecodingCore
 from tempo_lab.loaded import LoadedModel
 
 Tokens = str | torch.Tensor | tuple[str | torch.Tensor, str | torch.Tensor]
@@ -86,6 +88,22 @@ class Layout:
             if self.mask is None
             else masks.ensure_additive(self.mask, dtype)
         )
+
+    def model_inputs(self, lm: LoadedModel, tokens: str | torch.Tensor) -> dict[str, Any]:
+        """The keyword arguments that make ``lm.model(**kwargs)`` compute this layout of ``tokens`` (text, or
+        ids ``(N,)`` / ``(1, N)``, as many as the layout has slots): ``input_ids`` ``(1, N)``,
+        ``position_ids`` ``(1, N)`` (float on a rotary model), the family's additive 4D mask(s) in the
+        model's dtype, no cache. Pass them to any library that forwards them to the model (an nnsight trace,
+        a TransformerLens bridge) to read or edit activations under this layout. tempo_lab's own passes are
+        built by the same function (:meth:`~tempo_lab.generators.core.DecodingCore.inputs`), so the numbers
+        agree. Positions are checked as every pass checks them (the context, fractional positions on a model
+        without rotary embeddings)."""
+        ids = shared_tokens(lm, tokens)
+        if ids.shape[1] != self.n:
+            raise ValueError(
+                f"the {self.label} layout places {self.n} slots, and the tokens are {ids.shape[1]}"
+            )
+        return DecodingCore(lm).inputs(ids, self.positions, self.full_mask(lm.dtype), None)
 
 
 def shared_tokens(lm: LoadedModel, tokens: Tokens) -> torch.Tensor:
