@@ -29,8 +29,7 @@ COLOURS = {"plain": "#444444", "pi": "#1f77b4", "ntk": "#2ca02c", "yarn": "#ff7f
 def factor_figure(table: pd.DataFrame, tolerance: float = 0.05) -> Figure:
     """Mean bits per byte (± std over the seeds) against the length, in multiples of the trained one, per
     method and TPI model; the dotted line is the plain model's 1x score plus ``tolerance``."""
-    every = table[table.layer == -1].copy()
-    every["model"] = np.where(every.method == "tpi", every.architecture, every.method)
+    every = lengths.every_layer(table)
     fig, ax = plots.figure_with_axes(8, 4.2)
     for model, part in every.groupby("model", sort=False):
         stats = part.groupby("factor").bpc.agg(["mean", "std"])

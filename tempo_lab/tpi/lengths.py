@@ -22,8 +22,8 @@ models, a ``lengths`` table with one part per model (architecture, seed), its id
 
 Contents: :data:`METHODS`, :class:`LengthSpec`, :func:`method`, :func:`self_extend_group`,
 :func:`loss_by_position`, :func:`bits_per_byte`, :func:`score_model`, :func:`measure_lengths`,
-:func:`read_lengths`, :func:`trained_length`, :func:`by_factor`, :func:`against_trained`,
-:func:`verdicts`.
+:func:`read_lengths`, :func:`trained_length`, :func:`every_layer`, :func:`by_factor`,
+:func:`against_trained`, :func:`verdicts`.
 """
 
 from __future__ import annotations
@@ -245,11 +245,18 @@ def read_lengths(folder: str | Path) -> pd.DataFrame:
     return table.sort_values(["architecture", "seed", "layer", "method", "factor"], ignore_index=True)
 
 
+def every_layer(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :func:`read_lengths` with the method in every layer, and a ``model`` column: the method,
+    or the architecture of a position-free (``tpi``) model."""
+    every = table[table.layer == -1].copy()
+    every["model"] = np.where(every.method == "tpi", every.architecture, every.method)
+    return every
+
+
 def by_factor(table: pd.DataFrame) -> pd.DataFrame:
     """Bits per byte by method (rows, TPI models by architecture) and factor (columns): ``mean ± std`` over
     the seeds, as text, from :func:`read_lengths`' every-layer rows."""
-    every = table[table.layer == -1].copy()
-    every["model"] = np.where(every.method == "tpi", every.architecture, every.method)
+    every = every_layer(table)
     cells = every.groupby(["model", "factor"]).bpc.agg(["mean", "std"])
     text = cells.apply(lambda r: f"{r['mean']:.3f} ± {r['std']:.3f}", axis=1).unstack("factor")
     order = [m for m in (*METHODS, *sorted(set(every.model) - set(METHODS))) if m in text.index]
@@ -263,8 +270,7 @@ def against_trained(table: pd.DataFrame, factor: float, tolerance: float = 0.05,
     ratio with its Student-t interval over the seeds, and the verdict on staying within ``tolerance``:
     ``within`` (the interval's top under ``1 + tolerance``), ``beyond`` (its bottom over it), else
     ``undecided``."""
-    every = table[table.layer == -1].copy()
-    every["model"] = np.where(every.method == "tpi", every.architecture, every.method)
+    every = every_layer(table)
     one = every[every.factor == 1].set_index(["model", "seed"]).bpc
     far = every[every.factor == factor].set_index(["model", "seed"]).bpc
     if far.empty or one.empty:
