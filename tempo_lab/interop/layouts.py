@@ -53,7 +53,7 @@ def laid_out(lm: LoadedModel, *layouts: Layout) -> Iterator[None]:
                 f"this pass has {ids.shape[0]} row(s) of {ids.shape[1]} tokens; the layouts lay out "
                 f"{len(layouts)} row(s) of {n}"
             )
-        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        cache = kwargs.get("cache")
         if cache is not None and cache.get_seq_length() > 0:
             raise ValueError("laid_out places whole sequences: this pass extends a cache of earlier slots")
         inputs = core.inputs(ids, positions, mask, None)
