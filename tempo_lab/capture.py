@@ -30,6 +30,8 @@ from transformers import AttentionInterface, AttentionMaskInterface, PreTrainedM
 from transformers.masking_utils import eager_mask, sdpa_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from tempo_lab import masks
+
 WEIGHT_RETURNING: set[str] = {"eager"}  # attention implementations that return the probabilities
 
 
@@ -50,20 +52,6 @@ _ROWS: dict[int, tuple[list[int], str]] = {}  # id(attention module) -> (query r
 _FULL: dict[int, int] = {}  # id(model) -> full captures open on it: a row capture inside one attends eagerly
 
 
-def _additive(attention_mask, q: int, kv: int, like: torch.Tensor) -> torch.Tensor:
-    """The pass's mask as eager attention adds it: ``None`` (SDPA's mask function leaves a plain causal pass
-    to ``is_causal``) becomes the causal mask over slots (query row ``r`` is slot ``kv - q + r``); a boolean
-    one (SDPA's, e.g. a sliding window) becomes 0 / ``finfo.min``; an additive one is kept."""
-    if attention_mask is None:
-        slots = torch.arange(kv, device=like.device)
-        attention_mask = slots[None, :] <= (kv - q + torch.arange(q, device=like.device))[:, None]
-        attention_mask = attention_mask[None, None]
-    if attention_mask.dtype == torch.bool:
-        floor = torch.finfo(like.dtype).min
-        return torch.zeros((), dtype=like.dtype, device=like.device).masked_fill(~attention_mask, floor)
-    return attention_mask
-
-
 def _rows_attention(
     module: nn.Module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs
 ):
@@ -71,22 +59,30 @@ def _rows_attention(
     ``(batch, heads, rows, kv)``, computed as eager attention computes them."""
     rows, inner = _ROWS[id(module)]
     q, kv = query.shape[2], key.shape[2]
-    additive = _additive(attention_mask, q, kv, query)  # (batch or 1, 1, q, kv)
+    # The mask this name is given is SDPA's (ROWS_ATTENTION's mask function): none for a plain causal pass,
+    # boolean otherwise. An eager inside needs it whole and additive; the rows need only their own rows.
     if inner == "eager":
         attend = sys.modules[type(module).__module__].eager_attention_forward
-        attention_mask = additive  # the mask this name was given is SDPA's: eager needs it additive
+        if attention_mask is None:
+            attention_mask = masks.causal_mask(q, kv, dtype=query.dtype, device=query.device)
+        attention_mask = masks.ensure_additive(attention_mask, query.dtype)
     else:
         attend = ALL_ATTENTION_FUNCTIONS[inner]
     out, _ = attend(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     scaling = module.head_dim**-0.5 if scaling is None else scaling
     index = torch.tensor([r % q for r in rows], dtype=torch.long, device=query.device)
+    if attention_mask is None:  # causal over slots: row r (slot kv - q + r) sees keys up to its own slot
+        seen = torch.arange(kv, device=query.device)[None, :] <= (kv - q + index)[:, None]
+        row_mask = masks.to_additive(seen, query.dtype)[None, None]
+    else:
+        row_mask = masks.ensure_additive(attention_mask.index_select(-2, index), query.dtype)
     picked = query.index_select(2, index)  # (batch, heads, rows, head_dim)
     keys = key.repeat_interleave(query.shape[1] // key.shape[1], dim=1)
     scores = torch.matmul(picked, keys.transpose(2, 3)) * scaling  # (batch, heads, rows, kv)
     softcap = kwargs.get("softcap")
     if softcap is not None:
         scores = torch.tanh(scores / softcap) * softcap
-    scores = scores + additive.index_select(-2, index)
+    scores = scores + row_mask
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
     return out, weights
 
