@@ -22,22 +22,31 @@ reference that :mod:`tempo_lab.caches` measures. A 1-layer model has none: its r
 equal the reference's. With ``sinks + window`` at least the text's length nothing is evicted and the result
 is the plain model's own.
 
-Sliding-window families (Gemma 2/3, Mistral, ...) are refused for now: their sliding cache layers count the
-tokens they have seen, which eviction would have to rewrite.
+Several variants of one size (``sinks + window``) run together, one batch row each, in one pass per token:
+``rolling_logprobs(lm, ids, [streaming, plain, unmoved])`` returns ``(3, N - 1)``. On CPU a one-token pass
+is bound by reading the weights, so three rows cost about what one does. The reference can be computed at
+chosen steps only (``steps=``; the others are NaN): each of its steps is a whole pass over the kept tokens.
 
-Contents: :class:`Rolling`, :func:`rolling_logprobs`, :func:`kept_slots`, :func:`evict`.
+Sliding-window families (Gemma 2/3, Mistral, ...) are supported while the rolling cache is shorter than
+their window (``sinks + window < sliding_window``): every sliding layer then holds every kept slot, and its
+count of seen tokens is kept equal to them (:mod:`tempo_lab.caches.slots`); a longer rolling cache is refused.
+
+Contents: :class:`Rolling`, :func:`rolling_logprobs`, :func:`kept_slots`, :func:`rolled_steps`,
+:func:`recomputed_steps`.
 """
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 
 import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from tempo_lab.caches.reposition import reposition
+from tempo_lab.caches.slots import evict
 from tempo_lab.families import family_of
 from tempo_lab.generators import DecodingCore
 from tempo_lab.loaded import LoadedModel
@@ -70,60 +79,98 @@ def kept_slots(rolling: Rolling, t: int) -> list[int]:
     return list(range(rolling.sinks)) + list(range(t + 1 - rolling.window, t + 1))
 
 
-def evict(cache: DynamicCache, slot: int) -> DynamicCache:
-    """A copy of ``cache`` without slot ``slot`` (keys and values of every layer; ``cache`` is untouched)."""
-    out = copy.copy(cache)
-    out.layers = []
-    for held in cache.layers:
-        part = copy.copy(held)
-        keep = torch.cat([torch.arange(slot), torch.arange(slot + 1, held.keys.shape[2])]).to(
-            held.keys.device
+def _variants(lm: LoadedModel, rolling: Rolling | Sequence[Rolling]) -> list[Rolling]:
+    variants = [rolling] if isinstance(rolling, Rolling) else list(rolling)
+    for i, r in enumerate(variants):
+        if not isinstance(r, Rolling):
+            raise ValueError(f"rolling[{i}] must be a Rolling(sinks=, window=), got {r!r}")
+    sizes = sorted({r.size for r in variants})
+    if len(sizes) != 1:
+        raise ValueError(f"variants run together must have one size (sinks + window), got sizes {sizes}")
+    window = family_of(lm.model).window
+    if window is not None and sizes[0] >= window:
+        raise ValueError(
+            f"{type(lm.model).__name__} slides over {window} tokens; a rolling cache of {sizes[0]} slots "
+            f"(sinks + window) must be shorter than that (its sliding layers would drop kept slots)"
         )
-        part.keys, part.values = held.keys.index_select(2, keep), held.values.index_select(2, keep)
-        out.layers.append(part)
-    return out
+    return variants
 
 
 def rolling_logprobs(
     lm: LoadedModel,
     ids: torch.Tensor,
-    rolling: Rolling,
+    rolling: Rolling | Sequence[Rolling],
     *,
     recompute: bool = False,
+    steps: Iterable[int] | None = None,
     progress: bool = True,
 ) -> torch.Tensor:
-    """``(N - 1,)`` float32: the log-probability of each next token of ``ids`` ``(1, N)`` under ``rolling``
-    (see the module docstring); ``recompute``: the exact reference, the kept tokens run from scratch at each
-    step. A progress bar counts the tokens (``progress=False``: none)."""
-    if not isinstance(rolling, Rolling):
-        raise ValueError(f"rolling must be a Rolling(sinks=, window=), got {rolling!r}")
-    if family_of(lm.model).window is not None:
-        raise ValueError(
-            f"{type(lm.model).__name__} has sliding-window layers: rolling caches are not supported on them "
-            "yet (their cache layers count the tokens they have seen, which eviction would rewrite)"
-        )
+    """The log-probability of each next token of ``ids`` ``(1, N)`` under ``rolling`` (see the module
+    docstring): ``(N - 1,)`` float32 for one :class:`Rolling`, ``(variants, N - 1)`` for a sequence of them
+    (one size). ``recompute``: the exact reference, the kept tokens run from scratch at each step of
+    ``steps`` (default: every step; the others NaN). A progress bar counts the tokens (``progress=False``:
+    none)."""
+    variants = _variants(lm, rolling)
     if ids.dim() != 2 or ids.shape[0] != 1 or ids.shape[1] < 2:
         raise ValueError(f"ids must be one text of at least 2 tokens, shape (1, N); got {tuple(ids.shape)}")
-    core = DecodingCore(lm)
     n = ids.shape[1]
-    out = torch.empty(n - 1)
-    cache = DynamicCache(config=lm.model.config)
-    for t in tqdm(range(n - 1), desc="rolling", disable=not progress, leave=False):
-        kept = kept_slots(rolling, t)
-        if recompute:
-            token_ids = ids[:, kept]
-            where = torch.arange(len(kept)) if rolling.reposition else torch.tensor(kept)
-            full = torch.ones(len(kept), len(kept), dtype=torch.bool).tril()[None, None]
-            logits = core.forward(token_ids, where[None].float(), full, None, last=True)
-        else:
-            if cache.get_seq_length() == rolling.size:  # full: the oldest window token goes
-                cache = evict(cache, rolling.sinks)
-                if rolling.reposition:
-                    cache = reposition(lm, cache, -1.0, slots=range(rolling.sinks, cache.get_seq_length()))
-            position = cache.get_seq_length() if rolling.reposition else t
-            sees = torch.ones(1, 1, 1, cache.get_seq_length() + 1, dtype=torch.bool)
-            logits = core.forward(
-                ids[:, t : t + 1], torch.tensor([[float(position)]]), sees, cache, last=True
-            )
-        out[t] = torch.log_softmax(logits[0, -1].float(), -1)[ids[0, t + 1]].cpu()
-    return out
+    chosen = range(n - 1) if steps is None else sorted(set(steps))
+    for t in chosen:
+        if isinstance(t, bool) or not isinstance(t, Integral) or not 0 <= t < n - 1:
+            raise ValueError(f"step {t!r} is outside the text's steps 0..{n - 2}")
+    chosen = [int(t) for t in chosen] if steps is not None else chosen
+    if steps is not None and not recompute:
+        raise ValueError("steps= chooses the reference's steps: give it with recompute=True")
+    out = torch.full((len(variants), n - 1), float("nan"))
+    if recompute:
+        run = recomputed_steps(lm, ids, variants, chosen)
+    else:
+        run = ((t, logits) for t, logits, _ in rolled_steps(lm, ids, variants, chosen))
+    for t, logits in tqdm(run, total=len(chosen), desc="rolling", disable=not progress, leave=False):
+        out[:, t] = torch.log_softmax(logits[:, -1].float(), -1)[:, ids[0, t + 1]].cpu()
+    return out[0] if isinstance(rolling, Rolling) else out
+
+
+def recomputed_steps(
+    lm: LoadedModel, ids: torch.Tensor, variants: Sequence[Rolling], steps: Iterable[int]
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(t, logits (variants, 1, vocab))`` at each step ``t`` of ``steps``: the tokens each variant keeps
+    after token ``t``, run from scratch at their positions (one batch row per variant, one size)."""
+    core = DecodingCore(lm)
+    for t in steps:
+        kept = [kept_slots(r, t) for r in variants]
+        where = torch.tensor(
+            [list(range(len(k))) if r.reposition else k for r, k in zip(variants, kept, strict=True)]
+        )
+        full = torch.ones(len(kept[0]), len(kept[0]), dtype=torch.bool).tril()[None, None]
+        yield t, core.forward(ids[0, torch.tensor(kept)], where.float(), full, None, last=True)
+
+
+def rolled_steps(
+    lm: LoadedModel,
+    ids: torch.Tensor,
+    variants: Sequence[Rolling],
+    steps: range,
+    cache: DynamicCache | None = None,
+) -> Iterator[tuple[int, torch.Tensor, DynamicCache]]:
+    """``(t, logits (variants, 1, vocab), cache)`` after feeding token ``t``, for the consecutive ``steps``,
+    on the rolling ``cache`` (one batch row per variant; ``None``: empty, for steps starting at 0) that holds
+    what the variants keep before ``steps.start``. The cache yielded is the one to continue from."""
+    core = DecodingCore(lm)
+    size = variants[0].size
+    if cache is None:
+        if steps.start != 0:
+            raise ValueError(f"steps start at {steps.start}: give the rolling cache held before that step")
+        cache = DynamicCache(config=lm.model.config)
+    evicted = [r.sinks for r in variants]
+    moved = torch.tensor(
+        [[-1.0 if r.reposition and s >= r.sinks else 0.0 for s in range(size - 1)] for r in variants]
+    )
+    for t in steps:
+        if cache.get_seq_length() == size:  # full: each row's oldest window token goes
+            cache = reposition(lm, evict(cache, evicted), moved)
+        held = cache.get_seq_length()
+        where = torch.tensor([[float(held if r.reposition else t)] for r in variants])
+        sees = torch.ones(1, 1, 1, held + 1, dtype=torch.bool)
+        logits = core.forward(ids[:, t : t + 1].expand(len(variants), -1), where, sees, cache, last=True)
+        yield t, logits, cache

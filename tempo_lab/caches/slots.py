@@ -1,0 +1,132 @@
+"""Cache surgery on slots: keep some slots, evict one, append one cache to another, stack caches as batch
+rows, swap one layer. Every function returns a new cache and leaves the ones given untouched.
+
+    kept = keep(cache, torch.tensor([[0, 1, 5, 6]]))   # (batch or 1, kept): slot indices per row
+    fewer = evict(cache, 4)                            # every slot but 4 (or one slot per row: [4, 0])
+    both = concat(first, second)                       # first's slots, then second's, layer by layer
+    rows = stack([a, b, c])                            # batch rows a, b, c (batch-1 caches, same length)
+    mixed = with_layer(cache, 3, other)                # layer 3 from other, the rest from cache
+
+Sliding-window layers (Gemma 2/3, Mistral, ...) count the tokens they have seen (``cumulative_length``) and
+drop slots older than the window. The surgery here keeps that count equal to the slots held, which is only
+right while the layer still holds every slot it was given: a sliding layer that has dropped slots, or that
+would hold more than ``sliding_window - 1`` slots, is refused with :class:`ValueError` naming the layer and
+the lengths (the slots it dropped are gone; re-computing is the only way back).
+
+Contents: :func:`keep`, :func:`evict`, :func:`concat`, :func:`stack`, :func:`with_layer`,
+:func:`check_whole`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from transformers import DynamicCache
+
+
+def _is_sliding(layer) -> bool:
+    return bool(getattr(layer, "is_sliding", False))
+
+
+def check_whole(cache: DynamicCache, adding: int = 0) -> None:
+    """Refuse a cache with a sliding layer that has dropped slots, or that would hold its window's worth
+    after ``adding`` more slots (the next pass would drop the oldest, silently)."""
+    for i, layer in enumerate(cache.layers):
+        if not _is_sliding(layer) or layer.keys is None:
+            continue
+        held, seen, window = layer.keys.shape[2], layer.cumulative_length, layer.sliding_window
+        if held != seen:
+            raise ValueError(
+                f"layer {i} slides over {window} tokens and has dropped {seen - held} of the {seen} it saw: "
+                "its slots cannot be moved or re-assembled; keep caches shorter than the window"
+            )
+        if held + adding > window - 1:
+            raise ValueError(
+                f"layer {i} slides over {window} tokens; {held} + {adding} slots would need more than its "
+                f"{window - 1}: keep caches shorter than the window"
+            )
+
+
+def _replaced(cache: DynamicCache, parts: list) -> DynamicCache:
+    out = copy.copy(cache)
+    out.layers = parts
+    return out
+
+
+def _with_tensors(layer, keys: torch.Tensor, values: torch.Tensor):
+    part = copy.copy(layer)
+    part.keys, part.values = keys, values
+    if _is_sliding(layer):
+        part.cumulative_length = keys.shape[2]
+    return part
+
+
+def keep(cache: DynamicCache, index: torch.Tensor) -> DynamicCache:
+    """A cache of the slots ``index`` ``(batch or 1, kept)`` (int64) of each row of ``cache``, in that
+    order."""
+    check_whole(cache)
+    length = cache.get_seq_length()
+    if index.dim() != 2 or index.dtype != torch.long:
+        raise ValueError(
+            f"index must be int64 of shape (batch or 1, kept), got {tuple(index.shape)} {index.dtype}"
+        )
+    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= length):
+        bad = int(index[(index < 0) | (index >= length)][0])
+        raise ValueError(f"slot {bad} is outside the cache (slots 0..{length - 1})")
+    parts = []
+    for layer in cache.layers:
+        rows = max(layer.keys.shape[0], index.shape[0])
+        where = index.to(layer.keys.device)[:, None, :, None]
+        shape = (rows, layer.keys.shape[1], index.shape[1], layer.keys.shape[3])
+        keys = layer.keys.expand(rows, -1, -1, -1).gather(2, where.expand(shape))
+        values = layer.values.expand(rows, -1, -1, -1).gather(2, where.expand(shape))
+        parts.append(_with_tensors(layer, keys, values))
+    return _replaced(cache, parts)
+
+
+def evict(cache: DynamicCache, slot: int | Sequence[int]) -> DynamicCache:
+    """A copy of ``cache`` without slot ``slot`` in every layer: one slot for every row, or one per row."""
+    length = cache.get_seq_length()
+    slots = [slot] if isinstance(slot, int) else list(slot)
+    for s in slots:
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < length:
+            raise ValueError(f"slot {s!r} is outside the cache (slots 0..{length - 1})")
+    index = torch.stack([torch.cat([torch.arange(s), torch.arange(s + 1, length)]) for s in slots])
+    return keep(cache, index)
+
+
+def concat(first: DynamicCache, second: DynamicCache) -> DynamicCache:
+    """A cache holding ``first``'s slots, then ``second``'s, layer by layer (neither is modified)."""
+    check_whole(first, second.get_seq_length())
+    check_whole(second)
+    parts = [
+        _with_tensors(a, torch.cat([a.keys, b.keys], 2), torch.cat([a.values, b.values], 2))
+        for a, b in zip(first.layers, second.layers, strict=True)
+    ]
+    return _replaced(first, parts)
+
+
+def stack(caches: Sequence[DynamicCache]) -> DynamicCache:
+    """One cache whose batch rows are ``caches`` (each of batch 1 and the same length), in order."""
+    lengths = {c.get_seq_length() for c in caches}
+    if not caches or len(lengths) != 1:
+        raise ValueError(f"stack takes caches of one length, got lengths {sorted(lengths)}")
+    for c in caches:
+        check_whole(c)
+    parts = [
+        _with_tensors(
+            layers[0], torch.cat([x.keys for x in layers], 0), torch.cat([x.values for x in layers], 0)
+        )
+        for layers in zip(*(c.layers for c in caches), strict=True)
+    ]
+    return _replaced(caches[0], parts)
+
+
+def with_layer(cache: DynamicCache, layer: int, source: DynamicCache) -> DynamicCache:
+    """A copy of ``cache`` (each layer copied, so a pass on it grows the copy) whose layer ``layer`` is
+    ``source``'s."""
+    return _replaced(
+        cache, [copy.copy(source.layers[i] if i == layer else held) for i, held in enumerate(cache.layers)]
+    )

@@ -1,0 +1,271 @@
+"""Notebook 11's study: attention sinks, massive activations and chunk reuse over a prompt set, and rolling
+caches over a long text, on one or more models, kept in a verified results folder (:mod:`tempo_lab.store`).
+
+    run_cache_study("results/11_caches", CacheSpec())   # resumable: only missing parts are computed
+    tables = read_cache_study("results/11_caches")      # sinks, massive, chunks, partial, rolling
+
+Per model and chunk of ``per_part`` prompts (one part of each prompt table):
+
+- ``sinks``: the last token's attention on the first token, per layer and head (:func:`sink_mass`);
+- ``massive``: the residual-stream entries >= ``ratio`` x their layer's median (:func:`massive_activations`);
+- ``ablation`` (the first ``ablate`` prompts' parts): the next-token TV when the first token's massive entries
+  are set to zero or to their mean, or the first token is masked out (:func:`sink_ablation`);
+- ``chunks``: prompt ``i`` reused behind prompt ``i + 1`` (:func:`reuse_chunk`): per layer the keys' and
+  values' relative error and the TV left when that layer's recomputed cache is put back, with the TV and
+  top-1 agreement of the reuse itself;
+- ``partial``: the TV and top-1 agreement when ``k`` of the chunk's tokens are recomputed (``first`` and
+  ``deviating``, ``k`` in ``partial``).
+
+Per model and segment of ``segment`` tokens of the long text (the TPI corpus's training text, CPython's
+documentation topics): ``rolling``, each variant's log-probability of each next token (StreamingLLM with
+``sinks`` + ``window``, and a plain window of the same size, run together as batch rows) and, every
+``reference_every`` steps, the recomputed window's. The rolling cache after each segment is saved beside the
+parts (``rolling/state-<model>.pt``), so an interrupted run resumes at the segment it stopped in.
+
+Contents: :class:`CacheSpec`, :func:`run_cache_study`, :func:`read_cache_study`, :data:`TABLES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+from transformers import DynamicCache
+
+from tempo_lab.caches.chunks import SELECTIONS, reuse_chunk
+from tempo_lab.caches.rolling import Rolling, recomputed_steps, rolled_steps
+from tempo_lab.caches.sinks import ABLATIONS, massive_activations, sink_ablation, sink_mass
+from tempo_lab.loaded import LoadedModel
+from tempo_lab.store import IncompleteResults, ResultsFolder, identity_hash
+from tempo_lab.studies.prompts import bundled_prompts, encode
+from tempo_lab.tpi.corpus import load_corpus
+
+PROMPT_TABLES = ("sinks", "massive", "ablation", "chunks", "partial")
+TABLES = (*PROMPT_TABLES, "rolling")
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """The study's settings (its identity: a folder holds one spec's results)."""
+
+    models: tuple[str, ...] = ("smollm2-135m", "gemma3-270m")
+    prompts: int | None = None  # the first n bundled prompts (None: all 302)
+    per_part: int = 32
+    ratio: float = 100.0
+    ablate: int = 64  # the sink ablations run on the first ``ablate`` prompts' parts
+    partial: tuple[int, ...] = (1, 2, 4, 8)
+    sinks: int = 4
+    window: int = 252
+    length: int = 8192
+    segment: int = 1024
+    reference_every: int = 128
+
+    def __post_init__(self) -> None:
+        for name in ("per_part", "window", "length", "segment", "reference_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+    @property
+    def variants(self) -> dict[str, Rolling]:
+        return {"streaming": Rolling(self.sinks, self.window), "window": Rolling(0, self.sinks + self.window)}
+
+    def header(self) -> dict:
+        return {**asdict(self), "models": list(self.models), "partial": list(self.partial)}
+
+    def prompt_count(self) -> int:
+        total = len(bundled_prompts().prompts)
+        return total if self.prompts is None else min(self.prompts, total)
+
+    def plan(self) -> dict[str, list[str]]:
+        n = self.prompt_count()
+        chunks = [f"{m}-p{s:03d}" for m in self.models for s in range(0, n, self.per_part)]
+        steps = self.length - 1
+        segments = [f"{m}-t{s:05d}" for m in self.models for s in range(0, steps, self.segment)]
+        ablated = [k for k in chunks if int(k.rsplit("-p", 1)[1]) < min(self.ablate, n)]
+        plan = {t: chunks for t in PROMPT_TABLES}
+        return {**plan, "ablation": ablated, "rolling": segments}
+
+
+def _manifest(spec: CacheSpec) -> dict:
+    return {"study": "caches", "spec": spec.header(), "plan": spec.plan()}
+
+
+def _load(name: str) -> LoadedModel:
+    from tempo_lab.models import load_model
+
+    return load_model(name)
+
+
+def _sinks(lm, model, spec, i, ids, prefix) -> list[dict]:
+    mass = sink_mass(lm, ids)
+    return [
+        {"model": model, "prompt": i, "layer": layer, "head": head, "mass": float(mass[layer, head])}
+        for layer in range(mass.shape[0])
+        for head in range(mass.shape[1])
+    ]
+
+
+def _massive(lm, model, spec, i, ids, prefix) -> list[dict]:
+    found = massive_activations(lm, ids, spec.ratio)
+    return [{"model": model, "prompt": i, **r} for r in found.to_dict("records")]
+
+
+def _ablation(lm, model, spec, i, ids, prefix) -> list[dict]:
+    found = massive_activations(lm, ids, spec.ratio)
+    return [{"model": model, "prompt": i, "mode": mode, "entries": int((found.slot == 0).sum()),
+             "tv": sink_ablation(lm, ids, mode, found)} for mode in ABLATIONS]  # fmt: skip
+
+
+def _chunks(lm, model, spec, i, ids, prefix) -> tuple[list[dict], list[dict]]:
+    asked = [(kind, k) for kind in SELECTIONS for k in spec.partial if k <= ids.shape[1] - 1]
+    reuse = reuse_chunk(lm, prefix, ids, partial=asked)
+    layers = [{"model": model, "prompt": i, "layer": int(r.layer), "key_error": r.key_error,
+               "value_error": r.value_error, "restored": float(reuse.restored[int(r.layer)]), "tv": reuse.tv,
+               "top1_agrees": reuse.top1_agrees, "tokens": ids.shape[1]}
+              for r in reuse.deviation.itertuples()]  # fmt: skip
+    partial = [{"model": model, "prompt": i, "tokens_in_chunk": ids.shape[1] - 1, **r}
+               for r in reuse.partial.to_dict("records")]  # fmt: skip
+    return layers, partial
+
+
+PER_PROMPT = {"sinks": _sinks, "massive": _massive, "ablation": _ablation}
+
+
+def _prompt_rows(lm: LoadedModel, model: str, spec: CacheSpec, indices: list[int], tables: set[str]):
+    """The rows of ``tables`` (of :data:`PROMPT_TABLES`) for prompts ``indices``: prompt ``i`` is also the
+    chunk reused behind prompt ``i + 1``."""
+    prompts, n = bundled_prompts(), spec.prompt_count()
+    rows: dict[str, list[dict]] = {t: [] for t in tables}
+    for i in indices:
+        ids, prefix = encode(lm, prompts, i), encode(lm, prompts, (i + 1) % n)
+        for table, measure in PER_PROMPT.items():
+            if table in tables:
+                rows[table] += measure(lm, model, spec, i, ids, prefix)
+        if {"chunks", "partial"} & tables:
+            layers, partial = _chunks(lm, model, spec, i, ids, prefix)
+            rows["chunks"] = rows.get("chunks", []) + layers
+            rows["partial"] = rows.get("partial", []) + partial
+    return rows
+
+
+def _long_text(lm: LoadedModel, length: int) -> torch.Tensor:
+    text = bytes(load_corpus().train.tolist()).decode("utf-8", errors="replace")
+    ids = lm.encode(text)
+    if ids.shape[1] < length:
+        raise ValueError(
+            f"the long text gives {ids.shape[1]} tokens on {lm.name}, fewer than length={length}"
+        )
+    return ids[:, :length]
+
+
+def _save_state(path: Path, step: int, cache: DynamicCache) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"step": step, "layers": [(c.keys, c.values) for c in cache.layers]}, tmp)
+    tmp.replace(path)
+
+
+def _load_state(path: Path, lm: LoadedModel, step: int) -> DynamicCache | None:
+    if not path.is_file():
+        return None
+    state = torch.load(path, weights_only=True)
+    if state["step"] != step:
+        return None
+    cache = DynamicCache(config=lm.model.config)
+    for layer, (keys, values) in enumerate(state["layers"]):
+        cache.update(keys, values, layer)
+    return cache
+
+
+def _rolling_part(lm, model, spec, ids, start, cache) -> tuple[list[dict], DynamicCache]:
+    names, variants = list(spec.variants), list(spec.variants.values())
+    stop = min(start + spec.segment, ids.shape[1] - 1)
+    logp = torch.full((len(variants), stop - start), float("nan"))
+    ref = logp.clone()
+    for t, logits, held in rolled_steps(lm, ids, variants, range(start, stop), cache):
+        cache = held
+        logp[:, t - start] = torch.log_softmax(logits[:, -1].float(), -1)[:, ids[0, t + 1]].cpu()
+    sampled = [t for t in range(start, stop) if t % spec.reference_every == spec.reference_every - 1]
+    for t, logits in recomputed_steps(lm, ids, variants, sampled):
+        ref[:, t - start] = torch.log_softmax(logits[:, -1].float(), -1)[:, ids[0, t + 1]].cpu()
+    rows = [{"model": model, "variant": name, "step": t, "logprob": float(logp[v, t - start]),
+             "reference": float(ref[v, t - start])}
+            for v, name in enumerate(names) for t in range(start, stop)]  # fmt: skip
+    return rows, cache
+
+
+def run_cache_study(
+    folder: str | Path,
+    spec: CacheSpec = CacheSpec(),
+    progress: bool = True,
+    load: Callable[[str], LoadedModel] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Compute every missing part of ``folder`` for ``spec`` (see the module docstring); returns
+    :func:`read_cache_study`. A folder of another spec is refused; one writer at a time. ``load``: how a
+    model name becomes a model (default :func:`~tempo_lab.load_model`)."""
+    load = load or _load
+    store = ResultsFolder(folder)
+    store.check_writable()
+    manifest = _manifest(spec)
+    with store.writing():
+        store.claim(manifest, ["study", "spec"], grows=["plan"])
+        identity, plan = identity_hash({"spec": spec.header()}), spec.plan()
+        have = {t: set(store.verified(t, {k: k for k in plan[t]}, identity)) for t in TABLES}
+        for model in spec.models:
+            lm = None
+            starts = range(0, spec.prompt_count(), spec.per_part)
+            lacking = {s: {t for t in PROMPT_TABLES if f"{model}-p{s:03d}" in plan[t]
+                           and f"{model}-p{s:03d}" not in have[t]} for s in starts}  # fmt: skip
+            todo = [s for s in starts if lacking[s]]
+            for s in tqdm(todo, desc=f"{model}: prompts", disable=not progress):
+                lm = lm or load(model)
+                key = f"{model}-p{s:03d}"
+                indices = list(range(s, min(s + spec.per_part, spec.prompt_count())))
+                for table, rows in _prompt_rows(lm, model, spec, indices, lacking[s]).items():
+                    store.write(table, key, rows, identity, key)
+            segments = range(0, spec.length - 1, spec.segment)
+            missing = [s for s in segments if f"{model}-t{s:05d}" not in have["rolling"]]
+            if not missing:
+                continue
+            lm = lm or load(model)
+            ids, state = _long_text(lm, spec.length), store.path / "rolling" / f"state-{model}.pt"
+            first = missing[0]
+            cache = _load_state(state, lm, first) if first else None
+            first = first if first == 0 or cache is not None else 0  # no saved state: start over
+            for s in tqdm(
+                [s for s in segments if s >= first], desc=f"{model}: rolling", disable=not progress
+            ):
+                rows, cache = _rolling_part(lm, model, spec, ids, s, cache)
+                key = f"{model}-t{s:05d}"
+                store.write("rolling", key, rows, identity, key)
+                _save_state(state, s + spec.segment, cache)
+    return read_cache_study(folder)
+
+
+def read_cache_study(folder: str | Path, *, allow_partial: bool = False) -> dict[str, pd.DataFrame]:
+    """The verified tables of ``folder`` by name (:data:`TABLES`); a missing part raises
+    :class:`~tempo_lab.store.IncompleteResults` naming it and the call that completes it
+    (``allow_partial``: read what is there)."""
+    store = ResultsFolder(folder)
+    manifest = store.read_manifest()
+    if manifest.get("study") != "caches":
+        raise ValueError(f"{store.path} holds no cache study (its manifest names {manifest.get('study')!r})")
+    identity = identity_hash({"spec": manifest["spec"]})
+    out, missing = {}, {}
+    for table in TABLES:
+        expected = manifest["plan"][table]
+        parts = store.verified(table, {k: k for k in expected}, identity)
+        lost = [k for k in expected if k not in parts]
+        if lost:
+            missing[table] = lost
+        frames = [parts[k] for k in expected if k in parts]
+        out[table] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if missing and not allow_partial:
+        spec = manifest["spec"]
+        call = f"tempo_lab.caches.run_cache_study({str(store.path)!r}, CacheSpec(**{spec!r}))"
+        raise IncompleteResults(store.path, missing, call)
+    return out
