@@ -22,7 +22,7 @@ cache is from a recompute.
 from tempo_lab.caches.chunks import SELECTIONS, ChunkReuse, reuse_chunk, selected
 from tempo_lab.caches.reposition import check_shift, reposition
 from tempo_lab.caches.rolling import Rolling, kept_slots, recomputed_steps, rolled_steps, rolling_logprobs
-from tempo_lab.caches.sinks import ABLATIONS, massive_activations, sink_ablation, sink_mass
+from tempo_lab.caches.sinks import ABLATIONS, massive_activations, massive_means, sink_ablation, sink_mass
 from tempo_lab.caches.slots import check_whole, concat, evict, keep, stack, with_layer
 from tempo_lab.caches.study import TABLES, CacheSpec, read_cache_study, run_cache_study
 
@@ -40,6 +40,7 @@ __all__ = [
     "keep",
     "kept_slots",
     "massive_activations",
+    "massive_means",
     "read_cache_study",
     "recomputed_steps",
     "reposition",

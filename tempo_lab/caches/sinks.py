@@ -4,14 +4,17 @@
     sink_mass(lm, ids)                  # (layers, heads): the last token's attention on the first token(s)
     massive_activations(lm, ids)        # residual-stream entries far above the median: layer, slot, dim
     sink_ablation(lm, ids, "zero")      # the next-token TV when the sink's massive entries are zeroed
-                                        # ("mean": set to their mean over the other slots; "remove": the
-                                        # first token masked out of every query's view)
+    sink_ablation(lm, ids, "mean", means=massive_means(many))   # set to their mean over many prompts
+    sink_ablation(lm, ids, "remove")    # the first token masked out of every query's view
 
 The residual stream is each decoder layer's output (a forward hook reads it; an ablation's hook replaces it
 for the block, and is removed on exit). Sun et al. report that zeroing the massive activations breaks the
-model while setting them to their mean does not; :func:`sink_ablation` measures both on any model.
+model while setting them to their mean (over many sequences: the massive values are nearly constant, so the
+mean is itself massive) does not; :func:`sink_ablation` measures both on any model, the means from
+:func:`massive_means` of :func:`massive_activations` over a prompt set.
 
-Contents: :func:`sink_mass`, :func:`massive_activations`, :func:`sink_ablation`, :data:`ABLATIONS`.
+Contents: :func:`sink_mass`, :func:`massive_activations`, :func:`massive_means`, :func:`sink_ablation`,
+:data:`ABLATIONS`.
 """
 
 from __future__ import annotations
@@ -92,15 +95,39 @@ def massive_activations(lm: LoadedModel, ids: torch.Tensor, ratio: float = 100.0
     return pd.DataFrame(rows, columns=columns).sort_values("ratio", ascending=False, ignore_index=True)
 
 
+def massive_means(massive: pd.DataFrame, slot: int = 0) -> dict[tuple[int, int], float]:
+    """``{(layer, dim): mean value}`` of the massive entries at ``slot`` in ``massive`` (rows of
+    :func:`massive_activations`, e.g. of many prompts concatenated): what Sun et al.'s mean ablation sets
+    each entry to."""
+    if massive.empty:
+        return {}
+    at = massive[massive.slot == slot]
+    return {
+        (int(layer), int(dim)): float(v)
+        for (layer, dim), v in at.groupby(["layer", "dim"]).value.mean().items()
+    }
+
+
 def sink_ablation(
-    lm: LoadedModel, ids: torch.Tensor, mode: str, found: pd.DataFrame | None = None, slot: int = 0
+    lm: LoadedModel,
+    ids: torch.Tensor,
+    mode: str,
+    found: pd.DataFrame | None = None,
+    slot: int = 0,
+    means: dict[tuple[int, int], float] | None = None,
 ) -> float:
     """The total variation between the last token's next-token distribution with and without the ablation
-    ``mode`` of the sink at ``slot``: ``"zero"`` or ``"mean"`` sets its massive entries (``found``, default
-    :func:`massive_activations` of ``ids`` at that slot) in each layer's output to 0 or to their mean over the
-    other slots; ``"remove"`` masks the slot out of every other query's view."""
+    ``mode`` of the sink at ``slot``: ``"zero"`` sets its massive entries (``found``, default
+    :func:`massive_activations` of ``ids`` at that slot) in each layer's output to 0, ``"mean"`` to
+    ``means[(layer, dim)]`` (:func:`massive_means`; entries without a mean are left alone); ``"remove"``
+    masks the slot out of every other query's view."""
     if mode not in ABLATIONS:
         raise ValueError(f"mode must be one of {', '.join(ABLATIONS)}, got {mode!r}")
+    if mode == "mean" and means is None:
+        raise ValueError(
+            "mode 'mean' sets each massive entry to its mean over many prompts: give means={(layer, dim): "
+            "value} (caches.massive_means of their massive_activations)"
+        )
     n = ids.shape[1]
     if isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot < n - 1:
         raise ValueError(f"slot must be an integer in 0..{n - 2} (not the last token), got {slot!r}")
@@ -111,24 +138,24 @@ def sink_ablation(
         return float(0.5 * (_forward(lm, ids, allowed[None, None]) - base).abs().sum())
     found = massive_activations(lm, ids) if found is None else found
     targets = found[found.slot == slot]
-    by_layer: dict[int, list[int]] = {}
+    by_layer: dict[int, dict[int, float]] = {}
     for layer, dim in zip(targets.layer, targets.dim, strict=True):
-        by_layer.setdefault(int(layer), []).append(int(dim))
-    others = [s for s in range(n) if s != slot]
+        key = (int(layer), int(dim))
+        if mode == "zero" or key in means:
+            by_layer.setdefault(key[0], {})[key[1]] = 0.0 if mode == "zero" else means[key]
 
-    def hook_for(dims: list[int]):
+    def hook_for(values: dict[int, float]):
         def hook(_module: nn.Module, _args: tuple, output):
             h = output[0] if isinstance(output, tuple) else output
             h = h.clone()
-            index = torch.tensor(dims, device=h.device)
-            value = 0.0 if mode == "zero" else h[:, others][:, :, index].mean(1)
-            h[:, slot, index] = value
+            index = torch.tensor(list(values), device=h.device)
+            h[:, slot, index] = torch.tensor(list(values.values()), dtype=h.dtype, device=h.device)
             return (h, *output[1:]) if isinstance(output, tuple) else h
 
         return hook
 
     layers = _layers(lm)
-    handles = [layers[layer].register_forward_hook(hook_for(dims)) for layer, dims in by_layer.items()]
+    handles = [layers[layer].register_forward_hook(hook_for(values)) for layer, values in by_layer.items()]
     try:
         ablated = _forward(lm, ids)
     finally:

@@ -8,8 +8,9 @@ Per model and chunk of ``per_part`` prompts (one part of each prompt table):
 
 - ``sinks``: the last token's attention on the first token, per layer and head (:func:`sink_mass`);
 - ``massive``: the residual-stream entries >= ``ratio`` x their layer's median (:func:`massive_activations`);
-- ``ablation`` (the first ``ablate`` prompts' parts): the next-token TV when the first token's massive entries
-  are set to zero or to their mean, or the first token is masked out (:func:`sink_ablation`);
+- ``ablation`` (the first ``ablate`` prompts' parts, once every prompt's massive activations are in): the
+  next-token TV when the first token's massive entries are set to zero or to their mean over all the
+  prompts (Sun et al.), or the first token is masked out (:func:`sink_ablation`);
 - ``chunks``: prompt ``i`` reused behind prompt ``i + 1`` (:func:`reuse_chunk`): per layer the keys' and
   values' relative error and the TV left when that layer's recomputed cache is put back, with the TV and
   top-1 agreement of the reuse itself;
@@ -20,7 +21,8 @@ Per model and segment of ``segment`` tokens of the long text (the TPI corpus's t
 documentation topics): ``rolling``, each variant's log-probability of each next token (StreamingLLM with
 ``sinks`` + ``window``, and a plain window of the same size, run together as batch rows) and, every
 ``reference_every`` steps, the recomputed window's. The rolling cache after each segment is saved beside the
-parts (``rolling/state-<model>.pt``), so an interrupted run resumes at the segment it stopped in.
+parts (``rolling/state-<model>.pt``, deleted once the stream is whole), so an interrupted run resumes at the
+segment it stopped in.
 
 Contents: :class:`CacheSpec`, :func:`run_cache_study`, :func:`read_cache_study`, :data:`TABLES`.
 """
@@ -38,7 +40,7 @@ from transformers import DynamicCache
 
 from tempo_lab.caches.chunks import SELECTIONS, reuse_chunk
 from tempo_lab.caches.rolling import Rolling, recomputed_steps, rolled_steps
-from tempo_lab.caches.sinks import ABLATIONS, massive_activations, sink_ablation, sink_mass
+from tempo_lab.caches.sinks import ABLATIONS, massive_activations, massive_means, sink_ablation, sink_mass
 from tempo_lab.loaded import LoadedModel
 from tempo_lab.store import IncompleteResults, ResultsFolder, identity_hash
 from tempo_lab.studies.prompts import bundled_prompts, encode
@@ -115,10 +117,14 @@ def _massive(lm, model, spec, i, ids, prefix) -> list[dict]:
     return [{"model": model, "prompt": i, **r} for r in found.to_dict("records")]
 
 
-def _ablation(lm, model, spec, i, ids, prefix) -> list[dict]:
-    found = massive_activations(lm, ids, spec.ratio)
-    return [{"model": model, "prompt": i, "mode": mode, "entries": int((found.slot == 0).sum()),
-             "tv": sink_ablation(lm, ids, mode, found)} for mode in ABLATIONS]  # fmt: skip
+def _ablations(lm, model, spec, indices, means) -> list[dict]:
+    prompts, rows = bundled_prompts(), []
+    for i in indices:
+        ids = encode(lm, prompts, i)
+        found = massive_activations(lm, ids, spec.ratio)
+        rows += [{"model": model, "prompt": i, "mode": mode, "entries": int((found.slot == 0).sum()),
+                  "tv": sink_ablation(lm, ids, mode, found, means=means)} for mode in ABLATIONS]  # fmt: skip
+    return rows
 
 
 def _chunks(lm, model, spec, i, ids, prefix) -> tuple[list[dict], list[dict]]:
@@ -133,7 +139,7 @@ def _chunks(lm, model, spec, i, ids, prefix) -> tuple[list[dict], list[dict]]:
     return layers, partial
 
 
-PER_PROMPT = {"sinks": _sinks, "massive": _massive, "ablation": _ablation}
+PER_PROMPT = {"sinks": _sinks, "massive": _massive}
 
 
 def _prompt_rows(lm: LoadedModel, model: str, spec: CacheSpec, indices: list[int], tables: set[str]):
@@ -218,7 +224,7 @@ def run_cache_study(
         for model in spec.models:
             lm = None
             starts = range(0, spec.prompt_count(), spec.per_part)
-            lacking = {s: {t for t in PROMPT_TABLES if f"{model}-p{s:03d}" in plan[t]
+            lacking = {s: {t for t in PROMPT_TABLES if t != "ablation" and f"{model}-p{s:03d}" in plan[t]
                            and f"{model}-p{s:03d}" not in have[t]} for s in starts}  # fmt: skip
             todo = [s for s in starts if lacking[s]]
             for s in tqdm(todo, desc=f"{model}: prompts", disable=not progress):
@@ -227,6 +233,18 @@ def run_cache_study(
                 indices = list(range(s, min(s + spec.per_part, spec.prompt_count())))
                 for table, rows in _prompt_rows(lm, model, spec, indices, lacking[s]).items():
                     store.write(table, key, rows, identity, key)
+            ablating = [
+                k for k in plan["ablation"] if k.startswith(f"{model}-p") and k not in have["ablation"]
+            ]
+            if ablating:  # after every prompt's massive activations: the mean ablation needs their means
+                lm = lm or load(model)
+                found = store.verified("massive", {k: k for k in plan["massive"]}, identity).values()
+                rows = [f[f.model == model] for f in found if len(f)]
+                means = massive_means(pd.concat(rows)) if rows else {}
+                for key in tqdm(ablating, desc=f"{model}: ablations", disable=not progress):
+                    s = int(key.rsplit("-p", 1)[1])
+                    indices = list(range(s, min(s + spec.per_part, spec.prompt_count())))
+                    store.write("ablation", key, _ablations(lm, model, spec, indices, means), identity, key)
             segments = range(0, spec.length - 1, spec.segment)
             missing = [s for s in segments if f"{model}-t{s:05d}" not in have["rolling"]]
             if not missing:
@@ -243,6 +261,7 @@ def run_cache_study(
                 key = f"{model}-t{s:05d}"
                 store.write("rolling", key, rows, identity, key)
                 _save_state(state, s + spec.segment, cache)
+            state.unlink(missing_ok=True)  # the stream is whole: nothing to resume
     return read_cache_study(folder)
 
 

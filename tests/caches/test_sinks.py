@@ -4,11 +4,12 @@ each ablation against the same edit done by hand on the model's own forward."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
 from tempo_lab import capture_attention, masks
-from tempo_lab.caches import massive_activations, sink_ablation, sink_mass
+from tempo_lab.caches import massive_activations, massive_means, sink_ablation, sink_mass
 
 TEXT = "Once upon a time, there"
 
@@ -56,20 +57,28 @@ def test_zero_and_mean_ablations_equal_the_edit_done_by_hand(planted):
     ids = planted.encode(TEXT)
     found = massive_activations(planted, ids)
     base = own_probs(planted, ids)
+    means = {(0, 5): 7.0, (1, 5): -3.0}  # (layer, dim): the value a mean ablation sets
+    assert massive_means(pd.concat([found, found.assign(value=found.value - 2)])) == {
+        (int(r.layer), int(r.dim)): r.value - 1 for r in found.itertuples()
+    }
     for mode in ("zero", "mean"):
 
-        def by_hand(_module, _args, output, mode=mode):
-            h = (output[0] if isinstance(output, tuple) else output).clone()
-            h[:, 0, 5] = 0.0 if mode == "zero" else h[:, 1:, 5].mean()
-            return (h, *output[1:]) if isinstance(output, tuple) else h
+        def by_hand(layer, mode=mode):
+            def hook(_module, _args, output):
+                h = (output[0] if isinstance(output, tuple) else output).clone()
+                h[:, 0, 5] = 0.0 if mode == "zero" else means[layer, 5]
+                return (h, *output[1:]) if isinstance(output, tuple) else h
 
-        handles = [layer.register_forward_hook(by_hand) for layer in planted.model.base_model.layers]
+            return hook
+
+        layers = planted.model.base_model.layers
+        handles = [block.register_forward_hook(by_hand(i)) for i, block in enumerate(layers)]
         try:
             want = float(0.5 * (own_probs(planted, ids) - base).abs().sum())
         finally:
             for h in handles:
                 h.remove()
-        assert sink_ablation(planted, ids, mode, found) == pytest.approx(want, abs=1e-6)
+        assert sink_ablation(planted, ids, mode, found, means=means) == pytest.approx(want, abs=1e-6)
         assert want > 1e-4
 
 
@@ -89,6 +98,10 @@ def test_nothing_to_ablate_changes_nothing_and_bad_input_is_refused(tiny):
     assert empty.empty and sink_ablation(tiny, ids, "zero", empty) == 0.0
     with pytest.raises(ValueError, match="mode must be one of zero, mean, remove, got 'drop'"):
         sink_ablation(tiny, ids, "drop")
+    with pytest.raises(
+        ValueError, match=r"mode 'mean' sets each massive entry to its mean over many prompts"
+    ):
+        sink_ablation(tiny, ids, "mean")
     with pytest.raises(ValueError, match=r"sinks must be an integer in 1\.\.22 .* got 0"):
         sink_mass(tiny, ids, sinks=0)
     with pytest.raises(ValueError, match=r"ratio must be > 1"):

@@ -13,6 +13,7 @@ import torch
 from tempo_lab.caches import (
     CacheSpec,
     Rolling,
+    massive_means,
     read_cache_study,
     reuse_chunk,
     rolling_logprobs,
@@ -25,7 +26,7 @@ from tempo_lab.store import IncompleteResults
 from tempo_lab.studies.prompts import bundled_prompts, encode
 from tempo_lab.tiny import tiny_random
 
-SPEC = CacheSpec(models=("llama",), prompts=5, per_part=2, ablate=2, partial=(1, 3), sinks=2, window=10,
+SPEC = CacheSpec(models=("llama",), prompts=5, per_part=2, ablate=2, ratio=3.0, partial=(1, 3), sinks=2, window=10,
                  length=70, segment=25, reference_every=16)  # fmt: skip
 
 
@@ -81,6 +82,9 @@ def test_the_prompt_rows_are_the_functions_called_prompt_by_prompt(tables):
     first = ablation[ablation.prompt == 1].set_index("mode").tv
     ids1 = encode(lm, prompts, 1)
     assert first["remove"] == pytest.approx(sink_ablation(lm, ids1, "remove"), abs=1e-6)
+    means = massive_means(tables["massive"])  # over every prompt's massive entries at the first token
+    assert means and first["zero"] > 0
+    assert first["mean"] == pytest.approx(sink_ablation(lm, ids1, "mean", means=means), abs=1e-6)
 
 
 def test_an_interrupted_run_resumes_from_its_state_and_ends_the_same(tmp_path, tables, monkeypatch):
