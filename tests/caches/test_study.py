@@ -13,6 +13,7 @@ import torch
 from tempo_lab.caches import (
     CacheSpec,
     Rolling,
+    massive_activations,
     massive_means,
     read_cache_study,
     reuse_chunk,
@@ -26,8 +27,8 @@ from tempo_lab.store import IncompleteResults
 from tempo_lab.studies.prompts import bundled_prompts, encode
 from tempo_lab.tiny import tiny_random
 
-SPEC = CacheSpec(models=("llama",), prompts=5, per_part=2, ablate=2, ratio=3.0, partial=(1, 3), sinks=2, window=10,
-                 length=70, segment=25, reference_every=16)  # fmt: skip
+SPEC = CacheSpec(models=("llama",), prompts=5, per_part=2, ablate=2, ratio=3.0, partial=(1, 3), sinks=2,
+                 window=10, length=70, segment=25, reference_every=16)  # fmt: skip
 
 
 def load(name: str):
@@ -84,7 +85,8 @@ def test_the_prompt_rows_are_the_functions_called_prompt_by_prompt(tables):
     assert first["remove"] == pytest.approx(sink_ablation(lm, ids1, "remove"), abs=1e-6)
     means = massive_means(tables["massive"])  # over every prompt's massive entries at the first token
     assert means and first["zero"] > 0
-    assert first["mean"] == pytest.approx(sink_ablation(lm, ids1, "mean", means=means), abs=1e-6)
+    found = massive_activations(lm, ids1, SPEC.ratio)
+    assert first["mean"] == pytest.approx(sink_ablation(lm, ids1, "mean", found, means=means), abs=1e-6)
 
 
 def test_an_interrupted_run_resumes_from_its_state_and_ends_the_same(tmp_path, tables, monkeypatch):
