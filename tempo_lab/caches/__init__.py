@@ -24,7 +24,7 @@ from tempo_lab.caches.reposition import check_shift, reposition
 from tempo_lab.caches.rolling import Rolling, kept_slots, recomputed_steps, rolled_steps, rolling_logprobs
 from tempo_lab.caches.sinks import ABLATIONS, massive_activations, massive_means, sink_ablation, sink_mass
 from tempo_lab.caches.slots import check_whole, concat, evict, keep, stack, with_layer
-from tempo_lab.caches.study import TABLES, CacheSpec, read_cache_study, run_cache_study
+from tempo_lab.caches.study import TABLES, CacheSpec, read_cache_study, run_cache_study, study_spec
 
 __all__ = [
     "ABLATIONS",
@@ -52,5 +52,6 @@ __all__ = [
     "sink_ablation",
     "sink_mass",
     "stack",
+    "study_spec",
     "with_layer",
 ]

@@ -118,11 +118,14 @@ def cache_view(lm: LoadedModel, text: torch.Tensor, prefix: torch.Tensor, chunk:
     (sinks, window, re-positioned or not) against the same kept tokens recomputed from scratch. Right: the TV
     between ``chunk`` ``(1, m)`` reused behind ``prefix`` ``(1, P)`` and its recompute, and what is left
     when one layer's recomputed cache is put back. It runs the model on every move."""
-    reuse = reuse_chunk(lm, prefix, chunk)
-    layers = len(reuse.restored)
+    layers = len(lm.model.base_model.layers)
+    reused: list = []  # the chunk reuse, computed on the first render (bad input: the view says why)
 
     def update(values, progress) -> Rendered:
         sinks, window, layer = int(values["sinks"]), int(values["window"]), int(values["restore"])
+        if not reused:
+            reused.append(reuse_chunk(lm, prefix, chunk))
+        reuse = reused[0]
         rolling = Rolling(sinks, window, reposition=values["reposition"] == "on")
         got = -rolling_logprobs(lm, text, rolling, progress=False)
         want = -rolling_logprobs(lm, text, rolling, recompute=True, progress=False)
@@ -155,6 +158,6 @@ def cache_view(lm: LoadedModel, text: torch.Tensor, prefix: torch.Tensor, chunk:
     return live_view("caches", "Rolling caches and chunk reuse", {
         "sinks": Control(4, 0, 8, 1, description="sinks"),
         "window": Control(min(16, longest), 2, longest, 2, description="window"),
-        "reposition": Control("on", options=["on", "off"], description="re-position", kind="toggle"),
+        "reposition": Control("on", options=["on", "off"], description="re-position"),
         "restore": Control(-1, -1, layers - 1, 1, description="restore layer"),
     }, update)  # fmt: skip

@@ -6,6 +6,7 @@
     sink_ablation(lm, ids, "zero")      # the next-token TV when the sink's massive entries are zeroed
     sink_ablation(lm, ids, "mean", means=massive_means(many))   # set to their mean over many prompts
     sink_ablation(lm, ids, "remove")    # the first token masked out of every query's view
+    sink_ablation(lm, ids, "move")      # the first token at the position of the token before the last
 
 The residual stream is each decoder layer's output (a forward hook reads it; an ablation's hook replaces it
 for the block, and is removed on exit). Sun et al. report that zeroing the massive activations breaks the
@@ -28,9 +29,9 @@ from torch import nn
 
 from tempo_lab import capture_attention, masks
 from tempo_lab.generators import DecodingCore
-from tempo_lab.loaded import LoadedModel
+from tempo_lab.loaded import LoadedModel, evaluating
 
-ABLATIONS = ("zero", "mean", "remove")
+ABLATIONS = ("zero", "mean", "remove", "move")
 
 
 def _layers(lm: LoadedModel) -> list[nn.Module]:
@@ -41,9 +42,8 @@ def _forward(lm: LoadedModel, ids: torch.Tensor, allowed: torch.Tensor | None = 
     """The last slot's next-token probabilities ``(vocab,)`` (``allowed``: a bool ``(1, 1, n, n)`` mask)."""
     n = ids.shape[1]
     allowed = torch.ones(n, n, dtype=torch.bool).tril()[None, None] if allowed is None else allowed
-    logits = DecodingCore(lm).forward(
-        ids, torch.arange(n, dtype=torch.float32)[None], allowed, None, last=True
-    )
+    where = torch.arange(n, dtype=torch.float32)[None]
+    logits = DecodingCore(lm).forward(ids, where, allowed, None, last=True)
     return torch.softmax(logits[0, -1].float(), -1).cpu()
 
 
@@ -115,12 +115,15 @@ def sink_ablation(
     found: pd.DataFrame | None = None,
     slot: int = 0,
     means: dict[tuple[int, int], float] | None = None,
+    to: int | None = None,
 ) -> float:
     """The total variation between the last token's next-token distribution with and without the ablation
     ``mode`` of the sink at ``slot``: ``"zero"`` sets its massive entries (``found``, default
     :func:`massive_activations` of ``ids`` at that slot) in each layer's output to 0, ``"mean"`` to
     ``means[(layer, dim)]`` (:func:`massive_means`; entries without a mean are left alone); ``"remove"``
-    masks the slot out of every other query's view."""
+    masks the slot out of every other query's view; ``"move"`` gives it position ``to`` in every layer (an
+    integer, default ``n - 2``: beside the last token, which then sees it from one position away instead of
+    ``n - 1 - slot``)."""
     if mode not in ABLATIONS:
         raise ValueError(f"mode must be one of {', '.join(ABLATIONS)}, got {mode!r}")
     if mode == "mean" and means is None:
@@ -132,6 +135,15 @@ def sink_ablation(
     if isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot < n - 1:
         raise ValueError(f"slot must be an integer in 0..{n - 2} (not the last token), got {slot!r}")
     base = _forward(lm, ids)
+    if mode == "move":  # out of order, which the decoding core refuses: the model called with the same mask
+        where = torch.arange(n)[None]
+        where[0, slot] = int(n - 2 if to is None else to)
+        core = DecodingCore(lm)
+        mask = core.family.layer_masks(masks.causal_mask(n, dtype=lm.dtype).to(lm.device))
+        with torch.no_grad(), evaluating(lm.model):
+            logits = lm.model(ids.to(lm.device), position_ids=where.to(lm.device), attention_mask=mask).logits
+        moved = torch.softmax(logits[0, -1].float(), -1).cpu()
+        return float(0.5 * (moved - base).abs().sum())
     if mode == "remove":
         allowed = torch.ones(n, n, dtype=torch.bool).tril()
         allowed[slot + 1 :, slot] = False

@@ -24,7 +24,8 @@ documentation topics): ``rolling``, each variant's log-probability of each next 
 parts (``rolling/state-<model>.pt``, deleted once the stream is whole), so an interrupted run resumes at the
 segment it stopped in.
 
-Contents: :class:`CacheSpec`, :func:`run_cache_study`, :func:`read_cache_study`, :data:`TABLES`.
+Contents: :class:`CacheSpec`, :func:`run_cache_study`, :func:`read_cache_study`, :func:`study_spec`,
+:data:`TABLES`.
 """
 
 from __future__ import annotations
@@ -263,6 +264,15 @@ def run_cache_study(
                 _save_state(state, s + spec.segment, cache)
             state.unlink(missing_ok=True)  # the stream is whole: nothing to resume
     return read_cache_study(folder)
+
+
+def study_spec(folder: str | Path) -> CacheSpec:
+    """The :class:`CacheSpec` that ``folder``'s study was run with."""
+    manifest = ResultsFolder(folder).read_manifest()
+    if manifest.get("study") != "caches":
+        raise ValueError(f"{folder} holds no cache study (its manifest names {manifest.get('study')!r})")
+    spec = manifest["spec"]
+    return CacheSpec(**{**spec, "models": tuple(spec["models"]), "partial": tuple(spec["partial"])})
 
 
 def read_cache_study(folder: str | Path, *, allow_partial: bool = False) -> dict[str, pd.DataFrame]:

@@ -120,6 +120,17 @@ def _nb10(p: dict[str, Any]) -> View:
     return display.length_view(checkpoint("rope", folder), text, lengths.trained_length(folder))
 
 
+def _nb11(p: dict[str, Any]) -> View:
+    from tempo_lab import load_model
+    from tempo_lab.caches import display
+    from tempo_lab.tpi.corpus import load_corpus
+
+    lm = load_model(p["model_name"])
+    corpus = bytes(load_corpus().val.tolist()).decode("utf-8", errors="replace")
+    text = lm.encode(p["prompt"] + corpus)[:, : p["live_tokens"]]
+    return display.cache_view(lm, text, lm.encode(p["live_prefix"]), lm.encode(p["live_chunk"]))
+
+
 def _nb09(p: dict[str, Any]) -> View:
     from tempo_lab import load_model
     from tempo_lab.generators import ParallelTokenGenerator
@@ -155,6 +166,9 @@ RECIPES: dict[str, Recipe] = {
     ),
     "10_beyond_the_trained_context": Recipe(
         'views.show(display.length_view(checkpoint("rope", results), text, trained))', _nb10
+    ),
+    "11_attention_sinks_and_moved_caches": Recipe(
+        "views.show(display.cache_view(lm, text, lm.encode(live_prefix), lm.encode(live_chunk)))", _nb11
     ),
 }
 

@@ -92,11 +92,33 @@ def test_removing_the_sink_equals_masking_it_out_by_hand(tiny):
     assert sink_ablation(tiny, ids, "remove") == pytest.approx(want, abs=1e-6) and want > 1e-4
 
 
+def test_moving_the_sink_equals_the_models_own_forward_at_those_positions(tiny):
+    ids = tiny.encode(TEXT)
+    n = ids.shape[1]
+    where = torch.arange(n)[None].clone()
+    where[0, 0] = 7
+    causal = masks.causal_mask(n, dtype=tiny.dtype)  # explicit: a restarting position with no mask splits
+    with torch.no_grad():
+        moved = torch.softmax(
+            tiny.model(ids, position_ids=where, attention_mask=causal).logits[0, -1].float(), -1
+        )
+    want = float(0.5 * (moved - own_probs(tiny, ids)).abs().sum())
+    assert sink_ablation(tiny, ids, "move", to=7) == pytest.approx(want, abs=1e-6) and want > 1e-4
+    where[0, 0] = n - 2
+    with torch.no_grad():
+        beside = torch.softmax(
+            tiny.model(ids, position_ids=where, attention_mask=causal).logits[0, -1].float(), -1
+        )
+    assert sink_ablation(tiny, ids, "move") == pytest.approx(
+        float(0.5 * (beside - own_probs(tiny, ids)).abs().sum()), abs=1e-6
+    )
+
+
 def test_nothing_to_ablate_changes_nothing_and_bad_input_is_refused(tiny):
     ids = tiny.encode(TEXT)
     empty = massive_activations(tiny, ids, ratio=1e9)
     assert empty.empty and sink_ablation(tiny, ids, "zero", empty) == 0.0
-    with pytest.raises(ValueError, match="mode must be one of zero, mean, remove, got 'drop'"):
+    with pytest.raises(ValueError, match="mode must be one of zero, mean, remove, move, got 'drop'"):
         sink_ablation(tiny, ids, "drop")
     with pytest.raises(
         ValueError, match=r"mode 'mean' sets each massive entry to its mean over many prompts"

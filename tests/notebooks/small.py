@@ -84,6 +84,23 @@ PARAMS: dict[str, dict[str, Any]] = {
         "band_factor": 4,
         "model_band_factor": 2,
     },
+    "11": {
+        "prompt": "Hi",
+        "models": ["tiny-random"],
+        "rerun": True,
+        "n": 4,
+        "per_part": 2,
+        "ablate": 2,
+        "ratio": 3.0,
+        "partial": [1, 2],
+        "sinks": 2,
+        "window": 10,
+        "length": 60,
+        "segment": 30,
+        "reference_every": 16,
+        "bucket": 16,
+        "live_tokens": 24,
+    },
 }
 
 EXPECTED: dict[str, dict[str, Any]] = {
@@ -97,4 +114,5 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "08": {"prompt": "Th"},
     "09": {"prompt": PROMPT, "token": "!", "gaps": [7, 20], "prompts": 6},
     "10": {"prompt": "Th", "trained": 32, "factors": [1.0, 2.0, 4.0]},
+    "11": {"prompt": "Hi", "models": ["tiny-random"], "prompts": 4, "size": 12, "steps": 59},
 }

@@ -52,7 +52,7 @@ def runs(tmp_path_factory):
             plans[path]["compare_results"] = str(tmp / "results_06_second")
         if path.name[:2] == "08":
             plans[path]["tpi_results"] = str(tmp / "results_08")
-        if path.name[:2] in ("09", "10"):
+        if path.name[:2] in ("09", "10", "11"):
             plans[path]["results"] = str(tmp / f"results_{path.name[:2]}")
     results = runner.run_series(
         NOTEBOOKS, plans, out_dir=tmp / "out", progress=False, cell_timeout=int(HANG_S), echo=lambda *_: None
