@@ -14,6 +14,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from tempo_lab import plots
 from tempo_lab.caches.chunks import reuse_chunk
@@ -41,6 +42,7 @@ def sinks_figure(by_layer: pd.DataFrame) -> Figure:
         ax.fill_between(part.layer, part.lo, part.hi, alpha=0.25, color=COLOURS["streaming"])
         ax.set_ylim(0, 1)
         ax.set_xlabel("layer")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("attention on the first token")
         ax.set_title(f"{model}: sink mass ({int(part.n.max())} prompts)")
     return fig
@@ -69,6 +71,7 @@ def deviation_figure(by_layer: pd.DataFrame) -> Figure:
         bottom.errorbar(part.layer, part.closed, yerr=spread, fmt="none", ecolor="#999999", capsize=2)
         bottom.axhline(0, color="#999999", linewidth=0.8)
         bottom.set_xlabel("layer")
+        bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
         bottom.set_ylabel("share of the TV closed")
         bottom.set_title("that layer's recomputed cache put back alone")
     return fig
@@ -88,6 +91,7 @@ def partial_figure(curve: pd.DataFrame, gap: pd.DataFrame) -> Figure:
                             color=COLOURS[selection])  # fmt: skip
         ax.axhline(base.tv / 2, color="#999999", linestyle=":", label="half the reuse's TV")
         ax.set_xlabel("chunk tokens recomputed")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("TV against the full recompute")
         ax.set_title(f"{model}: partial recompute ({int(base.n)} prompts)")
         ax.legend(fontsize=8)
@@ -144,6 +148,7 @@ def cache_view(lm: LoadedModel, text: torch.Tensor, prefix: torch.Tensor, chunk:
             right.bar([layer], [left_tv], color=COLOURS["deviating"])
         right.axhline(reuse.tv, color=COLOURS["window"], linestyle=":", label=f"reused: TV {reuse.tv:.3f}")
         right.set_xlabel("layer whose recomputed cache is put back")
+        right.xaxis.set_major_locator(MaxNLocator(integer=True))
         right.set_ylabel("TV left")
         right.set_title("chunk reuse")
         right.legend(fontsize=8)
