@@ -10,7 +10,8 @@ with 95% bootstrap intervals over the prompts (or, for the rolling stream, over 
 - :func:`partial_curve` and :func:`half_gap`: the TV left when ``k`` tokens are recomputed, and the fewest
   that close half the gap;
 - :func:`rolling_by_position`: each variant's mean next-token loss per bucket of steps, and its perplexity;
-- :func:`rolling_against_reference`: each variant's loss minus the recomputed window's, at the sampled steps.
+- :func:`rolling_against_reference`: each variant's loss minus the recomputed window's, at the sampled steps;
+- :func:`rolling_difference`: one variant's loss minus another's, step by step.
 
 Contents: the functions above.
 """
@@ -131,3 +132,13 @@ def rolling_against_reference(rolling: pd.DataFrame, after: int = 0) -> pd.DataF
     means = sampled.assign(loss=-sampled.logprob, recomputed=-sampled.reference)
     means = means.groupby(["model", "variant"])[["loss", "recomputed"]].mean()
     return table.merge(means.reset_index(), on=["model", "variant"])
+
+
+def rolling_difference(rolling: pd.DataFrame, variant: str, baseline: str, after: int = 0) -> pd.DataFrame:
+    """Per model: the mean of ``variant``'s next-token loss minus ``baseline``'s at the same step (nats), from
+    step ``after`` on, with its interval over the steps."""
+    wide = rolling[rolling.step >= after].pivot_table(
+        index=["model", "step"], columns="variant", values="logprob"
+    )
+    diff = (wide[baseline] - wide[variant]).rename("difference").reset_index()
+    return summarize(diff, "difference", ["model"])
