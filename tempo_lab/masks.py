@@ -89,6 +89,29 @@ def causal_mask(
     return to_additive(allowed, dtype)[None, None].expand(batch, 1, -1, -1)
 
 
+def left_padded(allowed: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of different lengths in one batch, left-padded (a tokenizer's ``padding_side="left"``): each row's
+    boolean visibility ``(n_i, n_i)`` in the last ``n_i`` slots of ``(B, W, W)``, ``W`` the longest. A padding
+    slot sees only itself (no softmax row is empty) and no real slot sees it. Returns ``(allowed (B, W, W),
+    real (B, W))``, ``real`` marking each row's own slots (their ranks, ``real.cumsum(-1) - 1``, are what
+    sliding windows count in: :meth:`~tempo_lab.families.Family.layer_masks`)."""
+    if not allowed:
+        raise ValueError("left_padded needs at least one row")
+    for i, a in enumerate(allowed):
+        if a.dim() != 2 or a.shape[0] != a.shape[1] or a.dtype != torch.bool:
+            raise ValueError(
+                f"row {i}: expected a square bool visibility (n, n), got {a.dtype} {tuple(a.shape)}"
+            )
+    width = max(a.shape[0] for a in allowed)
+    out = torch.eye(width, dtype=torch.bool).repeat(len(allowed), 1, 1)
+    real = torch.zeros(len(allowed), width, dtype=torch.bool)
+    for r, a in enumerate(allowed):
+        pad = width - a.shape[0]
+        out[r, pad:, pad:] = a.cpu()
+        real[r, pad:] = True
+    return out, real
+
+
 def set_labels(set_sizes: Sequence[int], prefix_len: int = 0) -> torch.Tensor:
     """Slot labels for a prefix of ordinary tokens followed by parallel sets.
 

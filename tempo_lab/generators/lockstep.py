@@ -82,20 +82,19 @@ class Lockstep:
             raise ValueError("prefill needs at least one prompt")
         lengths = [int(p.shape[-1]) for p in prompts]
         width = max(lengths)
+        # left-padded: a padding slot sees only itself, no real slot sees it
+        visible, self.real = masks.left_padded([masks.causal_allowed(t) for t in lengths])
         ids = torch.zeros(len(prompts), width, dtype=torch.long)
         where = torch.zeros(len(prompts), width)
-        visible = torch.eye(width, dtype=torch.bool).repeat(len(prompts), 1, 1)  # padding sees itself
         self.slots = []
         for r, (p, t) in enumerate(zip(prompts, lengths, strict=True)):
             pad = width - t
             ids[r, pad:] = p.view(-1).cpu()
             where[r, pad:] = torch.arange(t)
-            visible[r, pad:, pad:] = masks.causal_allowed(t)
             self.slots.append(list(range(pad, width)))
         # full-length layers when windows are counted in ranks (a sliding layer would drop slots by count)
         self.cache = DynamicCache() if self.windowed else DynamicCache(config=self.core.model.config)
         self.width = width
-        self.real = torch.arange(width)[None] >= torch.tensor([width - t for t in lengths])[:, None]
         self.passes = [(0, width, torch.arange(len(prompts)))]
         logits = self._forward(ids, where, visible, last=True)  # (rows, 1, vocab)
         return list(logits[:, -1])

@@ -1,62 +1,48 @@
 """tempo_lab layouts inside an nnsight trace (:mod:`tempo_lab.interop`): every row of a batched trace equals
-tempo_lab's own forward of its layout, and a head-patching sweep written as nnsight edits equals
-:func:`tempo_lab.interventions.patch` site by site (Llama, Qwen2 with grouped queries, Gemma 2 with a
-sliding window of 4, whose per-layer-type masks nnsight's batching cannot carry itself)."""
+tempo_lab's own forward of its layout, a head-patching sweep written as nnsight edits equals
+:func:`tempo_lab.interventions.patch` site by site, and two invokes of different lengths (which nnsight
+left-pads into one batch, deriving its own positions: nnsight #672 was a bug of that step) give each row its
+unpadded result (Llama, Qwen2 with grouped queries, Gemma 2 with a sliding window of 4, whose per-layer-type
+masks nnsight's batching cannot carry itself)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from transformers import DynamicCache
 
-from tempo_lab import masks
-from tempo_lab.generators.core import DecodingCore
 from tempo_lab.interop import laid_out, wrap
 from tempo_lab.interventions import Layout, logit_diff, patch
-from tempo_lab.tiny import tiny_random
+from tests.interop.cases import LAYOUTS, N, forward, ids, needs
 
-N = 9
-SET = torch.tensor([-1, -1, -1, -1, 0, 0, 0, -1, -1])
-SHARED = [0, 1, 2, 3, 4, 4, 4, 5, 6]
-LAYOUTS = {
-    "gapped": Layout.of([0, 1, 2, 3, 14, 15, 16, 17, 18]),
-    "fractional": Layout.of([0, 1, 1.5, 2.25, 3, 4.75, 5, 6, 7.5]),
-    "set isolated": Layout.of(SHARED, masks.parallel_allowed(SET, "isolated")[:, None]),
-    "set visible": Layout.of(SHARED, masks.parallel_allowed(SET, "visible")[:, None]),
-    "moved": Layout.moved(N, slot=N - 1, by=20.0),
-}
-
-
-@pytest.fixture(scope="module", params=["llama", "qwen2", "gemma2"])
-def lm(request):
-    """A tiny model whose attention is sharp enough that positions move its logits well past rounding: its
-    query and key projections scaled by 8."""
-    made = tiny_random(request.param, seed=2, **({"sliding_window": 4} if request.param == "gemma2" else {}))
-    with torch.no_grad():
-        for layer in made.model.base_model.layers:
-            layer.self_attn.q_proj.weight.mul_(8)
-            layer.self_attn.k_proj.weight.mul_(8)
-    return made
-
-
-def ids() -> torch.Tensor:
-    return torch.randint(0, 200, (1, N), generator=torch.Generator().manual_seed(3))
+needs("nnsight", "nnsight")
 
 
 def test_each_row_of_a_trace_is_tempo_labs_forward_of_its_layout(lm):
-    core, layouts = DecodingCore(lm), list(LAYOUTS.values())
+    layouts = list(LAYOUTS.values())
     model = wrap(lm)
     with laid_out(lm, *layouts), model.trace(ids().expand(len(layouts), -1)):
         logits = model.output.logits.save()
-    # tempo_lab's own forward of the same batch: row i laid out by layout i
-    positions = torch.cat([layout.positions for layout in layouts])
-    mask = torch.cat([layout.full_mask(lm.dtype) for layout in layouts])
-    want = core.forward(ids().expand(len(layouts), -1), positions, mask, None)
+    want = forward(lm, ids(), *layouts)  # tempo_lab's own forward of the same batch
     for row, name in enumerate(LAYOUTS):
         torch.testing.assert_close(logits[row], want[row], atol=1e-5, rtol=0, msg=name)
     # without laid_out, nnsight runs the plain contiguous layout: the gapped row differs
     with model.trace(ids()):
         plain = model.output.logits.save()
     assert (plain[0] - logits[0]).abs().max() > 1e-3
+
+
+def test_two_invokes_of_different_lengths_give_each_row_its_unpadded_result(lm):
+    short, long = LAYOUTS["moved"], Layout.of([0, 1, 2, 9, 10])  # 9 and 5 tokens
+    a, b = ids(), ids(5, seed=4)
+    model = wrap(lm)
+    with laid_out(lm, long, short), model.trace() as tracer:
+        with tracer.invoke(b):  # nnsight pads this row on the left to the batch's 9 slots
+            padded = model.output.logits.save()
+        with tracer.invoke(a):
+            whole = model.output.logits.save()
+    torch.testing.assert_close(padded[0, -5:], forward(lm, b, long)[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(whole[0], forward(lm, a, short)[0], atol=1e-5, rtol=0)
 
 
 def test_a_head_patching_sweep_written_in_nnsight_equals_patch(lm):
@@ -84,11 +70,6 @@ def test_bad_input_is_refused(lm):
     with pytest.raises(ValueError, match="at least one layout"), laid_out(lm):
         pass
     with (
-        pytest.raises(ValueError, match=r"different lengths \[9, 4\]"),
-        laid_out(lm, LAYOUTS["gapped"], Layout.contiguous(4)),
-    ):
-        pass
-    with (
         laid_out(lm, LAYOUTS["gapped"]),
         pytest.raises(ValueError, match=r"2 row\(s\) of 9 tokens; the layouts lay out 1"),
     ):
@@ -97,4 +78,16 @@ def test_bad_input_is_refused(lm):
         pytest.raises(ValueError, match="position"),
         laid_out(lm, Layout.of(list(range(N - 1)) + [10_000_000])),
     ):
+        pass
+    right = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0, 0], [1] * N])  # padding on the right
+    with (
+        laid_out(lm, Layout.contiguous(4), Layout.contiguous(N)),
+        pytest.raises(ValueError, match="pads its rows otherwise"),
+    ):
+        lm.model(input_ids=ids().expand(2, -1), attention_mask=right)
+    cache = DynamicCache(config=lm.model.config)
+    lm.model(input_ids=ids()[:, :4], cache=cache)
+    with laid_out(lm, Layout.contiguous(5)), pytest.raises(ValueError, match="extends a cache"):
+        lm.model(input_ids=ids()[:, 4:], cache=cache)
+    with pytest.raises(TypeError, match="LoadedModel the TransformersModel wraps"), laid_out(wrap(lm)):
         pass
