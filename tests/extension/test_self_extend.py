@@ -1,7 +1,7 @@
 """Self-Extend at inference (:mod:`tempo_lab.extension.self_extend`) against a hand-written forward that
 computes both score matrices (neighbour and grouped positions) and merges them per (query, key) pair with
-``torch.where`` before one softmax (:func:`tests.interventions.reference.hand_rotated_llama`), through the
-decoding core's uncached pass, its cached steps (the retroactive generator) and a batch of two layouts; with
+``torch.where`` before one softmax (:func:`tests.interventions.reference.hand_rotated`; Llama, Qwen2 with
+grouped queries, Gemma 2 with its soft-capping and a sliding layer), through the decoding core's uncached pass, its cached steps (the retroactive generator) and a batch of two layouts; with
 a window past the sequence it is the plain model."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from tempo_lab.generators import DecodingCore, RetroactivePositionGenerator
 from tempo_lab.interventions import PositionEdit, intervene
 from tempo_lab.loaded import LoadedModel
 from tempo_lab.tiny import MATRIX, tiny_random
-from tests.interventions.reference import hand_rotated_llama
+from tests.interventions.reference import hand_rotated
 
 PROMPT = "Once upon a time"  # 16 byte tokens
 WINDOW, GROUP = 4, 3
@@ -29,7 +29,8 @@ def layout(n: int) -> torch.Tensor:
 
 
 def hand(lm: LoadedModel, ids: torch.Tensor, p: torch.Tensor, window: int, group: int) -> torch.Tensor:
-    """The hand-written two-matrix Self-Extend forward's logits ``(n, vocab)`` at positions ``p`` ``(n,)``."""
+    """The hand-written two-matrix Self-Extend forward's logits ``(n, vocab)`` at positions ``p`` ``(n,)``;
+    sliding layers (Gemma 2's layer 0) are left as they are, as :func:`self_extended` documents."""
     config = lm.model.config
     hd = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     shape = (config.num_hidden_layers, config.num_attention_heads, len(p), hd // 2)
@@ -38,8 +39,11 @@ def hand(lm: LoadedModel, ids: torch.Tensor, p: torch.Tensor, window: int, group
         return x[None, None, :, None].expand(shape)
 
     q_group, k_group = grouped_positions(p, p, window, group)
-    near = p[:, None] - p[None, :] < window
-    return hand_rotated_llama(lm, ids, per_band(p), per_band(p), (per_band(q_group), per_band(k_group), near))
+    near = (p[:, None] - p[None, :] < window).repeat(config.num_hidden_layers, 1, 1)  # (layers, n, n)
+    for i, kind in enumerate(getattr(config, "layer_types", None) or []):
+        if kind == "sliding_attention":  # a sliding layer is attended as is: every pair its neighbour
+            near[i] = True
+    return hand_rotated(lm, ids, per_band(p), per_band(p), (per_band(q_group), per_band(k_group), near))
 
 
 def forward(lm: LoadedModel, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -49,9 +53,19 @@ def forward(lm: LoadedModel, ids: torch.Tensor, positions: torch.Tensor) -> torc
     return DecodingCore(lm).forward(ids, positions, causal, None)
 
 
-@pytest.fixture(scope="module", params=["llama", "qwen2"])
+@pytest.fixture(scope="module", params=["llama", "qwen2", "gemma2"])
 def lm(request) -> LoadedModel:
-    return tiny_random(request.param)  # the tiny Llama has grouped-query attention (4 heads, 2 key heads)
+    """The tiny Llama has grouped-query attention (4 heads, 2 key heads); Gemma 2 soft-caps its scores and
+    logits and slides a window of 4 slots in layer 0 (the window of Self-Extend, 4, is not below it), its
+    query and key projections scaled by 8 so that grouping far pairs moves its logits past rounding."""
+    if request.param != "gemma2":
+        return tiny_random(request.param)
+    lm = tiny_random("gemma2", **MATRIX["gemma2"])
+    with torch.no_grad():
+        for layer in lm.model.base_model.layers:
+            layer.self_attn.q_proj.weight.mul_(8)
+            layer.self_attn.k_proj.weight.mul_(8)
+    return lm
 
 
 def test_self_extend_equals_the_two_matrix_reference(lm):

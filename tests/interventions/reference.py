@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from tempo_lab.loaded import LoadedModel
@@ -60,25 +58,28 @@ def layer_by_layer(
     return logits[0].float()
 
 
-def hand_rotated_llama(
+def hand_rotated(
     lm: LoadedModel,
     ids: torch.Tensor,
     q_pos: torch.Tensor,
     k_pos: torch.Tensor,
     grouped: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Logits ``(n, vocab)`` of a Llama-architecture model with attention written out by hand. ``q_pos`` /
-    ``k_pos``: ``(layers, heads, n, bands)``, the position each head's query / key at each slot takes in
+    """Logits ``(n, vocab)`` of a Llama- or Gemma-2-architecture model with attention written out by hand
+    (Gemma 2: the query scale ``query_pre_attn_scalar ** -0.5``, the scores' and the logits' tanh
+    soft-capping, the sliding window of its sliding layers and the norms around attention and MLP). ``q_pos``
+    / ``k_pos``: ``(layers, heads, n, bands)``, the position each head's query / key at each slot takes in
     each rotary band (band ``j`` rotates by ``inv_freq[j]``: columns ``j`` and ``j + head_dim / 2``).
     ``grouped``: Self-Extend's second layout ``(q_pos, k_pos, near)``, positions of the same shapes and
-    ``near`` ``(n, n)`` bool: each (query, key) pair's score comes from the first layout where ``near``,
-    else from the second, merged before the softmax."""
+    ``near`` ``(n, n)`` or per layer ``(layers, n, n)`` bool: each (query, key) pair's score comes from the
+    first layout where ``near``, else from the second, merged before the softmax."""
     model, base, config = lm.model, lm.model.base_model, lm.model.config
     n_heads, n_kv = config.num_attention_heads, config.num_key_value_heads
     hd = getattr(config, "head_dim", None) or config.hidden_size // n_heads
     inv_freq = base.rotary_emb.inv_freq.double()  # (hd / 2,), the model's frequencies
     n = ids.shape[1]
-    causal = torch.ones(n, n).tril().bool()
+    slot = torch.arange(n)
+    causal = slot[None, :] <= slot[:, None]
 
     def rope(t: torch.Tensor, p: torch.Tensor) -> torch.Tensor:  # t (heads, n, hd), p (heads, n, hd / 2)
         angle = p.double() * inv_freq
@@ -87,20 +88,36 @@ def hand_rotated_llama(
         return (t.double() * cos + half.double() * sin).to(t.dtype)
 
     with torch.no_grad():
-        h = base.embed_tokens(ids)[0]  # (n, hidden)
+        h = base.embed_tokens(ids)[0]  # (n, hidden); Gemma's embedding module applies its sqrt(hidden) scale
         for layer_index, layer in enumerate(base.layers):
             att, x = layer.self_attn, layer.input_layernorm(h)
             q = att.q_proj(x).view(n, n_heads, hd).transpose(0, 1)
             k = att.k_proj(x).view(n, n_kv, hd).transpose(0, 1).repeat_interleave(n_heads // n_kv, 0)
             v = att.v_proj(x).view(n, n_kv, hd).transpose(0, 1).repeat_interleave(n_heads // n_kv, 0)
 
-            def scores_at(qp: torch.Tensor, kp: torch.Tensor, q=q, k=k, i=layer_index) -> torch.Tensor:
-                return (rope(q, qp[i]) @ rope(k, kp[i]).transpose(1, 2)) / math.sqrt(hd)  # (heads, n, n)
+            def scores_at(
+                qp: torch.Tensor, kp: torch.Tensor, q=q, k=k, i=layer_index, scale=att.scaling
+            ) -> torch.Tensor:
+                return (rope(q, qp[i]) @ rope(k, kp[i]).transpose(1, 2)) * scale  # (heads, n, n)
 
             scores = scores_at(q_pos, k_pos)
             if grouped is not None:
-                scores = torch.where(grouped[2], scores, scores_at(grouped[0], grouped[1]))
-            weights = torch.softmax(scores.masked_fill(~causal, float("-inf")).float(), -1).to(q.dtype)
-            h = h + att.o_proj((weights @ v).transpose(0, 1).reshape(n, -1))
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
-        return model.lm_head(base.norm(h)).float()
+                near = grouped[2][layer_index] if grouped[2].dim() == 3 else grouped[2]
+                scores = torch.where(near, scores, scores_at(grouped[0], grouped[1]))
+            cap = getattr(att, "attn_logit_softcapping", None)
+            if cap:
+                scores = torch.tanh(scores / cap) * cap
+            seen = causal
+            if getattr(att, "sliding_window", None):
+                seen = causal & (slot[:, None] - slot[None, :] < att.sliding_window)
+            weights = torch.softmax(scores.masked_fill(~seen, float("-inf")).float(), -1).to(q.dtype)
+            out = att.o_proj((weights @ v).transpose(0, 1).reshape(n, -1))
+            if hasattr(layer, "pre_feedforward_layernorm"):  # Gemma 2: norms after attention and the MLP too
+                h = h + layer.post_attention_layernorm(out)
+                h = h + layer.post_feedforward_layernorm(layer.mlp(layer.pre_feedforward_layernorm(h)))
+            else:
+                h = h + out
+                h = h + layer.mlp(layer.post_attention_layernorm(h))
+        logits = model.lm_head(base.norm(h)).float()
+        cap = getattr(config, "final_logit_softcapping", None)
+        return torch.tanh(logits / cap) * cap if cap else logits

@@ -16,7 +16,7 @@ from tempo_lab.generators import DecodingCore, RetroactivePositionGenerator
 from tempo_lab.interventions import PositionEdit, Rotary, intervene, moved
 from tempo_lab.live.session import LiveSession
 from tempo_lab.tiny import tiny_random
-from tests.interventions.reference import hand_rotated_llama, layer_by_layer
+from tests.interventions.reference import hand_rotated, layer_by_layer
 from tests.test_families import FAMILIES, PROMPT, build
 
 ROTARY = sorted(f for f in FAMILIES if f != "gpt2")
@@ -144,7 +144,7 @@ def test_complementary_band_sets_equal_a_hand_rotated_attention(name):
         p[..., bands] += shift[None, None, :, None].double()
         with intervene(lm, PositionEdit(shift, bands=bands)):
             got = DecodingCore(lm).full(ids, positions[None])[0]
-        torch.testing.assert_close(got, hand_rotated_llama(lm, ids, p, p), atol=ATOL, rtol=0)
+        torch.testing.assert_close(got, hand_rotated(lm, ids, p, p), atol=ATOL, rtol=0)
         outputs.append(got)
     assert (outputs[0] - outputs[1]).abs().max() > 1e-3  # the two halves of the spectrum act differently
 
@@ -162,9 +162,9 @@ def test_one_head_moved_equals_a_hand_written_attention_under_grouped_query_atte
     p[1, 2] += shift[:, None].double()
     with intervene(lm, PositionEdit(shift, layers=[1], heads=[2])):
         got = DecodingCore(lm).full(ids, positions[None])[0]
-    torch.testing.assert_close(got, hand_rotated_llama(lm, ids, p, p), atol=ATOL, rtol=0)
+    torch.testing.assert_close(got, hand_rotated(lm, ids, p, p), atol=ATOL, rtol=0)
     unmoved = _per_unit(positions, rotary.n_layers, rotary.n_heads, n_bands)
-    assert (got - hand_rotated_llama(lm, ids, unmoved, unmoved)).abs().max() > 1e-3
+    assert (got - hand_rotated(lm, ids, unmoved, unmoved)).abs().max() > 1e-3
 
 
 def test_bands_are_the_models_frequencies_by_index_and_wavelength():
