@@ -1,8 +1,9 @@
 """Self-Extend at inference (:mod:`tempo_lab.extension.self_extend`) against a hand-written forward that
 computes both score matrices (neighbour and grouped positions) and merges them per (query, key) pair with
 ``torch.where`` before one softmax (:func:`tests.interventions.reference.hand_rotated`; Llama, Qwen2 with
-grouped queries, Gemma 2 with its soft-capping and a sliding layer), through the decoding core's uncached pass, its cached steps (the retroactive generator) and a batch of two layouts; with
-a window past the sequence it is the plain model."""
+grouped queries, Gemma 2 with its soft-capping and a sliding layer), through the decoding core's uncached
+pass, its cached steps (the retroactive generator) and a batch of two layouts; with a window past the
+sequence it is the plain model."""
 
 from __future__ import annotations
 
