@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -31,6 +31,7 @@ from transformers.masking_utils import eager_mask, sdpa_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from tempo_lab import masks
+from tempo_lab.scoped import PerModule
 
 WEIGHT_RETURNING: set[str] = {"eager"}  # attention implementations that return the probabilities
 
@@ -48,8 +49,10 @@ def register_eager(name: str, function) -> None:
 
 
 ROWS_ATTENTION = "tempo_lab_rows"
-_ROWS: dict[int, tuple[list[int], str]] = {}  # id(attention module) -> (query rows, inner implementation)
-_FULL: dict[int, int] = {}  # id(model) -> full captures open on it: a row capture inside one attends eagerly
+# per attention module: (query rows, inner implementation), while a row capture is open in this context
+_ROWS: PerModule[tuple[list[int], str]] = PerModule("tempo_lab rows")
+# per model: the full captures open on it in this context (a row capture inside one attends eagerly)
+_FULL: PerModule[int] = PerModule("tempo_lab full captures")
 
 
 def _rows_attention(
@@ -57,7 +60,7 @@ def _rows_attention(
 ):
     """The layer's output by its inner implementation; the probabilities of the requested query rows only,
     ``(batch, heads, rows, kv)``, computed as eager attention computes them."""
-    rows, inner = _ROWS[id(module)]
+    rows, inner = _ROWS[module]
     q, kv = query.shape[2], key.shape[2]
     # The mask this name is given is SDPA's (ROWS_ATTENTION's mask function): none for a plain causal pass,
     # boolean otherwise. An eager inside needs it whole and additive; the rows need only their own rows.
@@ -207,7 +210,7 @@ def capture_attention(
             raise RuntimeError(f"{type(module).__name__} returned no attention weights; is it running eager?")
         if rows is not None:
             if model.config._attn_implementation == ROWS_ATTENTION:  # the rows computed: ours among them
-                computed = _ROWS[id(module)][0]
+                computed = _ROWS[module][0]
                 pick = [computed.index(r) for r in rows]
             else:  # a function returning every row
                 pick = [r % weights.shape[2] for r in rows]
@@ -222,36 +225,28 @@ def capture_attention(
     original = model.config._attn_implementation
     rows = None if queries is None else _check_queries(queries)
     handles: list[torch.utils.hooks.RemovableHandle] = []
-    saved = {id(module): _ROWS.get(id(module)) for module in modules}  # an enclosing capture's, put back
-    full_open = _FULL.get(id(model), 0)
-    if rows is None:
-        _FULL[id(model)] = full_open + 1
+    full_open = _FULL.get(model) or 0
+    stack = ExitStack()
     try:
+        if rows is None:
+            stack.enter_context(_FULL.bound({id(model): full_open + 1}))
         if rows is not None and not full_open and original not in WEIGHT_RETURNING - {"eager"}:
             inner = "sdpa" if getattr(model, "_supports_sdpa", False) else "eager"
             computed = rows
-            if original == ROWS_ATTENTION:  # inside another row capture: attend as it does, and compute its
-                outer_rows, inner = next(found for found in saved.values() if found is not None)  # rows too
+            if original == ROWS_ATTENTION:  # inside another row capture: attend as it does, with its rows
+                outer_rows, inner = next(found for m in modules if (found := _ROWS.get(m)) is not None)
                 computed = list(dict.fromkeys([*outer_rows, *rows]))
-            for module in modules:  # every layer attends through it; the selected ones are recorded
-                _ROWS[id(module)] = (computed, inner)
+            # every layer attends through it; the selected ones are recorded
+            stack.enter_context(_ROWS.bound({id(module): (computed, inner) for module in modules}))
             model.set_attn_implementation(ROWS_ATTENTION)
         elif original not in WEIGHT_RETURNING:
             model.set_attn_implementation("eager")
         handles = [modules[i].register_forward_hook(keep) for i in layer_ids]
         yield record
     finally:
-        if rows is None:
-            _FULL[id(model)] -= 1
-            if not _FULL[id(model)]:
-                del _FULL[id(model)]
         for h in handles:
             h.remove()
-        for key, before in saved.items():
-            if before is None:
-                _ROWS.pop(key, None)
-            else:
-                _ROWS[key] = before
+        stack.close()
         if model.config._attn_implementation != original:
             model.set_attn_implementation(original)
 

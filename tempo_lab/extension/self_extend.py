@@ -28,7 +28,7 @@ Contents: :func:`self_extended`, :func:`grouped_positions`, :data:`SELF_EXTEND_A
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -39,6 +39,7 @@ from tempo_lab.capture import register_eager
 from tempo_lab.interventions.positions import HEADS_ATTENTION, CurrentPass
 from tempo_lab.interventions.rotary import Rotary
 from tempo_lab.loaded import LoadedModel, beyond_context
+from tempo_lab.scoped import PerModule
 
 SELF_EXTEND_ATTENTION = "tempo_lab_self_extend"
 
@@ -83,14 +84,14 @@ class _Layer:
     extend: bool  # False: a sliding layer whose window keeps every pair a neighbour, attended as is
 
 
-_LAYERS: dict[int, _Layer] = {}  # id(attention module) -> its setting, while a block is active
+_LAYERS: PerModule[_Layer] = PerModule("tempo_lab self-extend")  # each attention module's, while open
 
 
 def _self_extend_attention(
     module: nn.Module, query, key, value, attention_mask, scaling: float | None = None, dropout=0.0, **kwargs
 ):
     """The registered attention function (eager arithmetic; see the module docstring)."""
-    found = _LAYERS[id(module)]
+    found = _LAYERS[module]
     scaling = module.head_dim**-0.5 if scaling is None else scaling
     groups = query.shape[1] // key.shape[1]
     key = key.repeat_interleave(groups, dim=1)  # (batch, heads, K, head_dim)
@@ -158,20 +159,20 @@ def self_extended(lm: LoadedModel, window: int, group: int) -> Iterator[Rotary]:
         )
     slots = _Slots()
     handle = lm.model.base_model.register_forward_pre_hook(slots.record, with_kwargs=True)
-    modules = []
+    stack = ExitStack()
     try:
+        bound: dict[int, _Layer] = {}
         for layer in range(rotary.n_layers):
             attention = rotary.attention(layer)
             rotary.apply(layer)  # refuses a family without apply_rotary_pos_emb before anything runs
             extend = rotary.layer_types[layer] != "sliding_attention" or sliding is None
-            _LAYERS[id(attention)] = _Layer(rotary, layer, window, group, slots, extend)
-            modules.append(id(attention))
+            bound[id(attention)] = _Layer(rotary, layer, window, group, slots, extend)
+        stack.enter_context(_LAYERS.bound(bound))
         lm.model.set_attn_implementation(SELF_EXTEND_ATTENTION)
         with beyond_context(lm):
             yield rotary
     finally:
         handle.remove()
-        for key in modules:
-            _LAYERS.pop(key, None)
+        stack.close()
         if lm.model.config._attn_implementation != original:
             lm.model.set_attn_implementation(original)

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,7 @@ from torch import nn
 from tempo_lab.capture import register_eager
 from tempo_lab.interventions.rotary import Rotary, check_indices
 from tempo_lab.loaded import LoadedModel
+from tempo_lab.scoped import PerModule
 
 HEADS_ATTENTION = "tempo_lab_position_heads"
 
@@ -117,18 +119,18 @@ class _Heads:
     eager: Any = field(default=None)
 
 
-_HEAD_EDITS: dict[int, _Heads] = {}  # id(attention module) -> its edits, while an intervention is active
-_PAUSED = [False]  # True while Rotary measures its layers: every active edit lets the pass through
+_HEAD_EDITS: PerModule[_Heads] = PerModule("tempo_lab head edits")  # the open interventions' head edits
+_PAUSED: ContextVar[bool] = ContextVar("tempo_lab edits paused", default=False)  # Rotary measuring layers
 
 
 @contextmanager
 def _paused() -> Iterator[None]:
-    before = _PAUSED[0]
-    _PAUSED[0] = True
+    """Every open edit lets the passes inside through (in this context only)."""
+    token = _PAUSED.set(True)
     try:
         yield
     finally:
-        _PAUSED[0] = before
+        _PAUSED.reset(token)
 
 
 class _OneKeyPerHead:
@@ -146,8 +148,8 @@ class _OneKeyPerHead:
 
 def _heads_attention(module: nn.Module, query, key, value, attention_mask, **kwargs):
     """The registered attention function: move the chosen heads' queries and keys, then attend (eager)."""
-    found = _HEAD_EDITS[id(module)]
-    if not found.edits or _PAUSED[0]:
+    found = _HEAD_EDITS[module]
+    if not found.edits or _PAUSED.get():
         return found.eager(module, query, key, value, attention_mask, **kwargs)
     groups = query.shape[1] // key.shape[1]
     key = key.repeat_interleave(groups, dim=1)  # (batch, heads, K, head_dim): one key head per query head
@@ -192,7 +194,7 @@ def _layer_hook(rotary: Rotary, layer: int, edits: list[PositionEdit], now: Curr
     edit's bands, by the angle-addition rule (``R(p + d) = R(d) R(p)``; in float32)."""
 
     def hook(_module: nn.Module, args: tuple, kwargs: dict):
-        if _PAUSED[0]:
+        if _PAUSED.get():
             return None
         cos, sin = kwargs["position_embeddings"]
         c, s = cos.float(), sin.float()
@@ -229,30 +231,29 @@ def intervene(lm: LoadedModel, *edits: PositionEdit) -> Iterator[Rotary]:
     if by_heads:
         with _paused():  # measured outside any enclosing intervention's edits
             positional = [rotary.is_positional(layer) for layer in range(rotary.n_layers)]
-    saved: dict[int, _Heads | None] = {}  # what an enclosing intervention had registered, put back on exit
+    stack = ExitStack()
     try:
         for layer, found in by_layer.items():
             hook = _layer_hook(rotary, layer, found, now)
             handles.append(rotary.layers[layer].register_forward_pre_hook(hook, with_kwargs=True))
         if by_heads:
+            bound: dict[int, _Heads] = {}
             for layer in range(rotary.n_layers):  # every layer now attends through the registered function
                 attention = rotary.attention(layer)
                 if layer in by_heads:
                     rotary.apply(layer)  # refuses a family without the function before anything runs
                 eager = sys.modules[type(attention).__module__].eager_attention_forward
-                saved[id(attention)] = _HEAD_EDITS.get(id(attention))
                 found = by_heads.get(layer, []) if positional[layer] else []  # a layer without RoPE: no move
-                _HEAD_EDITS[id(attention)] = _Heads(rotary, layer, found, now, eager)
+                outer = _HEAD_EDITS.get(attention)  # an enclosing intervention's edits: they compose
+                found = (outer.edits if outer else []) + found
+                bound[id(attention)] = _Heads(rotary, layer, found, now, eager)
+            stack.enter_context(_HEAD_EDITS.bound(bound))
             if original != HEADS_ATTENTION:
                 model.set_attn_implementation(HEADS_ATTENTION)
         yield rotary
     finally:
         for h in handles:
             h.remove()
-        for key, before in saved.items():
-            if before is None:
-                _HEAD_EDITS.pop(key, None)
-            else:
-                _HEAD_EDITS[key] = before
+        stack.close()
         if model.config._attn_implementation != original:
             model.set_attn_implementation(original)

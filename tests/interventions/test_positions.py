@@ -271,3 +271,69 @@ def test_edits_of_the_same_units_add_up_and_row_specific_edits_keep_to_their_row
     with intervene(tiny, *rows):
         together = core.full(ids.expand(3, -1), positions.expand(3, -1))
     _close(together, torch.stack(alone))
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [dict(heads=[1]), dict(heads=[0], layers=[1]), dict(bands=[0, 2]), dict(layers=[0])],
+    ids=["other head", "same head", "bands", "layer"],
+)
+def test_a_nested_intervention_equals_both_edits_applied_in_one(tiny, inner):
+    """The inner block's edits act on top of the outer's, per head too (they used to replace the outer's
+    head edits on the layers they shared)."""
+    ids = tiny.encode(PROMPT)
+    n = ids.shape[1]
+    core, positions = DecodingCore(tiny), pos.contiguous(n)
+    outer = PositionEdit(_shift(n), heads=[0])
+    second = PositionEdit(_shift(n) * -0.5 + 1.25, **inner)
+    with intervene(tiny, outer):
+        alone = core.full(ids, positions)
+        with intervene(tiny, second):
+            nested = core.full(ids, positions)
+        torch.testing.assert_close(core.full(ids, positions), alone, atol=0, rtol=0)  # the inner one is gone
+    with intervene(tiny, outer, second):
+        both = core.full(ids, positions)
+    _close(nested, both)
+    assert _differs(nested, alone)
+
+
+def test_two_threads_each_intervening_on_its_own_model_get_what_each_gets_alone():
+    """The edits of an open intervention belong to its context: two threads, each with its own model and its
+    own head, band and layer edits, run at once (each waiting for the other inside its block) and get what
+    each gets alone."""
+    import threading
+
+    models = [tiny_random("llama", seed=s, initializer_range=0.2) for s in (1, 2)]
+    n = models[0].encode(PROMPT).shape[1]
+    settings = [
+        (models[0], [PositionEdit(_shift(n), heads=[0]), moved(n, n - 1, 4.0, bands=[1])]),
+        (models[1], [PositionEdit(_shift(n) * 2, heads=[3], layers=[0]), moved(n, 2, 9.0, layers=[1])]),
+    ]
+
+    def run(lm, edits, barrier=None):
+        with intervene(lm, *edits):
+            if barrier is not None:
+                barrier.wait()  # both blocks are open before either runs its passes
+            return [DecodingCore(lm).full(lm.encode(PROMPT), pos.contiguous(n)) for _ in range(3)]
+
+    alone = [run(lm, edits) for lm, edits in settings]
+    barrier, got, errors = threading.Barrier(2), [None, None], []
+
+    def worker(i):
+        try:
+            got[i] = run(*settings[i], barrier)
+        except BaseException as exc:  # noqa: BLE001 - reported in the main thread below
+            barrier.abort()  # the other thread's wait fails at once instead of waiting for this one
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for i in range(2):
+        for a, b in zip(got[i], alone[i], strict=True):
+            torch.testing.assert_close(a, b, atol=0, rtol=0)
+    plain = DecodingCore(models[0]).full(models[0].encode(PROMPT), pos.contiguous(n))
+    assert _differs(alone[0][0], plain)
