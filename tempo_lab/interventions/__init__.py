@@ -7,8 +7,8 @@
 - :mod:`.layouts`: :class:`Layout`, one sequence's positions and mask, the unit the three below compare;
 - :mod:`.metrics`: what an intervention is measured by (:func:`logit_diff`, :func:`prob`, :func:`tv_to`,
   :func:`prompt_mass`, any callable of the logits);
-- :mod:`.sites`: the sites of patching (:class:`Site`, :class:`SiteModules`) and the hooks that read and
-  write them (:func:`record`, :func:`patched`);
+- :mod:`.sites`: the sites of patching (:class:`Site`, :class:`SiteModules`, a table of each family's parts,
+  any named submodule) and the hooks that read and write them (:func:`record`, :func:`patched`, both scoped);
 - :mod:`.patching`: activation patching across two layouts of the same tokens (:func:`patch`,
   :func:`heatmap`);
 - :mod:`.attribution`: gradients of a metric with respect to every slot's position, per layer, and integrated

@@ -43,7 +43,7 @@ from tempo_lab.capture import capture_attention
 from tempo_lab.generators.core import DecodingCore, branch
 from tempo_lab.interventions.layouts import Layout, Tokens, check_pair, shared_tokens
 from tempo_lab.interventions.metrics import Metric, as_metric
-from tempo_lab.interventions.sites import KINDS, Site, SiteModules, patched, record
+from tempo_lab.interventions.sites import KINDS, Site, SiteModules, layer_of, patched, record
 from tempo_lab.labels import token_label
 from tempo_lab.loaded import LoadedModel
 
@@ -67,9 +67,11 @@ class PatchResult:
     runs: int = 0
 
     def table(self, kind: str, slot: int | None = None) -> pd.DataFrame:
-        """``fraction`` as a table: layers x slots (``resid``, ``mlp``), or layers x heads (``head``, summed
-        over the sites' slots unless ``slot`` picks one)."""
-        rows = self.frame[self.frame.kind == checks.choice("kind", kind, KINDS)]
+        """``fraction`` as a table: layers x slots (``resid``, ``mlp``, a named submodule), or layers x heads
+        (``head``, summed over the sites' slots unless ``slot`` picks one)."""
+        rows = self.frame[
+            self.frame.kind == checks.choice("kind", kind, list(dict.fromkeys(self.frame.kind)))
+        ]
         if kind == "head":
             if slot is not None:
                 rows = rows[rows.slot == slot]
@@ -96,6 +98,9 @@ def _sites(where: SiteModules, n: int, kinds, layers, slots, heads) -> list[Site
     )
     out = []
     for kind in kinds:
+        if kind not in KINDS:  # a named submodule: one site per slot, in the layer it sits in
+            out += [Site(kind, layer_of(kind), slot) for slot in slots]
+            continue
         for layer in layers:
             for slot in slots:
                 out += (
@@ -144,12 +149,8 @@ def _recorded(
     metric: Metric,
 ) -> tuple[dict, float]:
     """One run of ``layout`` with every activation of ``kinds`` kept: ``(store, metric)``."""
-    store, handles = record(where, kinds)
-    try:
+    with record(where, kinds) as store:
         return store, float(_run(core, ids, layout, readout, metric)[0])
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def _prepare(lm, tokens, clean, corrupt, metric, direction, readout):
@@ -178,16 +179,19 @@ def patch(
     batch_size: int = 32,
 ) -> PatchResult:
     """Patch every site of ``kinds`` x ``layers`` x ``slots`` (x ``heads``) from one layout's run into the
-    other's (see the module docstring). ``tokens``: the shared tokens (text, ids ``(1, N)``, or a
-    ``(clean, corrupt)`` pair of the same tokens); ``readout``: the slot whose next-token logits the metric
-    reads (default the last). Returns a :class:`PatchResult` (``frame``: one row per site)."""
-    kinds = [checks.choice(f"kinds[{i}]", k, KINDS) for i, k in enumerate(checks.as_list(kinds))]
+    other's (see the module docstring). A kind is one of :data:`~tempo_lab.interventions.sites.KINDS` or the
+    name of any submodule (``"model.layers.3.mlp.down_proj"``, its input with ``":input"`` appended): one site
+    per slot, in the layer the submodule sits in (``layers`` does not apply). ``tokens``: the shared tokens
+    (text, ids ``(1, N)``, or a ``(clean, corrupt)`` pair of the same tokens); ``readout``: the slot whose
+    next-token logits the metric reads (default the last). Returns a :class:`PatchResult` (``frame``: one
+    row per site)."""
+    core, where = DecodingCore(lm), SiteModules.of(lm)
+    kinds = [where.check_kind(f"kinds[{i}]", k) for i, k in enumerate(checks.as_list(kinds))]
     batch_size = checks.count("batch_size", batch_size)
     ids, first, direction, readout, base_layout, source_layout, metric = _prepare(
         lm, tokens, clean, corrupt, metric, direction, readout
     )
     n = ids.shape[1]
-    core, where = DecodingCore(lm), SiteModules.of(lm)
     sites = _sites(where, n, kinds, layers, slots, heads)
     base, base_value = _recorded(core, where, kinds, ids, base_layout, readout, metric)
     source, source_value = _recorded(core, where, kinds, ids, source_layout, readout, metric)
@@ -260,7 +264,8 @@ def patch_naively(
         lm, tokens, clean, corrupt, metric, direction, readout
     )
     core, where = DecodingCore(lm), SiteModules.of(lm)
-    source, _ = _recorded(core, where, sorted({s.kind for s in sites}), ids, source_layout, readout, metric)
+    kinds = [where.check_kind(f"sites[{i}].kind", s.kind) for i, s in enumerate(sites)]
+    source, _ = _recorded(core, where, sorted(set(kinds)), ids, source_layout, readout, metric)
     out = []
     for site in sites:
         with patched(where, [site], source, 0):

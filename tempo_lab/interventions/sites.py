@@ -1,34 +1,42 @@
-"""The sites of activation patching and the hooks that read and write them: where a model's residual stream,
-attention heads and MLPs live, forward hooks that keep their activations, and hooks that write a source's
-activations into chosen batch rows.
+"""The sites of activation patching and the hooks that read and write them: where each family keeps its
+residual stream, attention heads and MLPs (a table per family), any named submodule as a site, forward hooks
+that keep activations, and hooks that write a source's activations into chosen batch rows.
 
 - a :class:`Site`: the residual stream after a layer at a slot (``resid``), one head's attention output at a
-  slot (the input of the output projection, ``head``), or the MLP output at a slot (``mlp``);
-- :class:`SiteModules`: the modules those live in, found in any family of the matrix (GPT-2's ``Conv1D``
-  projections included);
-- :func:`record` and :func:`patched`: public for measurements that batch their own passes
-  (:func:`~tempo_lab.interventions.patching.patch`, the study of notebook 09).
+  slot (the input of the output projection, ``head``), the MLP output at a slot (``mlp``), or the output of
+  any named submodule at a slot (``"model.layers.3.mlp.down_proj"``; its input with ``":input"`` appended),
+  as TransformerLens's hook names and baukit's ``Trace`` name them;
+- :data:`SITE_TABLE`: per family (``config.model_type``), the attribute paths of its decoder layers, attention
+  module, output projection, MLP and norms (:class:`Parts`); :class:`SiteModules` finds them in a model, and
+  refuses a family without an entry, or a layer without a part, naming both;
+- :func:`record` (a context manager) and :func:`patched`: public for measurements that batch their own
+  passes (:func:`~tempo_lab.interventions.patching.patch`, the study of notebook 09). Both remove their hooks
+  on exit, also after an exception.
 
-Contents: :class:`Site`, :class:`SiteModules`, :func:`record`, :func:`patched`, :data:`KINDS`.
+Contents: :class:`Site`, :class:`Parts`, :data:`SITE_TABLE`, :class:`SiteModules`, :func:`record`,
+:func:`patched`, :data:`KINDS`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from tempo_lab.loaded import LoadedModel
 
 KINDS = ("resid", "head", "mlp")
-OUTPUT_PROJECTIONS = ("o_proj", "dense", "out_proj", "c_proj")
+INPUT = ":input"  # a named site's suffix: the module's input rather than its output
 
 
 @dataclass(frozen=True)
 class Site:
-    """One place to patch: ``kind`` (:data:`KINDS`), ``layer``, ``slot`` and, for ``head``, ``head``."""
+    """One place to patch: ``kind`` (:data:`KINDS`, or a submodule's name), ``layer`` (a named submodule's
+    decoder layer, -1 outside any), ``slot`` and, for ``head``, ``head``."""
 
     kind: str
     layer: int
@@ -36,71 +44,163 @@ class Site:
     head: int | None = None
 
 
+@dataclass(frozen=True)
+class Parts:
+    """Where a family keeps a site's modules, as attribute names: ``layers`` (the decoder layers, in the base
+    model), ``attention`` and ``mlp`` (in a layer), ``projection`` (the attention's output projection, in the
+    attention module) and ``norms`` (in a layer)."""
+
+    layers: str
+    attention: str
+    projection: str
+    mlp: str
+    norms: tuple[str, ...]
+
+
+_PRE_NORM = ("input_layernorm", "post_attention_layernorm")
+_SANDWICH = (*_PRE_NORM, "pre_feedforward_layernorm", "post_feedforward_layernorm")
+_LLAMA = Parts("layers", "self_attn", "o_proj", "mlp", _PRE_NORM)
+#: per ``config.model_type``: every family of :data:`tempo_lab.tiny.MATRIX` (the tests check each entry)
+SITE_TABLE: dict[str, Parts] = {
+    **dict.fromkeys(("llama", "mistral", "qwen2", "qwen3", "gemma", "granite", "stablelm", "phi3"), _LLAMA),
+    "gemma2": Parts("layers", "self_attn", "o_proj", "mlp", _SANDWICH),
+    "gemma3_text": Parts("layers", "self_attn", "o_proj", "mlp", _SANDWICH),
+    "olmo2": Parts(
+        "layers", "self_attn", "o_proj", "mlp", ("post_attention_layernorm", "post_feedforward_layernorm")
+    ),
+    "cohere": Parts("layers", "self_attn", "o_proj", "mlp", ("input_layernorm",)),
+    "cohere2": Parts("layers", "self_attn", "o_proj", "mlp", ("input_layernorm",)),
+    "gpt_neox": Parts("layers", "attention", "dense", "mlp", _PRE_NORM),
+    "gpt2": Parts("h", "attn", "c_proj", "mlp", ("ln_1", "ln_2")),
+}
+
+
+def _part(owner: nn.Module, name: str, what: str) -> nn.Module:
+    found = getattr(owner, name, None)
+    if not isinstance(found, nn.Module):
+        raise ValueError(f"{what} has no {name!r}: the site table's entry does not fit this model")
+    return found
+
+
 @dataclass
 class SiteModules:
-    """Where the sites live in one model: decoder layers, each one's output projection and MLP."""
+    """Where the sites live in one model: decoder layers, each one's attention, output projection, MLP and
+    norms (found by :data:`SITE_TABLE`), and the model, whose named submodules are sites too."""
 
+    model: nn.Module
     layers: list[nn.Module]
+    attentions: list[nn.Module]
     projections: list[nn.Module]
     mlps: list[nn.Module]
+    norms: list[dict[str, nn.Module]]
     n_heads: int
     head_dim: int
 
     @classmethod
     def of(cls, lm: LoadedModel) -> SiteModules:
-        base = lm.model.base_model
-        layers = list(getattr(base, "layers", None) or getattr(base, "h", []))
-        if not layers:
-            raise ValueError(f"found no decoder layers in {type(lm.model).__name__}")
-        projections, mlps = [], []
-        for i, layer in enumerate(layers):
-            attention = (
-                getattr(layer, "self_attn", None)
-                or getattr(layer, "attention", None)
-                or getattr(layer, "attn", None)
+        family = lm.model.config.model_type
+        parts = SITE_TABLE.get(family)
+        if parts is None:
+            raise ValueError(
+                f"the site table has no entry for the family {family!r} ({type(lm.model).__name__}): add its "
+                f"parts to tempo_lab.interventions.sites.SITE_TABLE (known: {', '.join(sorted(SITE_TABLE))})"
             )
-            proj = next((getattr(attention, n) for n in OUTPUT_PROJECTIONS if hasattr(attention, n)), None)
-            mlp = getattr(layer, "mlp", None)
-            if proj is None or mlp is None:
-                raise ValueError(
-                    f"layer {i} of {type(lm.model).__name__} has no output projection or MLP to patch"
-                )
-            projections.append(proj)
-            mlps.append(mlp)
+        layers = list(_part(lm.model.base_model, parts.layers, f"{family}'s base model"))
+        attentions, projections, mlps, norms = [], [], [], []
+        for i, layer in enumerate(layers):
+            where = f"layer {i} of {family}"
+            attentions.append(_part(layer, parts.attention, where))
+            projections.append(_part(attentions[-1], parts.projection, f"the attention of {where}"))
+            mlps.append(_part(layer, parts.mlp, where))
+            norms.append({n: _part(layer, n, where) for n in parts.norms})
         n_heads = lm.model.config.num_attention_heads
         proj = projections[0]  # a Linear (in_features), or GPT-2's Conv1D (weight (in, out))
         width = proj.in_features if hasattr(proj, "in_features") else proj.weight.shape[0]
-        return cls(layers, projections, mlps, n_heads, width // n_heads)
+        return cls(lm.model, layers, attentions, projections, mlps, norms, n_heads, width // n_heads)
 
     def modules(self, kind: str) -> list[nn.Module]:
+        """The modules of a built-in kind, one per layer."""
         return {"resid": self.layers, "head": self.projections, "mlp": self.mlps}[kind]
+
+    def check_kind(self, name: str, kind: object) -> str:
+        """``kind`` if it is one of :data:`KINDS` or a submodule's name (with :data:`INPUT` appended for its
+        input); otherwise ``ValueError`` naming ``name`` and the value."""
+        if isinstance(kind, str) and (kind in KINDS or self._named(kind) is not None):
+            return kind
+        raise ValueError(
+            f"{name} = {kind!r} is neither one of {', '.join(KINDS)} nor the name of a submodule of "
+            f"{type(self.model).__name__} (e.g. {self._example()!r}, or {self._example() + INPUT!r})"
+        )
+
+    def targets(self, kind: str) -> list[tuple[int, nn.Module]]:
+        """``(layer, module)`` for each module a kind's sites live in (one for a named submodule)."""
+        if kind in KINDS:
+            return list(enumerate(self.modules(kind)))
+        return [(layer_of(kind), self._named(kind))]
+
+    def _named(self, kind: str) -> nn.Module | None:
+        path = kind.removesuffix(INPUT)
+        try:
+            return self.model.get_submodule(path) if path else None
+        except AttributeError:
+            return None
+
+    def _example(self) -> str:
+        return next(n for n, m in self.model.named_modules() if m is self.mlps[0])
+
+
+def layer_of(kind: str) -> int:
+    """The decoder layer a named submodule sits in (``"model.layers.3.mlp"``: 3), -1 outside any."""
+    found = re.search(r"(?:^|\.)(?:layers|h)\.(\d+)(?:\.|$)", kind)
+    return int(found.group(1)) if found else -1
 
 
 def _first(output):
     return output[0] if isinstance(output, tuple) else output
 
 
-def record(where: SiteModules, kinds: Sequence[str]) -> tuple[dict, list]:
-    """Hooks that keep every activation of the sites' kinds: ``(store, handles)``; ``store[kind][layer]``
-    is ``(batch, n, ...)`` (heads: ``(batch, n, heads, head_dim)``)."""
+def _reads_input(kind: str) -> bool:
+    return kind == "head" or kind.endswith(INPUT)
+
+
+def _input(module: nn.Module, args: tuple, kwargs: dict) -> tuple[torch.Tensor, str | int]:
+    """A module's input activation and where it came: positional 0 or the ``hidden_states`` keyword."""
+    if args and isinstance(args[0], torch.Tensor):
+        return args[0], 0
+    if isinstance(kwargs.get("hidden_states"), torch.Tensor):
+        return kwargs["hidden_states"], "hidden_states"
+    raise ValueError(f"{type(module).__name__} received no tensor input to record or patch")
+
+
+@contextmanager
+def record(where: SiteModules, kinds: Sequence[str]) -> Iterator[dict]:
+    """Inside the block, every pass keeps the activations of the sites' kinds in the yielded store:
+    ``store[kind][layer]`` is ``(batch, n, ...)`` (heads: ``(batch, n, heads, head_dim)``; a named
+    submodule's under its :func:`layer_of`). The hooks are removed on exit, also after an exception."""
     store: dict = {k: {} for k in kinds}
     handles = []
-    for kind in kinds:
-        for layer, module in enumerate(where.modules(kind)):
-            if kind == "head":
+    try:
+        for kind in kinds:
+            for layer, module in where.targets(kind):
+                if _reads_input(kind):
 
-                def keep(_m, args, layer=layer):
-                    x = args[0]
-                    store["head"][layer] = x.detach().reshape(*x.shape[:2], where.n_heads, where.head_dim)
+                    def keep_in(m, args, kwargs, layer=layer, kind=kind):
+                        x = _input(m, args, kwargs)[0].detach()
+                        if kind == "head":
+                            x = x.reshape(*x.shape[:2], where.n_heads, where.head_dim)
+                        store[kind][layer] = x
 
-                handles.append(module.register_forward_pre_hook(keep))
-            else:
+                    handles.append(module.register_forward_pre_hook(keep_in, with_kwargs=True))
+                else:
 
-                def keep(_m, _a, out, layer=layer, kind=kind):
-                    store[kind][layer] = _first(out).detach()
+                    def keep_out(_m, _a, out, layer=layer, kind=kind):
+                        store[kind][layer] = _first(out).detach()
 
-                handles.append(module.register_forward_hook(keep))
-    return store, handles
+                    handles.append(module.register_forward_hook(keep_out))
+        yield store
+    finally:
+        for h in handles:
+            h.remove()
 
 
 @contextmanager
@@ -116,34 +216,40 @@ def patched(
     """Hooks that write ``source``'s activation (a :func:`record` store) into each batch row's site (row
     ``r`` patches ``rows[r]``); ``offset``: the slot of the pass's first query; the source is its batch row
     ``source_row``, recorded in a pass whose first query was slot ``source_offset``."""
-    by_layer: dict[tuple[str, int], list[tuple[int, Site]]] = {}
+    by_module: dict[tuple[str, int], list[tuple[int, Site]]] = {}
     for r, site in enumerate(rows):
-        by_layer.setdefault((site.kind, site.layer), []).append((r, site))
+        by_module.setdefault((site.kind, site.layer), []).append((r, site))
     handles = []
-    for (kind, layer), found in by_layer.items():
-        module = where.modules(kind)[layer]
-        if kind == "head":
 
-            def pre(_m, args, found=found, layer=layer):
-                x = args[0].clone()
-                for r, s in found:
-                    lo = s.head * where.head_dim
-                    x[r, s.slot - offset, lo : lo + where.head_dim] = source["head"][layer][
-                        source_row, s.slot - source_offset, s.head
-                    ]
-                return (x, *args[1:])
+    def write(x: torch.Tensor, kind: str, layer: int, found: list[tuple[int, Site]]) -> torch.Tensor:
+        x = x.clone()
+        for r, s in found:
+            value = source[kind][layer][source_row, s.slot - source_offset]
+            if kind == "head":
+                lo = s.head * where.head_dim
+                x[r, s.slot - offset, lo : lo + where.head_dim] = value[s.head]
+            else:
+                x[r, s.slot - offset] = value
+        return x
 
-            handles.append(module.register_forward_pre_hook(pre))
-        else:
-
-            def post(_m, _a, out, found=found, layer=layer, kind=kind):
-                x = _first(out).clone()
-                for r, s in found:
-                    x[r, s.slot - offset] = source[kind][layer][source_row, s.slot - source_offset]
-                return (x, *out[1:]) if isinstance(out, tuple) else x
-
-            handles.append(module.register_forward_hook(post))
     try:
+        for (kind, layer), found in by_module.items():
+            module = dict(where.targets(kind))[layer]
+            if _reads_input(kind):
+
+                def pre(m, args, kwargs, found=found, layer=layer, kind=kind):
+                    x, at = _input(m, args, kwargs)
+                    x = write(x, kind, layer, found)
+                    return ((x, *args[1:]), kwargs) if at == 0 else (args, {**kwargs, at: x})
+
+                handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+            else:
+
+                def post(_m, _a, out, found=found, layer=layer, kind=kind):
+                    x = write(_first(out), kind, layer, found)
+                    return (x, *out[1:]) if isinstance(out, tuple) else x
+
+                handles.append(module.register_forward_hook(post))
         yield
     finally:
         for h in handles:

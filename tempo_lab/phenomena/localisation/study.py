@@ -95,12 +95,8 @@ def _prompt_rows(
         return torch.softmax(core.step(branch(prefix.cache, n_rows), tokens, places)[:, 0].float(), -1)
 
     # the token at gap 0 and at every gap, its residual stream kept
-    store, handles = record(where, ["resid"])
-    try:
+    with record(where, ["resid"]) as store:
         probs = step(1 + len(moves), [float(t), *(t + g for g in moves)])
-    finally:
-        for h in handles:
-            h.remove()
     effects = _tv(probs[1:], probs[0])
     # every layer's gap-0 residual stream written into the runs at the far gaps
     far = far_gaps(cond)
@@ -149,13 +145,9 @@ def _isolation_rows(lm, core, where, i, ids, prefix) -> list[dict]:
     t, n_layers = ids.shape[1], len(where.layers)
     members, places, modes = _set(ids, prefix.next_logits)
     last = t + SET_SIZE - 1
-    store, handles = record(where, ["resid"])
-    try:
+    with record(where, ["resid"]) as store:
         both = torch.cat([modes["visible"], modes["isolated"]])
         logits = core.step(branch(prefix.cache, 2), members.expand(2, -1), places.expand(2, -1), both)
-    finally:
-        for h in handles:
-            h.remove()
     probs = torch.softmax(logits[:, -1].float(), -1)
     effect = float(_tv(probs[1], probs[0]))
     sites = [Site("resid", layer, last) for layer in range(n_layers)]
