@@ -13,23 +13,39 @@
   :func:`heatmap`);
 - :mod:`.attribution`: gradients of a metric with respect to every slot's position, per layer, and integrated
   gradients between two layouts;
-- :mod:`.search`: the positions that maximise a metric, by gradient ascent checked on a grid.
+- :mod:`.search`: the positions that maximise a metric, by gradient ascent checked on a grid;
+- :mod:`.display`: their figures (:func:`heatmap`, :func:`attribution_figure`, :func:`search_figure`),
+  imported on first use, so the computing modules load no plotting library.
 """
+
+from importlib import import_module
+from typing import Any
 
 from tempo_lab.interventions.attribution import (
     IntegratedGradients,
     PositionGradients,
-    attribution_figure,
     integrated_gradients,
     position_gradients,
 )
 from tempo_lab.interventions.layouts import Layout, shared_tokens
 from tempo_lab.interventions.metrics import Metric, log_prob, logit_diff, prob, prompt_mass, tv_to
-from tempo_lab.interventions.patching import PatchResult, heatmap, patch, patch_naively
+from tempo_lab.interventions.patching import PatchResult, patch, patch_naively
 from tempo_lab.interventions.positions import PositionEdit, intervene, moved
 from tempo_lab.interventions.rotary import Rotary, rotary_of
-from tempo_lab.interventions.search import PositionSearch, search_figure, search_positions
+from tempo_lab.interventions.search import PositionSearch, search_positions
 from tempo_lab.interventions.sites import Site, SiteModules, patched, record
+
+#: the figure functions, from :mod:`.display` on first use (matplotlib loads only then)
+_DISPLAY = ("attribution_figure", "heatmap", "search_figure")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DISPLAY:
+        value = getattr(import_module("tempo_lab.interventions.display"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tempo_lab.interventions' has no attribute {name!r}")
+
 
 __all__ = [
     "IntegratedGradients",

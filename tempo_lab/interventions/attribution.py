@@ -19,7 +19,8 @@ integer-only position table cannot say this):
 Metrics that read captured attention (``prompt_mass``) carry no gradient and are refused.
 
 Contents: :class:`PositionGradients`, :class:`IntegratedGradients`, :func:`position_gradients`,
-:func:`integrated_gradients`, :func:`frozen`, :func:`attribution_figure`.
+:func:`integrated_gradients`, :func:`frozen` (the figure:
+:func:`tempo_lab.interventions.display.attribution_figure`).
 """
 
 from __future__ import annotations
@@ -32,15 +33,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
 from torch import nn
 
-from tempo_lab import checks, plots
+from tempo_lab import checks
 from tempo_lab.generators.core import DecodingCore
 from tempo_lab.interventions.layouts import Layout, Tokens, check_pair, shared_tokens
 from tempo_lab.interventions.metrics import Metric, as_metric
 from tempo_lab.interventions.positions import PositionEdit, intervene
-from tempo_lab.labels import token_label
 from tempo_lab.loaded import LoadedModel
 
 COMPLETENESS_TOLERANCE = 0.01  # integrated gradients warn past 1% relative error
@@ -236,27 +235,3 @@ def integrated_gradients(
             stacklevel=2,
         )
     return result
-
-
-def attribution_figure(values: torch.Tensor, tokens: list[str], title: str, ylabel: str) -> Figure:
-    """A bar per slot (token labels) of ``values`` ``(N,)``, or a layers x slots heat map for
-    ``(layers, N)``."""
-    if values.dim() == 2:
-        fig, ax = plots.figure_with_axes(
-            max(5.0, 0.4 * len(tokens) + 2.5), max(3.0, 0.2 * values.shape[0] + 1.5)
-        )
-        lim = max(1e-12, float(values.abs().max()))
-        im = ax.imshow(values.numpy(), aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, origin="lower")
-        ax.set_ylabel("layer")
-        fig.colorbar(im, ax=ax, label=ylabel)
-    else:
-        fig, ax = plots.figure_with_axes(max(5.0, 0.4 * len(tokens) + 2.0), 3.2)
-        ax.bar(range(len(tokens)), values.numpy(), color=["C3" if v < 0 else "C0" for v in values.tolist()])
-        ax.axhline(0, color="0.5", lw=0.8)
-        ax.set_ylabel(ylabel)
-    ax.set_xticks(
-        range(len(tokens)), [f"{token_label(t)} {i}" for i, t in enumerate(tokens)], rotation=90, fontsize=7
-    )
-    ax.set_xlabel("slot (token)")
-    ax.set_title(title, fontsize=10)
-    return fig

@@ -23,7 +23,8 @@ The independent path, :func:`patch_naively` (one uncached forward per site, one 
 
 The sites and the hooks that read and write them are :mod:`tempo_lab.interventions.sites`.
 
-Contents: :class:`PatchResult`, :func:`patch`, :func:`patch_naively`, :func:`heatmap`, :data:`DIRECTIONS`.
+Contents: :class:`PatchResult`, :func:`patch`, :func:`patch_naively`, :data:`DIRECTIONS` (the heatmap is
+:func:`tempo_lab.interventions.display.heatmap`).
 """
 
 from __future__ import annotations
@@ -32,19 +33,16 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
 from transformers import DynamicCache
 
-from tempo_lab import checks, plots
+from tempo_lab import checks
 from tempo_lab.capture import capture_attention
 from tempo_lab.generators.core import DecodingCore, branch
 from tempo_lab.interventions.layouts import Layout, Tokens, check_pair, shared_tokens
 from tempo_lab.interventions.metrics import Metric, as_metric
 from tempo_lab.interventions.sites import KINDS, Site, SiteModules, layer_of, patched, record
-from tempo_lab.labels import token_label
 from tempo_lab.loaded import LoadedModel
 
 DIRECTIONS = ("denoise", "noise")
@@ -271,30 +269,3 @@ def patch_naively(
         with patched(where, [site], source, 0):
             out.append(float(_run(core, ids, base_layout, readout, metric)[0]))
     return out
-
-
-def heatmap(result: PatchResult, kind: str, slot: int | None = None, title: str | None = None) -> Figure:
-    """The fraction of the difference each site carries: layers x slots (token labels) for ``resid`` and
-    ``mlp``, layers x heads for ``head``."""
-    table = result.table(kind, slot)
-    fig, ax = plots.figure_with_axes(
-        max(5.0, 0.45 * table.shape[1] + 2.5), max(3.0, 0.22 * table.shape[0] + 1.5)
-    )
-    data = table.to_numpy(dtype=float)
-    lim = max(1e-9, float(np.nanmax(np.abs(data))) if data.size else 1.0)
-    im = ax.imshow(data, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, origin="lower")
-    if kind == "head":
-        ax.set_xticks(range(table.shape[1]), [str(h) for h in table.columns], fontsize=7)
-        ax.set_xlabel("head")
-    else:
-        labels = [f"{token_label(result.tokens[s])} {s}" for s in table.columns]
-        ax.set_xticks(range(table.shape[1]), labels, rotation=90, fontsize=7)
-        ax.set_xlabel("slot (token)")
-    ax.set_yticks(range(table.shape[0]), [str(v) for v in table.index], fontsize=7)
-    ax.set_ylabel("layer")
-    where = f" at slot {slot}" if slot is not None else ""
-    ax.set_title(
-        title or f"{result.direction}: share of the {result.metric} difference, {kind}{where}", fontsize=10
-    )
-    fig.colorbar(im, ax=ax, label="fraction of the difference")
-    return fig

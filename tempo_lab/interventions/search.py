@@ -14,7 +14,8 @@ The seed notes' "semantic search: find the optimal position for a desired semant
   ascent agrees with the grid when its best value is at least the grid's best, or its position is within one
   grid step of the grid's best point.
 
-Contents: :class:`PositionSearch`, :func:`search_positions`, :func:`search_figure`.
+Contents: :class:`PositionSearch`, :func:`search_positions` (its figure:
+:func:`tempo_lab.interventions.display.search_figure`).
 """
 
 from __future__ import annotations
@@ -24,14 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
-from tempo_lab import checks, plots
+from tempo_lab import checks
 from tempo_lab.generators.core import DecodingCore
 from tempo_lab.interventions.attribution import _differentiable, _readout, frozen
 from tempo_lab.interventions.layouts import Layout, Tokens, check_pair, shared_tokens
 from tempo_lab.interventions.metrics import Metric
-from tempo_lab.labels import token_label
 from tempo_lab.loaded import LoadedModel
 
 MAX_GRID_SLOTS = 2  # a grid over more slots grows as grid ** slots
@@ -210,48 +209,3 @@ def search_positions(
         [lm.token_str(int(i)) for i in ids[0].tolist()],
         metric.name,
     )
-
-
-def search_figure(found: PositionSearch, title: str | None = None) -> Figure:
-    """The grid's metric against the searched slot's position with every restart's ascent on it (one slot),
-    or the grid as a heat map with the ascents as paths (two slots)."""
-    if found.grid is None:
-        raise ValueError(
-            f"a search over {len(found.slots)} slots has no grid to draw (at most {MAX_GRID_SLOTS})"
-        )
-    fig, ax = plots.figure_with_axes(7.0, 4.0)
-    names = [f"slot {s} ({token_label(found.tokens[s])})" for s in found.slots]
-    if len(found.slots) == 1:
-        ax.plot(found.grid[:, 0].numpy(), found.grid_values.numpy(), color="0.4", lw=1.2, label="grid")
-        for r in range(found.trajectory.shape[1]):
-            ax.plot(
-                found.trajectory[:, r, 0].numpy(),
-                found.values[:, r].numpy(),
-                ".-",
-                ms=3,
-                lw=0.8,
-                label=f"ascent from {float(found.trajectory[0, r, 0]):.1f}",
-            )
-        where, value = found.grid_best
-        ax.plot([float(where[0])], [value], "kx", ms=9, label="grid best")
-        ax.plot([float(found.positions[0])], [found.value], "r*", ms=12, label="ascent best")
-        ax.set_xlabel(f"position of {names[0]}")
-        ax.set_ylabel(found.metric)
-        ax.legend(fontsize=7)
-    else:
-        xs = sorted(set(found.grid[:, 0].tolist()))
-        ys = sorted(set(found.grid[:, 1].tolist()))
-        table = np.full((len(ys), len(xs)), np.nan)
-        for (a, b), v in zip(found.grid.tolist(), found.grid_values.tolist(), strict=True):
-            table[ys.index(b), xs.index(a)] = v
-        im = ax.imshow(
-            table, origin="lower", aspect="auto", extent=(xs[0], xs[-1], ys[0], ys[-1]), cmap="viridis"
-        )
-        for r in range(found.trajectory.shape[1]):
-            ax.plot(found.trajectory[:, r, 0].numpy(), found.trajectory[:, r, 1].numpy(), "w.-", ms=2, lw=0.8)
-        ax.plot([float(found.positions[0])], [float(found.positions[1])], "r*", ms=12)
-        ax.set_xlabel(f"position of {names[0]}")
-        ax.set_ylabel(f"position of {names[1]}")
-        fig.colorbar(im, ax=ax, label=found.metric)
-    ax.set_title(title or f"Position search: {found.metric}", fontsize=10)
-    return fig

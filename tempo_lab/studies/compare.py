@@ -6,24 +6,23 @@ the retroactive TV at the largest gap) is one number per prompt, and the two mod
 prompts, so the right comparison is paired: the Wilcoxon signed-rank test of ``b - a`` over the prompts both
 kept (:func:`tempo_lab.studies.stats.paired_test`), with the mean difference and its bootstrap interval.
 
-Contents: :func:`compare_claims`, :func:`headlines`, :func:`figure`.
+Contents: :func:`compare_claims`, :func:`headlines`, :func:`check_same_prompts` (the figure:
+:func:`tempo_lab.studies.plots.compare_figure`).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from tempo_lab import plots
 from tempo_lab.studies import stats
 from tempo_lab.studies.claims import Claim, claims_table, fmt_ci
 
 
-def _check_same_prompts(a: Any, b: Any) -> None:
+def check_same_prompts(a: Any, b: Any) -> None:
     fa, fb = a.manifest["prompt_set"], b.manifest["prompt_set"]
     if fa != fb or a.manifest["n_prompts"] != b.manifest["n_prompts"]:
         raise ValueError(
@@ -55,7 +54,7 @@ def compare_claims(
     (``difference``: ``names[1] - names[0]`` per prompt, mean with its 95% interval; Wilcoxon ``p``,
     rank-biserial ``effect``, ``n`` prompts). ``single``: the single-prompt notebooks' key numbers (the
     verdicts do not read them). Raises ``ValueError`` when the two studies measured different prompt sets."""
-    _check_same_prompts(a, b)
+    check_same_prompts(a, b)
     ta, tb = claims_table(a, single, claims), claims_table(b, single, claims)
     ha, hb = headlines(a, claims), headlines(b, claims)
     rows = []
@@ -89,27 +88,14 @@ def _paired(claim: Claim, ha: pd.DataFrame, hb: pd.DataFrame, names: tuple[str, 
     }
 
 
-def figure(a: Any, b: Any, claims: Sequence[Claim], names: tuple[str, str] = ("a", "b")) -> Figure:
-    """Each claim's headline, mean over prompts with its 95% bootstrap interval, for both models: one row of
-    the chart per claim, the two models as two markers."""
-    _check_same_prompts(a, b)
-    shown = [c for c in claims if c.headline is not None]
-    fig = plots.figure(8.5, 0.55 * len(shown) + 1.6)
-    ax = fig.subplots()
-    for k, (study, name, marker) in enumerate(zip((a, b), names, ("o", "s"), strict=True)):
-        table = headlines(study, shown)
-        for row, claim in enumerate(shown):
-            values = table[claim.text].dropna()
-            if values.empty:
-                continue
-            mean, lo, hi = stats.bootstrap_ci(values)
-            y = row + (k - 0.5) * 0.3
-            ax.errorbar(mean, y, xerr=[[mean - lo], [hi - mean]], fmt=marker, color=f"C{k}", capsize=3,
-                        label=name if row == 0 else None)  # fmt: skip
-    ax.set_yticks(np.arange(len(shown)), [c.headline[0] for c in shown])
-    ax.invert_yaxis()
-    ax.axvline(0, color="0.7", lw=0.8)
-    title = f"Each claim's headline number over the same prompts:\n{names[0]} and {names[1]}"
-    ax.set(xlabel="mean over prompts (95% CI)", ylabel="claim's headline number", title=title)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
-    return fig
+def __getattr__(name: str) -> Any:
+    if name == "figure":  # moved to the display module; this path works for one more release
+        warnings.warn(
+            "tempo_lab.studies.compare.figure moved to tempo_lab.studies.plots.compare_figure",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from tempo_lab.studies.plots import compare_figure
+
+        return compare_figure
+    raise AttributeError(f"module 'tempo_lab.studies.compare' has no attribute {name!r}")

@@ -10,21 +10,21 @@ Contents:
 - ``shifted_distribution(model, ids, at, amount)``: the next-byte distribution ``(256,)`` after the shift.
 - ``shift_sweep(models, prompts, at, amounts)``: total variation against the unshifted distribution and top-1
   change, one row per model x prompt x amount.
-- ``shift_view(models, text)``: notebook 08's live view: a model, an amount and where the move starts.
+
+Its live view is :func:`tempo_lab.tpi.report.shift_view` (this module imports no plotting library).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
 
-from tempo_lab import plots
-from tempo_lab.labels import token_label
 from tempo_lab.summaries import tv
 from tempo_lab.tpi.model import CharLM
-from tempo_lab.views import Control, Rendered, View, live_view
 
 
 @torch.no_grad()
@@ -65,31 +65,14 @@ def shift_sweep(
     return pd.DataFrame(rows)
 
 
-def shift_view(models: dict[str, CharLM], text: str) -> View:
-    """Notebook 08's live view: the next byte after ``text`` when every byte from ``at`` on is moved by
-    ``amount`` (positions for the RoPE baseline, radians of phase for a TPI model). It runs the chosen small
-    model on every move. ``models``: name -> trained model."""
-    names = list(models)
-    ids = torch.tensor([list(text.encode("utf-8"))])
+def __getattr__(name: str) -> Any:
+    if name == "shift_view":  # moved to the display module; this path works for one more release
+        warnings.warn(
+            "tempo_lab.tpi.probes.shift_view moved to tempo_lab.tpi.report.shift_view",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from tempo_lab.tpi.report import shift_view
 
-    def update(values, progress) -> Rendered:
-        model, amount, at = values["model"], float(values["amount"]), int(values["at"])
-        if model not in models:
-            raise ValueError(f"no model {model!r}; choose one of {names}")
-        base = shifted_distribution(models[model], ids, at, 0.0)
-        moved = shifted_distribution(models[model], ids, at, amount)
-        tv_ = tv(moved, base)
-        top = moved.topk(8)
-        labels = [token_label(bytes([int(i)]).decode("latin-1")) for i in top.indices]
-        fig, (ax,) = plots.live_figure(7, 3.2)
-        plots.top_token_bars(labels, top.values.tolist(), "", ax)
-        unit = "positions" if not models[model].config.is_tpi else "radians"
-        ax.set_title(f"{model}: next byte after {text[-24:]!r}, bytes {at}.. moved by {amount:g} {unit}")
-        text_ = f"{model}, move {amount:g} {unit} from byte {at}: TV {tv_:.4f} against no move"
-        return Rendered(text_, fig, {"tv": round(tv_, 6)})
-
-    return live_view("tpi_shift", "TPI shift", {
-        "model": Control(names[0], options=names, description="model"),
-        "amount": Control(1.0, 0.0, 8.0, 0.25, description="move by"),
-        "at": Control(len(ids[0]) // 2, 1, len(ids[0]) - 1, 1, description="from byte"),
-    }, update)  # fmt: skip
+        return shift_view
+    raise AttributeError(f"module 'tempo_lab.tpi.probes' has no attribute {name!r}")

@@ -9,14 +9,22 @@ Contents:
 - :func:`curves`: validation BPC against the step, mean over seeds with the min-max band.
 - :func:`recall_curves`: first-query recall accuracy against the step.
 - :func:`shift_plot`: TV of the next-byte distribution against a gap (RoPE) or an inserted phase (TPI).
+- :func:`shift_view`: the live view of that move: a model, an amount and where the move starts.
 """
 
 from __future__ import annotations
 
 import pandas as pd
+import torch
 from matplotlib.figure import Figure
 
+from tempo_lab import plots
+from tempo_lab.labels import token_label
 from tempo_lab.plots import figure
+from tempo_lab.summaries import tv
+from tempo_lab.tpi.model import CharLM
+from tempo_lab.tpi.probes import shifted_distribution
+from tempo_lab.views import Control, Rendered, View, live_view
 
 SPLITS = ("train", "val", "test", "val_long")
 
@@ -124,3 +132,33 @@ def shift_plot(table: pd.DataFrame) -> Figure:
         ax.set(xlabel=unit, ylabel="TV of the next byte vs no shift", title=name)
     fig.suptitle("A gap (RoPE) against an inserted phase (TPI), mean over prompts with 95% CI")
     return fig
+
+
+def shift_view(models: dict[str, CharLM], text: str) -> View:
+    """Notebook 08's live view: the next byte after ``text`` when every byte from ``at`` on is moved by
+    ``amount`` (positions for the RoPE baseline, radians of phase for a TPI model). It runs the chosen small
+    model on every move. ``models``: name -> trained model."""
+    names = list(models)
+    ids = torch.tensor([list(text.encode("utf-8"))])
+
+    def update(values, progress) -> Rendered:
+        model, amount, at = values["model"], float(values["amount"]), int(values["at"])
+        if model not in models:
+            raise ValueError(f"no model {model!r}; choose one of {names}")
+        base = shifted_distribution(models[model], ids, at, 0.0)
+        moved = shifted_distribution(models[model], ids, at, amount)
+        tv_ = tv(moved, base)
+        top = moved.topk(8)
+        labels = [token_label(bytes([int(i)]).decode("latin-1")) for i in top.indices]
+        fig, (ax,) = plots.live_figure(7, 3.2)
+        plots.top_token_bars(labels, top.values.tolist(), "", ax)
+        unit = "positions" if not models[model].config.is_tpi else "radians"
+        ax.set_title(f"{model}: next byte after {text[-24:]!r}, bytes {at}.. moved by {amount:g} {unit}")
+        text_ = f"{model}, move {amount:g} {unit} from byte {at}: TV {tv_:.4f} against no move"
+        return Rendered(text_, fig, {"tv": round(tv_, 6)})
+
+    return live_view("tpi_shift", "TPI shift", {
+        "model": Control(names[0], options=names, description="model"),
+        "amount": Control(1.0, 0.0, 8.0, 0.25, description="move by"),
+        "at": Control(len(ids[0]) // 2, 1, len(ids[0]) - 1, 1, description="from byte"),
+    }, update)  # fmt: skip

@@ -9,7 +9,8 @@ from scipy import stats as scipy_stats
 
 from tempo_lab import load_model, phenomena
 from tempo_lab.studies import run_study
-from tempo_lab.studies.compare import compare_claims, figure, headlines
+from tempo_lab.studies.compare import compare_claims, headlines
+from tempo_lab.studies.plots import compare_figure as figure
 from tempo_lab.tiny import tiny_random
 
 N = 12

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tempo_lab.store import IncompleteResults, ResultsWarning
-from tempo_lab.tpi import layers, model, probes, recall, runs, train
+from tempo_lab.tpi import layers, model, probes, recall, report, runs, train
 from tempo_lab.tpi.corpus import from_text, load_corpus
 
 ALL = [(v, m) for v in layers.VARIANTS for m in layers.MEMORIES]
@@ -203,7 +203,7 @@ def test_runs_resume_verify_and_refuse_a_folder_with_other_settings(tmp_path):
 
 def test_shift_view_reports_the_probe_tv():
     models = {name: model.build(name, dim=16, layers=1).eval() for name in ("rope", "tpi")}
-    view = probes.shift_view(models, "The quick brown fox")
+    view = report.shift_view(models, "The quick brown fox")
     ids = torch.tensor([list(b"The quick brown fox")])
     for name in models:
         base = probes.shifted_distribution(models[name], ids, 5, 0.0)
