@@ -93,3 +93,11 @@ SINGLE = {
            "set_sizes": [3, 1]},
     "05": {"mean_agreement_with_first_gap": {"5": 0.5, "20": 0.4}},
 }
+
+
+def test_the_old_home_of_the_figure_still_works_with_a_deprecation_warning():
+    from tempo_lab.studies import compare
+
+    with pytest.warns(DeprecationWarning, match=r"tempo_lab.studies.plots.compare_figure"):
+        moved = compare.figure
+    assert moved is figure

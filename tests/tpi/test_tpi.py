@@ -216,3 +216,9 @@ def test_the_recall_floor_without_lookup():
     # one pair: the stored value is the answer; two: right if the values match (1/10), else half the time
     assert recall.blind_accuracy(recall.RecallTask(pairs=1)) == 1.0
     assert recall.blind_accuracy(recall.RecallTask(pairs=2)) == pytest.approx(0.1 + 0.9 * 0.5, abs=0.01)
+
+
+def test_the_old_home_of_shift_view_still_works_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match=r"tempo_lab.tpi.report.shift_view"):
+        moved = probes.shift_view
+    assert moved is report.shift_view
