@@ -3,13 +3,14 @@
 
 One fresh interpreter imports each checked module in turn, with every ``tempo_lab`` module and every drawing
 library removed from ``sys.modules`` before each import, and reports the drawing libraries each one loaded.
-The phenomenon slices (``tempo_lab.phenomena``, whose registry bundles each slice's explorer with its study
-measurement) and the study runner that reads that registry are not split yet (issue 36): they are listed in
-``PENDING`` and checked not to grow."""
+Beside it, the shape the split gives the package: every phenomenon slice is a package of the same roles, and
+no module is longer than 350 lines."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import pathlib
 import pkgutil
 import subprocess
 import sys
@@ -28,8 +29,8 @@ DISPLAY = {
     "tempo_lab.studies.views",
     "tempo_lab.tpi.report",
 }
-PENDING_PREFIXES = ("tempo_lab.phenomena",)
-PENDING = {"tempo_lab.studies.runner"}
+#: the roles a phenomenon slice's modules may play (localisation's summary: what its stored study says)
+ROLES = {"probe", "display", "study", "summary"}
 
 PROBE = r"""
 import importlib, json, sys
@@ -55,11 +56,7 @@ def _is_display(name: str) -> bool:
 
 
 def checked_modules() -> list[str]:
-    return [
-        name
-        for name in _all_modules()
-        if not _is_display(name) and name not in PENDING and not name.startswith(PENDING_PREFIXES)
-    ]
+    return [name for name in _all_modules() if not _is_display(name)]
 
 
 def _drawing_libraries(names: list[str]) -> dict[str, list[str]]:
@@ -75,7 +72,14 @@ def _drawing_libraries(names: list[str]) -> dict[str, list[str]]:
 def test_no_computing_module_imports_a_drawing_library():
     names = checked_modules()
     assert len(names) > 60  # the foundations, generators, interventions, caches, extension, interop, tpi, ...
-    for must in ("tempo_lab.interventions.patching", "tempo_lab.caches.study", "tempo_lab.tpi.probes"):
+    for must in (
+        "tempo_lab.interventions.patching",
+        "tempo_lab.caches.study",
+        "tempo_lab.tpi.probes",
+        "tempo_lab.phenomena",  # the registry: its explorers load on first use
+        "tempo_lab.phenomena.retroactive.probe",
+        "tempo_lab.studies.runner",
+    ):
         assert must in names
     found = _drawing_libraries(names)
     drawing = {name: libs for name, libs in found.items() if libs}
@@ -84,5 +88,25 @@ def test_no_computing_module_imports_a_drawing_library():
 
 def test_the_display_modules_do_draw_and_the_probe_would_see_it():
     """The probe is not blind: the display modules it skips load matplotlib under the same check."""
-    found = _drawing_libraries(["tempo_lab.interventions.display", "tempo_lab.tpi.report"])
+    found = _drawing_libraries(
+        ["tempo_lab.interventions.display", "tempo_lab.tpi.report", "tempo_lab.phenomena.retroactive.display"]
+    )
     assert all("matplotlib" in libs for libs in found.values()), found
+
+
+def test_every_phenomenon_slice_is_a_package_of_the_same_roles():
+    from tempo_lab.phenomena import PHENOMENA
+
+    for phenomenon in PHENOMENA:
+        package = importlib.import_module(f"tempo_lab.phenomena.{phenomenon.name}")
+        assert hasattr(package, "__path__"), f"{phenomenon.name} is a module, not a slice package"
+        roles = {m.name for m in pkgutil.iter_modules(package.__path__)}
+        assert roles <= ROLES and "display" in roles, (phenomenon.name, roles)
+        for name in getattr(package, "DISPLAY", ()):  # its display names still load from the package
+            assert callable(getattr(package, name)) or name.isupper(), (phenomenon.name, name)
+
+
+def test_no_module_of_the_package_is_longer_than_350_lines():
+    root = pathlib.Path(tempo_lab.__file__).parent
+    lengths = {str(p.relative_to(root)): len(p.read_text().splitlines()) for p in root.rglob("*.py")}
+    assert max(lengths.values()) <= 350, sorted(lengths.items(), key=lambda kv: -kv[1])[:3]

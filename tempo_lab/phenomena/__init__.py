@@ -1,20 +1,22 @@
 """The phenomena, one slice each, and the registries built from them in one place.
 
-A slice is one module (or a small subpackage) named for its phenomenon; that one name is used everywhere: its
-study table, its view, its live explorer's tab, its claims. Each slice owns its single-prompt drivers and
-typed results, its pure summaries and tables, its figures, the one ``render(result, **controls)`` that its
-replay view and its live explorer share, its batched study measurement with the same rows computed one
-prompt at a time, and the seed claims its numbers decide; it declares them in a
-:class:`~tempo_lab.phenomena.base.Phenomenon`. Adding one is one file and one line in :data:`PHENOMENA`.
+A slice is one subpackage named for its phenomenon; that one name is used everywhere: its study table, its
+view, its live explorer's tab, its claims. Every slice has the same roles, each in its own module (only the
+roles a slice has): ``probe`` (its single-prompt drivers, typed results, pure summaries and tables),
+``display`` (its figures, the one ``render(result, **controls)`` that its replay view and its live explorer
+share, the study's figure: the only module of a slice that imports matplotlib or ipywidgets, loaded when one
+of its names is first used) and ``study`` (its batched study measurement with the same rows computed one
+prompt at a time, and the seed claims its numbers decide). It declares them in a
+:class:`~tempo_lab.phenomena.base.Phenomenon`. Adding one is one package and one line in :data:`PHENOMENA`.
 
 - :mod:`.gap_dropout` (01), :mod:`.fractional` (02), :mod:`.retroactive` (03), :mod:`.isolation` and
   :mod:`.tempo_sets` (04), :mod:`.compressed` (05), :mod:`.pruning` and :mod:`.hidden_sets` (07),
   :mod:`.localisation` (09: where the others act in the network).
 
 Registries: :data:`PHENOMENA`, :data:`MEASURES` (the study's tables; :data:`DEFAULT_STUDY` those a study
-runs unless told which), :data:`EXPLORERS` (the live dashboard's tabs), :data:`CLAIMS`; :func:`claims_table`
-decides every claim of the phenomena a study measured, :func:`compare_claims` decides them on two models'
-studies of the same prompts side by side.
+runs unless told which), :data:`EXPLORERS` (the live dashboard's tabs, loaded on first use),
+:data:`CLAIMS`; :func:`claims_table` decides every claim of the phenomena a study measured,
+:func:`compare_claims` decides them on two models' studies of the same prompts side by side.
 """
 
 from __future__ import annotations
@@ -54,8 +56,15 @@ PHENOMENA: tuple[Phenomenon, ...] = (
 MEASURES = {p.name: p.measure for p in PHENOMENA if p.measure is not None}
 DEFAULT_STUDY = tuple(p.name for p in PHENOMENA if p.measure is not None and p.default_study)
 SINGLE = {p.name: p.single for p in PHENOMENA if p.single is not None}
-EXPLORERS = {p.name: p.explorer for p in PHENOMENA if p.explorer is not None}
 CLAIMS = tuple(c for p in PHENOMENA for c in p.claims)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "EXPLORERS":  # the live explorers load the display modules: on first use only
+        value = {p.name: p.live_explorer() for p in PHENOMENA if p.explorer is not None}
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tempo_lab.phenomena' has no attribute {name!r}")
 
 
 def claims_table(

@@ -1,36 +1,43 @@
 """Compressed thoughts (notebook 05): candidates placed after a position gap, each expanded into a path.
-:mod:`.display` holds the drivers, tables, figures and the render its replay view and live explorer share;
-:mod:`.study` the measurement over a prompt set and its claim."""
 
-from tempo_lab.phenomena.base import Phenomenon
-from tempo_lab.phenomena.compressed.display import (
+- :mod:`.probe`: the runs notebook 05 compares (:func:`compressed_runs`, :func:`combined_exploration`) and
+  their tables (:func:`paths_table`, :func:`path_agreement`);
+- :mod:`.display`: its figures, the render its replay view and live explorer share, and the study's figure
+  (loaded on first use);
+- :mod:`.study`: the measurement over a prompt set and its claim.
+"""
+
+from tempo_lab.phenomena.base import Phenomenon, display_attributes
+from tempo_lab.phenomena.compressed.probe import (
     combined_exploration,
     compressed_runs,
-    explorer,
     path_agreement,
     paths_table,
-    render,
-    thought_paths,
-    thought_paths_by_gap,
-    view,
 )
-from tempo_lab.phenomena.compressed.study import CLAIMS, figure, measure, single_rows
+from tempo_lab.phenomena.compressed.study import CLAIMS, NAME, measure, single_rows
 
-PHENOMENON = Phenomenon("compressed", "05", "Compressed", measure=measure, single=single_rows,
-                        explorer=explorer, claims=CLAIMS)  # fmt: skip
+DISPLAY = ("explorer", "figure", "render", "thought_paths", "thought_paths_by_gap", "view")
+__getattr__ = display_attributes(__name__, DISPLAY)
+
+PHENOMENON = Phenomenon(
+    NAME,
+    "05",
+    "Compressed",
+    measure=measure,
+    single=single_rows,
+    explorer=f"{__name__}.display",
+    claims=CLAIMS,
+)
 
 __all__ = [
+    "CLAIMS",
+    "NAME",
     "PHENOMENON",
     "combined_exploration",
     "compressed_runs",
-    "explorer",
-    "figure",
     "measure",
     "path_agreement",
     "paths_table",
-    "render",
     "single_rows",
-    "thought_paths",
-    "thought_paths_by_gap",
-    "view",
+    *DISPLAY,
 ]

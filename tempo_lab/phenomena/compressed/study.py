@@ -10,18 +10,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
-import seaborn as sns
 import torch
-from matplotlib.figure import Figure
 
-from tempo_lab import plots
 from tempo_lab.generators import CompressedResult, CompressedThoughtGenerator
 from tempo_lab.generators.lockstep import Lockstep
 from tempo_lab.loaded import LoadedModel
-from tempo_lab.phenomena.compressed.display import path_agreement
+from tempo_lab.phenomena.compressed.probe import path_agreement
 from tempo_lab.studies.claims import Claim, Evidence, ci, fmt_ci
 from tempo_lab.studies.conditions import Batch, Conditions
-from tempo_lab.studies.plots import CI, n_prompts
 from tempo_lab.summaries import repetition
 
 NAME = "compressed"
@@ -72,18 +68,6 @@ def single_rows(lm: LoadedModel, i: int, ids: torch.Tensor, cond: Conditions) ->
     return _rows(i, {g: gen.generate(ids, gap=g, **opts) for g in cond.compressed_gaps})
 
 
-def figure(table: pd.DataFrame) -> Figure:
-    """Path agreement with gap 0 and repetition (degeneration) against the gap."""
-    fig = plots.figure(9, 3.4)
-    left, right = fig.subplots(1, 2)
-    sns.pointplot(table, x="gap", y="agreement", ax=left, color="#4c72b0", **CI)
-    left.set(xlabel="gap", ylabel="share of path tokens as at gap 0", title="Agreement", ylim=(0, 1.05))
-    sns.pointplot(table, x="gap", y="repetition", ax=right, color="#dd8452", **CI)
-    right.set(xlabel="gap", ylabel="share of repeated tokens in a path", title="Degeneration")
-    fig.suptitle(f"Compressed thoughts over {n_prompts(table)} prompts (95% CI)")
-    return fig
-
-
 def _claim(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
     comp = study.table(NAME)
     cg = sorted(comp.gap.unique())
@@ -93,7 +77,8 @@ def _claim(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
     return Evidence(
         {},
         f"agreement with gap 0: {one['5']:.4f} at 5, {one['20']:.4f} at 20",
-        "agreement " + ", ".join(f"{fmt_ci(*v)} at {g:g}" for g, v in agree.items())
+        "agreement "
+        + ", ".join(f"{fmt_ci(*v)} at {g:g}" for g, v in agree.items())
         + f"; repetition {fmt_ci(*rep[cg[0]])} at 0, {fmt_ci(*rep[cg[-1]])} at {cg[-1]:g}",
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import seaborn as sns
 import torch
 from matplotlib.figure import Figure
 
@@ -18,7 +19,13 @@ from tempo_lab import plots, positions
 from tempo_lab.capture import capture_attention, span_mass
 from tempo_lab.labels import token_label
 from tempo_lab.live.session import LiveSession
-from tempo_lab.phenomena.gap_dropout.probe import STRATEGIES, GapProbe, GapRow, strategy_forward
+from tempo_lab.phenomena.gap_dropout.probe import (
+    STRATEGIES,
+    GapProbe,
+    GapRow,
+    strategy_forward,
+)
+from tempo_lab.studies.plots import CI, n_prompts
 from tempo_lab.views import Control, Rendered, View, live_view
 
 NAME, TITLE = "gap_dropout", "Gap dropout"
@@ -171,3 +178,13 @@ def explorer(session: LiveSession) -> View:
         return render(row, int(values["layer"]), kept)
 
     return live_view(NAME, TITLE, controls, update, note=session.note)
+
+
+def figure(table: pd.DataFrame) -> Figure:
+    """Attention mass of the token after the gap on the prompt, per gap and mask strategy."""
+    fig = plots.figure(7, 3.6)
+    ax = fig.subplots()
+    sns.pointplot(table, x="gap", y="prompt_mass", hue="strategy", ax=ax, dodge=0.2, **CI)
+    ax.set(xlabel="gap (positions skipped)", ylabel="attention on the prompt (mean over layers, heads)",
+           title=f"Gap dropout over {n_prompts(table)} prompts (95% CI)", ylim=(-0.02, 1.02))  # fmt: skip
+    return fig

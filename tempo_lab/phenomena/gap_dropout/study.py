@@ -11,18 +11,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
-import seaborn as sns
 import torch
-from matplotlib.figure import Figure
 
-from tempo_lab import plots
 from tempo_lab import positions as pos
 from tempo_lab.loaded import LoadedModel
 from tempo_lab.phenomena.gap_dropout.probe import CAPTURE_BUDGET_BYTES, gap_probe, strategy_forward
 from tempo_lab.studies import stats
 from tempo_lab.studies.claims import Claim, Evidence, ci, fmt_ci
 from tempo_lab.studies.conditions import Batch, Conditions
-from tempo_lab.studies.plots import CI, n_prompts
 
 NAME = "gap_dropout"
 
@@ -107,16 +103,6 @@ def single_rows(lm: LoadedModel, i: int, ids: torch.Tensor, cond: Conditions) ->
     first = {s: at_zero[at_zero.strategy == s].top_ids.iloc[0][0] for s in set(frame.strategy)}
     return [{"prompt": i, "strategy": r.strategy, "gap": float(r.gap), "prompt_mass": r.prompt_mass,
              "top1_changed": r.top_ids[0] != first[r.strategy]} for r in frame.itertuples()]  # fmt: skip
-
-
-def figure(table: pd.DataFrame) -> Figure:
-    """Attention mass of the token after the gap on the prompt, per gap and mask strategy."""
-    fig = plots.figure(7, 3.6)
-    ax = fig.subplots()
-    sns.pointplot(table, x="gap", y="prompt_mass", hue="strategy", ax=ax, dodge=0.2, **CI)
-    ax.set(xlabel="gap (positions skipped)", ylabel="attention on the prompt (mean over layers, heads)",
-           title=f"Gap dropout over {n_prompts(table)} prompts (95% CI)", ylim=(-0.02, 1.02))  # fmt: skip
-    return fig
 
 
 # --- the claims ---

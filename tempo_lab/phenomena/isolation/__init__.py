@@ -1,37 +1,37 @@
 """Isolated against visible parallel sets (notebook 04): TEMPO's two readings of "isolation" compared on the
-same sets. :mod:`.display` holds the single-prompt drivers, tables, figures and replay view; :mod:`.study`
-the measurement over a prompt set and its claims. The live explorer is TEMPO's
-(:func:`tempo_lab.phenomena.tempo_sets.explorer`, with a mode toggle)."""
+same sets. The live explorer is TEMPO's (:func:`tempo_lab.phenomena.tempo_sets.explorer`, with a mode
+toggle).
 
-from tempo_lab.phenomena.base import Phenomenon
-from tempo_lab.phenomena.isolation.display import (
-    MODE_COLOR,
+- :mod:`.probe`: the single-prompt pair of runs (:func:`parallel_pairs`, :class:`ModePair`) and its tables;
+- :mod:`.display`: its figures, the replay view and the study's figure (loaded on first use);
+- :mod:`.study`: the measurement over a prompt set and its claims.
+"""
+
+from tempo_lab.phenomena.base import Phenomenon, display_attributes
+from tempo_lab.phenomena.isolation.probe import (
     ModePair,
-    mode_maps,
-    mode_mass_bars,
     mode_mass_table,
     mode_sets_table,
     mode_texts_table,
     parallel_pairs,
-    view,
 )
-from tempo_lab.phenomena.isolation.study import CLAIMS, figure, measure, single_rows
+from tempo_lab.phenomena.isolation.study import CLAIMS, NAME, measure, single_rows
 
-PHENOMENON = Phenomenon("isolation", "04", "Isolated vs visible", measure=measure, single=single_rows,
-                        claims=CLAIMS)  # fmt: skip
+DISPLAY = ("MODE_COLOR", "figure", "mode_maps", "mode_mass_bars", "view")
+__getattr__ = display_attributes(__name__, DISPLAY)
+
+PHENOMENON = Phenomenon(NAME, "04", "Isolated vs visible", measure=measure, single=single_rows, claims=CLAIMS)
 
 __all__ = [
-    "MODE_COLOR",
+    "CLAIMS",
+    "NAME",
     "PHENOMENON",
     "ModePair",
-    "figure",
     "measure",
-    "mode_maps",
-    "mode_mass_bars",
     "mode_mass_table",
     "mode_sets_table",
     "mode_texts_table",
     "parallel_pairs",
     "single_rows",
-    "view",
+    *DISPLAY,
 ]

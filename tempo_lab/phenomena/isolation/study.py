@@ -10,18 +10,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
-import seaborn as sns
 import torch
-from matplotlib.figure import Figure
 
-from tempo_lab import masks, plots
+from tempo_lab import masks
 from tempo_lab.generators import ParallelTokenGenerator
 from tempo_lab.loaded import LoadedModel
 from tempo_lab.studies import stats
 from tempo_lab.studies.batching import tempo_runs
 from tempo_lab.studies.claims import Claim, Evidence, ci, fmt_ci
 from tempo_lab.studies.conditions import Batch, Conditions
-from tempo_lab.studies.plots import CI
 from tempo_lab.summaries import first_difference, mean_or_nan, parallel_later_mass
 
 NAME = "isolation"
@@ -58,18 +55,6 @@ def single_rows(lm: LoadedModel, i: int, ids: torch.Tensor, cond: Conditions) ->
     runs = {m: gen.generate(ids, threshold=cond.mode_threshold, max_steps=cond.mode_steps, intraset=m,
                             capture=True, progress=False) for m in masks.INTRASET_MODES}  # fmt: skip
     return _rows(i, runs, {m: r.attention_map() for m, r in runs.items()})
-
-
-def figure(table: pd.DataFrame) -> Figure:
-    """Later tokens' attention on parallel sets in each intra-set mode, per prompt kind."""
-    fig = plots.figure(9, 3.6)
-    ax = fig.subplots()
-    sns.barplot(table, x="kind", y="later_mass", hue="mode", ax=ax, **CI)
-    ax.set(xlabel="prompt kind", ylabel="later attention on a parallel set",
-           title=f"Isolated vs visible sets over {table.dropna(subset=['later_mass'])['prompt'].nunique()} "
-                 "prompts with parallel sets (95% CI)")  # fmt: skip
-    ax.tick_params(axis="x", rotation=30)
-    return fig
 
 
 # --- the claims ---

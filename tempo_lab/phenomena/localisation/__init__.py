@@ -3,24 +3,16 @@
 - :mod:`.probe`: :func:`localise` (:class:`Localisation`) over a layout pair, the pairs of notebooks 02, 03
   and 04, and :func:`collapse_bands` (:class:`BandCollapse`): the previous-token heads and the rotary bands
   that build them;
-- :mod:`.display`: its figures and the render its replay sliders use;
+- :mod:`.display`: its figures, the render its replay sliders use and the study's figure (loaded on first
+  use);
 - :mod:`.study`: the batched measurement over a prompt set and its single-prompt twin;
-- :mod:`.summary`: what the stored study says: curves, shares, its figure and the claims it decides.
+- :mod:`.summary`: what the stored study says: curves, shares and the claims it decides.
 
 The live side is the retroactive explorer's layer-range and band controls
 (:func:`tempo_lab.phenomena.retroactive.explorer`).
 """
 
-from tempo_lab.phenomena.base import Phenomenon
-from tempo_lab.phenomena.localisation.display import (
-    bands_figure,
-    collapse_figure,
-    gradient_figure,
-    heads_figure,
-    recovery_figure,
-    render,
-    view,
-)
+from tempo_lab.phenomena.base import Phenomenon, display_attributes
 from tempo_lab.phenomena.localisation.probe import (
     ENTRY,
     PREVIOUS_TOKEN_RULE,
@@ -35,39 +27,45 @@ from tempo_lab.phenomena.localisation.probe import (
     retro_pair,
     set_pair,
 )
-from tempo_lab.phenomena.localisation.study import measure, single_rows
-from tempo_lab.phenomena.localisation.summary import CLAIMS, curve, figure, localisation_sentence, shares
+from tempo_lab.phenomena.localisation.study import NAME, measure, single_rows
+from tempo_lab.phenomena.localisation.summary import CLAIMS, curve, localisation_sentence, shares
+
+DISPLAY = (
+    "bands_figure",
+    "collapse_figure",
+    "figure",
+    "gradient_figure",
+    "heads_figure",
+    "recovery_figure",
+    "render",
+    "view",
+)
+__getattr__ = display_attributes(__name__, DISPLAY)
 
 PHENOMENON = Phenomenon(
-    "localisation", "09", "Where position acts", measure=measure, single=single_rows, claims=CLAIMS,
-    default_study=False,
+    NAME, "09", "Where position acts", measure=measure, single=single_rows, claims=CLAIMS, default_study=False
 )
 
 __all__ = [
+    "CLAIMS",
     "ENTRY",
+    "NAME",
     "PHENOMENON",
     "PREVIOUS_TOKEN_RULE",
     "BandCollapse",
     "Localisation",
     "band_groups",
-    "bands_figure",
     "collapse_bands",
-    "collapse_figure",
     "curve",
     "entry_layers",
-    "figure",
-    "gradient_figure",
     "half_step_pair",
-    "heads_figure",
     "localisation_sentence",
     "localise",
     "measure",
     "previous_token_scores",
-    "recovery_figure",
-    "render",
     "retro_pair",
     "set_pair",
     "shares",
     "single_rows",
-    "view",
+    *DISPLAY,
 ]

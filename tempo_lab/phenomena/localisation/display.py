@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 from tempo_lab import plots
 from tempo_lab.labels import token_label
 from tempo_lab.phenomena.localisation.probe import BandCollapse, Localisation
+from tempo_lab.phenomena.localisation.summary import curve, shares
+from tempo_lab.studies.plots import n_prompts
 from tempo_lab.views import Control, Rendered, View
 
 NAME, TITLE = "localisation", "Where position acts"
@@ -169,3 +172,45 @@ def view(locs: Mapping[str, Localisation]) -> View:
         },
         title=TITLE,
     )
+
+
+def figure(table: pd.DataFrame) -> Figure:
+    """The at-scale localisation: recovery per layer for each gap and for isolation, the band-group TV shares
+    per gap, and the previous-token score drop against the next-token TV per band group (95% CIs)."""
+    fig = plots.figure(13, 3.8)
+    left, middle, right = fig.subplots(1, 3)
+    for g in sorted(table[table.measure == "recovered"].gap.unique()):
+        c = curve(table, "recovered", g)
+        left.plot(c["index"], c["mean"], marker=".", ms=3, label=f"gap {g:g}")
+        left.fill_between(c["index"], c["lo"], c["hi"], alpha=0.2)
+    c = curve(table, "isolation_recovered")
+    left.plot(c["index"], c["mean"], "k--", lw=1, label="isolated vs visible")
+    left.set(
+        xlabel="layer (residual stream patched after it)",
+        ylabel="share of the TV restored",
+        title="Where the effect is written in",
+    )
+    left.legend(fontsize=7)
+    for g in sorted(table[table.measure == "band_tv"].gap.unique()):
+        s = shares(table, "band_tv", g)
+        middle.plot(s.columns, s.mean(), marker="o", ms=3, label=f"gap {g:g}")
+    middle.set(
+        xlabel="band group (0 = highest frequencies)",
+        ylabel="share of the band TVs",
+        title="Which bands carry the move",
+    )
+    middle.legend(fontsize=7)
+    for name, colour, label in (
+        ("prev_drop", "C3", "previous-token score drop"),
+        ("prev_tv", "C0", "next-token TV"),
+    ):
+        s = shares(table, name)
+        right.plot(s.columns, s.mean(), marker="o", ms=3, color=colour, label=label)
+    right.set(
+        xlabel="band group without positions (0 = highest)",
+        ylabel="share over the groups",
+        title="Previous-token heads vs the prediction",
+    )
+    right.legend(fontsize=7)
+    fig.suptitle(f"Where position acts, over {n_prompts(table)} prompts (95% CI)")
+    return fig

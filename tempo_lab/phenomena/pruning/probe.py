@@ -1,9 +1,7 @@
-"""Retroactive pruning (notebook 07): TEMPO members that later tokens ignore are pruned by attention.
+"""Retroactive pruning's runs and tables: mask-only beside the exact recompute, per pruning threshold.
 
-Driver: :class:`~tempo_lab.generators.ParallelTokenGenerator` with ``prune=Pruning(...)``. Here:
-:func:`pruning_runs` (:class:`PruningPair`: mask-only beside the exact recompute, per pruning threshold),
-:func:`pruning_table`, :func:`pruning_drift`, :func:`pruning_shares`, and :func:`render` / :func:`view`,
-notebook 07's replay.
+Contents: :func:`pruning_runs` (:class:`PruningPair`), :func:`pruning_table`, :func:`pruning_drift`,
+:data:`RUNS`, :data:`NAME`, :data:`TITLE`.
 """
 
 from __future__ import annotations
@@ -12,17 +10,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
-from tempo_lab import checks, plots
+from tempo_lab import checks
 from tempo_lab.generators import ParallelResult, ParallelTokenGenerator, Pruning
-from tempo_lab.labels import token_label
 from tempo_lab.loaded import LoadedModel
-from tempo_lab.phenomena.base import Phenomenon
-from tempo_lab.views import Control, Rendered, View
 
 NAME, TITLE = "pruning", "Pruning"
+
+
 RUNS = ("mask-only", "recompute")
 
 
@@ -92,55 +87,3 @@ def pruning_drift(runs: Mapping[float, PruningPair]) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     table["first differing step"] = table["first differing step"].astype("Int64")
     return table
-
-
-def pruning_shares(result: ParallelResult, threshold: float, title: str, ax: Axes | None = None) -> Figure:
-    """Each parallel set's members (x) and their share of the next steps' attention (bars; pruned members
-    hatched), with the pruning threshold as a line."""
-    sets = [(k, s) for k, s in enumerate(result.steps) if s.attention_scores]
-    fig = plots.figure(11, 3.8) if ax is None else ax.figure
-    ax = ax or fig.add_subplot()
-    x, ticks, labels = 0.0, [], []
-    for k, s in sets:
-        for token, share, cut in zip(s.tokens, s.attention_scores, s.pruned, strict=True):
-            ax.bar(x, share, color="#d62728" if cut else "#1f77b4", hatch="//" if cut else None)
-            ticks.append(x)
-            labels.append(f"{k}: {token_label(token)}")
-            x += 1
-        x += 0.5  # a gap between sets
-    ax.set_xticks(ticks, labels, rotation=60, ha="right", fontsize=7)
-    ax.axhline(threshold, color="k", ls=":", lw=1, label=f"pruning threshold {threshold:g}")
-    ax.set_xlabel("parallel set (step: member)")
-    ax.set_ylabel("share of the next steps' attention")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    return fig
-
-
-def render(pair: PruningPair, threshold: float, run: str) -> Rendered:
-    """One run of one pruning threshold: the members pruned, the text without them, each set's shares."""
-    result = pair.run(run)
-    pruned = sum(sum(s.pruned) for s in result.steps if s.pruned)
-    text = f"pruning threshold {threshold:g}, {run}: {pruned} member(s) pruned; {result.pruned_text!r}"
-    fig, (ax,) = plots.live_figure(11, 3.8)
-    fig.subplots_adjust(bottom=0.35)
-    pruning_shares(result, threshold, f"{run}, pruning threshold {threshold:g}: {result.text!r}"[:120], ax)
-    return Rendered(text, fig, {"pruned": pruned, "pruned_text": result.pruned_text})
-
-
-def view(runs: Mapping[float, PruningPair]) -> View:
-    """Notebook 07's replay: a pruning threshold, mask-only or recomputed."""
-    thresholds = sorted(runs)
-
-    def show(threshold, run) -> Rendered:
-        if threshold not in runs:
-            raise ValueError(f"pruning threshold {threshold} was not run; choose one of {thresholds}")
-        return render(runs[threshold], threshold, run)
-
-    return View(NAME, show, {
-        "threshold": Control(thresholds[len(thresholds) // 2], options=thresholds, description="prune below"),
-        "run": Control("mask-only", options=list(RUNS), description="run"),
-    }, title=TITLE)  # fmt: skip
-
-
-PHENOMENON = Phenomenon(NAME, "07", TITLE)

@@ -1,92 +1,29 @@
-"""Retroactive exploration (notebook 03): one token re-placed after the prompt at many positions.
+"""Retroactive exploration's figures and views: notebook 03's heatmap, the render its replay view and live
+explorer share (a move is one cached step of two branches; the curve is recomputed only when the prompt,
+token, range or the layers and bands that see the move change), and the study's figure and replay.
 
-Driver: :meth:`RetroactivePositionGenerator.explore
-<tempo_lab.generators.RetroactivePositionGenerator.explore>` (a
-:class:`~tempo_lab.generators.RetroactiveResult`: one prefill, one batched step). Here:
-
-- :func:`heat_table` (:class:`HeatTable`), :func:`top1_changes`, :func:`heatmap`: notebook 03's table and
-  figure;
-- :func:`render`: the token at one gap against gap 0, and the top tokens' curves over a gap range, shared by
-  :func:`view` (replay) and :func:`explorer` (live: a move is one cached step of two branches; the curve is
-  recomputed only when the prompt, token, range or the layers and bands that see the move change);
-- :func:`measure` / :func:`single_rows`, :func:`figure`, :func:`study_view`, :data:`CLAIMS`: the study over a
-  prompt set.
+Contents: :func:`heatmap`, :func:`render`, :func:`view`, :func:`explorer`, :func:`figure`, :func:`study_view`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import seaborn as sns
-import torch
 from matplotlib.figure import Figure
 
-from tempo_lab import checks, plots, positions
+from tempo_lab import plots, positions
 from tempo_lab.generators import RetroactivePositionGenerator, RetroactiveResult
-from tempo_lab.interventions import PositionEdit, intervene, rotary_of
-from tempo_lab.labels import plain, plain_number, token_label, token_labels
+from tempo_lab.interventions import intervene
+from tempo_lab.labels import plain, token_label
 from tempo_lab.live.session import LiveSession
 from tempo_lab.loaded import LoadedModel
-from tempo_lab.phenomena.base import Phenomenon
-from tempo_lab.studies.batching import placed
-from tempo_lab.studies.claims import Claim, Evidence, ci, fmt_ci, nearest
-from tempo_lab.studies.conditions import Batch, Conditions
+from tempo_lab.phenomena.retroactive.probe import NAME, TITLE, HeatTable, _seen_by, band_choices
 from tempo_lab.studies.plots import CI, n_prompts
 from tempo_lab.studies.views import kind_view
 from tempo_lab.summaries import tv
 from tempo_lab.views import Control, Rendered, View, live_view
-
-NAME, TITLE = "retroactive", "Retroactive"
-
-# --- the heat table and its figure ---
-
-
-@dataclass
-class HeatTable:
-    """Probability of the tokens that matter over the explored gaps: ``table`` has one row per token
-    (``repr`` label, ordered by highest probability) and one column per gap; ``token_ids``: one per row;
-    ``top1`` / ``top1_ids``: the top token's text / id at each gap; ``prompt`` and ``token`` (the placed
-    one)."""
-
-    table: pd.DataFrame
-    token_ids: list[int]
-    top1: list[str]
-    top1_ids: list[int]
-    prompt: str
-    token: str
-
-
-def heat_table(lm: LoadedModel, result: RetroactiveResult, k: int = 5) -> HeatTable:
-    """The ``k`` most probable tokens at the first gap, plus every token that is the top prediction at some
-    gap, over every explored gap of ``result``."""
-    k = checks.count("k", k)
-    probs = result.probs.double().cpu()  # (P, vocab)
-    ids = list(dict.fromkeys([*probs[0].topk(k).indices.tolist(), *probs.argmax(-1).tolist()]))
-    sub = probs[:, ids].T.numpy()  # (tokens, P)
-    order = np.argsort(-sub.max(axis=1), kind="stable")
-    ordered = [ids[i] for i in order]
-    table = pd.DataFrame(
-        sub[order],
-        index=pd.Index(token_labels(lm, ordered), name="token"),
-        columns=pd.Index([plain_number(g) for g in result.gaps], name="gap"),
-    )
-    top = [int(i) for i in probs.argmax(-1)]
-    return HeatTable(table, ordered, [lm.token_str(i) for i in top], top, result.prompt, result.token)
-
-
-def top1_changes(heat: HeatTable) -> list[tuple[int | float, str]]:
-    """``(gap, token text)`` wherever the top prediction differs from the one at the previous gap (first gap
-    included)."""
-    out, prev = [], None
-    for gap, tok in zip(heat.table.columns, heat.top1, strict=True):
-        if tok != prev:
-            out.append((gap, tok))
-            prev = tok
-    return out
 
 
 def heatmap(heat: HeatTable, max_labels: int = 21) -> Figure:
@@ -111,9 +48,6 @@ def heatmap(heat: HeatTable, max_labels: int = 21) -> Figure:
     )
     fig.colorbar(im, ax=ax, label="probability")
     return fig
-
-
-# --- the render both views share ---
 
 
 def render(
@@ -175,8 +109,9 @@ def render(
     return Rendered(text, fig, state)
 
 
-def _update_move(fig: Figure, bars: list, xs: list[float], curves: list[list[float]], gap: float,
-                 title: str) -> None:
+def _update_move(
+    fig: Figure, bars: list, xs: list[float], curves: list[list[float]], gap: float, title: str
+) -> None:
     """A kept move figure brought to another gap: the bars' heights, tokens and legend, the curves' data (a
     live curve gains each explored gap), the marker and the title; both axes rescaled."""
     left, right = fig.axes
@@ -198,37 +133,6 @@ def view(result: RetroactiveResult, lm: LoadedModel) -> View:
         "gap": Control(gaps[min(3, len(gaps) - 1)], options=gaps, description="token at gap"),
         "max_gap": Control(gaps[-1], gaps[0], gaps[-1], step, description="curve up to gap"),
     }, title=TITLE)  # fmt: skip
-
-
-def band_choices(lm: LoadedModel) -> list[str]:
-    """The live explorer's band options: ``"all"`` and the rotary bands in quarters (``"0-7"``: the highest
-    frequencies)."""
-    n = rotary_of(lm).n_bands()
-    size = max(1, n // 4)
-    return ["all", *(f"{b}-{min(b + size, n) - 1}" for b in range(0, n, size))]
-
-
-def _seen_by(
-    lm: LoadedModel, t: int, gaps: list[float], layers: tuple[int, int], bands: str
-) -> list[PositionEdit]:
-    """Edits that move the token (slot ``t``, one batch row per gap) back to gap 0 for every unit outside
-    ``layers`` (inclusive) and ``bands``: only those units see the move."""
-    lo, hi = layers
-    n_layers = lm.model.config.num_hidden_layers
-    if not 0 <= lo <= hi < n_layers:
-        raise ValueError(f"the layer range {lo}-{hi} is not within 0-{n_layers - 1} (from <= to)")
-    shift = torch.zeros(len(gaps), t + 1)
-    shift[:, t] = -torch.tensor(gaps, dtype=torch.float32)
-    inside = list(range(lo, hi + 1))
-    edits = []
-    outside = [layer for layer in range(n_layers) if layer not in inside]
-    if outside:
-        edits.append(PositionEdit(shift, layers=outside))
-    if bands != "all":
-        first, last = (int(b) for b in bands.split("-"))
-        others = [b for b in range(rotary_of(lm).n_bands()) if not first <= b <= last]
-        edits.append(PositionEdit(shift, layers=inside, bands=others))
-    return edits
 
 
 def explorer(session: LiveSession) -> View:
@@ -276,38 +180,6 @@ def explorer(session: LiveSession) -> View:
     return live_view(NAME, TITLE, controls, update, note=session.note)
 
 
-# --- over a prompt set ---
-
-
-def measure(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
-    """Per prompt x gap: the prompt's greedy next token re-placed at ``T + gap``; TV of the distribution
-    after it against gap 0, and whether its top token stays the same
-    (:meth:`~tempo_lab.generators.RetroactivePositionGenerator.place`)."""
-    gaps = list(cond.retro_gaps)
-
-    def make(b: int, next_logits: torch.Tensor) -> tuple[list, list]:
-        t = batch[b][1].shape[1]
-        return [int(next_logits.argmax())] * len(gaps), [float(t + g) for g in gaps]
-
-    rows = []
-    for (i, _), p in zip(batch, placed(lm, [ids for _, ids in batch], make), strict=True):
-        for k, g in enumerate(gaps):
-            rows.append({
-                "prompt": i, "gap": float(g), "tv": tv(p[k], p[0]), "p1": float(p[k].max()),
-                "top1_same": bool(p[k].argmax() == p[0].argmax()),
-            })  # fmt: skip
-    return rows
-
-
-def single_rows(lm: LoadedModel, i: int, ids: torch.Tensor, cond: Conditions) -> list[dict]:
-    """The rows of :func:`measure` for prompt ``i`` alone, through the retroactive generator."""
-    res = RetroactivePositionGenerator(lm).explore(ids, gaps=cond.retro_gaps)
-    probs = res.probs
-    return [{"prompt": i, "gap": float(g), "tv": tv(p, probs[0]), "p1": float(p.max()),
-             "top1_same": bool(p.argmax() == probs[0].argmax())}
-            for g, p in zip(cond.retro_gaps, probs, strict=True)]  # fmt: skip
-
-
 def figure(table: pd.DataFrame) -> Figure:
     """TV against gap 0 and top-1 stability of the greedy next token re-placed at each gap."""
     fig = plots.figure(9, 3.4)
@@ -333,37 +205,3 @@ def study_view(study: Any) -> View:
         return f"{kind} prompts, greedy token re-placed at +{gap:g}", "TV vs gap 0"
 
     return kind_view(NAME, TITLE, study.table(NAME), "gap", "tv", label, say)
-
-
-def _claim(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
-    retro = study.table(NAME)
-    gaps = sorted(retro.gap.unique())
-    near, far = gaps[1], gaps[-1]
-    tv_near, tv_far = ci(retro[retro.gap == near].tv), ci(retro[retro.gap == far].tv)
-    same_far = ci(retro[retro.gap == far].top1_same)
-    by_gap = single["03"]["tv_by_gap"]
-    return Evidence(
-        {"far_lo": tv_far[1], "near_hi": tv_near[2]},
-        f"TV {nearest(by_gap, near)}, {nearest(by_gap, far)}",
-        f"TV {fmt_ci(*tv_near)} at +{near:g}, {fmt_ci(*tv_far)} at +{far:g}; "
-        f"top-1 kept in {fmt_ci(*same_far)} at +{far:g}",
-    )
-
-
-def _far_tv(study: Any) -> pd.Series:
-    retro = study.table(NAME)
-    return retro[retro.gap == retro.gap.max()].set_index("prompt").tv
-
-
-CLAIMS = (
-    Claim(NAME, "re-placing a token further away changes what follows it",
-          "' there' 43% at +0 -> ',\\n' at +16",
-          "confirmed if the far-gap TV interval lies above the near one",
-          ("study:retroactive.tv", "notebook:03.tv_by_gap"),
-          _claim, lambda v: "confirmed" if v["far_lo"] > v["near_hi"] else "refined",
-          ("TV at the largest gap", _far_tv)),
-)  # fmt: skip
-
-PHENOMENON = Phenomenon(
-    NAME, "03", TITLE, measure=measure, single=single_rows, explorer=explorer, claims=CLAIMS
-)

@@ -1,40 +1,29 @@
-"""TEMPO sets: every token above a threshold joins the set, and every member is fed at one shared position.
+"""TEMPO sets' figures and views: a run's attention map with one parallel set highlighted and how much
+later tokens attend to it (beside another run on the same slots, when given: notebook 04's isolated/visible
+replay uses it); the live explorer runs TEMPO (a run when the threshold or mode changes; layer, head and the
+highlighted set only re-render); the study's figure and replay.
 
-Driver: :class:`~tempo_lab.generators.ParallelTokenGenerator` (a
-:class:`~tempo_lab.generators.ParallelResult`). Here:
-
-- :func:`render`: a run's attention map with one parallel set highlighted, and how much later tokens attend
-  to it (beside another run on the same slots, when given: notebook 04's isolated/visible replay uses it);
-  :func:`explorer` runs TEMPO live (a run when the threshold or mode changes; layer, head and the highlighted
-  set only re-render);
-- :func:`measure` / :func:`single_rows`: set sizes per threshold over a prompt set; :func:`figure`,
-  :func:`study_view`, :data:`CLAIMS`.
+Contents: :func:`render`, :func:`explorer`, :func:`figure`, :func:`study_view`, :data:`LIVE_STEPS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 import seaborn as sns
-import torch
 from matplotlib.figure import Figure
 
 from tempo_lab import masks, plots
 from tempo_lab.generators import ParallelResult, ParallelTokenGenerator
 from tempo_lab.live.session import LiveSession
-from tempo_lab.loaded import LoadedModel
-from tempo_lab.phenomena.base import Phenomenon
-from tempo_lab.studies.batching import tempo_runs
-from tempo_lab.studies.claims import Claim, Evidence, ci, fmt_ci
-from tempo_lab.studies.conditions import Batch, Conditions
+from tempo_lab.phenomena.tempo_sets.study import NAME, TITLE
 from tempo_lab.studies.plots import CI, n_prompts
 from tempo_lab.studies.views import kind_view
-from tempo_lab.summaries import mean_or_nan, set_spans
+from tempo_lab.summaries import set_spans
 from tempo_lab.views import Control, Rendered, View, live_view
 
-NAME, TITLE = "tempo_sets", "TEMPO sets"
 LIVE_STEPS = 10
 
 
@@ -112,32 +101,6 @@ def explorer(session: LiveSession) -> View:
     return live_view(NAME, TITLE, controls, update, note=session.note)
 
 
-# --- over a prompt set ---
-
-
-def _row(i: int, threshold: float, run: ParallelResult) -> dict:
-    sizes = run.set_sizes
-    return {"prompt": i, "threshold": threshold, "mean_set_size": mean_or_nan(sizes),
-            "max_set_size": max(sizes, default=0),
-            "parallel_share": mean_or_nan([s >= 2 for s in sizes])}  # fmt: skip
-
-
-def measure(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
-    """Per prompt x threshold (isolated TEMPO): mean and largest set size, and the share of steps whose set
-    has two or more members."""
-    plans = [(b, {"threshold": t, "max_steps": cond.tempo_steps}) for b in range(len(batch))
-             for t in cond.tempo_thresholds]  # fmt: skip
-    runs, _ = tempo_runs(lm, batch, plans)
-    return [_row(batch[b][0], opts["threshold"], r) for (b, opts), r in zip(plans, runs, strict=True)]
-
-
-def single_rows(lm: LoadedModel, i: int, ids: torch.Tensor, cond: Conditions) -> list[dict]:
-    """The rows of :func:`measure` for prompt ``i`` alone, through the TEMPO generator."""
-    gen = ParallelTokenGenerator(lm)
-    return [_row(i, th, gen.generate(ids, threshold=th, max_steps=cond.tempo_steps, progress=False))
-            for th in cond.tempo_thresholds]  # fmt: skip
-
-
 def figure(table: pd.DataFrame) -> Figure:
     """Mean TEMPO set size against the threshold, per prompt kind."""
     fig = plots.figure(8, 3.6)
@@ -165,34 +128,3 @@ def study_view(study: Any) -> View:
     table = study.table(NAME)
     middle = len(table.threshold.unique()) // 2
     return kind_view(NAME, TITLE, table, "threshold", "mean_set_size", label, say, default=middle)
-
-
-def _claim(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
-    tempo = study.table(NAME)
-    sizes = {t: ci(tempo[tempo.threshold == t].mean_set_size) for t in sorted(tempo.threshold.unique())}
-    share = ci(tempo[tempo.threshold == 0.1].parallel_share) if 0.1 in sizes else None
-    return Evidence(
-        {"share_at_0.1_lo": share[1] if share else float("nan")},
-        f"sizes {single['04']['set_sizes']} at 0.1",
-        "mean size " + ", ".join(f"{fmt_ci(*v)} at {t:g}" for t, v in sizes.items())
-        + (f"; 2+ members in {fmt_ci(*share)} of steps at 0.1" if share else ""),
-    )
-
-
-def _share_at_tenth(study: Any) -> pd.Series:
-    tempo = study.table(NAME)
-    return tempo[tempo.threshold == 0.1].set_index("prompt").parallel_share
-
-
-CLAIMS = (
-    Claim(NAME, "every token above the threshold joins the set ({sat, jumped, ran} at 0.1)",
-          "3 members at 0.1",
-          "confirmed if most steps at 0.1 select 2+ members; refined (the row says how often) if not",
-          ("study:tempo_sets.parallel_share (threshold 0.1)", "notebook:04.set_sizes"),
-          _claim, lambda v: "confirmed" if v["share_at_0.1_lo"] > 0.5 else "refined",
-          ("share of steps with 2+ members at 0.1", _share_at_tenth)),
-)  # fmt: skip
-
-PHENOMENON = Phenomenon(NAME, "04", TITLE, measure=measure, single=single_rows, explorer=explorer,
-                        claims=CLAIMS)  # fmt: skip
-

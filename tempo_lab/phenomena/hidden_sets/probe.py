@@ -1,24 +1,20 @@
-"""Sets hidden from later tokens (notebook 07): TEMPO's second reading of isolation, ``later="first"`` or
-``"none"``, against ``"all"`` on the same sets.
+"""Sets hidden from later tokens: one run per ``later`` mode and its table.
 
-:func:`hidden_runs` (:class:`HiddenRun` per ``later`` mode), :func:`hidden_table`, :func:`hidden_maps`.
+Contents: :func:`hidden_runs` (:class:`HiddenRun`), :func:`hidden_table`, :data:`NAME`, :data:`TITLE`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import pandas as pd
-from matplotlib.figure import Figure
 
-from tempo_lab import plots
 from tempo_lab.generators import ParallelResult, ParallelTokenGenerator
 from tempo_lab.loaded import LoadedModel
 from tempo_lab.masks import LATER_MODES
-from tempo_lab.phenomena.base import Phenomenon
-from tempo_lab.summaries import parallel_later_mass, set_spans
+from tempo_lab.summaries import parallel_later_mass
 
 NAME, TITLE = "hidden_sets", "Hidden sets"
 
@@ -58,19 +54,3 @@ def hidden_table(runs: Mapping[str, HiddenRun]) -> pd.DataFrame:
             "later attention on parallel sets": None if math.isnan(mass) else mass,
         })  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def hidden_maps(runs: Mapping[str, ParallelResult], tokens: Sequence[str], title: str) -> Figure:
-    """One attention map per ``later`` mode (``runs``: later -> captured run on the same slots)."""
-    fig = plots.figure(6 * len(runs), 6.2)
-    axes = fig.subplots(1, len(runs))
-    vmax = max(float(r.attention_map().max()) for r in runs.values()) ** 0.5
-    for ax, (later, run) in zip(axes, runs.items(), strict=True):
-        shown = run.attention_map().sqrt()
-        im = plots.attention_map(ax, shown, tokens, set_spans(run), f"later = {later!r}", vmax=vmax)
-    fig.colorbar(im, ax=list(axes), shrink=0.7, label="sqrt(attention)")
-    fig.suptitle(title)
-    return fig
-
-
-PHENOMENON = Phenomenon(NAME, "07", TITLE)
