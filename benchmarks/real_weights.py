@@ -1,7 +1,7 @@
 """Exactness on real weights: the largest difference between each generator and the model's own forward, on
 both bundled models (SmolLM2-135M-Instruct and Gemma 3 270M), on one prompt longer than Gemma's sliding
-window (512 tokens). These are the "real weights" rows of the README's family table; ``tests/test_gemma.py``
-asserts the same checks on Gemma.
+window (512 tokens). These are the "real weights" rows of the family table (docs/models.md);
+``tests/test_gemma.py`` asserts the same checks on Gemma.
 
 Run: ``.venv/bin/python benchmarks/real_weights.py [--out benchmarks/real_weights.json]``
 

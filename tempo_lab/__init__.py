@@ -1,7 +1,7 @@
 """tempo_lab: a workbench for how a RoPE transformer reacts to its positions.
 
 Gaps, fractional positions, re-positioning a token after the fact, and TEMPO-style parallel tokens that share
-one position. See README.md for the notebook series and the API.
+one position. See README.md for the notebook series and docs/ (make docs) for the guide and the API.
 
     from tempo_lab import load_model, capture_attention, masks, positions
 

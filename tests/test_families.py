@@ -171,7 +171,7 @@ def test_fractional_positions_are_refused_on_learned_position_tables():
         RetroactivePositionGenerator(lm).explore(PROMPT, gaps=[0.5])
 
 
-# The tolerance README.md states for bf16 against fp32 (measured on the bundled model by
+# The tolerance docs/models.md states for bf16 against fp32 (measured on the bundled model by
 # benchmarks/precision.py: TV up to 0.037, prompt mass up to 0.0025).
 BF16_TV = 0.05
 

@@ -62,7 +62,7 @@ def test_parallel_steps_equal_full_recomputation(bundled, intraset):
 
 @pytest.mark.cpu_only
 def test_bf16_agrees_with_fp32_within_the_stated_noise_floor(bundled):
-    """README.md states the bf16 noise floor (benchmarks/precision.py): next-token distributions within
+    """docs/models.md states the bf16 noise floor (benchmarks/precision.py): next-token distributions within
     TV 0.05, prompt mass within 0.005, the same TEMPO sets. The floor is the CPU's bfloat16 kernels'; a GPU's
     differ, so it is checked on the CPU only."""
     from tempo_lab import load_model
