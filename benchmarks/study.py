@@ -29,7 +29,7 @@ from tempo_lab import load_model, timing
 from tempo_lab.phenomena import DEFAULT_STUDY, MEASURES, SINGLE
 from tempo_lab.studies import Conditions, bundled_prompts
 from tempo_lab.studies.prompts import encode
-from tempo_lab.studies.runner import chunks
+from tempo_lab.studies.run import chunks
 
 KEYS = ("prompt", "strategy", "mode", "gap", "threshold")
 

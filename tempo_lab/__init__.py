@@ -29,6 +29,12 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from tempo_lab.moved import alias
+
+# renamed for what they hold (the series runner, the verified results folder); old paths warn for a release
+alias("tempo_lab.runner", "tempo_lab.series")
+alias("tempo_lab.store", "tempo_lab.results")
+
 #: public name -> the module that defines it (a module itself when the two are the same)
 _LAZY = {
     "AttentionRecord": "tempo_lab.capture",

@@ -1,5 +1,5 @@
 """``tempo-lab``: the command line. Argument parsing and error reporting; the work is done by
-:mod:`tempo_lab.runner` (the notebook series) and :mod:`tempo_lab.studies` (a study over a prompt set).
+:mod:`tempo_lab.series` (the notebook series) and :mod:`tempo_lab.studies` (a study over a prompt set).
 
     tempo-lab run                                   # bundled model, outputs in build/notebooks/
     tempo-lab run --model tiny-random -p prompt "The cat sat on the"
@@ -108,17 +108,17 @@ def run_study_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def run_series_command(args: argparse.Namespace) -> int:
-    from tempo_lab import runner
+    from tempo_lab import series
 
-    notebooks = runner.discover(args.notebooks or runner.default_notebook_dir(), args.only)
+    notebooks = series.discover(args.notebooks or series.default_notebook_dir(), args.only)
     if args.in_place and (args.model is not None or args.parameter):
         raise ValueError(
             "--in-place re-executes the committed notebooks with their default parameters (nbval "
             "compares against them); run with --model/-p into --out instead"
         )
-    plans = runner.plan_parameters(notebooks, args.model, args.parameter)
+    plans = series.plan_parameters(notebooks, args.model, args.parameter)
     start = time.perf_counter()
-    runs = runner.run_series(
+    runs = series.run_series(
         notebooks,
         plans,
         out_dir=args.out,
@@ -126,7 +126,7 @@ def run_series_command(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         cell_timeout=args.cell_timeout,
     )
-    print(runner.summary(runs, time.perf_counter() - start))
+    print(series.summary(runs, time.perf_counter() - start))
     return 1 if any(r.error for r in runs) else 0
 
 

@@ -9,7 +9,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from tempo_lab import cli, notebook, runner
+from tempo_lab import cli, notebook
+from tempo_lab import series as runner
 
 
 def write_notebook(path: Path, params: str, body: str, *, numbers: str | None = None) -> Path:

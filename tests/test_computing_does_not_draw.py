@@ -25,7 +25,7 @@ DISPLAY = {
     "tempo_lab.views.base",
     "tempo_lab.views.panel",
     "tempo_lab.live.dashboard",
-    "tempo_lab.studies.plots",
+    "tempo_lab.studies.figures",
     "tempo_lab.studies.views",
     "tempo_lab.tpi.report",
 }
@@ -78,7 +78,7 @@ def test_no_computing_module_imports_a_drawing_library():
         "tempo_lab.tpi.probes",
         "tempo_lab.phenomena",  # the registry: its explorers load on first use
         "tempo_lab.phenomena.retroactive.probe",
-        "tempo_lab.studies.runner",
+        "tempo_lab.studies.run",
     ):
         assert must in names
     found = _drawing_libraries(names)

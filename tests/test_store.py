@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from tempo_lab import load_model
-from tempo_lab.store import FolderBusy, IncompleteResults, ResultsFolder, ResultsWarning
+from tempo_lab.results import FolderBusy, IncompleteResults, ResultsFolder, ResultsWarning
 from tempo_lab.studies import Conditions, read_study, run_study
 
 PHENOMENA = ["retroactive", "fractional"]

@@ -2,7 +2,7 @@
 per layer, the TV left by partial recompute, rolling caches' loss along a long text, and a live control of a
 rolling cache and a reused chunk.
 
-The numbers come from :mod:`tempo_lab.caches.summaries` (the study) and from :mod:`tempo_lab.caches` (the
+The numbers come from :mod:`tempo_lab.caches.tables` (the study) and from :mod:`tempo_lab.caches` (the
 live view); this module only draws them.
 
 Contents: :func:`sinks_figure`, :func:`deviation_figure`, :func:`partial_figure`, :func:`rolling_figure`,
@@ -33,7 +33,7 @@ def _panels(models: list[str], height: float = 3.6) -> tuple[Figure, list]:
 
 def sinks_figure(by_layer: pd.DataFrame) -> Figure:
     """The last token's attention on the first token per layer, mean over heads and prompts with its 95%
-    interval, one panel per model (:func:`~tempo_lab.caches.summaries.sinks_by_layer`)."""
+    interval, one panel per model (:func:`~tempo_lab.caches.tables.sinks_by_layer`)."""
     models = list(dict.fromkeys(by_layer.model))
     fig, axes = _panels(models)
     for ax, model in zip(axes, models, strict=True):
@@ -51,7 +51,7 @@ def sinks_figure(by_layer: pd.DataFrame) -> Figure:
 def deviation_figure(by_layer: pd.DataFrame) -> Figure:
     """A reused chunk against its recompute, per layer and model: the relative error of its keys and values
     (top) and the share of the TV that putting back that layer's recomputed cache alone closes (bottom)
-    (:func:`~tempo_lab.caches.summaries.chunks_by_layer`)."""
+    (:func:`~tempo_lab.caches.tables.chunks_by_layer`)."""
     models = list(dict.fromkeys(by_layer.model))
     fig = plots.figure(5.2 * len(models), 6.0)
     grid = fig.subplots(2, len(models), squeeze=False, sharex="col")
@@ -79,7 +79,7 @@ def deviation_figure(by_layer: pd.DataFrame) -> Figure:
 
 def partial_figure(curve: pd.DataFrame, gap: pd.DataFrame) -> Figure:
     """The next-token TV against the recompute when ``k`` of the chunk's tokens are recomputed (0: the
-    reuse), per selection, one panel per model (:func:`~tempo_lab.caches.summaries.partial_curve`)."""
+    reuse), per selection, one panel per model (:func:`~tempo_lab.caches.tables.partial_curve`)."""
     models = list(dict.fromkeys(curve.model))
     fig, axes = _panels(models)
     for ax, model in zip(axes, models, strict=True):
@@ -100,7 +100,7 @@ def partial_figure(curve: pd.DataFrame, gap: pd.DataFrame) -> Figure:
 
 def rolling_figure(by_position: pd.DataFrame, size: int) -> Figure:
     """Mean next-token loss per bucket of the long text for each rolling variant and the recomputed window
-    (its sampled steps), one panel per model (:func:`~tempo_lab.caches.summaries.rolling_by_position`)."""
+    (its sampled steps), one panel per model (:func:`~tempo_lab.caches.tables.rolling_by_position`)."""
     models = list(dict.fromkeys(by_position.model))
     fig, axes = _panels(models)
     for ax, model in zip(axes, models, strict=True):

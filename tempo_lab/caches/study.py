@@ -1,5 +1,5 @@
 """Notebook 11's study: attention sinks, massive activations and chunk reuse over a prompt set, and rolling
-caches over a long text, on one or more models, kept in a verified results folder (:mod:`tempo_lab.store`).
+caches over a long text, on one or more models, kept in a verified results folder (:mod:`tempo_lab.results`).
 
     run_cache_study("results/11_caches", CacheSpec())   # resumable: only missing parts are computed
     tables = read_cache_study("results/11_caches")      # sinks, massive, chunks, partial, rolling
@@ -43,7 +43,7 @@ from tempo_lab.caches.chunks import SELECTIONS, reuse_chunk
 from tempo_lab.caches.rolling import Rolling, recomputed_steps, rolled_steps
 from tempo_lab.caches.sinks import ABLATIONS, massive_activations, massive_means, sink_ablation, sink_mass
 from tempo_lab.loaded import LoadedModel
-from tempo_lab.store import IncompleteResults, ResultsFolder, identity_hash
+from tempo_lab.results import IncompleteResults, ResultsFolder, identity_hash
 from tempo_lab.studies.prompts import bundled_prompts, encode
 from tempo_lab.tpi.corpus import load_corpus
 
@@ -277,7 +277,7 @@ def study_spec(folder: str | Path) -> CacheSpec:
 
 def read_cache_study(folder: str | Path, *, allow_partial: bool = False) -> dict[str, pd.DataFrame]:
     """The verified tables of ``folder`` by name (:data:`TABLES`); a missing part raises
-    :class:`~tempo_lab.store.IncompleteResults` naming it and the call that completes it
+    :class:`~tempo_lab.results.IncompleteResults` naming it and the call that completes it
     (``allow_partial``: read what is there)."""
     store = ResultsFolder(folder)
     manifest = store.read_manifest()

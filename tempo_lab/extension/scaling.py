@@ -56,7 +56,7 @@ import torch
 from torch import nn
 
 from tempo_lab import checks
-from tempo_lab.interventions.positions import CurrentPass
+from tempo_lab.interventions.edits import CurrentPass
 from tempo_lab.interventions.rotary import Rotary, check_indices
 from tempo_lab.loaded import LoadedModel, beyond_context
 

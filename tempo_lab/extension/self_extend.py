@@ -36,7 +36,7 @@ from torch import nn
 
 from tempo_lab import checks
 from tempo_lab.capture import register_eager
-from tempo_lab.interventions.positions import HEADS_ATTENTION, CurrentPass
+from tempo_lab.interventions.edits import HEADS_ATTENTION, CurrentPass
 from tempo_lab.interventions.rotary import Rotary
 from tempo_lab.loaded import LoadedModel, beyond_context
 from tempo_lab.scoped import PerModule

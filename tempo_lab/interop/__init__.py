@@ -6,7 +6,7 @@ transformers model.
             ...
         logits, cache = bridge(lm).run_with_cache(ids.expand(2, -1))   # or TransformerLens's hooks
 
-- :func:`laid_out` (:mod:`.layouts`): a scoped forward pre-hook on the model that gives each batch row of
+- :func:`laid_out` (:mod:`.laid_out`): a scoped forward pre-hook on the model that gives each batch row of
   every pass the positions and mask of one layout, built by the function tempo_lab's own passes use
   (:meth:`~tempo_lab.interventions.Layout.model_inputs`), so the numbers are tempo_lab's;
 - :func:`wrap` (:mod:`.nnsight`): the model as an nnsight ``TransformersModel`` (the optional extra
@@ -15,8 +15,11 @@ transformers model.
   ``tempo_lab[transformer-lens]``, imported only when called).
 """
 
-from tempo_lab.interop.layouts import laid_out
+from tempo_lab.interop.laid_out import laid_out
 from tempo_lab.interop.nnsight import wrap
 from tempo_lab.interop.transformer_lens import bridge
+from tempo_lab.moved import alias
+
+alias("tempo_lab.interop.layouts", "tempo_lab.interop.laid_out")  # renamed; warns for a release
 
 __all__ = ["bridge", "laid_out", "wrap"]

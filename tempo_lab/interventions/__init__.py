@@ -1,7 +1,7 @@
 """Position as an intervenable, differentiable variable: where in the network position acts.
 
 - :mod:`.rotary`: a model's rotary embedding as tempo_lab reads it (bands, wavelengths, rotations);
-- :mod:`.positions`: :class:`PositionEdit` and :func:`intervene`: chosen layers, rotary bands or heads see
+- :mod:`.edits`: :class:`PositionEdit` and :func:`intervene`: chosen layers, rotary bands or heads see
   their slots moved, scoped like :func:`~tempo_lab.capture.capture_attention`, around any forward pass
   (generators, live sessions, studies);
 - :mod:`.layouts`: :class:`Layout`, one sequence's positions and mask, the unit the three below compare;
@@ -27,13 +27,16 @@ from tempo_lab.interventions.attribution import (
     integrated_gradients,
     position_gradients,
 )
+from tempo_lab.interventions.edits import PositionEdit, intervene, moved
 from tempo_lab.interventions.layouts import Layout, shared_tokens
 from tempo_lab.interventions.metrics import Metric, log_prob, logit_diff, prob, prompt_mass, tv_to
 from tempo_lab.interventions.patching import PatchResult, patch, patch_naively
-from tempo_lab.interventions.positions import PositionEdit, intervene, moved
 from tempo_lab.interventions.rotary import Rotary, rotary_of
 from tempo_lab.interventions.search import PositionSearch, search_positions
 from tempo_lab.interventions.sites import Site, SiteModules, patched, record
+from tempo_lab.moved import alias
+
+alias("tempo_lab.interventions.positions", "tempo_lab.interventions.edits")  # renamed; warns a release
 
 #: the figure functions, from :mod:`.display` on first use (matplotlib loads only then)
 _DISPLAY = ("attribution_figure", "heatmap", "search_figure")

@@ -9,7 +9,7 @@ integer-only position table cannot say this):
 
 - **Gradients**: one forward pass with autograd and one backward, the model's weights frozen for the call
   (only the positions need a gradient). Per layer: every layer gets its own zero position offset (a
-  :class:`~tempo_lab.interventions.positions.PositionEdit` per layer) and the gradient is read off each;
+  :class:`~tempo_lab.interventions.edits.PositionEdit` per layer) and the gradient is read off each;
   by the chain rule the layers' gradients sum to the whole one.
 - **Integrated gradients** along the straight path from the clean to the corrupt positions (Gauss-Legendre
   nodes, all run as one batch): ``attribution[i] = (corrupt[i] - clean[i]) * ∫ ∂metric/∂p_i dα``. The
@@ -37,9 +37,9 @@ from torch import nn
 
 from tempo_lab import checks
 from tempo_lab.generators.core import DecodingCore
+from tempo_lab.interventions.edits import PositionEdit, intervene
 from tempo_lab.interventions.layouts import Layout, Tokens, check_pair, shared_tokens
 from tempo_lab.interventions.metrics import Metric, as_metric
-from tempo_lab.interventions.positions import PositionEdit, intervene
 from tempo_lab.loaded import LoadedModel
 
 COMPLETENESS_TOLERANCE = 0.01  # integrated gradients warn past 1% relative error

@@ -7,7 +7,8 @@ roles a slice has): ``probe`` (its single-prompt drivers, typed results, pure su
 share, the study's figure: the only module of a slice that imports matplotlib or ipywidgets, loaded when one
 of its names is first used) and ``study`` (its batched study measurement with the same rows computed one
 prompt at a time, and the seed claims its numbers decide). It declares them in a
-:class:`~tempo_lab.phenomena.base.Phenomenon`. Adding one is one package and one line in :data:`PHENOMENA`.
+:class:`~tempo_lab.phenomena.phenomenon.Phenomenon`. Adding one is one package and one line in
+:data:`PHENOMENA`.
 
 - :mod:`.gap_dropout` (01), :mod:`.fractional` (02), :mod:`.retroactive` (03), :mod:`.isolation` and
   :mod:`.tempo_sets` (04), :mod:`.compressed` (05), :mod:`.pruning` and :mod:`.hidden_sets` (07),
@@ -26,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from tempo_lab.moved import alias
 from tempo_lab.phenomena import (
     compressed,
     fractional,
@@ -37,9 +39,11 @@ from tempo_lab.phenomena import (
     retroactive,
     tempo_sets,
 )
-from tempo_lab.phenomena.base import Phenomenon
+from tempo_lab.phenomena.phenomenon import Phenomenon
 from tempo_lab.studies import claims as _claims
 from tempo_lab.studies import compare as _compare
+
+alias("tempo_lab.phenomena.base", "tempo_lab.phenomena.phenomenon")  # renamed; warns a release
 
 #: every phenomenon, in the order of the notebooks
 PHENOMENA: tuple[Phenomenon, ...] = (

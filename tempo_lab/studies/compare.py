@@ -7,7 +7,7 @@ prompts, so the right comparison is paired: the Wilcoxon signed-rank test of ``b
 kept (:func:`tempo_lab.studies.stats.paired_test`), with the mean difference and its bootstrap interval.
 
 Contents: :func:`compare_claims`, :func:`headlines`, :func:`check_same_prompts` (the figure:
-:func:`tempo_lab.studies.plots.compare_figure`).
+:func:`tempo_lab.studies.figures.compare_figure`).
 """
 
 from __future__ import annotations
@@ -91,11 +91,11 @@ def _paired(claim: Claim, ha: pd.DataFrame, hb: pd.DataFrame, names: tuple[str, 
 def __getattr__(name: str) -> Any:
     if name == "figure":  # moved to the display module; this path works for one more release
         warnings.warn(
-            "tempo_lab.studies.compare.figure moved to tempo_lab.studies.plots.compare_figure",
+            "tempo_lab.studies.compare.figure moved to tempo_lab.studies.figures.compare_figure",
             DeprecationWarning,
             stacklevel=2,
         )
-        from tempo_lab.studies.plots import compare_figure
+        from tempo_lab.studies.figures import compare_figure
 
         return compare_figure
     raise AttributeError(f"module 'tempo_lab.studies.compare' has no attribute {name!r}")

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from tempo_lab.labels import plain
 from tempo_lab.studies.claims import fmt_ci
-from tempo_lab.studies.plots import ci_histogram
+from tempo_lab.studies.figures import ci_histogram
 from tempo_lab.views import Control, Rendered, View
 
 Say = Callable[[str, Any, pd.DataFrame, str], tuple[str, dict[str, Any]]]

@@ -231,7 +231,7 @@ def _done(runs: RunsFolder) -> list[tuple[str, int]]:
 def read_lengths(folder: str | Path) -> pd.DataFrame:
     """The verified ``lengths`` table of ``folder``, one row per score: ``architecture, seed, trained, method,
     factor, length, layer, bpc`` (``layer`` -1: the method in every layer). Raises
-    :class:`~tempo_lab.store.IncompleteResults` naming what is missing."""
+    :class:`~tempo_lab.results.IncompleteResults` naming what is missing."""
     parts = RunsFolder(folder).runs(LENGTHS, resume="tempo_lab.tpi.lengths.measure_lengths")
     rows = [
         {"architecture": p.architecture, "seed": int(p.seed), "trained": int(p.trained), **score}

@@ -1,6 +1,6 @@
 """The trained models behind notebook 08: every architecture, several seeds, one budget, written as it goes.
 
-The runs live in a verified results folder (:mod:`tempo_lab.store`, the same verification as the studies'):
+The runs live in a verified results folder (:mod:`tempo_lab.results`, the same verification as the studies'):
 
     folder/manifest.json              the settings, model shape and corpus hash of each table; the plan
     folder/lm/part-<arch>-s<seed>.parquet       one trained language model: curves, BPC, gradient norms
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tempo_lab.store import IncompleteResults, ResultsFolder, identity_hash
+from tempo_lab.results import IncompleteResults, ResultsFolder, identity_hash
 from tempo_lab.tpi.corpus import Corpus, load_corpus
 from tempo_lab.tpi.model import ARCHITECTURES, ModelConfig
 from tempo_lab.tpi.recall import RecallTask, train_recall
@@ -124,7 +124,7 @@ class RunsFolder(ResultsFolder):
 
     def runs(self, table: str, *, required: bool = True, resume: str | None = None) -> pd.DataFrame:
         """The verified runs of ``table`` (nested fields decoded), one row per run; missing runs raise
-        :class:`~tempo_lab.store.IncompleteResults` when ``required``, naming ``resume`` (the function that
+        :class:`~tempo_lab.results.IncompleteResults` when ``required``, naming ``resume`` (the function that
         completes the table, ``tempo_lab.tpi.runs``' trainers by default) as the call to make."""
         m = self.read_manifest()
         if table not in m:

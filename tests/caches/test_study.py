@@ -23,7 +23,7 @@ from tempo_lab.caches import (
     sink_mass,
 )
 from tempo_lab.caches import study as study_module
-from tempo_lab.store import IncompleteResults
+from tempo_lab.results import IncompleteResults
 from tempo_lab.studies.prompts import bundled_prompts, encode
 from tempo_lab.tiny import tiny_random
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tempo_lab import runner
+from tempo_lab import series
 from tempo_lab.tiny import tiny_random
 from tests.helpers import HANG_S
 from tests.notebooks.small import EXPECTED, PARAMS
@@ -24,7 +24,7 @@ from tests.notebooks.small import EXPECTED, PARAMS
 pytestmark = pytest.mark.notebooks
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob(runner.NOTEBOOK_GLOB))
+NOTEBOOKS = sorted((ROOT / "notebooks").glob(series.NOTEBOOK_GLOB))
 
 
 def test_the_series_is_complete():
@@ -54,7 +54,7 @@ def runs(tmp_path_factory):
             plans[path]["tpi_results"] = str(tmp / "results_08")
         if path.name[:2] in ("09", "10", "11"):
             plans[path]["results"] = str(tmp / f"results_{path.name[:2]}")
-    results = runner.run_series(
+    results = series.run_series(
         NOTEBOOKS, plans, out_dir=tmp / "out", progress=False, cell_timeout=int(HANG_S), echo=lambda *_: None
     )
     return {r.name[:2]: r for r in results}, fig_dir, folder

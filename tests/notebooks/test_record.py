@@ -15,10 +15,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tempo_lab import notebook, runner
+from tempo_lab import notebook, series
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob(runner.NOTEBOOK_GLOB))
+NOTEBOOKS = sorted((ROOT / "notebooks").glob(series.NOTEBOOK_GLOB))
 NUMBER = re.compile(r"(?<![\w.#])-?\d+\.\d{2,}(?![\w.])")
 
 

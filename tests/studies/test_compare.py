@@ -10,7 +10,7 @@ from scipy import stats as scipy_stats
 from tempo_lab import load_model, phenomena
 from tempo_lab.studies import run_study
 from tempo_lab.studies.compare import compare_claims, headlines
-from tempo_lab.studies.plots import compare_figure as figure
+from tempo_lab.studies.figures import compare_figure as figure
 from tempo_lab.tiny import tiny_random
 
 N = 12
@@ -98,6 +98,6 @@ SINGLE = {
 def test_the_old_home_of_the_figure_still_works_with_a_deprecation_warning():
     from tempo_lab.studies import compare
 
-    with pytest.warns(DeprecationWarning, match=r"tempo_lab.studies.plots.compare_figure"):
+    with pytest.warns(DeprecationWarning, match=r"tempo_lab.studies.figures.compare_figure"):
         moved = compare.figure
     assert moved is figure

@@ -9,7 +9,7 @@ import torch
 from transformers import DynamicCache
 
 from tempo_lab.extension.self_extend import grouped_positions
-from tempo_lab.store import IncompleteResults
+from tempo_lab.results import IncompleteResults
 from tempo_lab.tpi import lengths, model, runs, train
 from tempo_lab.tpi.convert import EOS, as_transformers, char_tokenizer
 from tempo_lab.tpi.corpus import load_corpus

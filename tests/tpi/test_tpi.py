@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tempo_lab.store import IncompleteResults, ResultsWarning
+from tempo_lab.results import IncompleteResults, ResultsWarning
 from tempo_lab.tpi import layers, model, probes, recall, report, runs, train
 from tempo_lab.tpi.corpus import from_text, load_corpus
 

@@ -7,7 +7,6 @@
 - :mod:`.study`: the measurement over a prompt set and its claim.
 """
 
-from tempo_lab.phenomena.base import Phenomenon, display_attributes
 from tempo_lab.phenomena.compressed.probe import (
     combined_exploration,
     compressed_runs,
@@ -15,6 +14,7 @@ from tempo_lab.phenomena.compressed.probe import (
     paths_table,
 )
 from tempo_lab.phenomena.compressed.study import CLAIMS, NAME, measure, single_rows
+from tempo_lab.phenomena.phenomenon import Phenomenon, display_attributes
 
 DISPLAY = ("explorer", "figure", "render", "thought_paths", "thought_paths_by_gap", "view")
 __getattr__ = display_attributes(__name__, DISPLAY)

@@ -29,7 +29,7 @@ from tempo_lab import plots
 from tempo_lab.generators import CompressedResult, CompressedThoughtGenerator
 from tempo_lab.labels import plain
 from tempo_lab.live.session import LiveSession
-from tempo_lab.studies.plots import CI, n_prompts
+from tempo_lab.studies.figures import CI, n_prompts
 from tempo_lab.views import Control, Rendered, View, live_view
 
 NAME, TITLE = "compressed", "Compressed"

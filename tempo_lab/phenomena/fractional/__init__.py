@@ -9,7 +9,6 @@ Driver: :meth:`RetroactivePositionGenerator.sweep <tempo_lab.generators.Retroact
 - :mod:`.study`: :func:`measure` / :func:`single_rows` and :data:`CLAIMS`: the half step over a prompt set.
 """
 
-from tempo_lab.phenomena.base import Phenomenon, display_attributes
 from tempo_lab.phenomena.fractional.probe import (
     NAME,
     TITLE,
@@ -18,6 +17,7 @@ from tempo_lab.phenomena.fractional.probe import (
     top_token_curves,
 )
 from tempo_lab.phenomena.fractional.study import CLAIMS, measure, single_rows
+from tempo_lab.phenomena.phenomenon import Phenomenon, display_attributes
 
 DISPLAY = ("explorer", "figure", "position_sweep_plot", "render", "view")
 __getattr__ = display_attributes(__name__, DISPLAY)

@@ -8,7 +8,6 @@ under four ways of passing the mask and cache.
 - :mod:`.study`: the batched measurement over a prompt set, its single-prompt twin and claims.
 """
 
-from tempo_lab.phenomena.base import Phenomenon, display_attributes
 from tempo_lab.phenomena.gap_dropout.probe import (
     STRATEGIES,
     STRATEGY_DESCRIPTIONS,
@@ -19,6 +18,7 @@ from tempo_lab.phenomena.gap_dropout.probe import (
     strategy_forward,
 )
 from tempo_lab.phenomena.gap_dropout.study import CLAIMS, NAME, measure, single_rows
+from tempo_lab.phenomena.phenomenon import Phenomenon, display_attributes
 
 DISPLAY = (
     "explorer",

@@ -25,7 +25,7 @@ from tempo_lab.phenomena.gap_dropout.probe import (
     GapRow,
     strategy_forward,
 )
-from tempo_lab.studies.plots import CI, n_prompts
+from tempo_lab.studies.figures import CI, n_prompts
 from tempo_lab.views import Control, Rendered, View, live_view
 
 NAME, TITLE = "gap_dropout", "Gap dropout"

@@ -5,8 +5,8 @@
 - :mod:`.display`: :func:`hidden_maps` (loaded on first use).
 """
 
-from tempo_lab.phenomena.base import Phenomenon, display_attributes
 from tempo_lab.phenomena.hidden_sets.probe import NAME, TITLE, HiddenRun, hidden_runs, hidden_table
+from tempo_lab.phenomena.phenomenon import Phenomenon, display_attributes
 
 DISPLAY = ("hidden_maps",)
 __getattr__ = display_attributes(__name__, DISPLAY)

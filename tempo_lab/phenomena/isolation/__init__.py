@@ -7,7 +7,6 @@ toggle).
 - :mod:`.study`: the measurement over a prompt set and its claims.
 """
 
-from tempo_lab.phenomena.base import Phenomenon, display_attributes
 from tempo_lab.phenomena.isolation.probe import (
     ModePair,
     mode_mass_table,
@@ -16,6 +15,7 @@ from tempo_lab.phenomena.isolation.probe import (
     parallel_pairs,
 )
 from tempo_lab.phenomena.isolation.study import CLAIMS, NAME, measure, single_rows
+from tempo_lab.phenomena.phenomenon import Phenomenon, display_attributes
 
 DISPLAY = ("MODE_COLOR", "figure", "mode_maps", "mode_mass_bars", "view")
 __getattr__ = display_attributes(__name__, DISPLAY)

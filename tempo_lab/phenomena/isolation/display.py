@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from tempo_lab import masks, plots
 from tempo_lab.phenomena.isolation.probe import ModePair
 from tempo_lab.phenomena.tempo_sets import render as render_run
-from tempo_lab.studies.plots import CI
+from tempo_lab.studies.figures import CI
 from tempo_lab.summaries import set_spans
 from tempo_lab.views import Control, View
 

@@ -12,7 +12,6 @@ The live side is the retroactive explorer's layer-range and band controls
 (:func:`tempo_lab.phenomena.retroactive.explorer`).
 """
 
-from tempo_lab.phenomena.base import Phenomenon, display_attributes
 from tempo_lab.phenomena.localisation.probe import (
     ENTRY,
     PREVIOUS_TOKEN_RULE,
@@ -29,6 +28,7 @@ from tempo_lab.phenomena.localisation.probe import (
 )
 from tempo_lab.phenomena.localisation.study import NAME, measure, single_rows
 from tempo_lab.phenomena.localisation.summary import CLAIMS, curve, localisation_sentence, shares
+from tempo_lab.phenomena.phenomenon import Phenomenon, display_attributes
 
 DISPLAY = (
     "bands_figure",

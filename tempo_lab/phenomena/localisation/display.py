@@ -18,7 +18,7 @@ from tempo_lab import plots
 from tempo_lab.labels import token_label
 from tempo_lab.phenomena.localisation.probe import BandCollapse, Localisation
 from tempo_lab.phenomena.localisation.summary import curve, shares
-from tempo_lab.studies.plots import n_prompts
+from tempo_lab.studies.figures import n_prompts
 from tempo_lab.views import Control, Rendered, View
 
 NAME, TITLE = "localisation", "Where position acts"

@@ -8,7 +8,7 @@ Driver: :class:`~tempo_lab.generators.ParallelTokenGenerator` with ``prune=Pruni
   on first use).
 """
 
-from tempo_lab.phenomena.base import Phenomenon, display_attributes
+from tempo_lab.phenomena.phenomenon import Phenomenon, display_attributes
 from tempo_lab.phenomena.pruning.probe import (
     NAME,
     RUNS,

@@ -11,7 +11,7 @@ Driver: :meth:`RetroactivePositionGenerator.explore
 - :mod:`.study`: :func:`measure` / :func:`single_rows` and :data:`CLAIMS`, over a prompt set.
 """
 
-from tempo_lab.phenomena.base import Phenomenon, display_attributes
+from tempo_lab.phenomena.phenomenon import Phenomenon, display_attributes
 from tempo_lab.phenomena.retroactive.probe import (
     NAME,
     TITLE,

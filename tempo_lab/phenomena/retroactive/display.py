@@ -20,7 +20,7 @@ from tempo_lab.labels import plain, token_label
 from tempo_lab.live.session import LiveSession
 from tempo_lab.loaded import LoadedModel
 from tempo_lab.phenomena.retroactive.probe import NAME, TITLE, HeatTable, _seen_by, band_choices
-from tempo_lab.studies.plots import CI, n_prompts
+from tempo_lab.studies.figures import CI, n_prompts
 from tempo_lab.studies.views import kind_view
 from tempo_lab.summaries import tv
 from tempo_lab.views import Control, Rendered, View, live_view

@@ -10,7 +10,7 @@ Driver: :class:`~tempo_lab.generators.ParallelTokenGenerator` (a
   :data:`CLAIMS`.
 """
 
-from tempo_lab.phenomena.base import Phenomenon, display_attributes
+from tempo_lab.phenomena.phenomenon import Phenomenon, display_attributes
 from tempo_lab.phenomena.tempo_sets.study import CLAIMS, NAME, TITLE, measure, single_rows
 
 DISPLAY = ("LIVE_STEPS", "explorer", "figure", "render", "study_view")

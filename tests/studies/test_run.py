@@ -17,7 +17,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from tempo_lab import load_model
-from tempo_lab.store import ResultsWarning
+from tempo_lab.results import ResultsWarning
 from tempo_lab.studies import (
     DEFAULT_STUDY,
     Conditions,
@@ -28,7 +28,7 @@ from tempo_lab.studies import (
     run_study,
     stats,
 )
-from tempo_lab.studies.runner import chunks
+from tempo_lab.studies.run import chunks
 from tempo_lab.tiny import byte_tokenizer, tiny_random
 from tests.helpers import HANG_S
 

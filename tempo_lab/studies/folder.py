@@ -1,10 +1,10 @@
-"""A study's results folder: the verified store of :mod:`tempo_lab.store`, one table per measurement.
+"""A study's results folder: the verified store of :mod:`tempo_lab.results`, one table per measurement.
 
     folder/manifest.json                    model, dtype, prompts, conditions, chunks of prompts, versions
     folder/<phenomenon>/part-00003.parquet  the rows of chunk 3, with the record of what they hold
 
 A part's key is its chunk number and it holds that chunk's prompt indices (the plan in the manifest), so a
-copied, foreign, truncated or altered part is caught on resume and on read (:mod:`tempo_lab.store`).
+copied, foreign, truncated or altered part is caught on resume and on read (:mod:`tempo_lab.results`).
 
 Contents: :class:`StudyFolder`, :func:`manifest`, :data:`IDENTITY`.
 """
@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 import transformers
 
-from tempo_lab.store import IncompleteResults, ResultsFolder, identity_hash
+from tempo_lab.results import IncompleteResults, ResultsFolder, identity_hash
 
 #: manifest keys that must match for a folder to be resumed, extended or read
 IDENTITY = ("model", "dtype", "prompt_set", "n_prompts", "conditions", "batch_size", "seed", "chunks")
@@ -73,7 +73,7 @@ class StudyFolder(ResultsFolder):
         self, m: dict, phenomenon: str, *, allow_partial: bool = False
     ) -> tuple[pd.DataFrame, list[int]]:
         """Every verified part of ``phenomenon`` as one table sorted by prompt (and condition), and the
-        missing chunks; :class:`~tempo_lab.store.IncompleteResults` when some are missing, unless
+        missing chunks; :class:`~tempo_lab.results.IncompleteResults` when some are missing, unless
         ``allow_partial``."""
         parts = self.verified(phenomenon, self.expected(m), self.identity(m))
         missing = [c for c in range(len(m["chunks"])) if self.key(c) not in parts]

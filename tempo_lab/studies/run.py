@@ -5,7 +5,7 @@
 
 Prompts are sorted by token length and cut into chunks of ``batch_size`` (similar lengths share a batch, so
 little is padded). For each measurement, every chunk without a verified part is computed and written
-(:class:`~tempo_lab.studies.store.StudyFolder`); an interrupted run resumes at the first missing chunk, and a
+(:class:`~tempo_lab.studies.folder.StudyFolder`); an interrupted run resumes at the first missing chunk, and a
 part that fails verification (corrupt, truncated, copied, of another run) is quarantined and recomputed. One
 run writes a folder at a time (a second one is refused, naming the first).
 
@@ -37,10 +37,10 @@ from tqdm.auto import tqdm
 from tempo_lab import checks
 from tempo_lab.models import LoadedModel, load_model
 from tempo_lab.phenomena import DEFAULT_STUDY, MEASURES
-from tempo_lab.store import IncompleteResults, ResultsWarning
+from tempo_lab.results import IncompleteResults, ResultsWarning
 from tempo_lab.studies.conditions import Conditions, context_needed
+from tempo_lab.studies.folder import IDENTITY, StudyFolder, manifest
 from tempo_lab.studies.prompts import PromptSet, as_prompt_set, bundled_prompts, encode
-from tempo_lab.studies.store import IDENTITY, StudyFolder, manifest
 
 #: the study's tables: one per phenomenon with a batched measurement
 PHENOMENA: tuple[str, ...] = tuple(MEASURES)
@@ -73,7 +73,7 @@ class Study:
     def table(self, phenomenon: str) -> pd.DataFrame:
         """One row per prompt x condition of ``phenomenon``, with the prompt's kind and text and the model,
         dtype, library versions and seed the folder was written with. Every part is verified on first read
-        (:mod:`tempo_lab.store`)."""
+        (:mod:`tempo_lab.results`)."""
         if phenomenon not in PHENOMENA:
             raise ValueError(f"unknown phenomenon {phenomenon!r}; expected one of {PHENOMENA}")
         if phenomenon not in self._tables:
@@ -176,9 +176,9 @@ def run_study(
     float32; ``"bfloat16"`` halves the memory, and is fast only where the CPU or GPU has bfloat16 matmul
     units); the folder records it, its tables carry it, and a folder written in another dtype is refused.
 
-    The folder is checked writable and its writer lock taken (:meth:`~tempo_lab.store.ResultsFolder.writing`)
-    before the model is loaded; every existing part is verified, and a part that fails is quarantined and
-    recomputed."""
+    The folder is checked writable and its writer lock taken
+    (:meth:`~tempo_lab.results.ResultsFolder.writing`) before the model is loaded; every existing part is
+    verified, and a part that fails is quarantined and recomputed."""
     unknown = [p for p in phenomena if p not in PHENOMENA]
     if unknown or not phenomena:
         raise ValueError(f"unknown phenomenon {unknown[0] if unknown else None!r}; choose from {PHENOMENA}")
@@ -241,8 +241,8 @@ def read_study(results: str | Path, prompts=None, *, allow_partial: bool = False
     """A study from its folder, without running anything (``prompts``: the set it was run on; default the
     bundled set, cut to the folder's size when it was run with ``n``).
 
-    Every part of every measurement the folder's runs asked for is verified (:mod:`tempo_lab.store`): a
-    folder with missing or failing parts is refused with :class:`~tempo_lab.store.IncompleteResults`, which
+    Every part of every measurement the folder's runs asked for is verified (:mod:`tempo_lab.results`): a
+    folder with missing or failing parts is refused with :class:`~tempo_lab.results.IncompleteResults`, which
     names the missing chunks and the command that completes them. ``allow_partial=True`` reads what is there
     instead, warns with the missing chunks, and records them in ``study.missing``."""
     folder = StudyFolder(results)
