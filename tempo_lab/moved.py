@@ -5,13 +5,18 @@ which forwards every attribute to the new module with a ``DeprecationWarning`` n
 
 ``import tempo_lab.runner`` and ``from tempo_lab.runner import run_series`` then work (the alias sits in
 ``sys.modules``, where the import system looks first); the new module is imported only when an attribute is
-used. Contents: :func:`alias`, :data:`MOVED` (old path -> new path).
+used. A function that moved to another module leaves its name behind the same way:
+
+    __getattr__ = moved_names(__name__, {"figure": "tempo_lab.studies.figures:compare_figure"})
+
+Contents: :func:`alias`, :func:`moved_names`, :data:`MOVED` (old path -> new path).
 """
 
 from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Callable, Mapping
 from importlib import import_module
 from types import ModuleType
 from typing import Any
@@ -41,3 +46,17 @@ def alias(old: str, new: str) -> None:
     """Register a forwarding alias of module ``new`` under its old path ``old``."""
     MOVED[old] = new
     sys.modules.setdefault(old, _Alias(old, new))
+
+
+def moved_names(module: str, names: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that serves each old name in ``names`` (``name -> "new.module:new_name"``)
+    from its new home with a ``DeprecationWarning`` naming it, for one release."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in names:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        new_module, new_name = names[name].split(":")
+        warnings.warn(f"{module}.{name} moved to {new_module}.{new_name}", DeprecationWarning, stacklevel=2)
+        return getattr(import_module(new_module), new_name)
+
+    return __getattr__

@@ -12,12 +12,12 @@ Contents: :func:`compare_claims`, :func:`headlines`, :func:`check_same_prompts` 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
+from tempo_lab.moved import moved_names
 from tempo_lab.studies import stats
 from tempo_lab.studies.claims import Claim, claims_table, fmt_ci
 
@@ -88,14 +88,4 @@ def _paired(claim: Claim, ha: pd.DataFrame, hb: pd.DataFrame, names: tuple[str, 
     }
 
 
-def __getattr__(name: str) -> Any:
-    if name == "figure":  # moved to the display module; this path works for one more release
-        warnings.warn(
-            "tempo_lab.studies.compare.figure moved to tempo_lab.studies.figures.compare_figure",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        from tempo_lab.studies.figures import compare_figure
-
-        return compare_figure
-    raise AttributeError(f"module 'tempo_lab.studies.compare' has no attribute {name!r}")
+__getattr__ = moved_names(__name__, {"figure": "tempo_lab.studies.figures:compare_figure"})

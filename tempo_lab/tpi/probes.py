@@ -16,13 +16,12 @@ Its live view is :func:`tempo_lab.tpi.report.shift_view` (this module imports no
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import pandas as pd
 import torch
 
+from tempo_lab.moved import moved_names
 from tempo_lab.summaries import tv
 from tempo_lab.tpi.model import CharLM
 
@@ -65,14 +64,4 @@ def shift_sweep(
     return pd.DataFrame(rows)
 
 
-def __getattr__(name: str) -> Any:
-    if name == "shift_view":  # moved to the display module; this path works for one more release
-        warnings.warn(
-            "tempo_lab.tpi.probes.shift_view moved to tempo_lab.tpi.report.shift_view",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        from tempo_lab.tpi.report import shift_view
-
-        return shift_view
-    raise AttributeError(f"module 'tempo_lab.tpi.probes' has no attribute {name!r}")
+__getattr__ = moved_names(__name__, {"shift_view": "tempo_lab.tpi.report:shift_view"})

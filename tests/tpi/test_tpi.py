@@ -219,6 +219,8 @@ def test_the_recall_floor_without_lookup():
 
 
 def test_the_old_home_of_shift_view_still_works_with_a_deprecation_warning():
-    with pytest.warns(DeprecationWarning, match=r"tempo_lab.tpi.report.shift_view"):
+    with pytest.warns(
+        DeprecationWarning, match=r"tempo_lab.tpi.probes.shift_view moved to tempo_lab.tpi.report.shift_view"
+    ):
         moved = probes.shift_view
     assert moved is report.shift_view
