@@ -8,20 +8,22 @@ one position. See README.md for the notebook series and docs/ (make docs) for th
 The names below load on first use (``import tempo_lab`` itself imports neither torch nor transformers), so the
 command line starts at once. The package, one module per concept:
 
-- models and loaded (loading; a model with its tokenizer), positions (layouts), masks (additive masks), checks
-  (input checks), capture (attention hooks), families (per-layer-type masks), tiny, bundled (the registry
-  models) and gguf (GGUF files converted once into the cache): the foundation;
+- models and loaded (loading; a model with its tokenizer), positions (layouts), masks (additive masks),
+  capture (attention hooks), families (per-layer-type masks), tiny, bundled (the registry models) and gguf
+  (GGUF files converted once into the cache): the foundations;
 - generators/: the decoding core, the one decoding loop, options, token selection, and the retroactive,
   compressed and parallel-token generators built on them; reference: the naive full-recomputation versions;
+- interventions/ (position edits, layouts, sites, patching, gradients, search), interop/ (layouts inside
+  nnsight and TransformerLens), extension/ (context extension), caches/ (whole caches moved in position);
 - summaries (one home per shared summary), labels (values as people read them), plots (what figures share);
-- phenomena/: one slice per phenomenon (drivers, results, tables, figures, the render its views share, its
-  study measurement and claims) and the registries built from them;
+- phenomena/: one package per phenomenon (probe, display, study) and the registries built from them;
 - views/: the one view framework (replay sliders and live explorers) and how a view is shown; live/: the
   prompt session and the dashboard (:func:`explore`);
-- studies/: measurements over prompt sets (runner, stats, claims as data); store: the verified results
-  folder the studies and tpi/ write; tpi/: position-free attention beside RoPE;
-- notebook (set-up and key numbers), timing (the side-by-side timer), execution (one notebook under
-  papermill), runner (the series), cli (``tempo-lab``).
+- studies/: measurements over prompt sets (run, folder, stats, claims as data); results: the verified results
+  folder the studies, tpi/ and caches/ write; tpi/: position-free attention beside RoPE;
+- notebook (set-up and key numbers), timing (the side-by-side timer), cli (``tempo-lab``);
+- plumbing/: input checks, per-module state of open blocks, the old paths of moved modules, one notebook
+  under papermill and the notebook series.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from tempo_lab.moved import alias
+from tempo_lab.plumbing.moved import alias
 
 # renamed for what they hold (the series runner, the verified results folder); old paths warn for a release
-alias("tempo_lab.runner", "tempo_lab.series")
+alias("tempo_lab.runner", "tempo_lab.plumbing.series")
 alias("tempo_lab.store", "tempo_lab.results")
+alias("tempo_lab.checks", "tempo_lab.plumbing.checks")  # the plumbing moved into tempo_lab.plumbing
+alias("tempo_lab.execution", "tempo_lab.plumbing.execution")
 
 #: public name -> the module that defines it (a module itself when the two are the same)
 _LAZY = {

@@ -31,7 +31,7 @@ from transformers.masking_utils import eager_mask, sdpa_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from tempo_lab import masks
-from tempo_lab.scoped import PerModule
+from tempo_lab.plumbing.scoped import PerModule
 
 WEIGHT_RETURNING: set[str] = {"eager"}  # attention implementations that return the probabilities
 

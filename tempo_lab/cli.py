@@ -1,5 +1,6 @@
 """``tempo-lab``: the command line. Argument parsing and error reporting; the work is done by
-:mod:`tempo_lab.series` (the notebook series) and :mod:`tempo_lab.studies` (a study over a prompt set).
+:mod:`tempo_lab.plumbing.series` (the notebook series) and :mod:`tempo_lab.studies` (a study over a prompt
+set).
 
     tempo-lab run                                   # bundled model, outputs in build/notebooks/
     tempo-lab run --model tiny-random -p prompt "The cat sat on the"
@@ -108,7 +109,7 @@ def run_study_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def run_series_command(args: argparse.Namespace) -> int:
-    from tempo_lab import series
+    from tempo_lab.plumbing import series
 
     notebooks = series.discover(args.notebooks or series.default_notebook_dir(), args.only)
     if args.in_place and (args.model is not None or args.parameter):

@@ -21,7 +21,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from tempo_lab import checks
+from tempo_lab.plumbing import checks
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from typing import Literal
 
 import torch
 
-from tempo_lab import checks
+from tempo_lab.plumbing import checks
 
 IntraSet = Literal["isolated", "visible"]
 #: what the members of one parallel set see of each other (:func:`parallel_allowed`)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
-from tempo_lab import checks
+from tempo_lab.plumbing import checks
 
 Number = int | float
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from tempo_lab import checks
+from tempo_lab.plumbing import checks
 
 
 @dataclass

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from tempo_lab import checks
 from tempo_lab.generators import (
     CompressedThoughtGenerator,
     ParallelTokenGenerator,
     RetroactivePositionGenerator,
 )
 from tempo_lab.phenomena.gap_dropout import gap_probe
+from tempo_lab.plumbing import checks
 
 PROMPT = "The cat sat"
 

@@ -10,7 +10,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from tempo_lab import cli, notebook
-from tempo_lab import series as runner
+from tempo_lab.plumbing import series as runner
 
 
 def write_notebook(path: Path, params: str, body: str, *, numbers: str | None = None) -> Path:
@@ -166,3 +166,10 @@ def test_a_failing_notebook_is_reported_and_its_source_kept(tmp_path, capsys):
         o.get("ename") == "RuntimeError" for c in partial.cells if c.cell_type == "code" for o in c.outputs
     )
     json.loads(before)  # still a valid notebook
+
+
+def test_the_default_notebook_folder_is_the_checkouts_from_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./notebooks here: the folder beside the package
+    found = runner.default_notebook_dir()
+    assert found == Path(__file__).resolve().parents[1] / "notebooks"
+    assert [p.name for p in runner.discover(found)][:1] == ["01_gap_attention_dropout.ipynb"]

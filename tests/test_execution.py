@@ -12,8 +12,8 @@ import pytest
 from jupyter_client.channels import AsyncZMQSocketChannel
 from nbformat.v4 import new_code_cell, new_notebook
 
-from tempo_lab import execution
-from tempo_lab.execution import SlicedChannel, SlicedKernelClient, SlicedKernelManager
+from tempo_lab.plumbing import execution
+from tempo_lab.plumbing.execution import SlicedChannel, SlicedKernelClient, SlicedKernelManager
 from tests.helpers import HANG_S
 
 

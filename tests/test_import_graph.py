@@ -100,12 +100,14 @@ def test_the_renamed_modules_old_paths_work_for_a_release_with_a_warning_naming_
     import tempo_lab.interop
     import tempo_lab.interventions
     import tempo_lab.phenomena  # noqa: F401 - each package registers its moved modules' aliases
-    from tempo_lab import moved
+    from tempo_lab.plumbing import moved
     from tempo_lab.studies import folder
 
     assert moved.MOVED == {
-        "tempo_lab.runner": "tempo_lab.series",
+        "tempo_lab.runner": "tempo_lab.plumbing.series",
         "tempo_lab.store": "tempo_lab.results",
+        "tempo_lab.checks": "tempo_lab.plumbing.checks",
+        "tempo_lab.execution": "tempo_lab.plumbing.execution",
         "tempo_lab.studies.runner": "tempo_lab.studies.run",
         "tempo_lab.studies.store": "tempo_lab.studies.folder",
         "tempo_lab.studies.plots": "tempo_lab.studies.figures",

@@ -21,9 +21,9 @@ import math
 
 import pandas as pd
 
-from tempo_lab import checks
 from tempo_lab.extension.scaling import RopeScaling, scaled_table, trained_context
 from tempo_lab.loaded import LoadedModel
+from tempo_lab.plumbing import checks
 
 
 def band_angles(

@@ -55,10 +55,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from tempo_lab import checks
 from tempo_lab.interventions.edits import CurrentPass
 from tempo_lab.interventions.rotary import Rotary, check_indices
 from tempo_lab.loaded import LoadedModel, beyond_context
+from tempo_lab.plumbing import checks
 
 METHODS = ("linear", "ntk", "dynamic", "yarn", "llama3", "longrope")
 

@@ -34,12 +34,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from tempo_lab import checks
 from tempo_lab.capture import register_eager
 from tempo_lab.interventions.edits import HEADS_ATTENTION, CurrentPass
 from tempo_lab.interventions.rotary import Rotary
 from tempo_lab.loaded import LoadedModel, beyond_context
-from tempo_lab.scoped import PerModule
+from tempo_lab.plumbing import checks
+from tempo_lab.plumbing.scoped import PerModule
 
 SELF_EXTEND_ATTENTION = "tempo_lab_self_extend"
 

@@ -22,12 +22,12 @@ from typing import Any
 import pandas as pd
 import torch
 
-from tempo_lab import checks
 from tempo_lab.generators.core import Generator, Prefix, branch
 from tempo_lab.generators.loop import Feed, decode
 from tempo_lab.generators.options import CompressedOptions, resolve
 from tempo_lab.generators.selection import choose_next, seeded_generator, select_tokens
 from tempo_lab.loaded import LoadedModel
+from tempo_lab.plumbing import checks
 from tempo_lab.summaries import entropy
 
 

@@ -18,8 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from tempo_lab import checks, masks
+from tempo_lab import masks
 from tempo_lab.generators.schedules import thresholds as schedule_thresholds
+from tempo_lab.plumbing import checks
 
 INTRASET_MODES = masks.INTRASET_MODES
 NEXT_DIST_MODES = ("mixture", "last")

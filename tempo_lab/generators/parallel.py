@@ -47,12 +47,12 @@ import pandas as pd
 import torch
 from transformers import DynamicCache
 
-from tempo_lab import checks
 from tempo_lab.capture import AttentionRecord, capture_attention
 from tempo_lab.generators.core import Generator
 from tempo_lab.generators.loop import decode
 from tempo_lab.generators.options import ParallelOptions, resolve
 from tempo_lab.generators.sets import ParallelStep, SetPolicy
+from tempo_lab.plumbing import checks
 
 SET_MARKS = str.maketrans({"\n": "↵", "\r": "⏎", "\t": "⇥"})  # whitespace inside a bracket, made visible
 

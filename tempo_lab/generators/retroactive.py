@@ -24,9 +24,10 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from tempo_lab import checks, masks
+from tempo_lab import masks
 from tempo_lab.generators.core import Generator, Prefix, branch
 from tempo_lab.generators.selection import top_tokens
+from tempo_lab.plumbing import checks
 from tempo_lab.summaries import divergences, entropy
 
 DEFAULT_GAPS: tuple[float, ...] = (0, 1, 2, 5, 10, 20, 50)

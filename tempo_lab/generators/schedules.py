@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tempo_lab import checks
+from tempo_lab.plumbing import checks
 
 Schedule = Callable[[int], float]
 

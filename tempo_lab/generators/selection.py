@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from tempo_lab import checks
 from tempo_lab.loaded import LoadedModel
+from tempo_lab.plumbing import checks
 
 
 def select_tokens(

@@ -18,7 +18,7 @@ transformers model.
 from tempo_lab.interop.laid_out import laid_out
 from tempo_lab.interop.nnsight import wrap
 from tempo_lab.interop.transformer_lens import bridge
-from tempo_lab.moved import alias
+from tempo_lab.plumbing.moved import alias
 
 alias("tempo_lab.interop.layouts", "tempo_lab.interop.laid_out")  # renamed; warns for a release
 

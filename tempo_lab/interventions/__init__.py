@@ -34,7 +34,7 @@ from tempo_lab.interventions.patching import PatchResult, patch, patch_naively
 from tempo_lab.interventions.rotary import Rotary, rotary_of
 from tempo_lab.interventions.search import PositionSearch, search_positions
 from tempo_lab.interventions.sites import Site, SiteModules, patched, record
-from tempo_lab.moved import alias
+from tempo_lab.plumbing.moved import alias
 
 alias("tempo_lab.interventions.positions", "tempo_lab.interventions.edits")  # renamed; warns a release
 

@@ -35,12 +35,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tempo_lab import checks
 from tempo_lab.generators.core import DecodingCore
 from tempo_lab.interventions.edits import PositionEdit, intervene
 from tempo_lab.interventions.layouts import Layout, Tokens, check_pair, shared_tokens
 from tempo_lab.interventions.metrics import Metric, as_metric
 from tempo_lab.loaded import LoadedModel
+from tempo_lab.plumbing import checks
 
 COMPLETENESS_TOLERANCE = 0.01  # integrated gradients warn past 1% relative error
 

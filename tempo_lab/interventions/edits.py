@@ -46,7 +46,7 @@ from torch import nn
 from tempo_lab.capture import register_eager
 from tempo_lab.interventions.rotary import Rotary, check_indices
 from tempo_lab.loaded import LoadedModel
-from tempo_lab.scoped import PerModule
+from tempo_lab.plumbing.scoped import PerModule
 
 HEADS_ATTENTION = "tempo_lab_position_heads"
 

@@ -37,13 +37,13 @@ import pandas as pd
 import torch
 from transformers import DynamicCache
 
-from tempo_lab import checks
 from tempo_lab.capture import capture_attention
 from tempo_lab.generators.core import DecodingCore, branch
 from tempo_lab.interventions.layouts import Layout, Tokens, check_pair, shared_tokens
 from tempo_lab.interventions.metrics import Metric, as_metric
 from tempo_lab.interventions.sites import KINDS, Site, SiteModules, layer_of, patched, record
 from tempo_lab.loaded import LoadedModel
+from tempo_lab.plumbing import checks
 
 DIRECTIONS = ("denoise", "noise")
 

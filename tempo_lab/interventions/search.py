@@ -26,12 +26,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tempo_lab import checks
 from tempo_lab.generators.core import DecodingCore
 from tempo_lab.interventions.attribution import _differentiable, _readout, frozen
 from tempo_lab.interventions.layouts import Layout, Tokens, check_pair, shared_tokens
 from tempo_lab.interventions.metrics import Metric
 from tempo_lab.loaded import LoadedModel
+from tempo_lab.plumbing import checks
 
 MAX_GRID_SLOTS = 2  # a grid over more slots grows as grid ** slots
 

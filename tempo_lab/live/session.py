@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import torch
 
-from tempo_lab import checks
 from tempo_lab.generators import RetroactivePositionGenerator
 from tempo_lab.generators.core import Prefix
 from tempo_lab.loaded import LoadedModel
+from tempo_lab.plumbing import checks
 
 
 class LiveSession:

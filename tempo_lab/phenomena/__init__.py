@@ -27,7 +27,6 @@ from typing import Any
 
 import pandas as pd
 
-from tempo_lab.moved import alias
 from tempo_lab.phenomena import (
     compressed,
     fractional,
@@ -40,6 +39,7 @@ from tempo_lab.phenomena import (
     tempo_sets,
 )
 from tempo_lab.phenomena.phenomenon import Phenomenon
+from tempo_lab.plumbing.moved import alias
 from tempo_lab.studies import claims as _claims
 from tempo_lab.studies import compare as _compare
 

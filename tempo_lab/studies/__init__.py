@@ -15,7 +15,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from tempo_lab.moved import alias
+from tempo_lab.plumbing.moved import alias
 
 alias("tempo_lab.studies.runner", "tempo_lab.studies.run")  # renamed for their jobs; the old paths warn
 alias("tempo_lab.studies.store", "tempo_lab.studies.folder")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from tempo_lab.moved import moved_names
+from tempo_lab.plumbing.moved import moved_names
 from tempo_lab.studies import stats
 from tempo_lab.studies.claims import Claim, claims_table, fmt_ci
 

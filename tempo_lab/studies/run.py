@@ -34,9 +34,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from tempo_lab import checks
 from tempo_lab.models import LoadedModel, load_model
 from tempo_lab.phenomena import DEFAULT_STUDY, MEASURES
+from tempo_lab.plumbing import checks
 from tempo_lab.results import IncompleteResults, ResultsWarning
 from tempo_lab.studies.conditions import Conditions, context_needed
 from tempo_lab.studies.folder import IDENTITY, StudyFolder, manifest

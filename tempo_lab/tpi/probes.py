@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 import pandas as pd
 import torch
 
-from tempo_lab.moved import moved_names
+from tempo_lab.plumbing.moved import moved_names
 from tempo_lab.summaries import tv
 from tempo_lab.tpi.model import CharLM
 

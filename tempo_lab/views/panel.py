@@ -12,7 +12,7 @@ What a saved notebook keeps: :func:`display_panel` shows the widget together wit
 and its sentence, in one output. JupyterLab draws the live widget when the kernel runs, and the static figure
 when the notebook is opened without running (outputs of an untrusted notebook render only safe types, so the
 widget would show as ``VBox(...)`` text). The notebook runner stores no widget state
-(:mod:`tempo_lab.execution`), so each figure is stored once.
+(:mod:`tempo_lab.plumbing.execution`), so each figure is stored once.
 
 Contents: :func:`show`, :class:`Panel`, :func:`display_panel`, :func:`control_widget`, :func:`has_frontend`,
 :class:`Latest`, :class:`Superseded`, :func:`png`.

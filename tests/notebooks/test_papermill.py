@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tempo_lab import series
+from tempo_lab.plumbing import series
 from tempo_lab.tiny import tiny_random
 from tests.helpers import HANG_S
 from tests.notebooks.small import EXPECTED, PARAMS

@@ -15,7 +15,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tempo_lab import notebook, series
+from tempo_lab import notebook
+from tempo_lab.plumbing import series
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob(series.NOTEBOOK_GLOB))

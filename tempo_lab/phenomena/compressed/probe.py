@@ -12,10 +12,10 @@ from typing import Any
 import pandas as pd
 import torch
 
-from tempo_lab import checks
 from tempo_lab.generators import CompressedResult, CompressedThoughtGenerator, RetroactivePositionGenerator
 from tempo_lab.labels import plain_number
 from tempo_lab.loaded import LoadedModel
+from tempo_lab.plumbing import checks
 from tempo_lab.summaries import tv
 
 

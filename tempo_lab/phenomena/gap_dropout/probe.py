@@ -31,12 +31,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tempo_lab import checks, masks
+from tempo_lab import masks
 from tempo_lab import positions as pos
 from tempo_lab.capture import AttentionRecord, capture_attention
 from tempo_lab.families import family_of
 from tempo_lab.labels import plain, plain_number
 from tempo_lab.loaded import LoadedModel, evaluating, keeps_logits
+from tempo_lab.plumbing import checks
 
 STRATEGIES: tuple[str, ...] = ("default_no_cache", "default_cache", "ones_2d", "additive_4d")
 

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from tempo_lab import checks, masks
+from tempo_lab import masks
 from tempo_lab.generators import ParallelResult, ParallelTokenGenerator
 from tempo_lab.loaded import LoadedModel
+from tempo_lab.plumbing import checks
 from tempo_lab.summaries import first_difference, later_mass
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from tempo_lab import checks, masks
+from tempo_lab import masks
 from tempo_lab import positions as pos
 from tempo_lab.capture import capture_attention
 from tempo_lab.generators import DecodingCore, ParallelResult
@@ -37,6 +37,7 @@ from tempo_lab.interventions import (
 )
 from tempo_lab.interventions.layouts import check_pair
 from tempo_lab.loaded import LoadedModel
+from tempo_lab.plumbing import checks
 
 #: a head is a previous-token head when, on average over the prompt's queries, at least this share of its
 #: attention goes to the token right before the query

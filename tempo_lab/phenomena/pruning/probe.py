@@ -11,9 +11,9 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from tempo_lab import checks
 from tempo_lab.generators import ParallelResult, ParallelTokenGenerator, Pruning
 from tempo_lab.loaded import LoadedModel
+from tempo_lab.plumbing import checks
 
 NAME, TITLE = "pruning", "Pruning"
 

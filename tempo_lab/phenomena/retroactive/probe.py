@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tempo_lab import checks
 from tempo_lab.generators import RetroactiveResult
 from tempo_lab.interventions import PositionEdit, rotary_of
 from tempo_lab.labels import plain_number, token_labels
 from tempo_lab.loaded import LoadedModel
+from tempo_lab.plumbing import checks
 
 NAME, TITLE = "retroactive", "Retroactive"
 

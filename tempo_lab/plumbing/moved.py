@@ -1,7 +1,7 @@
 """Old import paths that keep working for one release: a module that moved leaves an alias at its old name,
 which forwards every attribute to the new module with a ``DeprecationWarning`` naming the new path.
 
-    alias("tempo_lab.runner", "tempo_lab.series")   # in the parent package's __init__
+    alias("tempo_lab.runner", "tempo_lab.plumbing.series")   # in the parent package's __init__
 
 ``import tempo_lab.runner`` and ``from tempo_lab.runner import run_series`` then work (the alias sits in
 ``sys.modules``, where the import system looks first); the new module is imported only when an attribute is

@@ -64,7 +64,7 @@ class SlicedKernelClient(AsyncKernelClient):
 class SlicedKernelManager(AsyncKernelManager):
     """A kernel manager whose clients are :class:`SlicedKernelClient`."""
 
-    client_class = DottedObjectName("tempo_lab.execution.SlicedKernelClient")
+    client_class = DottedObjectName("tempo_lab.plumbing.execution.SlicedKernelClient")
     client_factory = Type(SlicedKernelClient)
 
 

@@ -1,7 +1,7 @@
 """Running the notebook series headless: discover the notebooks, plan their parameters, execute, summarise.
 
 ``tempo-lab run`` (:mod:`tempo_lab.cli`) is argument parsing over this module; each notebook is executed by
-:func:`tempo_lab.execution.execute`.
+:func:`tempo_lab.plumbing.execution.execute`.
 
 Contents: :func:`discover`, :func:`declared_parameters`, :func:`parse_value`, :func:`plan_parameters`,
 :func:`run_series` → :class:`NotebookRun`, :func:`strip_run_metadata`, :func:`summary`,
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tempo_lab.execution import execute
 from tempo_lab.labels import compact
 from tempo_lab.notebook import read_key_numbers
+from tempo_lab.plumbing.execution import execute
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 
@@ -42,7 +42,7 @@ def default_notebook_dir() -> Path:
     here = Path.cwd() / "notebooks"
     if here.is_dir():
         return here
-    return Path(__file__).resolve().parent.parent / "notebooks"
+    return Path(__file__).resolve().parents[2] / "notebooks"  # tempo_lab/plumbing/series.py -> the checkout
 
 
 def discover(notebook_dir: Path, only: Sequence[str] | None = None) -> list[Path]:
