@@ -97,14 +97,14 @@ def _nb07(p: dict[str, Any]) -> View:
 
 
 def _nb08(p: dict[str, Any]) -> View:
-    from tempo_lab.tpi import probes
+    from tempo_lab.tpi import report
     from tempo_lab.tpi.corpus import load_corpus
     from tempo_lab.tpi.runs import checkpoint
 
     folder = Path(p["results_root"]) / "08_tpi"
     models = {name: checkpoint(name, folder) for name in ("rope", "tpi", "tpi-decay")}
     text = bytes(load_corpus().val[:96].tolist()).decode("utf-8", errors="replace")  # the first probe snippet
-    return probes.shift_view(models, text)
+    return report.shift_view(models, text)
 
 
 def _nb10(p: dict[str, Any]) -> View:
@@ -160,7 +160,7 @@ RECIPES: dict[str, Recipe] = {
     "05_compressed_thoughts": Recipe("views.show(compressed.view(runs))", _nb05),
     "06_claims_at_scale": Recipe("views.show(phenomena.retroactive.study_view(study))", _nb06),
     "07_retroactive_pruning_and_hidden_sets": Recipe("views.show(pruning.view(runs))", _nb07),
-    "08_tpi_vs_rope": Recipe("views.show(probes.shift_view(models, text))", _nb08),
+    "08_tpi_vs_rope": Recipe("views.show(report.shift_view(models, text))", _nb08),
     "09_where_position_acts": Recipe(
         'views.show(loc.view({**comma, **half, "isolated vs visible": sets}))', _nb09
     ),
