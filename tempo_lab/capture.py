@@ -31,7 +31,7 @@ from transformers.masking_utils import eager_mask, sdpa_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from tempo_lab import masks
-from tempo_lab.plumbing.scoped import PerModule
+from tempo_lab.plumbing.scoped import PerModule, attending
 
 WEIGHT_RETURNING: set[str] = {"eager"}  # attention implementations that return the probabilities
 
@@ -238,17 +238,15 @@ def capture_attention(
                 computed = list(dict.fromkeys([*outer_rows, *rows]))
             # every layer attends through it; the selected ones are recorded
             stack.enter_context(_ROWS.bound({id(module): (computed, inner) for module in modules}))
-            model.set_attn_implementation(ROWS_ATTENTION)
+            stack.enter_context(attending(model, ROWS_ATTENTION))
         elif original not in WEIGHT_RETURNING:
-            model.set_attn_implementation("eager")
+            stack.enter_context(attending(model, "eager"))
         handles = [modules[i].register_forward_hook(keep) for i in layer_ids]
         yield record
     finally:
         for h in handles:
             h.remove()
         stack.close()
-        if model.config._attn_implementation != original:
-            model.set_attn_implementation(original)
 
 
 def _check_queries(queries: Sequence[int]) -> list[int]:

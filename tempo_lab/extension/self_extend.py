@@ -39,7 +39,7 @@ from tempo_lab.interventions.edits import HEADS_ATTENTION, CurrentPass
 from tempo_lab.interventions.rotary import Rotary
 from tempo_lab.loaded import LoadedModel, beyond_context
 from tempo_lab.plumbing import checks
-from tempo_lab.plumbing.scoped import PerModule
+from tempo_lab.plumbing.scoped import PerModule, attending
 
 SELF_EXTEND_ATTENTION = "tempo_lab_self_extend"
 
@@ -168,11 +168,9 @@ def self_extended(lm: LoadedModel, window: int, group: int) -> Iterator[Rotary]:
             extend = rotary.layer_types[layer] != "sliding_attention" or sliding is None
             bound[id(attention)] = _Layer(rotary, layer, window, group, slots, extend)
         stack.enter_context(_LAYERS.bound(bound))
-        lm.model.set_attn_implementation(SELF_EXTEND_ATTENTION)
+        stack.enter_context(attending(lm.model, SELF_EXTEND_ATTENTION))
         with beyond_context(lm):
             yield rotary
     finally:
         handle.remove()
         stack.close()
-        if lm.model.config._attn_implementation != original:
-            lm.model.set_attn_implementation(original)

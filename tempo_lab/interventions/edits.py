@@ -46,7 +46,7 @@ from torch import nn
 from tempo_lab.capture import register_eager
 from tempo_lab.interventions.rotary import Rotary, check_indices
 from tempo_lab.loaded import LoadedModel
-from tempo_lab.plumbing.scoped import PerModule
+from tempo_lab.plumbing.scoped import PerModule, attending
 
 HEADS_ATTENTION = "tempo_lab_position_heads"
 
@@ -248,12 +248,9 @@ def intervene(lm: LoadedModel, *edits: PositionEdit) -> Iterator[Rotary]:
                 found = (outer.edits if outer else []) + found
                 bound[id(attention)] = _Heads(rotary, layer, found, now, eager)
             stack.enter_context(_HEAD_EDITS.bound(bound))
-            if original != HEADS_ATTENTION:
-                model.set_attn_implementation(HEADS_ATTENTION)
+            stack.enter_context(attending(model, HEADS_ATTENTION))
         yield rotary
     finally:
         for h in handles:
             h.remove()
         stack.close()
-        if model.config._attn_implementation != original:
-            model.set_attn_implementation(original)

@@ -6,9 +6,10 @@ row capture) leaves what each module should do where the function can find it. K
 dictionary would let two blocks in two threads (or two kernels' cells sharing a process) see each other's
 settings. :class:`PerModule` keeps it in a :class:`contextvars.ContextVar`: a block binds its entries on
 entry, and the mapping it found is restored on exit, also after an exception; nested blocks see the inner
-binding while it is open, and another thread sees only its own.
+binding while it is open, and another thread sees only its own. :func:`attending` switches the model to such a
+function for the block and puts back what it attended through before.
 
-Contents: :class:`PerModule`.
+Contents: :class:`PerModule`, :func:`attending`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedModel
 
 T = TypeVar("T")
 
@@ -51,3 +55,17 @@ class PerModule(Generic[T]):
             yield
         finally:
             self._var.reset(token)
+
+
+@contextmanager
+def attending(model: PreTrainedModel, implementation: str) -> Iterator[None]:
+    """Inside the block ``model`` attends through ``implementation`` (a registered attention function, or
+    ``"eager"``); on exit, also after an exception, it attends through what it did before."""
+    original = model.config._attn_implementation
+    if implementation != original:
+        model.set_attn_implementation(implementation)
+    try:
+        yield
+    finally:
+        if model.config._attn_implementation != original:
+            model.set_attn_implementation(original)
