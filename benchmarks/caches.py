@@ -26,7 +26,8 @@ import torch
 
 from tempo_lab import load_model, masks, timing
 from tempo_lab.caches import Rolling, concat, evict, kept_slots, reposition
-from tempo_lab.generators import DecodingCore
+from tempo_lab.forward import DecodingCore
+from tempo_lab.layout import Layout
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from long_context import text_ids  # noqa: E402  (the corpus text, one definition)
@@ -46,12 +47,12 @@ def rolling_part(lm, window: int, repeats: int) -> dict:
     def step() -> torch.Tensor:
         cache = reposition(lm, evict(full, SINKS), -1.0, slots=range(SINKS, window - 1))
         at = torch.tensor([[float(window - 1)]])  # the last cache slot's position
-        return core.forward(ids[:, t : t + 1], at, step_mask, cache, last=True)
+        return core.forward(ids[:, t : t + 1], Layout(at, step_mask), cache, last=True)
 
     def recompute() -> torch.Tensor:
         where = torch.arange(len(kept), dtype=torch.float32)[None]
         allowed = torch.ones(len(kept), len(kept), dtype=torch.bool).tril()[None, None]
-        return core.forward(ids[:, kept], where, allowed, None, last=True)
+        return core.forward(ids[:, kept], Layout(where, allowed), last=True)
 
     medians = timing.side_by_side({"step": step, "recompute": recompute}, repeats).medians
     return {"window": window, "sinks": SINKS, "step_seconds": medians["step"],
@@ -69,11 +70,11 @@ def chunk_part(lm, chunk: int, repeats: int) -> dict:
 
     def reused() -> torch.Tensor:
         cache = concat(core.prefill(prefix).cache, reposition(lm, stored, float(PREFIX)))
-        return core.forward(query, where, sees, cache, last=True)
+        return core.forward(query, Layout(where, sees), cache, last=True)
 
     def recomputed() -> torch.Tensor:
         cache = core.prefill(ids[:, : PREFIX + chunk]).cache
-        return core.forward(query, where, sees, cache, last=True)
+        return core.forward(query, Layout(where, sees), cache, last=True)
 
     medians = timing.side_by_side({"reused": reused, "recomputed": recomputed}, repeats).medians
     return {"prefix": PREFIX, "chunk": chunk, "reused_seconds": medians["reused"],

@@ -41,8 +41,9 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from tempo_lab import positions, timing  # noqa: E402
-from tempo_lab.generators import DecodingCore  # noqa: E402
-from tempo_lab.interventions import Layout, Site, logit_diff, patch, patch_naively, position_gradients  # noqa: E402
+from tempo_lab.forward import DecodingCore
+from tempo_lab.interventions import Site, logit_diff, patch, patch_naively, position_gradients  # noqa: E402
+from tempo_lab.layout import Layout
 from tempo_lab.loaded import LoadedModel  # noqa: E402
 from tempo_lab.studies import run_study  # noqa: E402
 from tempo_lab.tiny import MATRIX, byte_tokenizer, tiny_random  # noqa: E402
@@ -103,15 +104,16 @@ def matrix(device: torch.device) -> dict:
         n = ids.shape[1]
         layouts = {"contiguous": torch.arange(n, dtype=torch.float32),
                    "gapped": torch.cat([torch.arange(n - 4.0), torch.arange(n - 4.0, n) + 7])}  # fmt: skip
-        if lm.is_rotary:
+        if not lm.family.integer_positions:
             layouts["fractional"] = torch.arange(n, dtype=torch.float32) + 0.5 * (torch.arange(n) >= n - 3)
         core, worst = DecodingCore(lm), 0.0
         causal = torch.ones(n, n, dtype=torch.bool, device=device).tril()[None, None]
         for pos in layouts.values():
             pos = pos[None].to(device)
             with torch.no_grad():
-                own = lm.model(ids, position_ids=positions.as_model_positions(pos, lm.is_rotary)).logits
-            ours = core.forward(ids, pos, causal, None)
+                model_pos = positions.as_model_positions(pos, lm.family.position_reason())
+                own = lm.model(ids, position_ids=model_pos).logits
+            ours = core.forward(ids, Layout(pos, causal))
             worst = max(worst, float((ours.float() - own.float()).abs().max()))
         out[family] = worst
     return out
@@ -158,7 +160,7 @@ def llama3_8b(tokenizer, device: torch.device, smoke: bool, rate_peak: float) ->
     causal = torch.ones(n, n, dtype=torch.bool, device=device).tril()[None, None]
 
     def prefill():
-        core.forward(batch, pos, causal, None)
+        core.forward(batch, Layout(pos, causal))
 
     with FlopCounterMode(display=False) as counter:
         prefill()
@@ -168,7 +170,7 @@ def llama3_8b(tokenizer, device: torch.device, smoke: bool, rate_peak: float) ->
                  "prefill": {"rows": 8, "seconds": t_prefill, "gflop": flops / 1e9,
                              "fraction_of_peak": flops / t_prefill / 1e9 / rate_peak}}  # fmt: skip
 
-    clean, corrupt = Layout.contiguous(n, "gap 0"), Layout.moved(n, n - 1, 20.0, "gap 20")
+    clean, corrupt = Layout.contiguous(n, "gap 0"), Layout.gapped(n, n - 1, 20.0, "gap 20")
     metric = logit_diff(lm, 1, 2)
     layers_ = sorted({0, shape["num_hidden_layers"] // 2, shape["num_hidden_layers"] - 1})
     heads = sorted({0, shape["num_attention_heads"] // 2, shape["num_attention_heads"] - 1})
@@ -188,7 +190,7 @@ def llama3_8b(tokenizer, device: torch.device, smoke: bool, rate_peak: float) ->
 
     single = Layout.contiguous(n, "gap 0")
     one_causal = causal[..., :n, :n]
-    t_forward = seconds(lambda: core.forward(ids, single.positions.to(device), one_causal, None), device)
+    t_forward = seconds(lambda: core.forward(ids, Layout(single.positions.to(device), one_causal)), device)
     t_gradient = seconds(lambda: position_gradients(lm, ids, single, metric), device)
     out["gradient"] = {"forward_seconds": t_forward, "gradient_seconds": t_gradient,
                        "ratio": t_gradient / t_forward}  # fmt: skip

@@ -27,8 +27,9 @@ from pathlib import Path
 import torch
 
 from tempo_lab import load_model, timing
-from tempo_lab.generators import DecodingCore
-from tempo_lab.interventions import Layout, Site, logit_diff, patch, patch_naively, position_gradients
+from tempo_lab.forward import DecodingCore
+from tempo_lab.interventions import Site, logit_diff, patch, patch_naively, position_gradients
+from tempo_lab.layout import Layout
 
 PROMPT = (
     "The old lighthouse keeper climbed the spiral stairs every evening, long after the ships had stopped "
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": timing.machine(),
         "prompt_tokens": n,
     }
-    clean, corrupt = Layout.contiguous(n, "gap 0"), Layout.moved(n, n - 1, 20.0, "gap 20")
+    clean, corrupt = Layout.contiguous(n, "gap 0"), Layout.gapped(n, n - 1, 20.0, "gap 20")
     metric = logit_diff(lm, " the", " his")
     n_layers, n_heads = lm.model.config.num_hidden_layers, lm.model.config.num_attention_heads
     sites = [Site("head", layer, n - 1, head) for layer in range(n_layers) for head in range(n_heads)]
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     core = DecodingCore(lm)
     fns = {
-        "forward": lambda: core.full(ids, corrupt.positions),
+        "forward": lambda: core.full(ids, corrupt),
         "gradient": lambda: position_gradients(lm, ids, corrupt, metric),
         "per_layer_gradient": lambda: position_gradients(lm, ids, corrupt, metric, per_layer=True),
     }

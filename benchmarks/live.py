@@ -33,9 +33,12 @@ import psutil
 import torch
 
 from tempo_lab import load_model, plots, timing
-from tempo_lab.generators import RetroactivePositionGenerator, branch
+from tempo_lab.forward import branch
+from tempo_lab.generators import RetroactivePositionGenerator
+from tempo_lab.layout import Layout
 from tempo_lab.live.session import LiveSession
 from tempo_lab.phenomena import gap_dropout, retroactive
+from tempo_lab.phenomena.retroactive import display as retroactive_display
 from tempo_lab.views import Panel
 from tempo_lab.views.panel import png
 
@@ -63,7 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
         return session.place(token, [t + 2.5, float(t)])
 
     def decode_step():
-        return session.core.step(branch(prefix.cache, 1), torch.tensor([[token]]), torch.tensor([[float(t)]]))
+        placed = Layout(torch.tensor([[float(t)]]))
+        return session.core.step(branch(prefix.cache, 1), torch.tensor([[token]]), placed)
 
     fns = {"move": move, "decode_step": decode_step}
     timed = timing.side_by_side(fns, 20, quiet_share=0.10, label="move")
@@ -97,10 +101,10 @@ def main(argv: list[str] | None = None) -> dict:
         return (next(moves) % 59 + 1) / 2
 
     def kept_figure():
-        return png(retroactive.render(explored, lm, gap(), 30.0, kept=kept).figure, fast=True)
+        return png(retroactive_display.render(explored, lm, gap(), 30.0, kept=kept).figure, fast=True)
 
     def new_figure():
-        return png(retroactive.render(explored, lm, gap(), 30.0).figure)
+        return png(retroactive_display.render(explored, lm, gap(), 30.0).figure)
 
     fns = {"kept": kept_figure, "new": new_figure}
     timed = timing.side_by_side(fns, 20, quiet_share=0.10, label="figure")
@@ -108,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     out["figure_new_vs_kept"] = timed.medians["new"] / timed.medians["kept"]
 
     # 2b. the layers and bands that see the move (notebook 09's live controls): each change one cached step
-    panel = Panel(retroactive.explorer(LiveSession(lm)), prompt=PROMPT, token=" the")
+    panel = Panel(retroactive_display.explorer(LiveSession(lm)), prompt=PROMPT, token=" the")
     options = panel.view.controls["bands"].options
     n_layers = lm.model.config.num_hidden_layers
     seconds, passes = [], []
@@ -130,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
     out["seen_by_forward_passes_per_change"] = len(passes)
 
     # 3. a prompt change: which forward passes run
-    panel = Panel(retroactive.explorer(LiveSession(lm)), prompt=PROMPT, token=" the")
+    panel = Panel(retroactive_display.explorer(LiveSession(lm)), prompt=PROMPT, token=" the")
     calls = []
     hook = lm.model.base_model.register_forward_pre_hook(
         lambda _m, _a, kw: calls.append(list(kw["input_ids"].shape)), with_kwargs=True

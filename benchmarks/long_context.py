@@ -32,9 +32,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from tempo_lab import capture_attention, load_model, timing
+from tempo_lab.corpus import load_corpus
 from tempo_lab.extension import self_extended
-from tempo_lab.generators import DecodingCore
-from tempo_lab.tpi.corpus import load_corpus
+from tempo_lab.forward import DecodingCore
+from tempo_lab.layout import Layout
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from roofline import peak  # noqa: E402  (the measured matmul peak, one definition)
@@ -69,7 +70,7 @@ def forward_part(length: int, repeats: int) -> dict:
 
     def run() -> torch.Tensor:
         with capture_attention(lm.model, queries=[-1]) as rec:
-            logits = core.forward(ids, positions, mask, None, last=True)
+            logits = core.forward(ids, Layout(positions, mask), last=True)
         assert rec.weights[0].shape == (1, config.num_attention_heads, 1, length)
         return logits
 
@@ -99,11 +100,11 @@ def self_extend_part(length: int, repeats: int) -> dict:
     positions, mask, core = torch.arange(length, dtype=torch.float32)[None], causal(length), DecodingCore(lm)
 
     def plain() -> torch.Tensor:
-        return core.forward(ids, positions, mask, None, last=True)
+        return core.forward(ids, Layout(positions, mask), last=True)
 
     def extended() -> torch.Tensor:
         with self_extended(lm, window=WINDOW, group=GROUP):
-            return core.forward(ids, positions, mask, None, last=True)
+            return core.forward(ids, Layout(positions, mask), last=True)
 
     medians = timing.side_by_side({"plain": plain, "self_extend": extended}, repeats).medians
     return {

@@ -33,7 +33,7 @@ from tempo_lab import load_model, timing
 from tempo_lab.generators import lockstep
 from tempo_lab.generators.lockstep import Lockstep
 from tempo_lab.phenomena import MEASURES
-from tempo_lab.studies import Conditions
+from tempo_lab.phenomena.conditions import Conditions
 
 LOCKSTEP_MEASUREMENTS = ("fractional", "retroactive", "isolation", "compressed", "tempo_sets")
 

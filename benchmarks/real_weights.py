@@ -25,7 +25,7 @@ from tempo_lab.generators import (
     ParallelTokenGenerator,
     RetroactivePositionGenerator,
 )
-from tempo_lab.studies import bundled_prompts
+from tempo_lab.prompts import bundled_prompts
 
 MODELS = {"SmolLM2-135M-Instruct": None, "gemma-3-270m": "gemma3-270m"}
 GAPS = [0, 3, 2.5, 700.25]
@@ -43,7 +43,7 @@ def long_prompt(lm, length: int) -> str:
 
 def own(lm, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return lm.model(ids, position_ids=positions.as_model_positions(pos, True)).logits[0].float()
+        return lm.model(ids, position_ids=positions.as_model_positions(pos)).logits[0].float()
 
 
 def measure(lm, prompt: str) -> dict:
@@ -53,7 +53,7 @@ def measure(lm, prompt: str) -> dict:
     seq = torch.cat([ids, torch.tensor([[token]])], 1)
     res = RetroactivePositionGenerator(lm).explore(prompt, gaps=GAPS, token=token)
     retro = max(
-        float((res.logits[i] - own(lm, seq, positions.placed(t, t + g))[-1]).abs().max())
+        float((res.logits[i] - own(lm, seq, positions.appended(t, t + g))[-1]).abs().max())
         for i, g in enumerate(GAPS)
     )
     compressed = 0.0

@@ -36,16 +36,16 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from tempo_lab import load_model, timing
+from tempo_lab.forward import DecodingCore, branch
 from tempo_lab.generators import (
     CompressedThoughtGenerator,
-    DecodingCore,
     ParallelTokenGenerator,
     RetroactivePositionGenerator,
-    branch,
 )
+from tempo_lab.layout import Layout
 from tempo_lab.phenomena import DEFAULT_STUDY, MEASURES
-from tempo_lab.studies import Conditions, bundled_prompts
-from tempo_lab.studies.prompts import encode
+from tempo_lab.phenomena.conditions import Conditions
+from tempo_lab.prompts import bundled_prompts, encode
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 STORY = "Once upon a time, in a small village by the sea, there lived an old fisherman who"
@@ -90,10 +90,10 @@ def workloads(lm, n_prompts: int) -> dict[str, Callable[[], object]]:
     prefix = core.prefill(ids[:1])
 
     def prefill():
-        core.forward(ids, positions, causal, None)
+        core.forward(ids, Layout(positions, causal))
 
     def cached_step():
-        core.step(branch(prefix.cache, 8), torch.full((8, 1), 11), torch.full((8, 1), 64.0))
+        core.step(branch(prefix.cache, 8), torch.full((8, 1), 11), Layout(torch.full((8, 1), 64.0)))
 
     retro, compressed, tempo = (
         RetroactivePositionGenerator(lm),

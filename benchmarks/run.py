@@ -39,13 +39,13 @@ from pathlib import Path
 import torch
 
 from tempo_lab import load_model, positions, reference, timing
+from tempo_lab.forward import DecodingCore, branch
 from tempo_lab.generators import (
     CompressedThoughtGenerator,
-    DecodingCore,
     ParallelTokenGenerator,
     RetroactivePositionGenerator,
-    branch,
 )
+from tempo_lab.layout import Layout
 from tempo_lab.models import LoadedModel
 
 PROMPT = (
@@ -82,7 +82,7 @@ def bench_retroactive(lm: LoadedModel, repeats: int) -> dict:
 
     def floor():
         prefix = core.prefill(ids)
-        return core.step(branch(prefix.cache, 1), torch.tensor([[token]]), torch.tensor([[float(t)]]))
+        return core.step(branch(prefix.cache, 1), torch.tensor([[token]]), Layout(torch.tensor([[float(t)]])))
 
     floor()
     err = (ours().logits - naive()).abs().max().item()  # also the warm-up
@@ -112,7 +112,7 @@ def bench_compressed(lm: LoadedModel, repeats: int) -> dict:
 
     def naive():
         """The candidates from one full pass, then each path grown by uncached full passes, one per token."""
-        cands = core.full(ids, positions.contiguous(t))[0, -1].topk(PATHS).indices.tolist()
+        cands = core.full(ids, Layout(positions.contiguous(t)))[0, -1].topk(PATHS).indices.tolist()
         return reference.compressed_naive(lm, PROMPT, cands, GAP, PATH_LEN)
 
     res = ours()  # the correctness check doubles as the warm-up

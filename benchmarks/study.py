@@ -27,8 +27,8 @@ import torch
 
 from tempo_lab import load_model, timing
 from tempo_lab.phenomena import DEFAULT_STUDY, MEASURES, SINGLE
-from tempo_lab.studies import Conditions, bundled_prompts
-from tempo_lab.studies.prompts import encode
+from tempo_lab.phenomena.conditions import Conditions
+from tempo_lab.prompts import bundled_prompts, encode
 from tempo_lab.studies.run import chunks
 
 KEYS = ("prompt", "strategy", "mode", "gap", "threshold")

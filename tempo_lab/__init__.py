@@ -31,17 +31,11 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from tempo_lab.plumbing.moved import alias
-
-# renamed for what they hold (the series runner, the verified results folder); old paths warn for a release
-alias("tempo_lab.runner", "tempo_lab.plumbing.series")
-alias("tempo_lab.store", "tempo_lab.results")
-alias("tempo_lab.checks", "tempo_lab.plumbing.checks")  # the plumbing moved into tempo_lab.plumbing
-alias("tempo_lab.execution", "tempo_lab.plumbing.execution")
-
 #: public name -> the module that defines it (a module itself when the two are the same)
 _LAZY = {
     "AttentionRecord": "tempo_lab.capture",
+    "DecodingCore": "tempo_lab.forward",
+    "Layout": "tempo_lab.layout",
     "capture_attention": "tempo_lab.capture",
     "span_mass": "tempo_lab.capture",
     "LoadedModel": "tempo_lab.models",
@@ -53,6 +47,8 @@ _LAZY = {
 if TYPE_CHECKING:  # pragma: no cover
     from tempo_lab import masks, positions
     from tempo_lab.capture import AttentionRecord, capture_attention, span_mass
+    from tempo_lab.forward import DecodingCore
+    from tempo_lab.layout import Layout
     from tempo_lab.models import LoadedModel, load_model
 
 
@@ -69,15 +65,18 @@ def __getattr__(name: str) -> Any:
 def explore(lm: LoadedModel, only: str | None = None, **values):
     """The live dashboard in JupyterLab: type a prompt, move a token, watch the model answer.
 
-    One tab per phenomenon, or the one explorer named ``only``; see :func:`tempo_lab.live.dashboard.explore`.
+    One tab per phenomenon, or the one explorer named ``only``; see
+    :func:`tempo_lab.phenomena.dashboard.explore`.
     """
-    from tempo_lab.live.dashboard import explore as live_explore  # ipywidgets, the explorers: on first use
+    from tempo_lab.phenomena.dashboard import explore as live_explore  # ipywidgets: on first use
 
     return live_explore(lm, only, **values)
 
 
 __all__ = [
     "AttentionRecord",
+    "DecodingCore",
+    "Layout",
     "LoadedModel",
     "capture_attention",
     "explore",

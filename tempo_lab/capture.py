@@ -31,6 +31,7 @@ from transformers.masking_utils import eager_mask, sdpa_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from tempo_lab import masks
+from tempo_lab.families import family_of
 from tempo_lab.plumbing.scoped import PerModule, attending
 
 WEIGHT_RETURNING: set[str] = {"eager"}  # attention implementations that return the probabilities
@@ -148,16 +149,9 @@ def span_mass(weights: torch.Tensor, keys: slice | Sequence[int], query: int = -
 
 
 def attention_modules(model: PreTrainedModel) -> list[nn.Module]:
-    """The self-attention module of every decoder layer, in layer order."""
-    target = (getattr(model, "_can_record_outputs", None) or {}).get("attentions")
-    target_cls = getattr(target, "target_class", target)
-    if isinstance(target_cls, type):
-        found = [m for m in model.modules() if isinstance(m, target_cls)]
-    else:
-        found = [m for name, m in model.named_modules() if name.endswith(("self_attn", ".attn"))]
-    if not found:
-        raise ValueError(f"found no attention modules in {type(model).__name__}")
-    return found
+    """The self-attention module of every decoder layer, in layer order (where the family table says they
+    are: :meth:`tempo_lab.families.Family.modules`)."""
+    return family_of(model).modules(model).attentions
 
 
 def _resolve(indices: Sequence[int] | None, n: int, what: str) -> list[int] | None:
@@ -224,6 +218,8 @@ def capture_attention(
 
     original = model.config._attn_implementation
     rows = None if queries is None else _check_queries(queries)
+    if rows is not None:
+        family_of(model).check_own_attention("a capture of some query rows (queries=)")
     handles: list[torch.utils.hooks.RemovableHandle] = []
     full_open = _FULL.get(model) or 0
     stack = ExitStack()

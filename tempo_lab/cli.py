@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     study.add_argument("--batch-size", type=int, default=32, help="prompts per batch (default 32)")
     study.add_argument(
-        "--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
-        help="the weights' dtype (default float32); the folder and its verdicts record it",
+        "--dtype", choices=["float32", "bfloat16", "float16", "float64"], default=None,
+        help="the weights' dtype (default float32, float64 for tiny-random); the folder records it",
     )  # fmt: skip
     study.add_argument("--seed", type=int, default=0)
     study.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -84,7 +84,9 @@ def run_study_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise ValueError(f"--limit must be an integer >= 1, got {args.limit}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be an integer >= 1, got {args.batch_size}")
-    from tempo_lab.studies import DEFAULT_STUDY, PromptProblems, as_prompt_set, bundled_prompts, run_study
+    from tempo_lab.phenomena import DEFAULT_STUDY
+    from tempo_lab.prompts import as_prompt_set, bundled_prompts
+    from tempo_lab.studies import PromptProblems, run_study
 
     prompts = bundled_prompts() if args.prompts is None else as_prompt_set(args.prompts)
     if args.limit is not None and args.limit > len(prompts):

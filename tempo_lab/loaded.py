@@ -1,7 +1,8 @@
 """A loaded model: the model with its tokenizer, and the prompt/token encoding every part of tempo_lab uses.
 
 Contents: :class:`LoadedModel`, :func:`evaluating` (eval mode for a block, restored after),
-:func:`has_rotary_positions`, :func:`keeps_logits`, :func:`token_bytes`, :func:`default_device` (where
+:func:`keeps_logits`, :func:`widened` (float32, or float64 where a tensor already is), :func:`token_bytes`,
+:func:`trained_context`, :func:`default_device` (where
 models go when no device is named: ``$TEMPO_LAB_DEVICE``, else the CPU), :func:`beyond_context` (positions
 past the trained context allowed for a block). Loading is :mod:`tempo_lab.models`;
 tiny random models are :mod:`tempo_lab.tiny`.
@@ -21,6 +22,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
+from tempo_lab.families import Family, family_of, rope_parameters
 from tempo_lab.plumbing import checks
 
 
@@ -29,11 +31,13 @@ def beyond_context(lm: LoadedModel) -> Iterator[LoadedModel]:
     """Inside the block, positions past ``lm``'s trained context are allowed (``lm.max_positions`` is
     ``None``): a rotary model computes any position, and running it there is what context extension studies
     (:mod:`tempo_lab.extension`, whose :func:`~tempo_lab.extension.scaled` opens one itself). A model with a
-    learned position table has no row past its context: refused with the reason. Blocks nest."""
-    if not lm.is_rotary:
+    learned position table (or a rotary one looked up in a table, GPT-J) has no row past its context:
+    refused with the reason. Blocks nest."""
+    family = lm.family
+    if family.integer_positions:
         raise ValueError(
-            f"{type(lm.model).__name__} looks positions up in a learned table of "
-            f"{lm.max_positions} rows: it has no position past its context to run at"
+            f"{type(lm.model).__name__} has no position past its context ({lm.max_positions}) to run at: "
+            f"{family.position_reason()}"
         )
     lm._past_context += 1
     try:
@@ -77,8 +81,15 @@ class LoadedModel:
         return getattr(self.model.config, "max_position_embeddings", None)
 
     @property
+    def family(self) -> Family:
+        """The model's family (:func:`~tempo_lab.families.family_of`: its row of the family table and what its
+        config adds); refused, naming it, when the table has no row for it."""
+        return family_of(self.model)
+
+    @property
     def is_rotary(self) -> bool:
-        return has_rotary_positions(self.model)
+        """Whether positions enter through a rotary embedding in every layer (the family table says)."""
+        return self.family.is_rotary
 
     def encode(self, text: str) -> torch.Tensor:
         """Token ids of ``text``, shape ``(1, T)``: the text's tokens, after the BOS token when the model's
@@ -173,13 +184,31 @@ def evaluating(model: PreTrainedModel) -> Iterator[PreTrainedModel]:
             model.train()
 
 
-def has_rotary_positions(model: PreTrainedModel) -> bool:
-    """True if the model encodes positions by rotary embedding (a module named ``*Rotary*``), so fractional
-    position ids are meaningful; False for learned absolute position tables such as GPT-2's ``wpe``."""
-    return any("rotary" in type(m).__name__.lower() for m in model.modules())
+def widened(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32, or left in float64: probabilities and logits are never computed in half precision,
+    and a float64 model's (the tiny models' the tests check the mathematics on) keep their precision."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def wide(dtype: torch.dtype) -> torch.dtype:
+    """The dtype :func:`widened` gives a tensor of ``dtype``: float64 for float64, float32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def keeps_logits(model: PreTrainedModel) -> bool:
     """True if ``model``'s forward takes transformers' ``logits_to_keep`` (project only those slots onto the
     vocabulary: an int ``k``, the last ``k`` slots, or a 1D tensor of slot indices)."""
     return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
+def trained_context(lm: LoadedModel) -> int:
+    """The context ``lm`` was trained at: the ``original_max_position_embeddings`` of its checkpoint's own
+    scaling (its ``rope_parameters``, or the config itself, where Phi-3 keeps the pre-extension length),
+    else its ``max_position_embeddings`` (also inside :func:`~tempo_lab.loaded.beyond_context`, where
+    ``lm.max_positions`` is ``None``)."""
+    config = lm.model.config.get_text_config(decoder=True)
+    return (
+        rope_parameters(config).get("original_max_position_embeddings")
+        or getattr(config, "original_max_position_embeddings", None)
+        or config.max_position_embeddings
+    )

@@ -20,10 +20,10 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_N
 from tempo_lab.bundled import MODELS, model_dir
 from tempo_lab.families import check_attention
 from tempo_lab.gguf import converted_dir
-from tempo_lab.loaded import LoadedModel, default_device, evaluating, has_rotary_positions
+from tempo_lab.loaded import LoadedModel, default_device, evaluating
 from tempo_lab.tiny import tiny_random
 
-__all__ = ["LoadedModel", "evaluating", "has_rotary_positions", "load_model"]
+__all__ = ["LoadedModel", "evaluating", "load_model"]
 
 
 def load_model(
@@ -31,7 +31,7 @@ def load_model(
     *,
     tokenizer: PreTrainedTokenizerBase | None = None,
     attn_implementation: str = "eager",
-    dtype: torch.dtype | str = torch.float32,
+    dtype: torch.dtype | str | None = None,
     device: str | torch.device | None = None,
     device_map: str | dict | None = None,
 ) -> LoadedModel:
@@ -50,7 +50,8 @@ def load_model(
         attn_implementation: ``"eager"`` (default: the only one that returns attention weights) or ``"sdpa"``.
             FlashAttention is refused: it takes no 4D mask.
         dtype: weights dtype, e.g. ``torch.bfloat16`` or ``"bfloat16"`` (masks are built in it; probabilities
-            are always computed in float32).
+            are computed in float32, or float64 for a float64 model); ``None``: float32, and float64 for the
+            tiny random model (:func:`~tempo_lab.tiny.tiny_random`).
         device: where the model lives (ignored with ``device_map``); default
             :func:`~tempo_lab.loaded.default_device` (``$TEMPO_LAB_DEVICE``, else the CPU).
         device_map: an accelerate device map (``"auto"``, a dict) for a model spread over devices; inputs go
@@ -63,7 +64,7 @@ def load_model(
     """
     dtype = check_load_arguments(model, tokenizer, attn_implementation, dtype, device, device_map)
     if isinstance(model, PreTrainedModel):
-        if (attn_implementation, dtype, device_map) != ("eager", torch.float32, None) or device not in (
+        if (attn_implementation, dtype, device_map) != ("eager", None, None) or device not in (
             None, "cpu"
         ):  # fmt: skip
             raise ValueError(
@@ -85,9 +86,9 @@ def load_model(
         return LoadedModel(model=model, tokenizer=tokenizer, name=name)
     device = device if device is not None else default_device()
     if model == "tiny-random":
-        lm = tiny_random(attn_implementation=attn_implementation, device=device)
-        lm.model.to(dtype=dtype)
-        return lm
+        dtype = dtype or torch.float64
+        return tiny_random(attn_implementation=attn_implementation, device=device, dtype=dtype)
+    dtype = dtype or torch.float32
     if model is None or model in MODELS:
         key = model or "smollm2-135m"
         source, name = model_dir(key), MODELS[key].name
@@ -109,19 +110,21 @@ def load_model(
     return LoadedModel(model=loaded, tokenizer=tokenizer, name=str(name))
 
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {
+    "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64
+}
 ATTENTION = ("eager", "sdpa")
 
 
 def check_load_arguments(
     model: Any, tokenizer: Any, attn_implementation: Any, dtype: Any, device: Any, device_map: Any
-) -> torch.dtype:
+) -> torch.dtype | None:
     """Refuse bad :func:`load_model` arguments before anything loads, naming the value; returns the dtype.
 
     ``model``: ``None``, a non-empty string or a ``PreTrainedModel``; ``tokenizer``: a tokenizer object, and
-    only beside a model passed as an object; ``dtype``: float32, bfloat16 or float16 (a name or a
+    only beside a model passed as an object; ``dtype``: float32, bfloat16, float16 or float64 (a name or a
     ``torch.dtype``); ``attn_implementation``: eager or sdpa (FlashAttention is refused with its reason);
-    ``device`` / ``device_map``: devices this machine has."""
+    ``device`` / ``device_map``: devices this machine has. Returns ``None`` for a dtype left to the model."""
     if model is not None and not isinstance(model, (str, PreTrainedModel)):
         raise ValueError(
             f"model must be None (the bundled model), a model name or path, or a loaded PreTrainedModel; got "
@@ -141,8 +144,8 @@ def check_load_arguments(
         refuse_flash(attn_implementation)
     if attn_implementation not in ATTENTION:
         raise ValueError(f"attn_implementation must be one of {ATTENTION}, got {attn_implementation!r}")
-    named = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
-    if named not in DTYPES or not isinstance(dtype, (str, torch.dtype)):
+    named = None if dtype is None else dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
+    if dtype is not None and (named not in DTYPES or not isinstance(dtype, (str, torch.dtype))):
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)} (a name or torch dtype), got {dtype!r}")
     if device is not None:
         check_device(device, "device")
@@ -153,7 +156,7 @@ def check_load_arguments(
             check_device(where, "device_map")
     elif device_map is not None and not isinstance(device_map, str):
         raise ValueError(f"device_map must be None, a string or a dict, got {device_map!r}")
-    return DTYPES[named]
+    return None if named is None else DTYPES[named]
 
 
 def check_device(where: Any, name: str) -> None:

@@ -6,6 +6,8 @@ state, so rendering one in a loop (a slider) leaks nothing. :func:`save` writes 
 phenomenon's own figures live in its slice (:mod:`tempo_lab.phenomena`).
 
 Contents: :func:`figure`, :func:`figure_with_axes`, :func:`live_figure`, :class:`LiveFigure`, :func:`save`;
+what study figures share: :data:`CI` (seaborn's 95% bootstrap intervals with a fixed seed, so the intervals
+and the PNGs are the same on every run), :func:`n_prompts`, :func:`ci_histogram`;
 drawing elements :func:`paired_bars`, :func:`layer_mass_bars`, :func:`top_token_bars`, :func:`attention_map`,
 :func:`outline_sets`, :func:`highlight_set`; the bar elements' data setters, which a kept live figure calls
 (:func:`update_paired_bars`, :func:`update_layer_mass_bars`, :func:`update_top_token_bars`).
@@ -17,15 +19,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from tempo_lab.labels import token_label
+from tempo_lab.stats import bootstrap_ci
 
 DPI = 100
 #: bar colours: one highlighted bar among plain ones
 HIGHLIGHT, PLAIN = "#ff7f0e", "#1f77b4"
+
+
+#: seaborn's 95% bootstrap intervals, seeded: the same intervals (and PNGs) on every run
+CI = {"errorbar": ("ci", 95), "n_boot": 1000, "seed": 0}
 
 
 def figure(width: float = 8.0, height: float = 4.0) -> Figure:
@@ -183,3 +191,24 @@ def highlight_set(ax: Axes, first: int, end: int, n_slots: int) -> None:
     """Mark one parallel set on an attention map: its members' columns, from its first row to the last."""
     ax.add_patch(Rectangle((first - 0.5, first - 0.5), end - first, n_slots - first, fill=False,
                            edgecolor="#ff3030", lw=1.8))  # fmt: skip
+
+
+def n_prompts(table: pd.DataFrame) -> int:
+    """How many prompts a study table covers."""
+    return table["prompt"].nunique()
+
+
+def ci_histogram(
+    values: Sequence[float], title: str, xlabel: str
+) -> tuple[tuple[float, float, float], Figure]:
+    """A histogram of per-prompt ``values`` with their mean and 95% bootstrap interval (as a line and a band);
+    returns ``((mean, lo, hi), figure)``."""
+    interval = bootstrap_ci(values)
+    fig, ax = figure_with_axes(7, 3.2)
+    ax.hist(np.asarray(values, dtype=float), bins=20, color="#4c72b0")
+    mean, lo, hi = interval
+    ax.axvline(mean, color="#c44e52", lw=2, label=f"mean {mean:.3f} [{lo:.3f}, {hi:.3f}]")
+    ax.axvspan(lo, hi, color="#c44e52", alpha=0.2)
+    ax.set(xlabel=xlabel, ylabel="prompts", title=title)
+    ax.legend(fontsize=8)
+    return interval, fig

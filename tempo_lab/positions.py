@@ -1,8 +1,9 @@
 """Position ids: pure builders and their validation.
 
-Contents: :func:`contiguous`, :func:`with_gap`, :func:`placed`, :func:`shared` (layouts), :func:`grid` (a
-fine grid of positions for a sweep), :func:`validate` (the check every forward pass runs),
-:func:`as_model_positions` (float for RoPE, int64 for position tables).
+Contents: :func:`contiguous`, :func:`with_gap`, :func:`appended`, :func:`shared` (position rows), :func:`grid`
+(a fine grid of positions for a sweep), :func:`validate` (the check every layout runs when it is built),
+:func:`as_model_positions` (float for RoPE, int64 for position tables). A row of positions with its mask is a
+:class:`~tempo_lab.layout.Layout`.
 
 All builders return a float tensor of shape ``(1, n)`` (RoPE casts positions to float anyway, and fractional
 positions need it). Integral float positions give the same logits as integer ones. Validation names the
@@ -20,12 +21,19 @@ import torch
 from tempo_lab.plumbing import checks
 
 Number = int | float
+#: the largest position tempo_lab takes: rotary embeddings compute angles from float32 positions, which hold
+#: every integer only up to 2**24 (past it, neighbouring positions collapse into one value)
+MAX_POSITION = 2**24
+
+
+#: the most points a :func:`grid` makes (a sweep's passes grow with it; more is a mistake, not a sweep)
+MAX_GRID = 1_000_000
 
 
 def contiguous(n: int, start: Number = 0) -> torch.Tensor:
     """``start, start+1, …, start+n-1``, shape ``(1, n)``."""
-    if n < 1:
-        raise ValueError(f"need at least one position, got n={n}")
+    n = checks.count("n", n)
+    start = checks.nonnegative("start", start)
     return validate(torch.arange(n, dtype=torch.float32).add_(float(start)).unsqueeze(0))
 
 
@@ -35,17 +43,20 @@ def with_gap(prompt_len: int, n_new: int = 1, gap: Number = 0) -> torch.Tensor:
     ``gap=0`` is ordinary contiguous order; ``gap`` may be fractional (``gap=0.5`` puts the next token at
     ``prompt_len + 0.5``). Shape ``(1, prompt_len + n_new)``.
     """
+    prompt_len, n_new = checks.count("prompt_len", prompt_len), checks.count("n_new", n_new)
     gap = checks.nonnegative("gap", gap)
     prompt = torch.arange(prompt_len, dtype=torch.float32)
     new = torch.arange(n_new, dtype=torch.float32) + (prompt_len + float(gap))
     return validate(torch.cat([prompt, new]).unsqueeze(0))
 
 
-def placed(prompt_len: int, position: Number) -> torch.Tensor:
-    """Prompt at ``0..prompt_len-1`` and one more token at an arbitrary (possibly fractional) ``position``.
+def appended(prompt_len: int, position: Number) -> torch.Tensor:
+    """Prompt at ``0..prompt_len-1`` and one more token appended at an arbitrary (possibly fractional)
+    ``position``.
 
     Shape ``(1, prompt_len + 1)``. The position must not precede the last prompt position.
     """
+    prompt_len = checks.count("prompt_len", prompt_len)
     position = checks.number("position", position)
     prompt = torch.arange(prompt_len, dtype=torch.float32)
     return validate(torch.cat([prompt, torch.tensor([float(position)])])[None])
@@ -56,8 +67,9 @@ def shared(start: Number, set_sizes: Sequence[int]) -> torch.Tensor:
 
     Example: ``shared(5, [3, 1, 2])`` → ``[[5, 5, 5, 6, 7, 7]]``. Shape ``(1, sum(set_sizes))``.
     """
-    start = checks.number("start", start)
-    if any(s < 1 for s in set_sizes):
+    start = checks.nonnegative("start", start)
+    set_sizes = checks.as_list(set_sizes)
+    if not set_sizes or any(not checks.is_number(s) or s != int(s) or s < 1 for s in set_sizes):
         raise ValueError(f"every set needs at least one member, got sizes {list(set_sizes)}")
     pos = [float(start) + k for k, size in enumerate(set_sizes) for _ in range(size)]
     return validate(torch.tensor(pos, dtype=torch.float32)[None])
@@ -66,13 +78,18 @@ def shared(start: Number, set_sizes: Sequence[int]) -> torch.Tensor:
 def grid(start: Number, stop: Number, step: Number) -> list[float]:
     """``start, start + step, …`` up to and including ``stop`` (within rounding), rounded to 6 decimals.
 
-    Example: ``grid(1, 2, 0.25)`` → ``[1.0, 1.25, 1.5, 1.75, 2.0]``.
+    Example: ``grid(1, 2, 0.25)`` → ``[1.0, 1.25, 1.5, 1.75, 2.0]``. At most :data:`MAX_GRID` points.
     """
     start, stop = checks.number("start", start), checks.number("stop", stop)
     step = checks.positive("step", step)
     if stop < start:
         raise ValueError(f"stop ({stop:g}) must be >= start ({start:g})")
     n = int(math.floor((stop - start) / step + 1e-9)) + 1
+    if n > MAX_GRID:
+        raise ValueError(
+            f"grid({start:g}, {stop:g}, {step:g}) would make {n:,} points, more than {MAX_GRID:,}: "
+            "take a larger step or a narrower range"
+        )
     return [round(start + i * step, 6) for i in range(n)]
 
 
@@ -82,14 +99,14 @@ def validate(
     max_positions: int | None = None,
     strict_context: bool = False,
     after: Number | None = None,
+    ordered: bool = True,
 ) -> torch.Tensor:
     """Check position ids ``(batch, n)`` and return them unchanged.
 
-    Rejects NaN, infinity, negative values and decreasing steps (``p[i] < p[i-1]``; equal neighbours are
-    allowed, as members of a parallel set share one position). ``after`` is the last position already in
-    the cache: the first new position must not precede it. A position ``>= max_positions`` warns, or raises
-    when ``strict_context``.
-    """
+    Rejects NaN, infinity, negative values, values past :data:`MAX_POSITION` and decreasing steps (``p[i] <
+    p[i-1]``; equal neighbours are allowed, as members of a parallel set share one position; ``ordered=False``
+    allows them). ``after`` is the last position already in the cache: the first new position must not precede
+    it. A position ``>= max_positions`` warns, or raises when ``strict_context``. """
     if positions.dim() != 2:
         raise ValueError(f"position ids must have shape (batch, n), got {tuple(positions.shape)}")
     p = positions.detach().to(torch.float64).cpu()
@@ -99,7 +116,13 @@ def validate(
             raise ValueError(
                 f"position_ids[{b}, {i}] is {name} ({p[b, i].item()}); positions must be finite and >= 0"
             )
-    if p.shape[1] > 1:
+    if (p > MAX_POSITION).any():
+        b, i = (int(x) for x in (p > MAX_POSITION).nonzero()[0])
+        raise ValueError(
+            f"position_ids[{b}, {i}] = {p[b, i].item():g} is past {MAX_POSITION:,} (2**24): rotary "
+            "embeddings compute their angles from float32 positions, which stop holding every integer there"
+        )
+    if ordered and p.shape[1] > 1:
         down = p[:, 1:] < p[:, :-1]
         if down.any():
             b, i = (int(x) for x in down.nonzero()[0])
@@ -122,16 +145,15 @@ def validate(
     return positions
 
 
-def require_rotary_for(positions: torch.Tensor, is_rotary: bool) -> None:
-    """Refuse fractional positions for a model with learned absolute position tables (e.g. GPT-2)."""
+def as_model_positions(positions: torch.Tensor, integer_reason: str = "") -> torch.Tensor:
+    """Positions in the form the model takes: float where it computes rotary angles from them, int64 where
+    it looks them up in a table (``integer_reason``, the family's
+    :meth:`~tempo_lab.families.Family.position_reason`, says why; fractional positions are refused there)."""
+    if not integer_reason:
+        return positions
     frac = positions != positions.round()
-    if frac.any() and not is_rotary:
+    if frac.any():
         b, i = (int(x) for x in frac.nonzero()[0])
         value = positions[b, i].item()
-        checks.integral_unless_rotary(f"position_ids[{b}, {i}] = {value:g}", value, is_rotary)
-
-
-def as_model_positions(positions: torch.Tensor, is_rotary: bool) -> torch.Tensor:
-    """Positions in the form the model takes: float for RoPE models, int64 for position tables."""
-    require_rotary_for(positions, is_rotary)
-    return positions if is_rotary else positions.round().long()
+        checks.integral_position(f"position_ids[{b}, {i}] = {value:g}", value, integer_reason)
+    return positions.round().long()

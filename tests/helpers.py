@@ -1,13 +1,46 @@
-"""What the tests share: the hang limit every wait uses, and the phenomenon checks (a figure has a title and
-labelled axes and draws; a view's controls, defaults, render and state are consistent and JSON-ready)."""
+"""What the tests share: the tolerances of every exactness check and their reasons, the hang limit every wait
+uses, and the phenomenon checks (a figure has a title and labelled axes and draws; a view's controls,
+defaults, render and state are consistent and JSON-ready)."""
 
 from __future__ import annotations
 
 import json
+import math
 
+import torch
 from matplotlib.figure import Figure
 
 from tempo_lab.views import View, view_state
+
+#: Same mathematics on the tiny models, which are float64 (tempo_lab.tiny): their matmuls and reductions run
+#: in float64, so no CPU's or GPU's kernel choice for a batch shape (float32 on the AMX Xeon moved one logit
+#: by 9.2e-5 between a batch of two rows and one) reaches this tolerance. What is left is transformers' eager
+#: attention, which takes its softmax in float32 for every dtype: two orders of one computation (a cached step
+#: against a full recompute, a batch against a loop) then differ by up to ~3e-7 of the logits' scale
+#: (measured over this suite). 1e-5 of the scale is 30x above that, and far below what a wrong mask,
+#: position or slot changes (>= 1e-3).
+EXACT = 1e-5
+#: float32's unit roundoff
+EPS32 = float(torch.finfo(torch.float32).eps)
+
+
+def assert_same(actual: torch.Tensor, expected: torch.Tensor, *, msg: str | None = None) -> None:
+    """``actual`` equals ``expected`` to :data:`EXACT` times their scale (the larger of 1 and the largest
+    ``|expected|``), compared in float64 (a float32 expectation written by hand is exact in float64)."""
+    a = torch.as_tensor(actual).detach().double()
+    e = torch.as_tensor(expected).detach().double().to(a.device)
+    scale = max(1.0, float(e.abs().max())) if e.numel() else 1.0
+    torch.testing.assert_close(a, e, atol=EXACT * scale, rtol=0, msg=msg)
+
+
+def float32_atol(scale: float, terms: int) -> float:
+    """The tolerance of a float32 comparison of two computations of one result (a real model's logits, in
+    two batch shapes or kernels): each of the ``terms`` accumulated rounding steps (hidden size x layers)
+    contributes up to one unit roundoff of the result's ``scale``, and independent roundings add up like a
+    random walk, so ``4 x EPS32 x scale x sqrt(terms)`` (four standard deviations). Real-model tests use this
+    instead of a number a machine happened to give."""
+    return 4 * EPS32 * scale * math.sqrt(terms)
+
 
 #: Seconds a test waits for an event (a process writing its first parts, a kernel going idle, a page showing
 #: a new value, a subprocess exiting) before it calls the wait a hang and fails. It only catches hangs: the

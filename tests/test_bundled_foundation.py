@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from tempo_lab import masks, positions
-from tempo_lab.generators.core import DecodingCore, branch
+from tempo_lab.forward import DecodingCore, branch
+from tempo_lab.layout import Layout
 from tempo_lab.phenomena.gap_dropout import gap_probe, strategy_forward
 
 pytestmark = pytest.mark.bundled
@@ -72,7 +73,7 @@ def test_our_mask_equals_the_cached_path(bundled):
     # one cached step per gap, each on a fresh branch of the same prefix cache (the prefix stays untouched)
     cached = torch.stack(
         [
-            core.step(branch(prefix.cache, 1), torch.tensor([[token]]), torch.tensor([[float(t + g)]]))[0, -1]
+            core.step(branch(prefix.cache, 1), torch.tensor([[token]]), Layout.of([float(t + g)]))[0, -1]
             for g in gaps
         ]
     )
@@ -108,12 +109,12 @@ def test_eager_and_sdpa_agree_with_our_masks(bundled):
     mask4 = torch.cat([layouts[k][1] for k in names])  # (4, 1, n, n)
     bool4 = masks.to_bool(mask4)
     core = DecodingCore(bundled)
-    eager = core.full(ids4, pos4, mask4)  # (4, n, vocab)
+    eager = core.full(ids4, Layout(pos4, mask4))  # (4, n, vocab)
     with torch.no_grad():
         raw_bool_eager = bundled.model(ids4, position_ids=pos4, attention_mask=bool4).logits
     with attn_implementation(bundled, "sdpa"):
         assert bundled.model.config._attn_implementation == "sdpa"
-        sdpa = core.full(ids4, pos4, mask4)
+        sdpa = core.full(ids4, Layout(pos4, mask4))
         with torch.no_grad():
             raw_bool_sdpa = bundled.model(ids4, position_ids=pos4, attention_mask=bool4).logits
     assert bundled.model.config._attn_implementation == "eager"
@@ -122,7 +123,8 @@ def test_eager_and_sdpa_agree_with_our_masks(bundled):
         torch.testing.assert_close(sdpa[r].softmax(-1), eager[r].softmax(-1), atol=1e-5, rtol=0, msg=name)
         torch.testing.assert_close(raw_bool_sdpa[r], eager[r], atol=2e-4, rtol=0, msg=name)  # SDPA reads bool
         assert (raw_bool_eager[r] - eager[r]).abs().max() > 1e-2, name  # eager adds it as 0/1: wrong
-    torch.testing.assert_close(core.full(ids4, pos4, bool4), eager, atol=0, rtol=0)  # the guard converts it
+    # the guard converts it
+    torch.testing.assert_close(core.full(ids4, Layout(pos4, bool4)), eager, atol=0, rtol=0)
     assert (eager[2, -3:] - eager[3, -3:]).abs().max() > 1e-3  # isolated != visible
 
 
@@ -131,11 +133,11 @@ def test_fractional_positions_on_the_bundled_model(bundled):
     t = ids.shape[1] - 1
     core = DecodingCore(bundled)
     places = (t + 4.0, t + 4.5, t + 5.0)
-    batch = core.full(ids.expand(3, -1), torch.cat([positions.placed(t, p) for p in places]))[:, -1]
+    batch = core.full(ids.expand(3, -1), Layout(torch.cat([positions.appended(t, p) for p in places])))[:, -1]
     at = dict(zip(places, batch, strict=True))
     with torch.no_grad():
         as_int = bundled.model(  # integer positions 0..t-1, t+4 in a batch of one
-            ids, position_ids=positions.placed(t, t + 4).long(), attention_mask=masks.causal_mask(t + 1)
+            ids, position_ids=positions.appended(t, t + 4).long(), attention_mask=masks.causal_mask(t + 1)
         ).logits[0, -1]
     torch.testing.assert_close(at[t + 4.0], as_int, atol=1e-4, rtol=0)  # batch 3 vs 1: fp32 noise only
     probs = {p: torch.softmax(v, -1) for p, v in at.items()}

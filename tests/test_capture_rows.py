@@ -11,6 +11,7 @@ from tempo_lab import capture_attention, masks
 from tempo_lab.extension import self_extended
 from tempo_lab.families import family_of
 from tempo_lab.tiny import MATRIX, tiny_random
+from tests.helpers import assert_same
 
 PROMPT = "Once upon a time"  # 16 byte tokens
 
@@ -29,11 +30,11 @@ def test_the_requested_rows_equal_a_full_eager_capture(family):
     positions = torch.arange(ids.shape[1], dtype=torch.float32)[None] + torch.tensor([0.0] * 12 + [9.5] * 4)
     full_logits, full = run(lm, ids, positions)
     rows_logits, rows = run(lm, ids, positions, queries=[-1, 3], heads=[0, 1], layers=[-1])
-    torch.testing.assert_close(rows_logits, full_logits, atol=1e-5, rtol=0)
+    assert_same(rows_logits, full_logits)
     (got,) = rows.weights
     want = full.weights[-1][:, [0, 1]][:, :, [15, 3]]
     assert got.shape == (1, 2, 2, want.shape[-1])
-    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    assert_same(got, want)
     assert lm.model.config._attn_implementation == "eager"
 
 
@@ -64,17 +65,17 @@ def test_nested_captures_each_keep_their_own_rows():
         with capture_attention(lm.model, layers=[-1]) as everything:
             lm.model(ids, position_ids=positions, attention_mask=mask)
         lm.model(ids, position_ids=positions, attention_mask=mask)  # the outer capture alone again
-    torch.testing.assert_close(inner.weights[0], want[:, :, [2]], atol=1e-6, rtol=0)
-    torch.testing.assert_close(everything.weights[0], want, atol=1e-6, rtol=0)
+    assert_same(inner.weights[0], want[:, :, [2]])
+    assert_same(everything.weights[0], want)
     assert len(outer.passes) == 3
     for seen in outer.passes:
-        torch.testing.assert_close(seen[0], want[:, :, [-1]], atol=1e-6, rtol=0)
+        assert_same(seen[0], want[:, :, [-1]])
     assert lm.model.config._attn_implementation == "eager"
     with capture_attention(lm.model, layers=[-1]) as everything, torch.no_grad():
         with capture_attention(lm.model, queries=[-1], layers=[-1]) as last:
             lm.model(ids, position_ids=positions, attention_mask=mask)
-    torch.testing.assert_close(everything.weights[0], want, atol=1e-6, rtol=0)  # every row, not the last's
-    torch.testing.assert_close(last.weights[0], want[:, :, [-1]], atol=1e-6, rtol=0)
+    assert_same(everything.weights[0], want)  # every row, not the last's
+    assert_same(last.weights[0], want[:, :, [-1]])
 
 
 @pytest.mark.parametrize(("queries", "message"), [([], "queries is empty"), ([1.5], r"queries\[0\] = 1\.5")])

@@ -78,9 +78,9 @@ def test_messages_show_numpy_values_as_numbers():
         checks.nonnegative("gap", np.float64("nan"))
     with pytest.raises(ValueError, match=r"cap must be an integer >= 1, got 0$"):
         checks.count("cap", np.int32(0))
-    with pytest.raises(ValueError, match=r"gaps\[1\] = 0.5 is fractional, but this model has no rotary"):
-        checks.integral_unless_rotary("gaps[1] = 0.5", 0.5, is_rotary=False)
-    checks.integral_unless_rotary("gaps[1] = 0.5", 0.5, is_rotary=True)
+    with pytest.raises(ValueError, match=r"gaps\[1\] = 0.5 is fractional, but this model takes .*: why"):
+        checks.integral_position("gaps[1] = 0.5", np.float32(0.5), "why")
+    checks.integral_position("gaps[1] = 0.5", 0.5, "")  # "": the model computes any position
     with pytest.raises(ValueError, match=r"seed must be an integer, got 1.5"):
         checks.seed(1.5)
     with pytest.raises(ValueError, match=r"top_k must be an integer in 1..9, got 10"):

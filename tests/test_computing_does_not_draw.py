@@ -24,10 +24,10 @@ DISPLAY = {
     "tempo_lab.views",
     "tempo_lab.views.base",
     "tempo_lab.views.panel",
-    "tempo_lab.live.dashboard",
+    "tempo_lab.phenomena.dashboard",
     "tempo_lab.studies.figures",
-    "tempo_lab.studies.views",
-    "tempo_lab.tpi.report",
+    "tempo_lab.views.kinds",
+    "tempo_lab.tpi.display",
 }
 #: the roles a phenomenon slice's modules may play (localisation's summary: what its stored study says)
 ROLES = {"probe", "display", "study", "summary"}
@@ -89,7 +89,8 @@ def test_no_computing_module_imports_a_drawing_library():
 def test_the_display_modules_do_draw_and_the_probe_would_see_it():
     """The probe is not blind: the display modules it skips load matplotlib under the same check."""
     found = _drawing_libraries(
-        ["tempo_lab.interventions.display", "tempo_lab.tpi.report", "tempo_lab.phenomena.retroactive.display"]
+        ["tempo_lab.interventions.display", "tempo_lab.tpi.display",
+         "tempo_lab.phenomena.retroactive.display"]
     )
     assert all("matplotlib" in libs for libs in found.values()), found
 

@@ -17,7 +17,7 @@ from tempo_lab.generators import (
     ParallelTokenGenerator,
     RetroactivePositionGenerator,
 )
-from tempo_lab.studies import bundled_prompts
+from tempo_lab.prompts import bundled_prompts
 
 pytestmark = pytest.mark.gemma
 ATOL = 1e-4  # float32 logits over ~620 tokens; measured max |diff| is printed by benchmarks/real_weights.py
@@ -39,7 +39,7 @@ def prompt(gemma) -> str:
 def own_logits(lm, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     """The model's own forward (default cache, native masks): logits ``(n, vocab)``."""
     with torch.no_grad():
-        return lm.model(ids, position_ids=positions.as_model_positions(pos, True)).logits[0].float()
+        return lm.model(ids, position_ids=positions.as_model_positions(pos)).logits[0].float()
 
 
 def test_the_prompt_passes_the_window_and_starts_with_bos(gemma, prompt):
@@ -58,7 +58,7 @@ def test_retroactive_integer_fractional_and_far_equal_the_models_own_forward(gem
     res = RetroactivePositionGenerator(gemma).explore(prompt, gaps=gaps, token=token)
     seq = torch.cat([ids, torch.tensor([[token]])], 1)
     for i, g in enumerate(gaps):
-        expected = own_logits(gemma, seq, positions.placed(t, t + g))[-1]
+        expected = own_logits(gemma, seq, positions.appended(t, t + g))[-1]
         torch.testing.assert_close(res.logits[i], expected, atol=ATOL, rtol=0, msg=f"gap {g}")
 
 

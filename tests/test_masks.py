@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from tempo_lab import capture_attention, masks, positions
-from tempo_lab.generators.core import DecodingCore
+from tempo_lab.forward import DecodingCore
+from tempo_lab.layout import Layout
+from tests.helpers import assert_same
 
 
 def _brute_causal(q: int, kv: int) -> torch.Tensor:
@@ -116,13 +118,13 @@ def test_ensure_additive_guard():
 def test_decoding_core_refuses_a_mask_of_the_wrong_shape(tiny):
     core = DecodingCore(tiny)
     ids = tiny.encode("abcd")
-    with pytest.raises(ValueError, match=r"mask shape \(1, 1, 3, 3\) does not fit \(batch=1, 1, q=4, kv=4\)"):
-        core.full(ids, positions.contiguous(4), masks.causal_mask(3))
+    with pytest.raises(ValueError, match=r"mask has shape \(1, 1, 3, 3\); for positions of shape \(1, 4\)"):
+        core.full(ids, Layout(positions.contiguous(4), masks.causal_mask(3)))
     prefix = core.prefill(ids)
-    with pytest.raises(ValueError, match=r"does not fit \(batch=1, 1, q=1, kv=5\)"):
-        core.step(prefix.cache, ids[:, :1], positions.contiguous(1, 4), masks.causal_mask(1, 4))
-    with pytest.raises(ValueError, match=r"does not fit \(batch=2"):
-        core.full(ids.expand(2, -1), positions.contiguous(4), masks.causal_mask(4, batch=3))
+    with pytest.raises(ValueError, match=r"mask sees 3 cached slots before its 1 queries; the cache holds 4"):
+        core.step(prefix.cache, ids[:, :1], Layout(positions.contiguous(1, 4), masks.causal_mask(1, 4)))
+    with pytest.raises(ValueError, match=r"mask has shape \(3, 1, 4, 4\); for positions of shape \(1, 4\)"):
+        core.full(ids.expand(2, -1), Layout(positions.contiguous(4), masks.causal_mask(4, batch=3)))
 
 
 # --- layouts on the model ------------------------------------------------------------------------------
@@ -159,20 +161,20 @@ def test_eager_and_sdpa_agree_on_every_layout(tiny, tiny_sdpa):
     eager, sdpa = DecodingCore(tiny), DecodingCore(tiny_sdpa)
     assert tiny_sdpa.model.config._attn_implementation == "sdpa"
     for name, ids, pos, mask in _layouts(tiny):
-        e, s = eager.full(ids, pos, mask), sdpa.full(ids, pos, mask)
-        torch.testing.assert_close(s, e, atol=1e-4, rtol=0, msg=f"layout {name}")
+        e, s = eager.full(ids, Layout(pos, mask)), sdpa.full(ids, Layout(pos, mask))
+        assert_same(s, e, msg=f"layout {name}")
         # cached: prefill the prompt, then the 3 new tokens in one step with the matching mask rows
         t = ids.shape[1] - 3
         for core, full in ((eager, e), (sdpa, s)):
             prefix = core.prefill(ids[:, :t])
-            stepped = core.step(prefix.cache, ids[:, t:], pos[:, t:], mask[:, :, t:, :])
-            torch.testing.assert_close(stepped, full[:, t:], atol=1e-5, rtol=0, msg=f"layout {name} cached")
+            stepped = core.step(prefix.cache, ids[:, t:], Layout(pos[:, t:], mask[:, :, t:, :]))
+            assert_same(stepped, full[:, t:], msg=f"layout {name} cached")
 
 
 def test_layouts_really_differ(tiny):
     """The layouts above are not all the same computation (so agreeing on them means something)."""
     core = DecodingCore(tiny)
-    outs = {name: core.full(ids, pos, mask)[0, -1] for name, ids, pos, mask in _layouts(tiny)}
+    outs = {name: core.full(ids, Layout(pos, mask))[0, -1] for name, ids, pos, mask in _layouts(tiny)}
     names = list(outs)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
@@ -185,13 +187,13 @@ def test_bool_mask_through_the_guard_equals_its_additive_twin(tiny):
         as_bool = masks.to_bool(mask)
         assert as_bool.dtype == torch.bool
         torch.testing.assert_close(
-            core.full(ids, pos, as_bool), core.full(ids, pos, mask), atol=0, rtol=0, msg=name
+            core.full(ids, Layout(pos, as_bool)), core.full(ids, Layout(pos, mask)), atol=0, rtol=0, msg=name
         )
         t = ids.shape[1] - 3
         prefix = core.prefill(ids[:, :t])
         twin = core.prefill(ids[:, :t])
-        a = core.step(prefix.cache, ids[:, t:], pos[:, t:], as_bool[:, :, t:])
-        b = core.step(twin.cache, ids[:, t:], pos[:, t:], mask[:, :, t:])
+        a = core.step(prefix.cache, ids[:, t:], Layout(pos[:, t:], as_bool[:, :, t:]))
+        b = core.step(twin.cache, ids[:, t:], Layout(pos[:, t:], mask[:, :, t:]))
         torch.testing.assert_close(a, b, atol=0, rtol=0, msg=f"{name} cached")
 
 
@@ -206,7 +208,7 @@ def test_raw_bool_mask_under_eager_is_silently_wrong(tiny, tiny_sdpa):
         wrong = tiny.model(ids, attention_mask=as_bool).logits
         sdpa_bool = tiny_sdpa.model(ids, attention_mask=as_bool).logits
     assert (wrong[0, :-1] - right[0, :-1]).abs().max() > 1e-2  # earlier rows see future tokens
-    torch.testing.assert_close(sdpa_bool, right, atol=1e-4, rtol=0)
+    assert_same(sdpa_bool, right)
     # the leak: under the raw bool mask, the first row changes when a *later* token changes
     changed = ids.clone()
     changed[0, -1] = (changed[0, -1] + 1) % tiny.model.config.vocab_size
@@ -228,7 +230,7 @@ def _member_attention(lm, mode):
     prefix = core.prefill(ids[:, :t])
     mask = masks.parallel_mask(labels, mode, q_len=4, dtype=lm.dtype)
     with capture_attention(lm.model) as rec:
-        core.step(prefix.cache, ids[:, t:], pos[:, t:], mask)
+        core.step(prefix.cache, ids[:, t:], Layout(pos[:, t:], mask))
     weights = rec.stacked()  # (layers, 1, heads, q=4, kv=n)
     members = list(range(t, t + 3))
     return weights, members

@@ -13,8 +13,9 @@ import torch
 
 from tempo_lab import bundled, gguf, load_model
 from tempo_lab.bundled import BUNDLED_INSTALL, BUNDLED_NAME, cache_dir
-from tempo_lab.loaded import default_device, has_rotary_positions
+from tempo_lab.loaded import default_device
 from tempo_lab.tiny import tiny_random
+from tests.helpers import assert_same
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -34,9 +35,9 @@ def test_tiny_random_shape_and_flags(tiny, device):
     assert tiny.name == "tiny-random"
     assert not tiny.model.training
     assert tiny.model.config._attn_implementation == "eager"
-    assert tiny.is_rotary and has_rotary_positions(tiny.model)
+    assert tiny.is_rotary and tiny.family.has_bands
     assert tiny.max_positions == tiny.model.config.max_position_embeddings
-    assert tiny.dtype == torch.float32 and tiny.device.type == device.type  # pytest --device
+    assert tiny.dtype == torch.float64 and tiny.device.type == device.type  # pytest --device
     assert tiny.tokenizer.eos_token_id == tiny.model.config.eos_token_id
 
 
@@ -83,7 +84,7 @@ def test_local_path_is_passed_through(tiny, tmp_path):
     ids = tiny.encode("a local copy")
     assert lm.encode("a local copy").tolist() == ids.tolist()
     with torch.no_grad():
-        torch.testing.assert_close(lm.model(ids).logits, tiny.model(ids).logits, atol=1e-6, rtol=0)
+        assert_same(lm.model(ids).logits, tiny.model(ids).logits)
 
 
 def test_cache_dir_respects_env(monkeypatch, tmp_path):
@@ -170,7 +171,7 @@ def test_a_model_passed_in_is_used_as_it_is_and_left_as_found():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
     lm = load_model(model, tokenizer=byte_tokenizer())
-    assert lm.model is model and lm.dtype == torch.float32 and lm.device.type == "cpu"
+    assert lm.model is model and lm.dtype == model.dtype and lm.device.type == "cpu"
 
     def run_all() -> list[torch.Tensor]:
         return [
@@ -190,7 +191,7 @@ def test_a_model_passed_in_is_used_as_it_is_and_left_as_found():
     model.eval()
     again = run_all()
     for a, b in zip(runs, again, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+        assert_same(a, b)
 
 
 def test_bad_model_input_gets_our_errors(tmp_path):
@@ -246,7 +247,7 @@ def test_a_saved_folder_loads_with_a_device_map_and_gives_the_same_results(tmp_p
             RetroactivePositionGenerator(m).explore("Once upon a time", gaps=[0, 1.5], token=7).logits
             for m in (lm, made)
         )
-        torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
+        assert_same(ours, theirs)
 
 
 @pytest.mark.parametrize(
@@ -255,7 +256,7 @@ def test_a_saved_folder_loads_with_a_device_map_and_gives_the_same_results(tmp_p
         ({"model": 123}, r"model must be None .*got int 123"),
         ({"model": ""}, r"model is an empty string"),
         ({"model": "   "}, r"model is an empty string"),
-        ({"dtype": "float8"}, r"dtype must be one of float32, bfloat16, float16 .*got 'float8'"),
+        ({"dtype": "float8"}, r"dtype must be one of float32, bfloat16, float16, float64 .*got 'float8'"),
         ({"dtype": torch.int8}, r"dtype must be one of .*got torch.int8"),
         ({"model": "tiny-random", "tokenizer": "x"}, r"tokenizer must be a transformers tokenizer .*'x'"),
         ({"attn_implementation": "magic"}, r"attn_implementation must be one of .*got 'magic'"),

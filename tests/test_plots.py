@@ -7,7 +7,8 @@ import zlib
 import pytest
 
 from tempo_lab import plots
-from tempo_lab.phenomena.gap_dropout import gap_probe, prompt_mass_lines
+from tempo_lab.phenomena.gap_dropout import gap_probe
+from tempo_lab.phenomena.gap_dropout.display import prompt_mass_lines
 
 PROMPT = "The cat sat"
 

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from tempo_lab import masks, positions
-from tempo_lab.generators.core import DecodingCore
+from tempo_lab.forward import DecodingCore
+from tempo_lab.layout import Layout
+from tests.helpers import assert_same
 
 
 def test_contiguous_and_with_gap():
@@ -21,7 +23,7 @@ def test_contiguous_and_with_gap():
 
 
 def test_placed_and_shared():
-    assert positions.placed(3, 4.5).tolist() == [[0.0, 1.0, 2.0, 4.5]]
+    assert positions.appended(3, 4.5).tolist() == [[0.0, 1.0, 2.0, 4.5]]
     # a set of size k at start+j for the j-th set, i.e. members repeat one position
     sizes = [3, 1, 2]
     got = positions.shared(5, sizes)[0].tolist()
@@ -73,12 +75,12 @@ def test_builders_refuse_bad_numbers():
     with pytest.raises(ValueError, match="gap must be a finite number >= 0, got nan"):
         positions.with_gap(3, 1, math.nan)
     with pytest.raises(ValueError, match="position must be a finite number, got inf"):
-        positions.placed(3, math.inf)
+        positions.appended(3, math.inf)
     with pytest.raises(ValueError, match=r"position_ids\[0, 3\] = 1\.5 decreases"):
-        positions.placed(3, 1.5)
+        positions.appended(3, 1.5)
     with pytest.raises(ValueError, match="at least one member"):
         positions.shared(0, [2, 0])
-    with pytest.raises(ValueError, match="at least one position, got n=0"):
+    with pytest.raises(ValueError, match="n must be an integer >= 1, got 0"):
         positions.contiguous(0)
 
 
@@ -99,25 +101,21 @@ def test_integral_float_positions_equal_integer_positions(tiny):
 
 def test_fractional_position_differs_from_both_neighbours(tiny):
     ids = tiny.encode("abcde")
-    at = {p: _logits(tiny, ids, positions.placed(4, p))[0, -1] for p in (4.0, 4.5, 5.0)}
+    at = {p: _logits(tiny, ids, positions.appended(4, p))[0, -1] for p in (4.0, 4.5, 5.0)}
     assert (at[4.5] - at[4.0]).abs().max() > 1e-3
     assert (at[4.5] - at[5.0]).abs().max() > 1e-3
     # the prompt rows do not depend on where the last token sits
-    torch.testing.assert_close(
-        _logits(tiny, ids, positions.placed(4, 4.5))[0, :-1],
-        _logits(tiny, ids, positions.placed(4, 5.0))[0, :-1],
-    )
+    half, whole = (_logits(tiny, ids, positions.appended(4, p))[0, :-1] for p in (4.5, 5.0))
+    assert_same(half, whole)
 
 
-def test_require_rotary_for_refuses_fractional_on_position_tables():
+def test_integer_positions_are_refused_fractional_and_given_as_int64():
     frac = torch.tensor([[0.0, 1.0, 2.5]])
-    with pytest.raises(ValueError, match=r"position_ids\[0, 2\] = 2\.5 is fractional.*no rotary"):
-        positions.require_rotary_for(frac, is_rotary=False)
-    positions.require_rotary_for(frac, is_rotary=True)
-    positions.require_rotary_for(torch.tensor([[0.0, 4.0]]), is_rotary=False)
-    as_int = positions.as_model_positions(torch.tensor([[0.0, 4.0]]), is_rotary=False)
+    with pytest.raises(ValueError, match=r"position_ids\[0, 2\] = 2\.5 is fractional.*: a learned table"):
+        positions.as_model_positions(frac, "a learned table")
+    as_int = positions.as_model_positions(torch.tensor([[0.0, 4.0]]), "a learned table")
     assert as_int.dtype == torch.int64 and as_int.tolist() == [[0, 4]]
-    assert positions.as_model_positions(frac, is_rotary=True).dtype == torch.float32
+    assert positions.as_model_positions(frac, "") is frac
 
 
 def test_non_rotary_model_takes_integer_positions_and_refuses_fractional(tiny_gpt2):
@@ -126,15 +124,15 @@ def test_non_rotary_model_takes_integer_positions_and_refuses_fractional(tiny_gp
     n = ids.shape[1]
     with torch.no_grad():
         reference = tiny_gpt2.model(ids).logits
-    torch.testing.assert_close(core.full(ids, positions.contiguous(n)), reference, atol=1e-5, rtol=0)
-    gapped = core.full(ids, positions.with_gap(n - 1, 1, 3))
-    torch.testing.assert_close(gapped[:, :-1], reference[:, :-1], atol=1e-5, rtol=0)
+    assert_same(core.full(ids, Layout(positions.contiguous(n))), reference)
+    gapped = core.full(ids, Layout(positions.with_gap(n - 1, 1, 3)))
+    assert_same(gapped[:, :-1], reference[:, :-1])
     assert (gapped[0, -1] - reference[0, -1]).abs().max() > 1e-3  # the learned table row for n+2 is used
     with pytest.raises(ValueError, match=r"position_ids\[0, 3\] = 3\.5 is fractional"):
-        core.full(ids, positions.with_gap(n - 1, 1, 0.5))
+        core.full(ids, Layout(positions.with_gap(n - 1, 1, 0.5)))
     prefix = core.prefill(ids[:, :-1])
     with pytest.raises(ValueError, match="is fractional"):
-        core.step(prefix.cache, ids[:, -1:], torch.tensor([[n - 0.5]]))
+        core.step(prefix.cache, ids[:, -1:], Layout(torch.tensor([[n - 0.5]])))
 
 
 def test_decoding_core_refuses_positions_past_the_context(tiny):
@@ -142,5 +140,5 @@ def test_decoding_core_refuses_positions_past_the_context(tiny):
     ids = tiny.encode("ab")
     past = r"position_ids\[0, 1\] reaches position 512, past the model's context"
     with pytest.raises(ValueError, match=past):
-        core.full(ids, positions.placed(1, 512))
-    core.full(ids, positions.placed(1, 511))
+        core.full(ids, Layout(positions.appended(1, 512)))
+    core.full(ids, Layout(positions.appended(1, 511)))

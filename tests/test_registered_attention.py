@@ -12,6 +12,7 @@ from tempo_lab.capture import capture_attention
 from tempo_lab.extension.self_extend import self_extended
 from tempo_lab.interventions import PositionEdit, intervene
 from tempo_lab.tiny import tiny_random
+from tests.helpers import assert_same
 
 # gemma2: no SDPA, soft-capping, sliding layers (window 4 here); gpt_neox: partial rotary
 FAMILIES = ["llama", "gemma2", "gpt_neox"]
@@ -35,14 +36,14 @@ def test_a_head_edit_of_zero_is_the_plain_forward(lm):
     with intervene(lm, PositionEdit(torch.zeros(12), heads=[0])):
         assert lm.model.config._attn_implementation != "eager"  # the registered function attends
         got = lm.model(input_ids=ids()).logits
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert_same(got, want)
 
 
 def test_self_extend_with_group_one_is_the_plain_forward(lm):
     want = plain(lm)
     with self_extended(lm, window=4, group=1):
         got = lm.model(input_ids=ids()).logits
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert_same(got, want)
 
 
 def test_a_row_capture_is_the_plain_forward_and_the_eager_rows(lm):
@@ -50,6 +51,6 @@ def test_a_row_capture_is_the_plain_forward_and_the_eager_rows(lm):
         want = lm.model(input_ids=ids()).logits
     with capture_attention(lm.model, queries=[0, 5, -1]) as rows:
         got = lm.model(input_ids=ids()).logits
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert_same(got, want)
     for got, every in zip(rows.weights, full.weights, strict=True):
-        torch.testing.assert_close(got, every[:, :, [0, 5, 11]], atol=1e-6, rtol=0)
+        assert_same(got, every[:, :, [0, 5, 11]])

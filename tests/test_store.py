@@ -19,8 +19,9 @@ import pandas as pd
 import pytest
 
 from tempo_lab import load_model
+from tempo_lab.phenomena.conditions import Conditions
 from tempo_lab.results import FolderBusy, IncompleteResults, ResultsFolder, ResultsWarning
-from tempo_lab.studies import Conditions, read_study, run_study
+from tempo_lab.studies import read_study, run_study
 
 PHENOMENA = ["retroactive", "fractional"]
 N, BATCH = 12, 4  # three chunks per measurement

@@ -53,7 +53,8 @@ def main() -> None:
     sets = ParallelTokenGenerator(lm).generate("The cat", threshold=0.1, max_steps=3, progress=False)
     check("the parallel-token generator runs", len(sets.steps) >= 1)
 
-    from tempo_lab.studies import bundled_prompts, read_study, run_study
+    from tempo_lab.prompts import bundled_prompts
+    from tempo_lab.studies import read_study, run_study
 
     prompts = bundled_prompts()
     check(f"the bundled prompt set ships with the package ({len(prompts)} prompts)", len(prompts) == 302)

@@ -25,9 +25,6 @@ from tempo_lab.caches.rolling import Rolling, kept_slots, recomputed_steps, roll
 from tempo_lab.caches.sinks import ABLATIONS, massive_activations, massive_means, sink_ablation, sink_mass
 from tempo_lab.caches.slots import check_whole, concat, evict, keep, stack, with_layer
 from tempo_lab.caches.study import TABLES, CacheSpec, read_cache_study, run_cache_study, study_spec
-from tempo_lab.plumbing.moved import alias
-
-alias("tempo_lab.caches.summaries", "tempo_lab.caches.tables")  # renamed; warns for a release
 
 __all__ = [
     "ABLATIONS",

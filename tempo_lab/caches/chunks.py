@@ -41,11 +41,11 @@ import pandas as pd
 import torch
 from transformers import DynamicCache
 
-from tempo_lab import masks
 from tempo_lab.caches.reposition import reposition
 from tempo_lab.caches.slots import concat, keep, stack, with_layer
-from tempo_lab.generators import DecodingCore
-from tempo_lab.loaded import LoadedModel
+from tempo_lab.forward import DecodingCore
+from tempo_lab.layout import Layout
+from tempo_lab.loaded import LoadedModel, widened
 
 SELECTIONS = ("first", "deviating")
 
@@ -79,7 +79,7 @@ def _tv(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).float().norm() / b.float().norm().clamp_min(1e-30))
+    return float(widened(a - b).norm() / widened(b).norm().clamp_min(1e-30))
 
 
 def selected(kind: str, k: int, deviation: torch.Tensor) -> list[int]:
@@ -127,10 +127,9 @@ def reuse_chunk(
     layers = len(cached.layers)
     # one pass, one row per cache: reused, recomputed, then each layer's recomputed cache put back alone
     rows = stack([cached, full, *(with_layer(cached, layer, full) for layer in range(layers))])
-    sees = masks.causal_mask(1, p + m, dtype=lm.dtype)
     where = torch.tensor([[float(p + m - 1)]])
-    logits = core.forward(query.expand(layers + 2, -1), where, sees, rows, last=True)
-    probs = torch.softmax(logits[:, -1].float(), -1).cpu()
+    logits = core.forward(query.expand(layers + 2, -1), Layout(where), rows, last=True)
+    probs = torch.softmax(widened(logits[:, -1]), -1).cpu()
     reused, recomputed = probs[0], probs[1]
     deviation = pd.DataFrame([
         {"layer": layer,
@@ -140,9 +139,9 @@ def reuse_chunk(
     ])  # fmt: skip
     restored = torch.tensor([_tv(row, recomputed) for row in probs[2:]])
     depth = min(1, layers - 1)
-    per_token = (cached.layers[depth].values[0, :, p:] - full.layers[depth].values[0, :, p:]).float().norm(
+    per_token = widened(cached.layers[depth].values[0, :, p:] - full.layers[depth].values[0, :, p:]).norm(
         dim=(0, 2)
-    ) / full.layers[depth].values[0, :, p:].float().norm(dim=(0, 2)).clamp_min(1e-30)  # (m - 1,)
+    ) / widened(full.layers[depth].values[0, :, p:]).norm(dim=(0, 2)).clamp_min(1e-30)  # (m - 1,)
     parts = []
     for kind, k in partial:
         chosen = selected(kind, k, per_token)
@@ -165,5 +164,5 @@ def _recompute(
     order = torch.tensor([-1] * p + reused + fed)  # each slot's index in the chunk (the prefix: before it)
     sees = (order[None, :] <= torch.tensor(fed)[:, None])[None, None]  # (1, 1, q, kv)
     where = torch.tensor([[float(p + i) for i in fed]])
-    logits = core.forward(chunk[:, fed], where, sees, kept, last=True)
-    return torch.softmax(logits[0, -1].float(), -1).cpu()
+    logits = core.forward(chunk[:, fed], Layout(where, sees), kept, last=True)
+    return torch.softmax(widened(logits[0, -1]), -1).cpu()

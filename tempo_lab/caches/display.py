@@ -122,7 +122,7 @@ def cache_view(lm: LoadedModel, text: torch.Tensor, prefix: torch.Tensor, chunk:
     (sinks, window, re-positioned or not) against the same kept tokens recomputed from scratch. Right: the TV
     between ``chunk`` ``(1, m)`` reused behind ``prefix`` ``(1, P)`` and its recompute, and what is left
     when one layer's recomputed cache is put back. It runs the model on every move."""
-    layers = len(lm.model.base_model.layers)
+    layers = len(lm.family.modules(lm.model).layers)
     reused: list = []  # the chunk reuse, computed on the first render (bad input: the view says why)
 
     def update(values, progress) -> Rendered:

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import torch
 from transformers import DynamicCache
 
+from tempo_lab.caches.slots import check_fits
 from tempo_lab.interventions.rotary import Rotary
 from tempo_lab.loaded import LoadedModel
 
@@ -45,20 +46,7 @@ def check_shift(
     value: a slot outside the cache, a shift of the wrong length, a non-finite shift, a cache whose layers do
     not match the model's. With the slots' current ``positions`` ``(batch or 1, length)``, two slots moved
     onto one position that were apart warn (TEMPO's shared positions do it on purpose)."""
-    n_layers = len(lm.model.base_model.layers)
-    if not isinstance(cache, DynamicCache) or len(cache.layers) != n_layers:
-        got = len(cache.layers) if isinstance(cache, DynamicCache) else type(cache).__name__
-        raise ValueError(
-            f"the cache has {got} layers; {lm.name} has {n_layers}: is it another model's cache?"
-        )
-    config = lm.model.config.get_text_config(decoder=True)
-    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    held = cache.layers[0].keys
-    if held is None or held.shape[1] != kv_heads:
-        raise ValueError(
-            f"the cache's keys have {None if held is None else held.shape[1]} heads; {lm.name} caches "
-            f"{kv_heads}: is it another model's cache?"
-        )
+    check_fits(lm, cache)
     length = cache.get_seq_length()
     if isinstance(shift, torch.Tensor):
         if slots is not None:
@@ -81,6 +69,12 @@ def check_shift(
         raise ValueError("shift holds a NaN or infinite value; give finite position offsets")
     if positions is not None:
         before, after = positions.float(), positions.float() + full
+        if (after < 0).any():
+            row, i = (int(x) for x in (after < 0).nonzero()[0])
+            raise ValueError(
+                f"the shift moves slot {i} (row {row}) to position {float(after[row, i]):g}: positions must "
+                "stay >= 0"
+            )
         for row in range(after.shape[0]):
             same = (after[row][:, None] == after[row][None, :]) & (
                 before[row][:, None] != before[row][None, :]

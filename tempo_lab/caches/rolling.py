@@ -47,9 +47,9 @@ from transformers import DynamicCache
 
 from tempo_lab.caches.reposition import reposition
 from tempo_lab.caches.slots import evict
-from tempo_lab.families import family_of
-from tempo_lab.generators import DecodingCore
-from tempo_lab.loaded import LoadedModel
+from tempo_lab.forward import DecodingCore
+from tempo_lab.layout import Layout
+from tempo_lab.loaded import LoadedModel, wide, widened
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def _variants(lm: LoadedModel, rolling: Rolling | Sequence[Rolling]) -> list[Rol
     sizes = sorted({r.size for r in variants})
     if len(sizes) != 1:
         raise ValueError(f"variants run together must have one size (sinks + window), got sizes {sizes}")
-    window = family_of(lm.model).window
+    window = lm.family.window
     if window is not None and sizes[0] >= window:
         raise ValueError(
             f"{type(lm.model).__name__} slides over {window} tokens; a rolling cache of {sizes[0]} slots "
@@ -121,13 +121,13 @@ def rolling_logprobs(
     chosen = [int(t) for t in chosen] if steps is not None else chosen
     if steps is not None and not recompute:
         raise ValueError("steps= chooses the reference's steps: give it with recompute=True")
-    out = torch.full((len(variants), n - 1), float("nan"))
+    out = torch.full((len(variants), n - 1), float("nan"), dtype=wide(lm.dtype))
     if recompute:
         run = recomputed_steps(lm, ids, variants, chosen)
     else:
         run = ((t, logits) for t, logits, _ in rolled_steps(lm, ids, variants, chosen))
     for t, logits in tqdm(run, total=len(chosen), desc="rolling", disable=not progress, leave=False):
-        out[:, t] = torch.log_softmax(logits[:, -1].float(), -1)[:, ids[0, t + 1]].cpu()
+        out[:, t] = torch.log_softmax(widened(logits[:, -1]), -1)[:, ids[0, t + 1]].cpu()
     return out[0] if isinstance(rolling, Rolling) else out
 
 
@@ -142,8 +142,7 @@ def recomputed_steps(
         where = torch.tensor(
             [list(range(len(k))) if r.reposition else k for r, k in zip(variants, kept, strict=True)]
         )
-        full = torch.ones(len(kept[0]), len(kept[0]), dtype=torch.bool).tril()[None, None]
-        yield t, core.forward(ids[0, torch.tensor(kept)], where.float(), full, None, last=True)
+        yield t, core.forward(ids[0, torch.tensor(kept)], Layout(widened(where)), last=True)
 
 
 def rolled_steps(
@@ -171,6 +170,5 @@ def rolled_steps(
             cache = reposition(lm, evict(cache, evicted), moved)
         held = cache.get_seq_length()
         where = torch.tensor([[float(held if r.reposition else t)] for r in variants])
-        sees = torch.ones(1, 1, 1, held + 1, dtype=torch.bool)
-        logits = core.forward(ids[:, t : t + 1].expand(len(variants), -1), where, sees, cache, last=True)
+        logits = core.forward(ids[:, t : t + 1].expand(len(variants), -1), Layout(where), cache, last=True)
         yield t, logits, cache

@@ -8,8 +8,10 @@
     sink_ablation(lm, ids, "remove")    # the first token masked out of every query's view
     sink_ablation(lm, ids, "move")      # the first token at the position of the token before the last
 
-The residual stream is each decoder layer's output (a forward hook reads it; an ablation's hook replaces it
-for the block, and is removed on exit). Sun et al. report that zeroing the massive activations breaks the
+Every pass is the shared forward (:class:`~tempo_lab.forward.DecodingCore`), so sliding windows and every
+check hold as for any other tempo_lab number. The residual stream is each decoder layer's output (a forward
+hook on the layers the family table names reads it; an ablation's hook replaces it for the block, and is
+removed on exit). Sun et al. report that zeroing the massive activations breaks the
 model while setting them to their mean (over many sequences: the massive values are nearly constant, so the
 mean is itself massive) does not; :func:`sink_ablation` measures both on any model, the means from
 :func:`massive_means` of :func:`massive_activations` over a prompt set.
@@ -27,36 +29,44 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tempo_lab import capture_attention, masks
-from tempo_lab.generators import DecodingCore
-from tempo_lab.loaded import LoadedModel, evaluating
+from tempo_lab import positions as pos
+from tempo_lab.capture import capture_attention
+from tempo_lab.forward import DecodingCore
+from tempo_lab.layout import Layout
+from tempo_lab.loaded import LoadedModel, widened
+from tempo_lab.plumbing import checks
 
 ABLATIONS = ("zero", "mean", "remove", "move")
 
 
 def _layers(lm: LoadedModel) -> list[nn.Module]:
-    return list(lm.model.base_model.layers)
+    return lm.family.modules(lm.model).layers
 
 
-def _forward(lm: LoadedModel, ids: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
-    """The last slot's next-token probabilities ``(vocab,)`` (``allowed``: a bool ``(1, 1, n, n)`` mask)."""
-    n = ids.shape[1]
-    allowed = torch.ones(n, n, dtype=torch.bool).tril()[None, None] if allowed is None else allowed
-    where = torch.arange(n, dtype=torch.float32)[None]
-    logits = DecodingCore(lm).forward(ids, where, allowed, None, last=True)
-    return torch.softmax(logits[0, -1].float(), -1).cpu()
+def _ids(lm: LoadedModel, ids: object, least: int = 2) -> torch.Tensor:
+    """``ids`` if they are one text of token ids ``(1, n)``, ``n >= least`` (``ValueError`` naming them)."""
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.shape[0] != 1 or ids.shape[1] < least:
+        got = tuple(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__
+        raise ValueError(f"ids must be one text of token ids, shape (1, n) with n >= {least}; got {got}")
+    return ids
+
+
+def _forward(lm: LoadedModel, ids: torch.Tensor, layout: Layout | None = None) -> torch.Tensor:
+    """The last slot's next-token probabilities ``(vocab,)`` under ``layout`` (contiguous by default)."""
+    layout = Layout.contiguous(ids.shape[1]) if layout is None else layout
+    logits = DecodingCore(lm).forward(ids, layout, last=True)
+    return torch.softmax(widened(logits[0, -1]), -1).cpu()
 
 
 def sink_mass(lm: LoadedModel, ids: torch.Tensor, sinks: int = 1) -> torch.Tensor:
     """``(layers, heads)``: the attention the last token of ``ids`` ``(1, n)`` pays to the first ``sinks``
     slots, per layer and head (only that query row is captured)."""
-    n = ids.shape[1]
-    if isinstance(sinks, bool) or not isinstance(sinks, int) or not 1 <= sinks < n:
-        raise ValueError(f"sinks must be an integer in 1..{n - 1} (the text has {n} tokens), got {sinks!r}")
-    mask = masks.causal_mask(n, dtype=lm.dtype)
-    with capture_attention(lm.model, queries=[-1]) as rec, torch.no_grad():
-        lm.model(ids, position_ids=torch.arange(n)[None], attention_mask=mask)
-    return rec.stacked()[:, 0, :, 0, :sinks].sum(-1).float()
+    n = _ids(lm, ids).shape[1]
+    sinks = checks.integer_in("sinks", sinks, 1, n - 1)
+    rows = [-1] if lm.family.takes_own_attention() else None  # the last row alone, where it can be computed
+    with capture_attention(lm.model, queries=rows) as rec:
+        DecodingCore(lm).forward(ids, Layout.contiguous(n), last=True)
+    return widened(rec.stacked()[:, 0, :, -1, :sinks].sum(-1))
 
 
 @contextmanager
@@ -81,11 +91,12 @@ def massive_activations(lm: LoadedModel, ids: torch.Tensor, ratio: float = 100.0
     median), largest first."""
     if not ratio > 1:
         raise ValueError(f"ratio must be > 1 (how many times the median), got {ratio!r}")
-    with _residuals(lm) as seen, torch.no_grad():
+    ids = _ids(lm, ids, least=1)
+    with _residuals(lm) as seen:
         _forward(lm, ids)
     rows = []
     for layer, h in enumerate(seen):
-        magnitude = h[0].float().abs()  # (n, hidden)
+        magnitude = widened(h[0]).abs()  # (n, hidden)
         median = float(magnitude.median())
         for slot, dim in (magnitude >= ratio * median).nonzero().tolist():
             value = float(h[0, slot, dim])
@@ -131,23 +142,22 @@ def sink_ablation(
             "mode 'mean' sets each massive entry to its mean over many prompts: give means={(layer, dim): "
             "value} (caches.massive_means of their massive_activations)"
         )
-    n = ids.shape[1]
-    if isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot < n - 1:
-        raise ValueError(f"slot must be an integer in 0..{n - 2} (not the last token), got {slot!r}")
+    n = _ids(lm, ids).shape[1]
+    slot = checks.integer_in("slot (not the last token)", slot, 0, n - 2)
+    if mode == "move":
+        top = (lm.max_positions or n) - 1
+        to = checks.integer_in("to", n - 2 if to is None else to, 0, top)
     base = _forward(lm, ids)
-    if mode == "move":  # out of order, which the decoding core refuses: the model called with the same mask
-        where = torch.arange(n)[None]
-        where[0, slot] = int(n - 2 if to is None else to)
-        core = DecodingCore(lm)
-        mask = core.family.layer_masks(masks.causal_mask(n, dtype=lm.dtype).to(lm.device))
-        with torch.no_grad(), evaluating(lm.model):
-            logits = lm.model(ids.to(lm.device), position_ids=where.to(lm.device), attention_mask=mask).logits
-        moved = torch.softmax(logits[0, -1].float(), -1).cpu()
+    if mode == "move":  # out of order: a layout whose positions may decrease
+        where = torch.arange(n, dtype=torch.float32)[None]
+        where[0, slot] = float(to)
+        moved = _forward(lm, ids, Layout(where, any_order=True))
         return float(0.5 * (moved - base).abs().sum())
     if mode == "remove":
         allowed = torch.ones(n, n, dtype=torch.bool).tril()
         allowed[slot + 1 :, slot] = False
-        return float(0.5 * (_forward(lm, ids, allowed[None, None]) - base).abs().sum())
+        removed = _forward(lm, ids, Layout(pos.contiguous(n), allowed[None, None]))
+        return float(0.5 * (removed - base).abs().sum())
     found = massive_activations(lm, ids) if found is None else found
     targets = found[found.slot == slot]
     by_layer: dict[int, dict[int, float]] = {}

@@ -13,17 +13,67 @@ right while the layer still holds every slot it was given: a sliding layer that 
 would hold more than ``sliding_window - 1`` slots, is refused with :class:`ValueError` naming the layer and
 the lengths (the slots it dropped are gone; re-computing is the only way back).
 
+Caches put together must be of one model: the same layers, key heads and head width (refused naming both
+shapes otherwise); :func:`check_fits` holds a cache against a model.
+
 Contents: :func:`keep`, :func:`evict`, :func:`concat`, :func:`stack`, :func:`with_layer`,
-:func:`check_whole`.
+:func:`check_whole`, :func:`check_fits`.
 """
 
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 from transformers import DynamicCache
+
+from tempo_lab.forward import DecodingCore
+from tempo_lab.layout import Layout
+from tempo_lab.loaded import LoadedModel
+from tempo_lab.plumbing import checks
+
+
+def _shape(cache: object, what: str) -> list[tuple[int, int]]:
+    """Per layer ``(key heads, head width)`` of a non-empty cache (``ValueError`` naming ``what``)."""
+    if not isinstance(cache, DynamicCache):
+        raise ValueError(f"{what} must be a DynamicCache, got {type(cache).__name__}")
+    if not cache.layers or any(layer.keys is None for layer in cache.layers):
+        raise ValueError(f"{what} holds no slots")
+    return [(int(layer.keys.shape[1]), int(layer.keys.shape[3])) for layer in cache.layers]
+
+
+def _same_model(a: object, b: object, names: tuple[str, str] = ("the first cache", "the second")) -> None:
+    """Refuse two caches of different models: layer counts, key heads or head widths, naming both."""
+    shape_a, shape_b = _shape(a, names[0]), _shape(b, names[1])
+    if shape_a != shape_b:
+        raise ValueError(
+            f"{names[0]} has {len(shape_a)} layers of (key heads, head width) {shape_a[0]}, {names[1]} "
+            f"{len(shape_b)} of {shape_b[0]}: caches of different models cannot be put together"
+        )
+
+
+# per model: the (key heads, head width) of each layer of its own cache, measured once (families store their
+# keys differently, e.g. Falcon's multi-query attention one key head for every query head)
+_OWN: weakref.WeakKeyDictionary[nn.Module, list[tuple[int, int]]] = weakref.WeakKeyDictionary()
+
+
+def check_fits(lm: LoadedModel, cache: object) -> None:
+    """Refuse a cache that is not ``lm``'s: another number of layers, key heads or head width than the cache
+    the model itself makes (measured once per model, from one token)."""
+    if lm.model not in _OWN:
+        own = DynamicCache(config=lm.model.config)
+        token = torch.zeros(1, 1, dtype=torch.long, device=lm.device)
+        DecodingCore(lm).forward(token, Layout.contiguous(1), own)
+        _OWN[lm.model] = _shape(own, "the model's own cache")
+    shape, want = _shape(cache, "the cache"), _OWN[lm.model]
+    if shape != want:
+        raise ValueError(
+            f"the cache has {len(shape)} layers of (key heads, head width) {shape[0]}; {lm.name} has "
+            f"{len(want)} of {want[0]}: is it another model's cache?"
+        )
 
 
 def _is_sliding(layer) -> bool:
@@ -99,6 +149,7 @@ def evict(cache: DynamicCache, slot: int | Sequence[int]) -> DynamicCache:
 
 def concat(first: DynamicCache, second: DynamicCache) -> DynamicCache:
     """A cache holding ``first``'s slots, then ``second``'s, layer by layer (neither is modified)."""
+    _same_model(first, second)
     check_whole(first, second.get_seq_length())
     check_whole(second)
     parts = [
@@ -113,7 +164,8 @@ def stack(caches: Sequence[DynamicCache]) -> DynamicCache:
     lengths = {c.get_seq_length() for c in caches}
     if not caches or len(lengths) != 1:
         raise ValueError(f"stack takes caches of one length, got lengths {sorted(lengths)}")
-    for c in caches:
+    for i, c in enumerate(caches):
+        _same_model(caches[0], c, ("caches[0]", f"caches[{i}]"))
         check_whole(c)
     parts = [
         _with_tensors(
@@ -126,7 +178,9 @@ def stack(caches: Sequence[DynamicCache]) -> DynamicCache:
 
 def with_layer(cache: DynamicCache, layer: int, source: DynamicCache) -> DynamicCache:
     """A copy of ``cache`` (each layer copied, so a pass on it grows the copy) whose layer ``layer`` is
-    ``source``'s."""
+    ``source``'s (a cache of the same model: refused otherwise, and a layer outside it)."""
+    _same_model(cache, source, ("the cache", "the source"))
+    layer = checks.integer_in("layer", layer, 0, len(cache.layers) - 1)
     return _replaced(
         cache, [copy.copy(source.layers[i] if i == layer else held) for i, held in enumerate(cache.layers)]
     )

@@ -42,10 +42,10 @@ from transformers import DynamicCache
 from tempo_lab.caches.chunks import SELECTIONS, reuse_chunk
 from tempo_lab.caches.rolling import Rolling, recomputed_steps, rolled_steps
 from tempo_lab.caches.sinks import ABLATIONS, massive_activations, massive_means, sink_ablation, sink_mass
-from tempo_lab.loaded import LoadedModel
+from tempo_lab.corpus import load_corpus
+from tempo_lab.loaded import LoadedModel, widened
+from tempo_lab.prompts import bundled_prompts, encode
 from tempo_lab.results import IncompleteResults, ResultsFolder, identity_hash
-from tempo_lab.studies.prompts import bundled_prompts, encode
-from tempo_lab.tpi.corpus import load_corpus
 
 PROMPT_TABLES = ("sinks", "massive", "ablation", "chunks", "partial")
 TABLES = (*PROMPT_TABLES, "rolling")
@@ -195,10 +195,10 @@ def _rolling_part(lm, model, spec, ids, start, cache) -> tuple[list[dict], Dynam
     ref = logp.clone()
     for t, logits, held in rolled_steps(lm, ids, variants, range(start, stop), cache):
         cache = held
-        logp[:, t - start] = torch.log_softmax(logits[:, -1].float(), -1)[:, ids[0, t + 1]].cpu()
+        logp[:, t - start] = torch.log_softmax(widened(logits[:, -1]), -1)[:, ids[0, t + 1]].cpu()
     sampled = [t for t in range(start, stop) if t % spec.reference_every == spec.reference_every - 1]
     for t, logits in recomputed_steps(lm, ids, variants, sampled):
-        ref[:, t - start] = torch.log_softmax(logits[:, -1].float(), -1)[:, ids[0, t + 1]].cpu()
+        ref[:, t - start] = torch.log_softmax(widened(logits[:, -1]), -1)[:, ids[0, t + 1]].cpu()
     rows = [{"model": model, "variant": name, "step": t, "logprob": float(logp[v, t - start]),
              "reference": float(ref[v, t - start])}
             for v, name in enumerate(names) for t in range(start, stop)]  # fmt: skip

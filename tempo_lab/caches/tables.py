@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tempo_lab.studies.stats import bootstrap_ci, summarize
+from tempo_lab.stats import bootstrap_ci, summarize
 
 
 def sinks_by_layer(sinks: pd.DataFrame) -> pd.DataFrame:

@@ -21,8 +21,8 @@ import math
 
 import pandas as pd
 
-from tempo_lab.extension.scaling import RopeScaling, scaled_table, trained_context
-from tempo_lab.loaded import LoadedModel
+from tempo_lab.extension.scaling import RopeScaling, scaled_table
+from tempo_lab.loaded import LoadedModel, trained_context
 from tempo_lab.plumbing import checks
 
 

@@ -7,14 +7,13 @@
 transformers implements these methods as config (``rope_parameters``), applied to the whole model and chosen
 when it is loaded. Here each method is a frequency table over the rotary bands (band 0 the highest
 frequency, as in :mod:`tempo_lab.interventions.rotary`) and an attention factor, computed by the method's
-formula from the model's own base frequencies ``f_b`` (its rotary module's ``inv_freq``), with ``d`` the
-rotary dimensions, ``θ`` the RoPE base and ``L₀`` the trained context (``original_length``; default
-:func:`trained_context`):
+formula from the frequencies ``f_b`` the model uses (its rotary module's ``inv_freq``: a checkpoint's own
+scaling composes with the method), with ``d`` the rotary dimensions, ``θ`` the RoPE base and ``L₀`` the
+trained context (``original_length``; default :func:`~tempo_lab.loaded.trained_context`):
 
 - ``linear``, Position Interpolation (Chen et al. 2023): every ``f_b / factor``, i.e. positions × 1/factor;
-- ``ntk``, NTK-aware scaling: the base raised to ``θ' = θ · factor^(d/(d-2))`` and the frequencies
-  recomputed from it, ``θ'^(-2b/d) = f_b / factor^(2b/(d-2))``: the highest band kept, the lowest interpolated
-  by ``factor``;
+- ``ntk``, NTK-aware scaling: the base raised to ``θ · factor^(d/(d-2))``, i.e. ``f_b / factor^(2b/(d-2))``:
+  the highest band kept, the lowest interpolated by ``factor``;
 - ``dynamic``: transformers' dynamic NTK *at one stated sequence length* ``L``: the base
   ``θ · (factor·L/L₀ − factor + 1)^(d/(d-2))`` past ``L₀``, unchanged below;
 - ``yarn`` (Peng et al. 2023): per band a linear ramp, over band indices, between interpolation (``f_b /
@@ -34,15 +33,14 @@ another table than the keys already cached. A :class:`RopeScaling` states its ta
 layouts see one fixed rotation. ``RopeScaling.rope_parameters()`` is the transformers config that computes the
 same table (when the positions pick it), the reference the tests compare against.
 
-How: a forward pre-hook on the base model records each pass's positions, and a forward pre-hook (with
-kwargs) on each chosen decoder layer replaces the ``position_embeddings=(cos, sin)`` it receives by the
-scaled table's cos and sin of those positions (in float32, as the model's rotary module computes them, laid
-out in the model's own columns). Keys are cached as rotated, so cached steps equal a full recompute. The hooks
-are removed on exit, also after an exception. A position edit (:func:`~tempo_lab.interventions.intervene`)
-entered inside the block moves the scaled embeddings by the model's own band frequencies.
+How: a forward pre-hook on the base model records each pass's positions, and one (with kwargs) on each chosen
+decoder layer replaces its ``position_embeddings=(cos, sin)`` by the scaled table's (in float32, as the
+model's rotary module computes them, in the model's own columns). Keys are cached as rotated, so cached steps
+equal a full recompute. The hooks are removed on exit, also after an exception. A position edit
+(:func:`~tempo_lab.interventions.intervene`) inside the block moves the scaled embeddings by the model's own
+band frequencies.
 
-Contents: :class:`RopeScaling`, :data:`METHODS`, :func:`scaled`, :func:`scaled_table`,
-:func:`trained_context`.
+Contents: :class:`RopeScaling`, :data:`METHODS`, :func:`scaled`, :func:`scaled_table`.
 """
 
 from __future__ import annotations
@@ -55,9 +53,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from tempo_lab.families import rope_parameters
 from tempo_lab.interventions.edits import CurrentPass
 from tempo_lab.interventions.rotary import Rotary, check_indices
-from tempo_lab.loaded import LoadedModel, beyond_context
+from tempo_lab.loaded import LoadedModel, beyond_context, trained_context
 from tempo_lab.plumbing import checks
 
 METHODS = ("linear", "ntk", "dynamic", "yarn", "llama3", "longrope")
@@ -173,8 +172,10 @@ class RopeScaling:
 
     def table(self, inv_freq: torch.Tensor, base: float, trained: int) -> tuple[torch.Tensor, float]:
         """The scaled frequencies ``(bands,)`` float32 (band 0 the highest) and the attention factor, from the
-        model's base frequencies ``inv_freq`` ``(bands,)``, its RoPE ``base`` and its trained context
-        ``trained`` (used when ``original_length`` is ``None``)."""
+        frequencies ``inv_freq`` ``(bands,)`` the model uses (its own scaling, if its checkpoint has one,
+        included: a method composes with it), its RoPE ``base`` and its trained context ``trained`` (used when
+        ``original_length`` is ``None``). On a plain RoPE ``inv_freq`` is ``base^(-2b/d)``, and each formula
+        is the method's own (NTK's raised base gives ``f_b / factor^(2b/(d-2))``)."""
         f = inv_freq.float()
         n = f.shape[0]
         d = 2 * n
@@ -183,15 +184,15 @@ class RopeScaling:
         band = torch.arange(n, dtype=torch.float32, device=f.device)
         if self.method == "linear":
             return f / s, 1.0
-        if self.method in ("ntk", "dynamic"):  # a raised base: its frequencies recomputed from it
+        if self.method in ("ntk", "dynamic"):  # a raised base: band b slowed by alpha^(2b/(d-2))
             if d <= 2:
                 raise ValueError(
                     f"{self.method} scaling raises the base to the power d/(d-2): it needs at least 2 rotary "
                     f"bands, and this model rotates d = {d} dimensions"
                 )
             alpha = s if self.method == "ntk" else s * max(self.length, length0) / length0 - (s - 1)
-            raised = base * alpha ** (d / (d - 2))
-            return 1.0 / raised ** (torch.arange(0, d, 2, device=f.device).float() / d), 1.0
+            slowed = alpha ** (-2 * band.double() / (d - 2))
+            return (f.double() * slowed).float(), 1.0
         if self.method == "yarn":
 
             def band_turning(turns: float) -> float:  # the (fractional) band that turns `turns` times in L₀
@@ -246,38 +247,33 @@ class RopeScaling:
         return out
 
 
-def _base_of(rotary: Rotary, layer_type: str) -> tuple[torch.Tensor, float]:
-    """The model's own base frequencies ``(bands,)`` and RoPE base for ``layer_type``."""
+def _own(rotary: Rotary, layer_type: str) -> tuple[torch.Tensor, float, float]:
+    """The frequencies ``(bands,)`` the model's rotary module uses now for ``layer_type`` (its checkpoint's
+    own scaling included; a dynamic or longrope module updates them on each pass), the attention scaling it
+    multiplies cos and sin by, and its RoPE base."""
     module = rotary.module
     inv_freq = getattr(module, f"{layer_type}_inv_freq", None)
     if inv_freq is None:
         inv_freq = module.inv_freq
+    attention = getattr(module, f"{layer_type}_attention_scaling", None)
+    attention = float(module.attention_scaling if attention is None else attention)
     if inv_freq.numel() > 1 and not bool((inv_freq[1:] < inv_freq[:-1]).all()):
         raise ValueError(
             f"{type(module).__name__}'s frequencies do not fall band by band: tempo_lab's bands (0 the "
             "highest frequency) cannot be matched to them"
         )
-    params = rotary.model.config.get_text_config(decoder=True).rope_parameters
-    if isinstance(params.get(layer_type), dict):  # one RoPE per layer type (Gemma 3)
-        params = params[layer_type]
-    return inv_freq, float(params["rope_theta"])
+    return inv_freq, attention, float(rope_parameters(rotary.model.config, layer_type)["rope_theta"])
 
 
 def scaled_table(lm: LoadedModel, scaling: RopeScaling, layer: int = 0) -> tuple[torch.Tensor, float]:
     """``scaling``'s frequencies ``(bands,)`` (band 0 the highest) and attention factor at ``layer`` of
-    ``lm``, beside which :meth:`~tempo_lab.interventions.rotary.Rotary.bands` gives the unscaled ones."""
-    rotary = Rotary(lm)
+    ``lm``, composed with the checkpoint's own scaling (see :func:`scaled`), beside which
+    :meth:`~tempo_lab.interventions.rotary.Rotary.bands` gives the model's own."""
+    rotary = Rotary(lm, fixed=False)
     (layer,) = _check_layers(rotary, [layer])
-    inv_freq, base = _base_of(rotary, rotary.layer_types[layer])
-    return scaling.table(inv_freq, base, trained_context(lm))
-
-
-def trained_context(lm: LoadedModel) -> int:
-    """The context ``lm`` was trained at: its config's ``original_max_position_embeddings`` where it has one
-    (Phi-3 keeps the pre-extension length there), else its ``max_position_embeddings`` (also inside
-    :func:`~tempo_lab.loaded.beyond_context`, where ``lm.max_positions`` is ``None``)."""
-    config = lm.model.config.get_text_config(decoder=True)
-    return getattr(config, "original_max_position_embeddings", None) or config.max_position_embeddings
+    inv_freq, attention, base = _own(rotary, rotary.layer_types[layer])
+    frequencies, factor = scaling.table(inv_freq, base, trained_context(lm))
+    return frequencies, attention * factor
 
 
 def _check_layers(rotary: Rotary, layers: Sequence[int] | None) -> list[int]:
@@ -289,13 +285,19 @@ def _check_layers(rotary: Rotary, layers: Sequence[int] | None) -> list[int]:
     )
 
 
-def _layer_hook(columns: torch.Tensor, attention: float, now: CurrentPass):
+def _layer_hook(rotary: Rotary, layer: int, scaling: RopeScaling, trained: int, now: CurrentPass):
     """The pre-hook of one decoder layer: its ``position_embeddings`` replaced by the cos and sin of the
-    pass's positions at the per-column frequencies ``columns`` ``(rotary_dim,)``, times ``attention``."""
+    pass's positions at ``scaling``'s frequencies, composed with the ones the model uses in this pass, times
+    the model's attention scaling and the method's."""
+    layer_type = rotary.layer_types[layer]
 
     def hook(_module: nn.Module, args: tuple, kwargs: dict):
         cos, sin = kwargs["position_embeddings"]
-        angles = now.positions[..., None].float() * columns.to(cos.device)  # (batch, q, rotary_dim)
+        inv_freq, own, base = _own(rotary, layer_type)
+        frequencies, factor = scaling.table(inv_freq, base, trained)
+        columns = frequencies.to(cos.device)[rotary.columns(layer).to(cos.device)]
+        attention = own * factor
+        angles = now.positions[..., None].float() * columns  # (batch, q, columns)
         embeddings = ((angles.cos() * attention).to(cos.dtype), (angles.sin() * attention).to(sin.dtype))
         return args, {**kwargs, "position_embeddings": embeddings}
 
@@ -307,24 +309,30 @@ def scaled(lm: LoadedModel, scaling: RopeScaling, layers: Sequence[int] | None =
     """Every forward pass of ``lm`` inside the block runs with ``scaling``'s rotary table in ``layers``
     (``None``: every layer; see the module docstring); yields the model's
     :class:`~tempo_lab.interventions.rotary.Rotary`. Positions past the trained context are allowed inside
-    (:func:`~tempo_lab.loaded.beyond_context`). Refused before any forward, naming the value: a model
-    without rotary embeddings, a layer outside the model, LongRoPE factors of the wrong length."""
+    (:func:`~tempo_lab.loaded.beyond_context`).
+
+    **On a checkpoint with its own scaling** (a ``rope_parameters`` of type yarn, llama3, linear, longrope or
+    dynamic, as Qwen2.5, Llama 3.1, Phi-3 and gpt-oss ship), the method *composes* with it: its formula is
+    applied to the frequencies the checkpoint uses (its own scaling included), and its attention factor
+    multiplies the checkpoint's. So ``RopeScaling.linear(1.0)`` leaves every checkpoint as it is, and
+    ``RopeScaling.linear(2.0)`` halves whatever frequencies it had. On a plain RoPE this is the method
+    itself, equal to transformers' ``rope_parameters`` for it.
+
+    Refused before any forward, naming the value: a model without rotary embeddings computed from the
+    positions, a layer outside the model, LongRoPE factors of the wrong length."""
     if not isinstance(scaling, RopeScaling):
         raise ValueError(f"scaling must be a RopeScaling (RopeScaling.yarn(...), ...), got {scaling!r}")
-    rotary = Rotary(lm)
+    rotary = Rotary(lm, fixed=False)
     chosen = _check_layers(rotary, layers)
-    tables = {}
+    trained = trained_context(lm)
     for layer_type in dict.fromkeys(rotary.layer_types[layer] for layer in chosen):
-        inv_freq, base = _base_of(rotary, layer_type)
-        frequencies, attention = scaling.table(inv_freq, base, trained_context(lm))
-        tables[layer_type] = frequencies, attention
+        inv_freq, _, base = _own(rotary, layer_type)
+        scaling.table(inv_freq, base, trained)  # refuses what does not fit the model before anything runs
     now = CurrentPass()
     handles = [lm.model.base_model.register_forward_pre_hook(now.record, with_kwargs=True)]
     try:
         for layer in chosen:
-            frequencies, attention = tables[rotary.layer_types[layer]]
-            columns = frequencies.cpu()[rotary.columns(layer)]
-            hook = _layer_hook(columns, attention, now)
+            hook = _layer_hook(rotary, layer, scaling, trained, now)
             handles.append(rotary.layers[layer].register_forward_pre_hook(hook, with_kwargs=True))
         with beyond_context(lm):  # past the trained context is what a scaling is for
             yield rotary

@@ -37,7 +37,7 @@ from torch import nn
 from tempo_lab.capture import register_eager
 from tempo_lab.interventions.edits import HEADS_ATTENTION, CurrentPass
 from tempo_lab.interventions.rotary import Rotary
-from tempo_lab.loaded import LoadedModel, beyond_context
+from tempo_lab.loaded import LoadedModel, beyond_context, trained_context
 from tempo_lab.plumbing import checks
 from tempo_lab.plumbing.scoped import PerModule, attending
 
@@ -137,8 +137,9 @@ def self_extended(lm: LoadedModel, window: int, group: int) -> Iterator[Rotary]:
     their own registered function)."""
     group, window = checks.count("group", group), checks.count("window", window)
     rotary = Rotary(lm)
+    lm.family.check_own_attention("Self-Extend")
     config = lm.model.config.get_text_config(decoder=True)
-    trained = getattr(config, "original_max_position_embeddings", None) or config.max_position_embeddings
+    trained = trained_context(lm)
     if window > trained:
         raise ValueError(
             f"window = {window} is past the model's trained context ({trained}): every pair would keep its "

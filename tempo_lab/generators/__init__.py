@@ -1,4 +1,4 @@
-"""Generators built on one decoding core (:mod:`tempo_lab.generators.core`) and one loop (:mod:`.loop`).
+"""Generators built on the one forward (:mod:`tempo_lab.forward`) and one loop (:mod:`.loop`).
 
 - :class:`RetroactivePositionGenerator`: one token re-evaluated at many positions (one batched forward):
   a new token after the prompt (``explore``), or the prompt's last token on a fine grid (``sweep``).
@@ -17,7 +17,6 @@ from tempo_lab.generators.compressed import (
     CompressedThoughtGenerator,
     ThoughtPath,
 )
-from tempo_lab.generators.core import DecodingCore, Prefix, branch, cache_length
 from tempo_lab.generators.options import CompressedOptions, ParallelOptions, Pruning
 from tempo_lab.generators.parallel import (
     ParallelResult,
@@ -36,18 +35,14 @@ __all__ = [
     "CompressedOptions",
     "CompressedResult",
     "CompressedThoughtGenerator",
-    "DecodingCore",
     "ParallelOptions",
     "ParallelResult",
     "ParallelStep",
     "ParallelTokenGenerator",
     "PositionSweep",
     "Pruning",
-    "Prefix",
     "RetroactivePositionGenerator",
     "RetroactiveResult",
     "ThoughtPath",
-    "branch",
     "bracket_text",
-    "cache_length",
 ]

@@ -22,11 +22,12 @@ from typing import Any
 import pandas as pd
 import torch
 
-from tempo_lab.generators.core import Generator, Prefix, branch
-from tempo_lab.generators.loop import Feed, decode
+from tempo_lab.forward import Prefix, branch
+from tempo_lab.generators.loop import Feed, Generator, decode
 from tempo_lab.generators.options import CompressedOptions, resolve
 from tempo_lab.generators.selection import choose_next, seeded_generator, select_tokens
-from tempo_lab.loaded import LoadedModel
+from tempo_lab.layout import Layout
+from tempo_lab.loaded import LoadedModel, widened
 from tempo_lab.plumbing import checks
 from tempo_lab.summaries import entropy
 
@@ -130,7 +131,7 @@ class PathPolicy:
 
     def __init__(self, run: CompressedRun, next_logits: torch.Tensor):
         o, t = run.options, run.input_ids.shape[1]
-        probs = torch.softmax(next_logits.float(), -1)
+        probs = torch.softmax(widened(next_logits), -1)
         self.entropy = float(entropy(probs))
         self.gap = float(min(o.max_gap, round(o.gap_per_nat * self.entropy))) if o.gap == "entropy" else o.gap
         self.positions = [t + self.gap + j for j in range(o.path_length + 1)]
@@ -146,7 +147,7 @@ class PathPolicy:
     def propose(self, step: int) -> Feed | None:
         if bool(self.ended.all()):
             return None
-        return Feed(self.tokens[-1].view(self.n, 1), torch.full((self.n, 1), self.positions[step]))
+        return Feed(self.tokens[-1].view(self.n, 1), Layout(torch.full((self.n, 1), self.positions[step])))
 
     def accept(self, step: int, logits: torch.Tensor) -> None:
         logits = logits[:, -1]  # (n, vocab)
@@ -261,7 +262,7 @@ class CompressedThoughtGenerator(Generator):
         text, ids = self.lm.encode_prompt(prompt)
         t = ids.shape[1]
         if o.gap != "entropy":
-            checks.integral_unless_rotary(f"gap = {o.gap:g}", o.gap, self.core.is_rotary)
+            checks.integral_position(f"gap = {o.gap:g}", o.gap, self.core.integer_reason)
         checks.in_context(
             f"gap {o.furthest_gap:g} after a prompt of {t} tokens with paths of {o.path_length} more tokens",
             t + o.furthest_gap + o.path_length,

@@ -46,8 +46,10 @@ from transformers import DynamicCache
 
 from tempo_lab import masks
 from tempo_lab.capture import AttentionRecord
-from tempo_lab.generators.core import DecodingCore, select_rows
+from tempo_lab.forward import DecodingCore, select_rows
 from tempo_lab.generators.loop import Policy
+from tempo_lab.layout import Layout
+from tempo_lab.loaded import widened
 
 #: what one more forward pass in a step costs, in query slots: its fixed work (about 60 ms on the 2-core CPU,
 #: the time of ~60 tokens' matmuls) and copying its rows' cache
@@ -166,12 +168,13 @@ class Lockstep:
                 continue
             fq = f.input_ids.shape[1]
             real[rows, :fq] = True
-            own = None if f.mask is None else masks.to_bool(f.mask).expand(len(rows), -1, -1, -1)[:, 0]
+            own = None if f.layout.is_causal else f.layout.allowed().expand(len(rows), -1, -1, -1)[:, 0]
             for j, r in enumerate(rows):
                 slots = self.slots[r] + [self.width + k for k in range(fq)]
                 ids[r, :fq] = f.input_ids[j if f.input_ids.shape[0] > 1 else 0].cpu()
-                positions[r] = f.positions.expand(len(rows), -1)[j, -1].cpu()  # padding repeats the last
-                positions[r, :fq] = f.positions.expand(len(rows), -1)[j].cpu()
+                where = f.layout.positions.expand(len(rows), -1)[j].cpu()
+                positions[r] = where[-1]  # padding repeats the last
+                positions[r, :fq] = where
                 block = masks.causal_allowed(fq, len(slots)) if own is None else own[j].cpu()
                 allowed[r, :fq][:, slots] = block
                 self.slots[r] = slots
@@ -242,9 +245,10 @@ class Lockstep:
                 f"the record holds {len(record.passes)} passes, this lockstep ran {len(self.passes)}: "
                 "capture exactly its prefill and steps"
             )
-        maps = [torch.zeros(len(s), len(s)) for s in self.slots]
+        maps: list[torch.Tensor] = []
         for k, (start, end, source) in enumerate(self.passes):
-            mean = record.stacked(k, width=end).float().mean(dim=(0, 2))  # (pass rows, q, end)
+            mean = widened(record.stacked(k, width=end)).mean(dim=(0, 2))  # (pass rows, q, end)
+            maps = maps or [torch.zeros(len(s), len(s), dtype=mean.dtype) for s in self.slots]
             for r, slots in enumerate(self.slots):
                 if source[r] < 0:  # not in this pass (a step's group of other rows)
                     continue
@@ -274,4 +278,4 @@ class Lockstep:
             ranks = real.long().cumsum(1) - 1
         mask = masks.to_additive(allowed[:, None], self.core.dtype)
         cache = self.cache if cache is None else cache
-        return self.core.forward(ids, positions, mask, cache, ranks=ranks, last=last)
+        return self.core.forward(ids, Layout(positions, mask), cache, ranks=ranks, last=last)

@@ -6,7 +6,8 @@ with the logits; the loop, its progress bar and its stopping are shared:
     policy = MyPolicy(...)                       # propose(step) -> Feed | None; accept(step, logits)
     steps = decode(core, prefix.cache, policy, max_steps, desc="my generator")
 
-Contents: :class:`Feed` (one step's input), :class:`Policy` (the protocol), :func:`decode` (the loop).
+Contents: :class:`Generator` (what every generator holds), :class:`Feed` (one step's input), :class:`Policy`
+(the protocol), :func:`decode` (the loop).
 """
 
 from __future__ import annotations
@@ -19,20 +20,27 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-from tempo_lab.generators.core import DecodingCore
+from tempo_lab.forward import DecodingCore
+from tempo_lab.layout import Layout
+from tempo_lab.loaded import LoadedModel
+
+
+class Generator:
+    """The base of every generator: the loaded model ``lm`` and its :class:`~tempo_lab.forward.DecodingCore`
+    ``core``."""
+
+    def __init__(self, lm: LoadedModel):
+        self.lm = lm
+        self.core = DecodingCore(lm)
 
 
 @dataclass
 class Feed:
-    """What one cached step feeds.
-
-    ``input_ids``, ``positions``: ``(batch, q)``; ``mask``: additive ``(batch, 1, q, cached + q)``, or
-    ``None`` for causal order over every slot.
-    """
+    """What one cached step feeds: ``input_ids`` ``(batch, q)`` laid out by ``layout`` (its positions
+    ``(batch, q)``; its mask ``None`` for causal order over every slot, or ``(batch, 1, q, cached + q)``)."""
 
     input_ids: torch.Tensor
-    positions: torch.Tensor
-    mask: torch.Tensor | None = None
+    layout: Layout
 
 
 class Policy(Protocol):
@@ -68,7 +76,7 @@ def decode(
             feed = policy.propose(step)
             if feed is None:
                 break
-            logits = core.step(cache, feed.input_ids, feed.positions, feed.mask)
+            logits = core.step(cache, feed.input_ids, feed.layout)
             policy.accept(step, logits)
             fed += 1
             if on_step is not None:

@@ -48,10 +48,10 @@ import torch
 from transformers import DynamicCache
 
 from tempo_lab.capture import AttentionRecord, capture_attention
-from tempo_lab.generators.core import Generator
-from tempo_lab.generators.loop import decode
+from tempo_lab.generators.loop import Generator, decode
 from tempo_lab.generators.options import ParallelOptions, resolve
 from tempo_lab.generators.sets import ParallelStep, SetPolicy
+from tempo_lab.loaded import widened
 from tempo_lab.plumbing import checks
 
 SET_MARKS = str.maketrans({"\n": "↵", "\r": "⏎", "\t": "⇥"})  # whitespace inside a bracket, made visible
@@ -126,7 +126,7 @@ class ParallelResult:
         row = 0
         for k, layers in enumerate(self.attention.passes):
             q = layers[0].shape[-2]
-            w = self.attention.stacked(k, width=row + q).float()  # (layers, 1, heads, q, slots so far)
+            w = widened(self.attention.stacked(k, width=row + q))  # (layers, 1, heads, q, slots so far)
             w = w[layer : layer + 1] if layer is not None else w
             w = w[:, :, head : head + 1] if head is not None else w
             out[row : row + q, : row + q] = w.mean(dim=(0, 1, 2))
@@ -179,7 +179,7 @@ class ParallelRun:
     ) -> SetPolicy:
         """The step policy after the prompt, whose last-token logits are ``next_logits`` ``(vocab,)``.
         ``cache``: the prompt's own cache (only a pruning recompute touches it)."""
-        first = torch.softmax(next_logits.float(), -1)
+        first = torch.softmax(widened(next_logits), -1)
         return SetPolicy(self.generator.core, cache, self.input_ids, self.options, self.thresholds,
                          self.forced, first, record)  # fmt: skip
 

@@ -24,9 +24,11 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from tempo_lab import masks
-from tempo_lab.generators.core import Generator, Prefix, branch
+from tempo_lab.forward import Prefix, branch
+from tempo_lab.generators.loop import Generator
 from tempo_lab.generators.selection import top_tokens
+from tempo_lab.layout import Layout
+from tempo_lab.loaded import widened
 from tempo_lab.plumbing import checks
 from tempo_lab.summaries import divergences, entropy
 
@@ -251,7 +253,7 @@ class RetroactivePositionGenerator(Generator):
                     "token may go back at most onto that position"
                 )
             checks.in_context(f"positions[{i}] = {p:g}", math.ceil(p), self.lm.max_positions)
-            checks.integral_unless_rotary(f"positions[{i}] = {p:g}", p, self.core.is_rotary)
+            checks.integral_position(f"positions[{i}] = {p:g}", p, self.core.integer_reason)
             wanted.update({round(p, 6), float(math.floor(p)), float(math.ceil(p))})
         if not wanted:
             raise ValueError("give at least one position")
@@ -261,7 +263,7 @@ class RetroactivePositionGenerator(Generator):
             prefix = self.core.prefill(ids[:, :-1])
         elif not torch.equal(prefix.input_ids.to(ids.device), ids[:, :-1]):
             raise ValueError("the prefix given is not a prefill of the prompt without its last token")
-        probs = torch.softmax(self.place(prefix, int(ids[0, -1]), placed).float(), dim=-1).cpu()
+        probs = torch.softmax(widened(self.place(prefix, int(ids[0, -1]), placed)), dim=-1).cpu()
         kept = sorted({int(i) for i in probs.topk(min(TOP_KEPT, probs.shape[-1]), dim=-1).indices.flatten()})
         return PositionSweep(
             prompt=text,
@@ -276,7 +278,7 @@ class RetroactivePositionGenerator(Generator):
 
     def _check_placement(self, subject: str, position: float) -> None:
         checks.in_context(subject, position, self.lm.max_positions)
-        checks.integral_unless_rotary(subject, position, self.core.is_rotary)
+        checks.integral_position(subject, position, self.core.integer_reason)
 
     def place(self, prefix: Prefix, token_id: int | list[int], placed: list[float]) -> torch.Tensor:
         """Logits ``(P, vocab)`` after ``token_id`` fed at each of the ``P`` positions right after ``prefix``,
@@ -291,5 +293,4 @@ class RetroactivePositionGenerator(Generator):
             tok = torch.tensor(token_id, dtype=torch.long, device=self.lm.device).view(n, 1)
         else:
             tok = torch.full((n, 1), token_id, dtype=torch.long, device=self.lm.device)
-        mask = masks.causal_mask(1, prefix.length + 1, dtype=self.lm.dtype)  # the same row for every branch
-        return self.core.step(branch(prefix.cache, n), tok, pos, mask)[:, -1]
+        return self.core.step(branch(prefix.cache, n), tok, Layout(pos))[:, -1]  # sees the prefix, itself

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from tempo_lab.loaded import LoadedModel
+from tempo_lab.loaded import LoadedModel, widened
 from tempo_lab.plumbing import checks
 
 
@@ -38,7 +38,7 @@ def choose_next(
     with ``generator`` (seeded by the caller). Returns ``(batch,)`` int64 ids."""
     if not sample:
         return logits.argmax(-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    probs = torch.softmax(widened(logits) / temperature, dim=-1)
     return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(logits.device)
 
 

@@ -26,10 +26,12 @@ from transformers import DynamicCache
 
 from tempo_lab import masks
 from tempo_lab.capture import AttentionRecord
-from tempo_lab.generators.core import DecodingCore
+from tempo_lab.forward import DecodingCore
 from tempo_lab.generators.loop import Feed
 from tempo_lab.generators.options import ParallelOptions
 from tempo_lab.generators.selection import choose_next, seeded_generator, select_tokens
+from tempo_lab.layout import Layout
+from tempo_lab.loaded import widened
 
 
 @dataclass
@@ -106,7 +108,7 @@ class SetPolicy:
         self.pos += [position] * m
         self.labels += [step] * m
         self.hidden_after += [masks.NEVER] * m
-        return Feed(members.view(1, m), torch.full((1, m), position), self._mask(q_len=m))
+        return Feed(members.view(1, m), Layout(torch.full((1, m), position), self._mask(q_len=m)))
 
     def accept(self, step: int, logits: torch.Tensor) -> None:
         self.dist = self._next_dist(torch.softmax(logits[0], -1))
@@ -154,7 +156,7 @@ class SetPolicy:
     def _gather_attention(self, step: int) -> None:
         """Add this step's queries' attention on every set still inside its window."""
         prune, steps = self.o.prune, self.steps
-        weights = self.record.stacked(-1, width=len(self.ids)).float()  # (layers, 1, heads, q, slots)
+        weights = widened(self.record.stacked(-1, width=len(self.ids)))  # (layers, 1, heads, q, slots)
         if prune.heads is not None:
             weights = weights[:, :, list(prune.heads)]
         per_slot = weights.mean(dim=(0, 1, 2)).sum(0)  # (slots,): summed over this step's queries
@@ -193,7 +195,8 @@ class SetPolicy:
         for name in ("ids", "pos", "labels", "hidden_after"):
             setattr(self, name, [getattr(self, name)[s] for s in keep])
         fresh = DynamicCache(config=self.lm.model.config)
-        logits = self.core.forward(torch.tensor([self.ids]), torch.tensor([self.pos]), self._mask(), fresh)
+        layout = Layout(torch.tensor([self.pos]), self._mask())
+        logits = self.core.forward(torch.tensor([self.ids]), layout, fresh)
         self.record.passes.pop()  # the rebuild is not a step: keep passes[-1] the latest step's
         self.cache.layers = fresh.layers  # the loop's cache object now holds the rebuilt layers
         last = self.steps[-1]

@@ -8,7 +8,7 @@ transformers model.
 
 - :func:`laid_out` (:mod:`.laid_out`): a scoped forward pre-hook on the model that gives each batch row of
   every pass the positions and mask of one layout, built by the function tempo_lab's own passes use
-  (:meth:`~tempo_lab.interventions.Layout.model_inputs`), so the numbers are tempo_lab's;
+  (:meth:`~tempo_lab.layout.Layout.model_inputs`), so the numbers are tempo_lab's;
 - :func:`wrap` (:mod:`.nnsight`): the model as an nnsight ``TransformersModel`` (the optional extra
   ``tempo_lab[nnsight]``, imported only when called);
 - :func:`bridge` (:mod:`.transformer_lens`): the model as a TransformerLens ``TransformerBridge`` (the extra
@@ -18,8 +18,5 @@ transformers model.
 from tempo_lab.interop.laid_out import laid_out
 from tempo_lab.interop.nnsight import wrap
 from tempo_lab.interop.transformer_lens import bridge
-from tempo_lab.plumbing.moved import alias
-
-alias("tempo_lab.interop.layouts", "tempo_lab.interop.laid_out")  # renamed; warns for a release
 
 __all__ = ["bridge", "laid_out", "wrap"]

@@ -6,7 +6,7 @@ mask; a dict of per-layer-type masks does not survive its batching). :func:`laid
 they are and sets the two arguments where the model receives them: a forward pre-hook (with keyword
 arguments) on the model, registered for the block and removed on exit, also after an exception. Row ``i`` of
 every pass is laid out by ``layouts[i]``: its positions and its mask (TEMPO sets, isolation), made into the
-family's additive masks per layer type by :meth:`~tempo_lab.generators.core.DecodingCore.inputs`, as every
+family's additive masks per layer type by :meth:`~tempo_lab.forward.DecodingCore.inputs`, as every
 tempo_lab pass is.
 
 Contents: :func:`laid_out`.
@@ -23,8 +23,8 @@ from torch import nn
 from transformers import Cache
 
 from tempo_lab import masks
-from tempo_lab.generators.core import DecodingCore
-from tempo_lab.interventions.layouts import Layout
+from tempo_lab.forward import DecodingCore
+from tempo_lab.layout import Layout
 from tempo_lab.loaded import LoadedModel
 
 
@@ -47,6 +47,13 @@ def laid_out(lm: LoadedModel | Any, *layouts: Layout) -> Iterator[None]:
     lm = _loaded(lm)
     if not layouts:
         raise ValueError("give at least one layout: row i of each pass takes layouts[i]")
+    for i, layout in enumerate(layouts):
+        if not isinstance(layout, Layout) or layout.batch != 1 or layout.cached:
+            if isinstance(layout, Layout):
+                got = f"{layout.batch} rows over {layout.cached} cached slots"
+            else:
+                got = f"{type(layout).__name__} {layout!r}"
+            raise ValueError(f"layouts[{i}] must be a Layout of one whole sequence (one row), got {got}")
     core = DecodingCore(lm)
     allowed, real = masks.left_padded([masks.to_bool(layout.full_mask(lm.dtype))[0, 0] for layout in layouts])
     rows, width = real.shape
@@ -54,7 +61,7 @@ def laid_out(lm: LoadedModel | Any, *layouts: Layout) -> Iterator[None]:
     for r, layout in enumerate(layouts):
         positions[r, width - layout.n :] = layout.positions[0]
         positions[r, : width - layout.n] = layout.positions[0, 0]  # padding: any position the model takes
-    mask = masks.to_additive(allowed[:, None], lm.dtype)  # (rows, 1, W, W)
+    padded = Layout(positions, allowed[:, None])  # (rows, 1, W, W): checked here, before any pass
     ranks = real.long().cumsum(-1) - 1  # sliding windows count real slots only
     core.check_positions(positions)
 
@@ -77,7 +84,7 @@ def laid_out(lm: LoadedModel | Any, *layouts: Layout) -> Iterator[None]:
         cache = next((v for v in kwargs.values() if isinstance(v, Cache)), None)  # under any argument name
         if cache is not None and cache.get_seq_length() > 0:
             raise ValueError("laid_out places whole sequences: this pass extends a cache of earlier slots")
-        inputs = core.inputs(ids, positions, mask, None, ranks)
+        inputs = core.inputs(ids, padded, None, ranks)
         return (), {**kwargs, "input_ids": ids, "position_ids": inputs["position_ids"],
                     "attention_mask": inputs["attention_mask"]}  # fmt: skip
 

@@ -4,7 +4,8 @@
 - :mod:`.edits`: :class:`PositionEdit` and :func:`intervene`: chosen layers, rotary bands or heads see
   their slots moved, scoped like :func:`~tempo_lab.capture.capture_attention`, around any forward pass
   (generators, live sessions, studies);
-- :mod:`.layouts`: :class:`Layout`, one sequence's positions and mask, the unit the three below compare;
+- :mod:`.pairs`: two layouts (:class:`~tempo_lab.layout.Layout`) of the same tokens, what the three below
+  compare;
 - :mod:`.metrics`: what an intervention is measured by (:func:`logit_diff`, :func:`prob`, :func:`tv_to`,
   :func:`prompt_mass`, any callable of the logits);
 - :mod:`.sites`: the sites of patching (:class:`Site`, :class:`SiteModules`, a table of each family's parts,
@@ -14,12 +15,9 @@
 - :mod:`.attribution`: gradients of a metric with respect to every slot's position, per layer, and integrated
   gradients between two layouts;
 - :mod:`.search`: the positions that maximise a metric, by gradient ascent checked on a grid;
-- :mod:`.display`: their figures (:func:`heatmap`, :func:`attribution_figure`, :func:`search_figure`),
-  imported on first use, so the computing modules load no plotting library.
+- :mod:`.display`: their figures (``heatmap``, ``attribution_figure``, ``search_figure``): import it by name
+  (``from tempo_lab.interventions.display import heatmap``); the computing modules load no plotting library.
 """
-
-from importlib import import_module
-from typing import Any
 
 from tempo_lab.interventions.attribution import (
     IntegratedGradients,
@@ -28,31 +26,15 @@ from tempo_lab.interventions.attribution import (
     position_gradients,
 )
 from tempo_lab.interventions.edits import PositionEdit, intervene, moved
-from tempo_lab.interventions.layouts import Layout, shared_tokens
 from tempo_lab.interventions.metrics import Metric, log_prob, logit_diff, prob, prompt_mass, tv_to
+from tempo_lab.interventions.pairs import shared_tokens
 from tempo_lab.interventions.patching import PatchResult, patch, patch_naively
 from tempo_lab.interventions.rotary import Rotary, rotary_of
 from tempo_lab.interventions.search import PositionSearch, search_positions
 from tempo_lab.interventions.sites import Site, SiteModules, patched, record
-from tempo_lab.plumbing.moved import alias
-
-alias("tempo_lab.interventions.positions", "tempo_lab.interventions.edits")  # renamed; warns a release
-
-#: the figure functions, from :mod:`.display` on first use (matplotlib loads only then)
-_DISPLAY = ("attribution_figure", "heatmap", "search_figure")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _DISPLAY:
-        value = getattr(import_module("tempo_lab.interventions.display"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tempo_lab.interventions' has no attribute {name!r}")
-
 
 __all__ = [
     "IntegratedGradients",
-    "Layout",
     "Metric",
     "PatchResult",
     "PositionEdit",
@@ -61,8 +43,6 @@ __all__ = [
     "Rotary",
     "Site",
     "SiteModules",
-    "attribution_figure",
-    "heatmap",
     "integrated_gradients",
     "intervene",
     "log_prob",
@@ -76,7 +56,6 @@ __all__ = [
     "prompt_mass",
     "record",
     "rotary_of",
-    "search_figure",
     "search_positions",
     "shared_tokens",
     "tv_to",

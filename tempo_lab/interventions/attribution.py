@@ -35,10 +35,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tempo_lab.generators.core import DecodingCore
+from tempo_lab.forward import DecodingCore
 from tempo_lab.interventions.edits import PositionEdit, intervene
-from tempo_lab.interventions.layouts import Layout, Tokens, check_pair, shared_tokens
 from tempo_lab.interventions.metrics import Metric, as_metric
+from tempo_lab.interventions.pairs import Tokens, check_pair, shared_tokens
+from tempo_lab.layout import Layout
 from tempo_lab.loaded import LoadedModel
 from tempo_lab.plumbing import checks
 
@@ -128,13 +129,14 @@ def _values(
     core: DecodingCore,
     ids: torch.Tensor,
     positions: torch.Tensor,
-    mask: torch.Tensor,
+    mask: torch.Tensor | None,
     metric: Metric,
     readout: int,
 ) -> torch.Tensor:
-    """The metric per row of ``positions`` ``(rows, N)`` (with the autograd graph), ``(rows,)``."""
+    """The metric per row of ``positions`` ``(rows, N)`` under ``mask`` (a layout's, ``None``: causal), with
+    the autograd graph, ``(rows,)``."""
     rows = positions.shape[0]
-    logits = core.forward(ids.expand(rows, -1), positions, mask, None, grad=True)
+    logits = core.forward(ids.expand(rows, -1), Layout(positions, mask), grad=True)
     return metric(logits[:, readout])
 
 
@@ -168,11 +170,11 @@ def position_gradients(
             offsets = torch.zeros(n_layers, ids.shape[1], device=lm.device, requires_grad=True)
             edits = [PositionEdit(offsets[i], layers=[i]) for i in range(n_layers)]
             with intervene(lm, *edits):
-                value = _values(core, ids, positions, layout.full_mask(lm.dtype), metric, readout)
+                value = _values(core, ids, positions, layout.mask, metric, readout)
             value.sum().backward()
             layer_grads = offsets.grad.detach().cpu()
         else:
-            value = _values(core, ids, positions, layout.full_mask(lm.dtype), metric, readout)
+            value = _values(core, ids, positions, layout.mask, metric, readout)
             value.sum().backward()
             layer_grads = None
     gradient = positions.grad[0].detach().cpu()
@@ -205,7 +207,7 @@ def integrated_gradients(
             "positions only, or patch activations across the two (tempo_lab.interventions.patch)"
         )
     readout = _readout(readout, ids.shape[1])
-    core, mask = DecodingCore(lm), clean.full_mask(lm.dtype)
+    core, mask = DecodingCore(lm), clean.mask
     a = clean.positions.to(lm.device, torch.float32)
     b = corrupt.positions.to(lm.device, torch.float32)
     nodes, weights = np.polynomial.legendre.leggauss(steps)  # on [-1, 1]
@@ -218,7 +220,7 @@ def integrated_gradients(
             path = (a + alpha * (b - a)).detach().requires_grad_(True)  # (rows, N)
             _values(core, ids, path, mask, metric, readout).sum().backward()
             grad_sum += (weights_[start : start + batch_size, None] * path.grad).sum(0)
-        ends = core.forward(ids.expand(2, -1), torch.cat([a, b]), mask, None)
+        ends = core.forward(ids.expand(2, -1), Layout(torch.cat([a, b]), mask))
     values = metric(ends[:, readout])
     result = IntegratedGradients(
         ((b - a)[0] * grad_sum).detach().cpu(),

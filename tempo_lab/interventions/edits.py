@@ -221,6 +221,8 @@ def intervene(lm: LoadedModel, *edits: PositionEdit) -> Iterator[Rotary]:
         for layer in edit.layers if edit.layers is not None else range(rotary.n_layers):
             (by_heads if edit.heads is not None else by_layer).setdefault(layer, []).append(edit)
     original = model.config._attn_implementation
+    if by_heads:
+        lm.family.check_own_attention("a per-head position edit", computes_softmax=False)
     if by_heads and original.startswith("tempo_lab_") and original != HEADS_ATTENTION:
         raise ValueError(
             f"the model attends through {original!r} (another tempo_lab layout): per-head position edits "

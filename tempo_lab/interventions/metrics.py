@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tempo_lab.loaded import LoadedModel
+from tempo_lab.loaded import LoadedModel, widened
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Metric:
                 f"the metric {self.name!r} returned shape {tuple(value.shape)} for {logits.shape[0]} "
                 "run(s); it must return one number per run (a tensor of shape (runs,))"
             )
-        return value.float()
+        return widened(value)
 
 
 def as_metric(metric: Metric | Callable[[torch.Tensor], torch.Tensor]) -> Metric:
@@ -61,23 +61,33 @@ def logit_diff(lm: LoadedModel, a: str | int, b: str | int) -> Metric:
 def prob(lm: LoadedModel, token: str | int) -> Metric:
     """The next-token probability of ``token``."""
     i = lm.token_id(token)
-    return Metric(f"p({lm.token_str(i)!r})", lambda logits, _: torch.softmax(logits.float(), -1)[:, i])
+    return Metric(f"p({lm.token_str(i)!r})", lambda logits, _: torch.softmax(widened(logits), -1)[:, i])
 
 
 def log_prob(lm: LoadedModel, token: str | int) -> Metric:
     """The next-token log-probability of ``token`` (smoother to climb than the probability)."""
     i = lm.token_id(token)
     return Metric(
-        f"log p({lm.token_str(i)!r})", lambda logits, _: torch.log_softmax(logits.float(), -1)[:, i]
+        f"log p({lm.token_str(i)!r})", lambda logits, _: torch.log_softmax(widened(logits), -1)[:, i]
     )
 
 
 def tv_to(reference: torch.Tensor, name: str = "TV") -> Metric:
-    """Total variation of the next-token distribution from ``reference`` ``(vocab,)`` probabilities."""
-    ref = reference.detach().float()
+    """Total variation of the next-token distribution from ``reference`` ``(vocab,)`` probabilities (finite,
+    non-negative, summing to 1: refused otherwise, naming what is wrong)."""
+    if not isinstance(reference, torch.Tensor) or reference.dim() != 1 or not reference.is_floating_point():
+        got = tuple(reference.shape) if isinstance(reference, torch.Tensor) else type(reference).__name__
+        raise ValueError(f"reference must be probabilities of shape (vocab,), got {got}")
+    ref = widened(reference.detach())
+    if not torch.isfinite(ref).all() or (ref < 0).any() or abs(float(ref.sum()) - 1) > 1e-3:
+        raise ValueError(
+            f"reference must be a probability distribution (finite, >= 0, summing to 1); it sums to "
+            f"{float(ref.sum()):g} with {int((~torch.isfinite(ref)).sum())} non-finite and "
+            f"{int((ref < 0).sum())} negative entries"
+        )
     return Metric(
         name,
-        lambda logits, _: 0.5 * (torch.softmax(logits.float(), -1) - ref.to(logits.device)).abs().sum(-1),
+        lambda logits, _: 0.5 * (torch.softmax(widened(logits), -1) - ref.to(logits.device)).abs().sum(-1),
     )
 
 

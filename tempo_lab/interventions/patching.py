@@ -1,6 +1,6 @@
 """Activation patching across position layouts: the same tokens, two layouts, and where the difference enters.
 
-Two :class:`~tempo_lab.interventions.layouts.Layout` s over the same tokens (gap 0 against gap 20, position
+Two :class:`~tempo_lab.interventions.pairs.Layout` s over the same tokens (gap 0 against gap 20, position
 4.0 against 4.5, the isolated against the visible sets of a TEMPO run) line up slot for slot, so every
 difference between the two runs is caused by position (or visibility) alone.
 
@@ -38,11 +38,12 @@ import torch
 from transformers import DynamicCache
 
 from tempo_lab.capture import capture_attention
-from tempo_lab.generators.core import DecodingCore, branch
-from tempo_lab.interventions.layouts import Layout, Tokens, check_pair, shared_tokens
+from tempo_lab.forward import DecodingCore, branch
 from tempo_lab.interventions.metrics import Metric, as_metric
+from tempo_lab.interventions.pairs import Tokens, check_pair, shared_tokens
 from tempo_lab.interventions.sites import KINDS, Site, SiteModules, layer_of, patched, record
-from tempo_lab.loaded import LoadedModel
+from tempo_lab.layout import Layout
+from tempo_lab.loaded import LoadedModel, widened
 from tempo_lab.plumbing import checks
 
 DIRECTIONS = ("denoise", "noise")
@@ -121,18 +122,16 @@ def _run(
     """Run ``layout`` over ``ids`` ``(1, N)`` as ``n_rows`` identical rows (only the slots past ``cache``,
     a batch-1 prefix, when given) and return the metric per row, ``(n_rows,)``."""
     n, first = ids.shape[1], cache.get_seq_length() if cache is not None else 0
-    mask = layout.full_mask(core.dtype)[:, :, first:]
     with ExitStack() as stack:
         record = stack.enter_context(capture_attention(core.model)) if metric.needs_attention else None
         logits = core.forward(
             ids[:, first:].expand(n_rows, -1),
-            layout.positions[:, first:].expand(n_rows, -1),
-            mask,
+            layout.step(first).expand(n_rows),
             branch(cache, n_rows) if cache is not None else None,
         )
     attention = None
     if record is not None:
-        weights = record.stacked(-1, width=n).float()  # (layers, rows, heads, n - first, n)
+        weights = widened(record.stacked(-1, width=n))  # (layers, rows, heads, n - first, n)
         attention = weights[:, :, :, readout - first].permute(1, 0, 2, 3)  # (rows, layers, heads, n)
     return metric(logits[:, readout - first], attention)
 
@@ -202,12 +201,7 @@ def patch(
     cache = None
     if todo and 0 < first <= min(s.slot for s in todo):  # the slots before the first difference run once
         cache = DynamicCache(config=core.model.config)
-        core.forward(
-            ids[:, :first],
-            base_layout.positions[:, :first],
-            base_layout.full_mask(core.dtype)[:, :, :first, :first],
-            cache,
-        )
+        core.forward(ids[:, :first], base_layout.step(0, first), cache)
     values: dict[Site, float] = {}
     for start in range(0, len(todo), batch_size):
         rows = todo[start : start + batch_size]

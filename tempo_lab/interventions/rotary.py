@@ -1,9 +1,11 @@
 """A model's rotary embedding as tempo_lab reads it: where it sits, its frequency bands, how it rotates.
 
-Nothing here is a copy of a model's code. The frequencies are read off the model's own rotary module (its
-cos/sin at position 1: each column's angle is its frequency), and a rotation is applied with the model's own
-``apply_rotary_pos_emb`` (the public function of the attention module's modeling file), so half-split,
-interleaved and partial rotary layouts are all the model's.
+Nothing here is a copy of a model's code. Where the rotary module and the layers are, and how its cos/sin
+are laid out, is the family table's (:data:`tempo_lab.families.ARCHITECTURES`); the frequencies are read off
+the model's own rotary module (its cos/sin at position 1: each column's angle is its frequency), and a
+rotation is applied with the model's own ``apply_rotary_pos_emb`` (the public function of the attention
+module's modeling file), so half-split, interleaved, half-width (gpt-oss) and partial rotary layouts are all
+the model's.
 
 - **Bands** are the rotary frequency pairs, indexed from the highest frequency (band 0, wavelength 2π tokens
   for ``inv_freq = 1``) to the lowest; each band fills two columns of cos/sin. A model with one RoPE base per
@@ -29,7 +31,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tempo_lab.families import FREQUENCY_CHOOSING_ROPE, family_of
+from tempo_lab.families import FREQUENCY_CHOOSING_ROPE
 from tempo_lab.loaded import LoadedModel
 
 # What a Rotary measures about a model (each layer type's frequencies, whether each layer applies RoPE), kept
@@ -40,22 +42,33 @@ _MEASURED: weakref.WeakKeyDictionary[nn.Module, tuple[dict, dict]] = weakref.Wea
 
 class Rotary:
     """The rotary embedding of one model (see the module docstring). Refuses a model without one (learned
-    position tables, GPT-2), and one whose RoPE chooses its frequencies from the positions it sees (dynamic,
-    longrope), where a rotation at other positions is not a fixed rotation."""
+    position tables, GPT-2), one whose rotary cos/sin are looked up in a table of integer positions (GPT-J,
+    CodeGen: no frequencies to read or rescale), and, unless ``fixed=False`` (a scaling composed with the
+    frequencies of each pass, :func:`~tempo_lab.extension.scaled`), one whose RoPE chooses its frequencies
+    from the positions it sees (dynamic, longrope), where a rotation at other positions is not a fixed
+    rotation."""
 
-    def __init__(self, lm: LoadedModel):
-        model, base = lm.model, lm.model.base_model
-        self.module: nn.Module | None = getattr(base, "rotary_emb", None)
-        layers = getattr(base, "layers", None)
-        if self.module is None or layers is None:
+    def __init__(self, lm: LoadedModel, *, fixed: bool = True):
+        model, base, family = lm.model, lm.model.base_model, lm.family
+        if not family.is_rotary:
             raise ValueError(
                 f"{type(model).__name__} has no rotary position embedding (it looks positions up in a "
                 "learned table at the input): positions enter once, before the first layer, so per-layer, "
                 "per-band and per-head positions mean nothing for it; patch activations across layouts "
                 "instead (tempo_lab.interventions.patching)"
             )
-        family = family_of(model)
-        if family.rope_type in FREQUENCY_CHOOSING_ROPE:
+        if not family.has_bands:
+            raise ValueError(
+                f"{type(model).__name__}: {family.position_reason()}, so it has no frequencies to read, "
+                "rescale or rotate by a fraction of a position; per-layer, per-band and per-head positions "
+                "and context-extension methods need a rotary embedding computed from the positions; patch "
+                "activations across layouts instead (tempo_lab.interventions.patching)"
+            )
+        self.module: nn.Module = _part_or_refuse(base, "rotary_emb", family.model_type)
+        self.half_width = family.architecture.rotary.half_width
+        self.family = family
+        layers = family.modules(model).layers
+        if fixed and family.rope_type in FREQUENCY_CHOOSING_ROPE:
             raise ValueError(
                 f"{type(model).__name__}'s RoPE (rope_type {family.rope_type!r}) chooses its frequencies "
                 "from the largest position it sees, so a rotation at other positions is not one fixed "
@@ -83,12 +96,8 @@ class Rotary:
         return self.module(x, positions)
 
     def attention(self, layer: int) -> nn.Module:
-        """The self-attention module of ``layer``."""
-        block = self.layers[layer]
-        found = getattr(block, "self_attn", None) or getattr(block, "attention", None)
-        if found is None:
-            raise ValueError(f"found no attention module in layer {layer} ({type(block).__name__})")
-        return found
+        """The self-attention module of ``layer`` (where the family table says it is)."""
+        return getattr(self.layers[layer], self.family.architecture.parts.attention)
 
     def is_positional(self, layer: int) -> bool:
         """Whether ``layer`` applies the rotary embedding it receives (measured once, see the module
@@ -110,6 +119,7 @@ class Rotary:
                         attention_mask=mask,
                         position_ids=p,
                         position_embeddings=self.embeddings(h, p, layer),
+                        **dict(self.family.architecture.layer_kwargs),
                     )
                     outputs.append(out[0] if isinstance(out, tuple) else out)
             self._positional[layer] = not torch.equal(*outputs)
@@ -191,10 +201,11 @@ class Rotary:
         return cos, sin
 
     def rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layer: int) -> torch.Tensor:
-        """``x`` ``(batch, heads, n, head_dim)`` rotated by ``(cos, sin)`` ``(batch, n, rotary_dim)`` with the
-        model's own ``apply_rotary_pos_emb``, on the first ``rotary_dim`` dims (partial rotary, as every
-        family with it lays it out); the other dims are left as they are."""
-        d = cos.shape[-1]
+        """``x`` ``(batch, heads, n, head_dim)`` rotated by ``(cos, sin)`` ``(batch, n, columns)`` with the
+        model's own ``apply_rotary_pos_emb``, on the first rotated dims (partial rotary, as every family with
+        it lays it out: ``columns`` of them, or twice as many for a half-width family); the other dims are
+        left as they are."""
+        d = cos.shape[-1] * (2 if self.half_width else 1)
         rotated, _ = self.apply(layer)(x[..., :d], x[..., :d], cos.to(x.dtype), sin.to(x.dtype))
         return rotated if d == x.shape[-1] else torch.cat([rotated, x[..., d:]], -1)
 
@@ -208,6 +219,14 @@ class Rotary:
                 "supported for this family"
             )
         return fn
+
+
+def _part_or_refuse(owner: nn.Module, name: str, family: str) -> nn.Module:
+    found = getattr(owner, name, None)
+    if not isinstance(found, nn.Module):
+        raise ValueError(f"{family}'s base model has no {name!r}: its rotary module is not where the family "
+                         "table expects it")  # fmt: skip
+    return found
 
 
 def check_indices(name: str, values: Sequence[int], n: int, what: str) -> list[int]:

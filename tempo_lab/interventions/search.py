@@ -26,10 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tempo_lab.generators.core import DecodingCore
+from tempo_lab.forward import DecodingCore
 from tempo_lab.interventions.attribution import _differentiable, _readout, frozen
-from tempo_lab.interventions.layouts import Layout, Tokens, check_pair, shared_tokens
 from tempo_lab.interventions.metrics import Metric
+from tempo_lab.interventions.pairs import Tokens, check_pair, shared_tokens
+from tempo_lab.layout import Layout
 from tempo_lab.loaded import LoadedModel
 from tempo_lab.plumbing import checks
 
@@ -151,14 +152,14 @@ def search_positions(
     box = _bounds(layout, slots, bounds).to(lm.device)
     width = float((box[:, 1] - box[:, 0]).max())
     lr = 0.03 * width if lr is None else checks.positive("lr", lr)
-    core, mask = DecodingCore(lm), layout.full_mask(lm.dtype)
+    core, mask = DecodingCore(lm), layout.mask
     base = layout.positions.to(lm.device, torch.float32)
     index = torch.tensor(slots, device=lm.device)
 
     def evaluate(x: torch.Tensor, grad: bool) -> torch.Tensor:
         """The metric at the chosen slots' positions ``x`` ``(rows, k)``, ``(rows,)``."""
         positions = base.expand(x.shape[0], -1).index_copy(1, index, x)
-        logits = core.forward(ids.expand(x.shape[0], -1), positions, mask, None, grad=grad)
+        logits = core.forward(ids.expand(x.shape[0], -1), Layout(positions, mask), grad=grad)
         return metric(logits[:, readout])
 
     fractions = (torch.arange(restarts, device=lm.device, dtype=torch.float32)[:, None] + 0.5) / restarts

@@ -6,15 +6,14 @@ that keep activations, and hooks that write a source's activations into chosen b
   slot (the input of the output projection, ``head``), the MLP output at a slot (``mlp``), or the output of
   any named submodule at a slot (``"model.layers.3.mlp.down_proj"``; its input with ``":input"`` appended),
   as TransformerLens's hook names and baukit's ``Trace`` name them;
-- :data:`SITE_TABLE`: per family (``config.model_type``), the attribute paths of its decoder layers, attention
-  module, output projection, MLP and norms (:class:`Parts`); :class:`SiteModules` finds them in a model, and
-  refuses a family without an entry, or a layer without a part, naming both;
+- :class:`SiteModules`: where they are in a model, as the family table says
+  (:data:`tempo_lab.families.ARCHITECTURES`: decoder layers, attention, output projection, MLP and norms; a
+  family without a row, or a layer without a part, refused naming both);
 - :func:`record` (a context manager) and :func:`patched`: public for measurements that batch their own
   passes (:func:`~tempo_lab.interventions.patching.patch`, the study of notebook 09). Both remove their hooks
   on exit, also after an exception.
 
-Contents: :class:`Site`, :class:`Parts`, :data:`SITE_TABLE`, :class:`SiteModules`, :func:`record`,
-:func:`patched`, :data:`KINDS`.
+Contents: :class:`Site`, :class:`SiteModules`, :func:`record`, :func:`patched`, :data:`KINDS`.
 """
 
 from __future__ import annotations
@@ -44,48 +43,11 @@ class Site:
     head: int | None = None
 
 
-@dataclass(frozen=True)
-class Parts:
-    """Where a family keeps a site's modules, as attribute names: ``layers`` (the decoder layers, in the base
-    model), ``attention`` and ``mlp`` (in a layer), ``projection`` (the attention's output projection, in the
-    attention module) and ``norms`` (in a layer)."""
-
-    layers: str
-    attention: str
-    projection: str
-    mlp: str
-    norms: tuple[str, ...]
-
-
-_PRE_NORM = ("input_layernorm", "post_attention_layernorm")
-_SANDWICH = (*_PRE_NORM, "pre_feedforward_layernorm", "post_feedforward_layernorm")
-_LLAMA = Parts("layers", "self_attn", "o_proj", "mlp", _PRE_NORM)
-#: per ``config.model_type``: every family of :data:`tempo_lab.tiny.MATRIX` (the tests check each entry)
-SITE_TABLE: dict[str, Parts] = {
-    **dict.fromkeys(("llama", "mistral", "qwen2", "qwen3", "gemma", "granite", "stablelm", "phi3"), _LLAMA),
-    "gemma2": Parts("layers", "self_attn", "o_proj", "mlp", _SANDWICH),
-    "gemma3_text": Parts("layers", "self_attn", "o_proj", "mlp", _SANDWICH),
-    "olmo2": Parts(
-        "layers", "self_attn", "o_proj", "mlp", ("post_attention_layernorm", "post_feedforward_layernorm")
-    ),
-    "cohere": Parts("layers", "self_attn", "o_proj", "mlp", ("input_layernorm",)),
-    "cohere2": Parts("layers", "self_attn", "o_proj", "mlp", ("input_layernorm",)),
-    "gpt_neox": Parts("layers", "attention", "dense", "mlp", _PRE_NORM),
-    "gpt2": Parts("h", "attn", "c_proj", "mlp", ("ln_1", "ln_2")),
-}
-
-
-def _part(owner: nn.Module, name: str, what: str) -> nn.Module:
-    found = getattr(owner, name, None)
-    if not isinstance(found, nn.Module):
-        raise ValueError(f"{what} has no {name!r}: the site table's entry does not fit this model")
-    return found
-
-
 @dataclass
 class SiteModules:
     """Where the sites live in one model: decoder layers, each one's attention, output projection, MLP and
-    norms (found by :data:`SITE_TABLE`), and the model, whose named submodules are sites too."""
+    norms (found by the family table, :meth:`~tempo_lab.families.Family.modules`), and the model, whose named
+    submodules are sites too."""
 
     model: nn.Module
     layers: list[nn.Module]
@@ -98,25 +60,12 @@ class SiteModules:
 
     @classmethod
     def of(cls, lm: LoadedModel) -> SiteModules:
-        family = lm.model.config.model_type
-        parts = SITE_TABLE.get(family)
-        if parts is None:
-            raise ValueError(
-                f"the site table has no entry for the family {family!r} ({type(lm.model).__name__}): add its "
-                f"parts to tempo_lab.interventions.sites.SITE_TABLE (known: {', '.join(sorted(SITE_TABLE))})"
-            )
-        layers = list(_part(lm.model.base_model, parts.layers, f"{family}'s base model"))
-        attentions, projections, mlps, norms = [], [], [], []
-        for i, layer in enumerate(layers):
-            where = f"layer {i} of {family}"
-            attentions.append(_part(layer, parts.attention, where))
-            projections.append(_part(attentions[-1], parts.projection, f"the attention of {where}"))
-            mlps.append(_part(layer, parts.mlp, where))
-            norms.append({n: _part(layer, n, where) for n in parts.norms})
+        found = lm.family.modules(lm.model)
         n_heads = lm.model.config.num_attention_heads
-        proj = projections[0]  # a Linear (in_features), or GPT-2's Conv1D (weight (in, out))
+        proj = found.projections[0]  # a Linear (in_features), or GPT-2's Conv1D (weight (in, out))
         width = proj.in_features if hasattr(proj, "in_features") else proj.weight.shape[0]
-        return cls(lm.model, layers, attentions, projections, mlps, norms, n_heads, width // n_heads)
+        parts = (found.layers, found.attentions, found.projections, found.mlps, found.norms)
+        return cls(lm.model, *parts, n_heads, width // n_heads)
 
     def modules(self, kind: str) -> list[nn.Module]:
         """The modules of a built-in kind, one per layer."""

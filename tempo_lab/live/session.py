@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import torch
 
+from tempo_lab.forward import Prefix
 from tempo_lab.generators import RetroactivePositionGenerator
-from tempo_lab.generators.core import Prefix
-from tempo_lab.loaded import LoadedModel
+from tempo_lab.loaded import LoadedModel, widened
 from tempo_lab.plumbing import checks
 
 
@@ -80,4 +80,4 @@ class LiveSession:
                     f"{prefix.length - 1}); place the token at {prefix.length} or later"
                 )
         logits = self.retro.place(prefix, self.token_id(token), [float(p) for p in positions])
-        return torch.softmax(logits.float(), dim=-1)
+        return torch.softmax(widened(logits), dim=-1)

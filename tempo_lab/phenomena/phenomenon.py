@@ -1,65 +1,54 @@
-"""What a phenomenon slice declares, so that the registries (study measurements, live explorers, claims) are
-built from the slices in one place (:mod:`tempo_lab.phenomena`), and how a slice's package serves its display
-names without importing them.
+"""What one phenomenon is, for the registries built from every slice in one table
+(:mod:`tempo_lab.phenomena`).
 
-Contents: :class:`Phenomenon`, :func:`display_attributes`.
+Contents: :class:`Phenomenon`.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
 
 import torch
 
+from tempo_lab.claims import Claim
 from tempo_lab.loaded import LoadedModel
-from tempo_lab.studies.claims import Claim
-from tempo_lab.studies.conditions import Batch, Conditions
-
-if TYPE_CHECKING:  # pragma: no cover - the display side, imported on first use only
-    from tempo_lab.live.session import LiveSession
-    from tempo_lab.views import View
+from tempo_lab.phenomena.conditions import Batch, Conditions
 
 
 @dataclass(frozen=True)
 class Phenomenon:
-    """One phenomenon, by one ``name`` everywhere (module, study table, view, explorer tab, claim).
+    """One phenomenon, by one ``name`` everywhere (its package, study table, view, explorer tab, claims).
 
-    ``notebook``: the notebook that shows it (``"01"``); ``title``: its tab title; ``measure``: its batched
-    study measurement (one dict per prompt x condition); ``single``: the same rows for one prompt, computed
-    alone through the single-prompt generators (the independent path the tests check ``measure`` against);
-    ``explorer``: the display module whose ``explorer(session)`` is its live explorer (imported only when
-    the dashboard asks: :meth:`live_explorer`); ``claims``: the seed claims its numbers decide;
-    ``default_study``: whether a study measures it unless told which (notebook 06's six do; notebook 09's
-    localisation, at ~2 s per prompt on the bundled model, is asked for by name)."""
+    ``notebook``: the notebook that shows it (``"01"``); ``title``: its tab title; ``study``: its slice's
+    study module, holding ``measure`` (the batched study measurement, one dict per prompt x condition),
+    ``single_rows`` (the same rows for one prompt, computed alone through the single-prompt generators: the
+    independent path the tests check ``measure`` against) and ``CLAIMS`` (the claims its numbers decide;
+    ``claims`` given: those instead); ``explorer``: its display module has a live explorer (the dashboard
+    imports it: :mod:`tempo_lab.phenomena.dashboard`); ``default_study``: whether a study measures it unless
+    told which (notebook 06's six do; notebook 09's localisation, at ~2 s per prompt on the bundled model, is
+    asked for by name)."""
 
     name: str
     notebook: str
     title: str
-    measure: Callable[[LoadedModel, Batch, Conditions], list[dict]] | None = None
-    single: Callable[[LoadedModel, int, torch.Tensor, Conditions], list[dict]] | None = None
-    explorer: str | None = None
-    claims: tuple[Claim, ...] = ()
+    study: ModuleType | None = None
+    claims: tuple[Claim, ...] | None = None
+    explorer: bool = False
     default_study: bool = True
 
-    def live_explorer(self) -> Callable[[LiveSession], View] | None:
-        """The live explorer, from its display module (which loads matplotlib and ipywidgets)."""
-        return None if self.explorer is None else import_module(self.explorer).explorer
+    @property
+    def measure(self) -> Callable[[LoadedModel, Batch, Conditions], list[dict]] | None:
+        return None if self.study is None else self.study.measure
 
+    @property
+    def single(self) -> Callable[[LoadedModel, int, torch.Tensor, Conditions], list[dict]] | None:
+        return None if self.study is None else self.study.single_rows
 
-def display_attributes(package: str, names: Sequence[str]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` for a slice's package: ``names`` come from ``<package>.display`` on first
-    use, so importing the slice (its probe, its study) loads no plotting or widget library."""
-    shown = frozenset(names)
-
-    def __getattr__(name: str) -> Any:
-        if name not in shown:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(import_module(f"{package}.display"), name)
-        setattr(sys.modules[package], name, value)
-        return value
-
-    return __getattr__
+    @property
+    def decided(self) -> tuple[Claim, ...]:
+        """The claims its numbers decide."""
+        if self.claims is not None:
+            return self.claims
+        return tuple(getattr(self.study, "CLAIMS", ()))

@@ -11,7 +11,7 @@ Contents:
 - :func:`count`, :func:`integer_in`, :func:`seed`: integers.
 - :func:`choice`: one of a fixed set of names.
 - :func:`in_context`: a position the model's context can hold.
-- :func:`integral_unless_rotary`: fractional positions only on rotary models.
+- :func:`integral_position`: fractional positions only where the model computes them.
 """
 
 from __future__ import annotations
@@ -115,16 +115,15 @@ def context_message(subject: str, position: float, max_positions: int) -> str:
     )
 
 
-def integral_unless_rotary(subject: str, position: float, is_rotary: bool) -> None:
-    """Refuse a fractional position on a model with a learned absolute position table (GPT-2's ``wpe``).
+def integral_position(subject: str, position: float, reason: str) -> None:
+    """Refuse a fractional position on a model that takes integer positions only, ``reason`` saying why
+    (:meth:`~tempo_lab.families.Family.position_reason`: a learned position table, GPT-2's ``wpe``, or a
+    rotary embedding looked up in a table of integer positions, GPT-J's); ``""`` accepts any position.
 
     ``subject`` names the value, e.g. ``"gaps[1] = 0.5"`` or ``"position_ids[0, 2] = 2.5"``.
     """
-    if not is_rotary and float(position) != math.floor(position):
-        raise ValueError(
-            f"{subject} is fractional, but this model has no rotary position embedding (it looks positions "
-            "up in a learned table), so fractional positions are undefined"
-        )
+    if reason and float(position) != math.floor(position):
+        raise ValueError(f"{subject} is fractional, but this model takes integer positions only: {reason}")
 
 
 def _is_integer(value: Any) -> bool:

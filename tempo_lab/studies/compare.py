@@ -4,10 +4,10 @@ each claim's headline number between the models.
 The prompt is the unit, as everywhere in the studies: each claim's headline (:attr:`Claim.headline`, e.g.
 the retroactive TV at the largest gap) is one number per prompt, and the two models measured the *same*
 prompts, so the right comparison is paired: the Wilcoxon signed-rank test of ``b - a`` over the prompts both
-kept (:func:`tempo_lab.studies.stats.paired_test`), with the mean difference and its bootstrap interval.
+kept (:func:`tempo_lab.stats.paired_test`), with the mean difference and its bootstrap interval.
 
 Contents: :func:`compare_claims`, :func:`headlines`, :func:`check_same_prompts` (the figure:
-:func:`tempo_lab.studies.figures.compare_figure`).
+:func:`tempo_lab.studies.display.compare_figure`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from tempo_lab.plumbing.moved import moved_names
-from tempo_lab.studies import stats
-from tempo_lab.studies.claims import Claim, claims_table, fmt_ci
+from tempo_lab import stats
+from tempo_lab.claims import Claim, claims_table, fmt_ci
+from tempo_lab.phenomena import chosen
 
 
 def check_same_prompts(a: Any, b: Any) -> None:
@@ -46,15 +46,17 @@ def compare_claims(
     a: Any,
     b: Any,
     single: Mapping[str, Mapping[str, Any]],
-    claims: Sequence[Claim],
+    phenomena: Sequence[str] | None = None,
     names: tuple[str, str] = ("a", "b"),
 ) -> pd.DataFrame:
-    """One row per claim: each study's measurement and verdict (:func:`claims_table`), whether the verdicts
-    agree, what decided them (model, dtype, prompts), and the paired test of the headline between the models
-    (``difference``: ``names[1] - names[0]`` per prompt, mean with its 95% interval; Wilcoxon ``p``,
-    rank-biserial ``effect``, ``n`` prompts). ``single``: the single-prompt notebooks' key numbers (the
-    verdicts do not read them). Raises ``ValueError`` when the two studies measured different prompt sets."""
+    """One row per claim both studies measured (and of ``phenomena``, when given): each study's measurement
+    and verdict (:func:`claims_table`), whether the verdicts agree, what decided them (model, dtype, prompts),
+    and the paired test of the headline between the models (``difference``: ``names[1] - names[0]`` per
+    prompt, mean with its 95% interval; Wilcoxon ``p``, rank-biserial ``effect``, ``n`` prompts). ``single``:
+    the single-prompt notebooks' key numbers (the verdicts do not read them). Raises ``ValueError`` when the
+    two studies measured different prompt sets."""
     check_same_prompts(a, b)
+    claims = [c for c in chosen(a, phenomena) if c.phenomenon in b.phenomena]
     ta, tb = claims_table(a, single, claims), claims_table(b, single, claims)
     ha, hb = headlines(a, claims), headlines(b, claims)
     rows = []
@@ -87,5 +89,3 @@ def _paired(claim: Claim, ha: pd.DataFrame, hb: pd.DataFrame, names: tuple[str, 
         "n": test["n"],
     }
 
-
-__getattr__ = moved_names(__name__, {"figure": "tempo_lab.studies.figures:compare_figure"})

@@ -36,11 +36,11 @@ from tqdm.auto import tqdm
 
 from tempo_lab.models import LoadedModel, load_model
 from tempo_lab.phenomena import DEFAULT_STUDY, MEASURES
+from tempo_lab.phenomena.conditions import Conditions, context_needed
 from tempo_lab.plumbing import checks
+from tempo_lab.prompts import PromptSet, as_prompt_set, bundled_prompts, encode
 from tempo_lab.results import IncompleteResults, ResultsWarning
-from tempo_lab.studies.conditions import Conditions, context_needed
 from tempo_lab.studies.folder import IDENTITY, StudyFolder, manifest
-from tempo_lab.studies.prompts import PromptSet, as_prompt_set, bundled_prompts, encode
 
 #: the study's tables: one per phenomenon with a batched measurement
 PHENOMENA: tuple[str, ...] = tuple(MEASURES)
@@ -173,8 +173,9 @@ def run_study(
     loaded on this process's GPU when there is one (each process of a multi-GPU launch takes its
     ``LOCAL_RANK``'s). ``resume``: the command that completes this folder, quoted when a read finds it
     incomplete (default: this call). ``dtype``: the weights' dtype when the model is loaded here (default
-    float32; ``"bfloat16"`` halves the memory, and is fast only where the CPU or GPU has bfloat16 matmul
-    units); the folder records it, its tables carry it, and a folder written in another dtype is refused.
+    float32, float64 for the tiny random model; ``"bfloat16"`` halves the memory, and is fast only where the
+    CPU or GPU has bfloat16 matmul units); the folder records it, its tables carry it, and a folder written in
+    another dtype is refused.
 
     The folder is checked writable and its writer lock taken
     (:meth:`~tempo_lab.results.ResultsFolder.writing`) before the model is loaded; every existing part is
@@ -199,7 +200,7 @@ def run_study(
     folder.check_writable()
     with folder.writing(group=_launch_group()):
         lm = model if isinstance(model, LoadedModel) else load_model(
-            model, device=_process_device(), dtype=dtype if dtype is not None else torch.float32
+            model, device=_process_device(), dtype=dtype
         )
         return _run(lm, prompts, folder, list(phenomena), conditions or Conditions(), batch_size, seed,
                     problems, progress, resume)  # fmt: skip

@@ -41,12 +41,12 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
-from tempo_lab.extension.scaling import RopeScaling, scaled, trained_context
+from tempo_lab.corpus import load_corpus
+from tempo_lab.extension.scaling import RopeScaling, scaled
 from tempo_lab.extension.self_extend import self_extended
-from tempo_lab.loaded import LoadedModel, beyond_context
+from tempo_lab.loaded import LoadedModel, beyond_context, trained_context
 from tempo_lab.plumbing import checks
 from tempo_lab.tpi.convert import as_transformers
-from tempo_lab.tpi.corpus import load_corpus
 from tempo_lab.tpi.model import VOCAB, CharLM
 from tempo_lab.tpi.runs import LM, RunsFolder, checkpoint, key
 

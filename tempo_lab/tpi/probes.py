@@ -11,7 +11,7 @@ Contents:
 - ``shift_sweep(models, prompts, at, amounts)``: total variation against the unshifted distribution and top-1
   change, one row per model x prompt x amount.
 
-Its live view is :func:`tempo_lab.tpi.report.shift_view` (this module imports no plotting library).
+Its live view is :func:`tempo_lab.tpi.display.shift_view` (this module imports no plotting library).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from collections.abc import Iterable, Sequence
 import pandas as pd
 import torch
 
-from tempo_lab.plumbing.moved import moved_names
 from tempo_lab.summaries import tv
 from tempo_lab.tpi.model import CharLM
 
@@ -63,5 +62,3 @@ def shift_sweep(
                 )
     return pd.DataFrame(rows)
 
-
-__getattr__ = moved_names(__name__, {"shift_view": "tempo_lab.tpi.report:shift_view"})

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from tempo_lab.corpus import Corpus, load_corpus
 from tempo_lab.results import IncompleteResults, ResultsFolder, identity_hash
-from tempo_lab.tpi.corpus import Corpus, load_corpus
 from tempo_lab.tpi.model import ARCHITECTURES, ModelConfig
 from tempo_lab.tpi.recall import RecallTask, train_recall
 from tempo_lab.tpi.train import TrainSettings, load, save, train

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from tempo_lab.tpi.corpus import Corpus
+from tempo_lab.corpus import Corpus
 from tempo_lab.tpi.model import CharLM, ModelConfig
 
 PHASE_PROJECTIONS = ("omega", "omega_query", "offset", "adjust")

@@ -30,100 +30,104 @@ class Recipe:
 def _nb01(p: dict[str, Any]) -> View:
     from tempo_lab import load_model
     from tempo_lab.phenomena import gap_dropout
+    from tempo_lab.phenomena.gap_dropout import display as gap_dropout_display
 
     result = gap_dropout.gap_probe(load_model(p["model_name"]), p["prompt"], p["token"], p["gaps"])
-    return gap_dropout.view(result)
+    return gap_dropout_display.view(result)
 
 
 def _nb02(p: dict[str, Any]) -> View:
     from tempo_lab import load_model, positions
     from tempo_lab.generators import RetroactivePositionGenerator
-    from tempo_lab.phenomena import fractional
+    from tempo_lab.phenomena.fractional import display as fractional_display
 
     lm = load_model(p["model_name"])
     natural = lm.encode_prompt(p["prompt"])[1].shape[1] - 1  # start and stop are offsets from it
     grid = positions.grid(natural + p["start"], natural + p["stop"], p["step"])
-    return fractional.view(RetroactivePositionGenerator(lm).sweep(p["prompt"], grid))
+    return fractional_display.view(RetroactivePositionGenerator(lm).sweep(p["prompt"], grid))
 
 
 def _nb03(p: dict[str, Any]) -> View:
     from tempo_lab import load_model
     from tempo_lab.generators import RetroactivePositionGenerator
-    from tempo_lab.phenomena import retroactive
+    from tempo_lab.phenomena.retroactive import display as retroactive_display
 
     lm = load_model(p["model_name"])
     gaps = list(range(0, p["max_gap"] + 1, p["gap_step"]))
     gen = RetroactivePositionGenerator(lm)
     sweep = gen.explore(p["prompt"], gaps=gaps, token=p["token"], top_k=p["top_k"])
-    return retroactive.view(sweep, lm)
+    return retroactive_display.view(sweep, lm)
 
 
 def _nb04(p: dict[str, Any]) -> View:
     from tempo_lab import load_model
     from tempo_lab.phenomena import isolation
+    from tempo_lab.phenomena.isolation import display as isolation_display
 
     thresholds = sorted(set(p["thresholds"]) | {p["threshold"]})
     pairs = isolation.parallel_pairs(load_model(p["model_name"]), p["prompt"], thresholds,
                                      max_steps=p["max_steps"], max_set_size=p["max_set_size"])  # fmt: skip
-    return isolation.view(pairs)
+    return isolation_display.view(pairs)
 
 
 def _nb05(p: dict[str, Any]) -> View:
     from tempo_lab import load_model
     from tempo_lab.phenomena import compressed
+    from tempo_lab.phenomena.compressed import display as compressed_display
 
     runs = compressed.compressed_runs(
         load_model(p["model_name"]), p["prompt"], p["gaps"], threshold=p["threshold"],
         max_candidates=p["max_candidates"], path_length=p["path_length"],
     )  # fmt: skip
-    return compressed.view(runs)
+    return compressed_display.view(runs)
 
 
 def _nb06(p: dict[str, Any]) -> View:
-    from tempo_lab.phenomena import retroactive
+    from tempo_lab.phenomena.retroactive import display as retroactive_display
     from tempo_lab.studies import read_study
 
-    return retroactive.study_view(read_study(Path(p["results_root"]) / "06_claims_at_scale"))
+    return retroactive_display.study_view(read_study(Path(p["results_root"]) / "06_claims_at_scale"))
 
 
 def _nb07(p: dict[str, Any]) -> View:
     from tempo_lab import load_model
     from tempo_lab.phenomena import pruning
+    from tempo_lab.phenomena.pruning import display as pruning_display
 
     thresholds = sorted(set(p["prune_thresholds"]) | {p["prune_threshold"]})
     runs = pruning.pruning_runs(load_model(p["model_name"]), p["prompt"], thresholds, window=p["window"],
                                 threshold=p["threshold"], max_steps=p["max_steps"])  # fmt: skip
-    return pruning.view(runs)
+    return pruning_display.view(runs)
 
 
 def _nb08(p: dict[str, Any]) -> View:
-    from tempo_lab.tpi import report
-    from tempo_lab.tpi.corpus import load_corpus
+    from tempo_lab.corpus import load_corpus
+    from tempo_lab.tpi import display as tpi_display
     from tempo_lab.tpi.runs import checkpoint
 
     folder = Path(p["results_root"]) / "08_tpi"
     models = {name: checkpoint(name, folder) for name in ("rope", "tpi", "tpi-decay")}
     text = bytes(load_corpus().val[:96].tolist()).decode("utf-8", errors="replace")  # the first probe snippet
-    return report.shift_view(models, text)
+    return tpi_display.shift_view(models, text)
 
 
 def _nb10(p: dict[str, Any]) -> View:
     import torch
 
-    from tempo_lab.extension import display
+    from tempo_lab.corpus import load_corpus
+    from tempo_lab.tpi import display as tpi_display
     from tempo_lab.tpi import lengths
-    from tempo_lab.tpi.corpus import load_corpus
     from tempo_lab.tpi.runs import checkpoint
 
     folder = Path(p["results_root"]) / "10_context_extension"
     text = torch.tensor(list(p["prompt"].encode()) + load_corpus().val.tolist())[: p["live_bytes"]]
-    return display.length_view(checkpoint("rope", folder), text, lengths.trained_length(folder))
+    return tpi_display.length_view(checkpoint("rope", folder), text, lengths.trained_length(folder))
 
 
 def _nb11(p: dict[str, Any]) -> View:
     from tempo_lab import load_model
     from tempo_lab.caches import display
-    from tempo_lab.tpi.corpus import load_corpus
+    from tempo_lab.corpus import load_corpus
 
     lm = load_model(p["model_name"])
     corpus = bytes(load_corpus().val.tolist()).decode("utf-8", errors="replace")
@@ -135,6 +139,7 @@ def _nb09(p: dict[str, Any]) -> View:
     from tempo_lab import load_model
     from tempo_lab.generators import ParallelTokenGenerator
     from tempo_lab.phenomena import localisation as loc
+    from tempo_lab.phenomena.localisation import display as loc_display
 
     lm = load_model(p["model_name"])
     locs = {}
@@ -149,23 +154,23 @@ def _nb09(p: dict[str, Any]) -> View:
     ids, visible, isolated = loc.set_pair(run, p["set_steps"])
     locs["isolated vs visible"] = loc.localise(lm, ids, visible, isolated, metric=p["metric"],
                                                name="isolated vs visible")  # fmt: skip
-    return loc.view(locs)
+    return loc_display.view(locs)
 
 
 RECIPES: dict[str, Recipe] = {
-    "01_gap_attention_dropout": Recipe("views.show(gap_dropout.view(result))", _nb01),
-    "02_decimal_positions": Recipe("views.show(fractional.view(sweep))", _nb02),
-    "03_retroactive_exploration": Recipe("views.show(retroactive.view(sweep, lm))", _nb03),
-    "04_isolated_vs_visible_attention": Recipe("views.show(isolation.view(pairs))", _nb04),
-    "05_compressed_thoughts": Recipe("views.show(compressed.view(runs))", _nb05),
-    "06_claims_at_scale": Recipe("views.show(phenomena.retroactive.study_view(study))", _nb06),
-    "07_retroactive_pruning_and_hidden_sets": Recipe("views.show(pruning.view(runs))", _nb07),
-    "08_tpi_vs_rope": Recipe("views.show(report.shift_view(models, text))", _nb08),
+    "01_gap_attention_dropout": Recipe("views.show(gap_dropout_display.view(result))", _nb01),
+    "02_decimal_positions": Recipe("views.show(fractional_display.view(sweep))", _nb02),
+    "03_retroactive_exploration": Recipe("views.show(retroactive_display.view(sweep, lm))", _nb03),
+    "04_isolated_vs_visible_attention": Recipe("views.show(isolation_display.view(pairs))", _nb04),
+    "05_compressed_thoughts": Recipe("views.show(compressed_display.view(runs))", _nb05),
+    "06_claims_at_scale": Recipe("views.show(retroactive_display.study_view(study))", _nb06),
+    "07_retroactive_pruning_and_hidden_sets": Recipe("views.show(pruning_display.view(runs))", _nb07),
+    "08_tpi_vs_rope": Recipe("views.show(tpi_display.shift_view(models, text))", _nb08),
     "09_where_position_acts": Recipe(
-        'views.show(loc.view({**comma, **half, "isolated vs visible": sets}))', _nb09
+        'views.show(loc_display.view({**comma, **half, "isolated vs visible": sets}))', _nb09
     ),
     "10_beyond_the_trained_context": Recipe(
-        'views.show(display.length_view(checkpoint("rope", results), text, trained))', _nb10
+        'views.show(tpi_display.length_view(checkpoint("rope", results), text, trained))', _nb10
     ),
     "11_attention_sinks_and_moved_caches": Recipe(
         "views.show(display.cache_view(lm, text, lm.encode(live_prefix), lm.encode(live_chunk)))", _nb11

@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from tempo_lab.caches import concat, reuse_chunk, selected
-from tempo_lab.generators import DecodingCore
+from tempo_lab.forward import DecodingCore
+from tempo_lab.layout import Layout
 from tempo_lab.tiny import MATRIX, tiny_random
+from tests.helpers import assert_same
 
 PREFIX, CHUNK = "In a small village by the sea, ", "there lived an old fisherman"
 
@@ -32,7 +34,7 @@ def test_layer_zero_of_the_chunk_equals_the_recompute_and_the_gap_starts_at_laye
 def test_a_one_layer_model_reuses_exactly():
     lm = tiny_random("llama", num_hidden_layers=1)
     reuse = reuse_chunk(lm, lm.encode(PREFIX), lm.encode(CHUNK))
-    torch.testing.assert_close(reuse.reused, reuse.recomputed, atol=1e-6, rtol=0)
+    assert_same(reuse.reused, reuse.recomputed)
     assert reuse.top1_agrees and reuse.tv < 1e-5
 
 
@@ -42,7 +44,7 @@ def test_with_no_prefix_the_reused_cache_is_the_recompute(tiny):
 
 
 def test_concat_holds_both_caches_in_order(tiny):
-    from tempo_lab.generators import DecodingCore
+    from tempo_lab.forward import DecodingCore
 
     core = DecodingCore(tiny)
     a, b = core.prefill(tiny.encode("ab")).cache, core.prefill(tiny.encode("cde")).cache
@@ -79,7 +81,7 @@ def hooked_reference(lm, prefix, chunk, chosen):
                    for i, block in enumerate(layers) for name in ("k_proj", "v_proj")]  # fmt: skip
         try:
             n = ids.shape[1]
-            return DecodingCore(lm).full(ids, torch.arange(n, dtype=torch.float32)[None])
+            return DecodingCore(lm).full(ids, Layout(torch.arange(n, dtype=torch.float32)[None]))
         finally:
             for h in handles:
                 h.remove()
@@ -126,9 +128,9 @@ def test_sliding_window_families_reuse_while_prefix_and_chunk_fit_the_window(fam
     assert reuse.tv < 1e-5 and reuse.partial.tv[0] < 1e-5  # one layer: exact
     n = prefix.shape[1] + chunk.shape[1]
     want = torch.softmax(
-        DecodingCore(lm).full(torch.cat([prefix, chunk], 1), torch.arange(n)[None].float())[0, -1], -1
+        DecodingCore(lm).full(torch.cat([prefix, chunk], 1), Layout(torch.arange(n)[None].float()))[0, -1], -1
     )
-    torch.testing.assert_close(reuse.recomputed, want, atol=1e-5, rtol=0)
+    assert_same(reuse.recomputed, want)
     narrow = tiny_random(family, **{**MATRIX[family], "sliding_window": 32, **one}, num_hidden_layers=1)
     with pytest.raises(
         ValueError,

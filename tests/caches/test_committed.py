@@ -12,7 +12,7 @@ import torch
 
 from tempo_lab.caches import read_cache_study, reuse_chunk, rolling_logprobs, sink_mass, study_spec
 from tempo_lab.caches.study import _long_text
-from tempo_lab.studies.prompts import bundled_prompts, encode
+from tempo_lab.prompts import bundled_prompts, encode
 
 FOLDER = Path(__file__).resolve().parents[2] / "results" / "11_caches"
 MODEL = "smollm2-135m"

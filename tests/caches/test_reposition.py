@@ -9,10 +9,13 @@ import torch
 
 from tempo_lab import masks
 from tempo_lab.caches import reposition
-from tempo_lab.generators import DecodingCore
+from tempo_lab.families import ARCHITECTURES
+from tempo_lab.forward import DecodingCore
+from tempo_lab.layout import Layout
 from tempo_lab.tiny import MATRIX, tiny_random
+from tests.helpers import assert_same
 
-ROTARY = [f for f in MATRIX if f != "gpt2"]
+ROTARY = [f for f in MATRIX if ARCHITECTURES[f].has_bands]
 PROMPT = "Once upon a time"  # 16 byte tokens
 ATOL = 1e-5
 
@@ -25,7 +28,7 @@ def shift_of(n: int) -> torch.Tensor:
 def prefill(lm, positions: torch.Tensor):
     core = DecodingCore(lm)
     ids = lm.encode(PROMPT)
-    return core, ids, core.prefill(ids, positions[None])
+    return core, ids, core.prefill(ids, Layout(positions[None]))
 
 
 def layer0_keys_equal_a_recompute(lm) -> None:
@@ -34,7 +37,7 @@ def layer0_keys_equal_a_recompute(lm) -> None:
     _, _, old = prefill(lm, p)
     _, _, new = prefill(lm, p + shift_of(n))
     moved = reposition(lm, old.cache, shift_of(n))
-    torch.testing.assert_close(moved.layers[0].keys, new.cache.layers[0].keys, atol=ATOL, rtol=0)
+    assert_same(moved.layers[0].keys, new.cache.layers[0].keys)
     assert (old.cache.layers[0].keys - new.cache.layers[0].keys).abs().max() > 100 * ATOL  # it moved
     torch.testing.assert_close(moved.layers[0].values, new.cache.layers[0].values, atol=0, rtol=0)
 
@@ -62,11 +65,11 @@ def test_a_one_layer_model_predicts_from_a_moved_cache_as_from_a_recompute(famil
     moved = reposition(lm, old.cache, shift_of(n))
     token = lm.encode("!")
     at = float((p + shift_of(n))[-1]) + 1.5
-    step = core.forward(token, torch.tensor([[at]]), masks.causal_mask(1, n + 1, dtype=lm.dtype), moved)
+    step = core.forward(token, Layout(torch.tensor([[at]])), moved)
     everything = torch.cat([ids, token], 1)
     whole = torch.cat([p + shift_of(n), torch.tensor([at])])[None]
-    full = core.forward(everything, whole, masks.causal_mask(n + 1, dtype=lm.dtype), None)
-    torch.testing.assert_close(step[0, -1], full[0, -1], atol=ATOL, rtol=0)
+    full = core.forward(everything, Layout(whole, masks.causal_mask(n + 1, dtype=lm.dtype)))
+    assert_same(step[0, -1], full[0, -1])
 
 
 def test_a_shift_of_zero_is_bit_identical_and_the_given_cache_is_untouched(tiny):

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from tempo_lab.caches import Rolling, kept_slots, rolling_logprobs
+from tempo_lab.loaded import widened
 from tempo_lab.tiny import MATRIX, tiny_random
+from tests.helpers import assert_same
 
 TEXT = "Once upon a time, in a small village by the sea"  # 47 byte tokens
 VARIANTS = [Rolling(2, 6), Rolling(0, 8), Rolling(2, 6, reposition=False)]
@@ -20,7 +22,7 @@ VARIANTS = [Rolling(2, 6), Rolling(0, 8), Rolling(2, 6, reposition=False)]
 def plain_logprobs(lm, ids):
     with torch.no_grad():
         logits = lm.model(ids).logits[0]
-    return torch.log_softmax(logits.float(), -1)[:-1].gather(1, ids[0, 1:, None])[:, 0]
+    return torch.log_softmax(widened(logits), -1)[:-1].gather(1, ids[0, 1:, None])[:, 0]
 
 
 def test_kept_slots_are_the_sinks_and_the_last_window_tokens():
@@ -37,7 +39,7 @@ def test_room_for_the_whole_text_is_the_plain_model(family):
     want = plain_logprobs(lm, ids)
     for reposition in (True, False):
         got = rolling_logprobs(lm, ids, Rolling(4, ids.shape[1], reposition), progress=False)
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+        assert_same(got, want)
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=["streaming", "window", "sinks-unmoved"])
@@ -47,7 +49,7 @@ def test_a_one_layer_model_equals_its_recomputed_window_at_every_step(family, va
     ids = lm.encode(TEXT)
     got = rolling_logprobs(lm, ids, variant, progress=False)
     want = rolling_logprobs(lm, ids, variant, recompute=True, progress=False)
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert_same(got, want)
     assert (got - plain_logprobs(lm, ids)).abs().max() > 1e-3  # eviction changed the predictions
 
 
@@ -57,7 +59,7 @@ def test_on_two_layers_the_deviation_from_the_reference_is_real_and_starts_at_th
     got = rolling_logprobs(tiny, ids, rolling, progress=False)
     want = rolling_logprobs(tiny, ids, rolling, recompute=True, progress=False)
     first = rolling.size  # token t = size is fed after the first eviction
-    torch.testing.assert_close(got[:first], want[:first], atol=1e-5, rtol=0)
+    assert_same(got[:first], want[:first])
     assert (got[first:] - want[first:]).abs().max() > 1e-4  # deeper keys/values remember evicted tokens
 
 
@@ -66,16 +68,14 @@ def test_variants_run_together_equal_each_run_alone(tiny):
     together = rolling_logprobs(tiny, ids, VARIANTS, progress=False)
     assert together.shape == (3, ids.shape[1] - 1)
     for row, variant in zip(together, VARIANTS, strict=True):
-        torch.testing.assert_close(
-            row, rolling_logprobs(tiny, ids, variant, progress=False), atol=1e-5, rtol=0
-        )
+        assert_same(row, rolling_logprobs(tiny, ids, variant, progress=False))
 
 
 def test_the_reference_at_chosen_steps_is_the_reference_there_and_nan_elsewhere(tiny):
     ids = tiny.encode(TEXT)
     every = rolling_logprobs(tiny, ids, VARIANTS, recompute=True, progress=False)
     some = rolling_logprobs(tiny, ids, VARIANTS, recompute=True, steps=[3, 20, 45], progress=False)
-    torch.testing.assert_close(some[:, [3, 20, 45]], every[:, [3, 20, 45]], atol=1e-5, rtol=0)
+    assert_same(some[:, [3, 20, 45]], every[:, [3, 20, 45]])
     assert torch.isnan(some).sum() == 3 * (ids.shape[1] - 1 - 3)
 
 
@@ -91,7 +91,7 @@ def test_sliding_window_families_roll_exactly_while_the_cache_fits_their_window(
     ids = lm.encode(TEXT)
     got = rolling_logprobs(lm, ids, VARIANTS, progress=False)
     want = rolling_logprobs(lm, ids, VARIANTS, recompute=True, progress=False)
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert_same(got, want)
     with pytest.raises(ValueError, match=r"slides over 16 tokens; a rolling cache of 16 slots"):
         rolling_logprobs(lm, ids, Rolling(4, 12), progress=False)
 

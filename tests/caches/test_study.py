@@ -23,9 +23,11 @@ from tempo_lab.caches import (
     sink_mass,
 )
 from tempo_lab.caches import study as study_module
+from tempo_lab.loaded import widened
+from tempo_lab.prompts import bundled_prompts, encode
 from tempo_lab.results import IncompleteResults
-from tempo_lab.studies.prompts import bundled_prompts, encode
 from tempo_lab.tiny import tiny_random
+from tests.helpers import assert_same
 
 SPEC = CacheSpec(models=("llama",), prompts=5, per_part=2, ablate=2, ratio=3.0, partial=(1, 3), sinks=2,
                  window=10, length=70, segment=25, reference_every=16)  # fmt: skip
@@ -52,9 +54,9 @@ def test_the_rolling_rows_are_one_unsegmented_run_and_the_reference_its_recomput
     reference = rolling_logprobs(lm, ids, variants, recompute=True, steps=steps, progress=False)
     for v, name in enumerate(SPEC.variants):
         rows = rolling[rolling.variant == name].sort_values("step")
-        torch.testing.assert_close(torch.tensor(rows.logprob.to_numpy()), want[v].double(), atol=1e-5, rtol=0)
+        assert_same(torch.tensor(rows.logprob.to_numpy()), want[v].double())
         got_ref = torch.tensor(rows.reference.to_numpy())[steps]
-        torch.testing.assert_close(got_ref, reference[v, steps].double(), atol=1e-5, rtol=0)
+        assert_same(got_ref, reference[v, steps].double())
 
 
 def test_the_prompt_rows_are_the_functions_called_prompt_by_prompt(tables):
@@ -63,15 +65,13 @@ def test_the_prompt_rows_are_the_functions_called_prompt_by_prompt(tables):
     ids, prefix = encode(lm, prompts, i), encode(lm, prompts, 4)
     sinks = tables["sinks"][tables["sinks"].prompt == i]
     mass = sink_mass(lm, ids)
-    torch.testing.assert_close(torch.tensor(sinks.mass.to_numpy()).reshape(mass.shape).float(), mass)
+    assert_same(widened(torch.tensor(sinks.mass.to_numpy()).reshape(mass.shape)), mass)
     reuse = reuse_chunk(
         lm, prefix, ids, partial=[("first", 1), ("first", 3), ("deviating", 1), ("deviating", 3)]
     )
     chunks = tables["chunks"][tables["chunks"].prompt == i]
     assert chunks.tv.iloc[0] == pytest.approx(reuse.tv, abs=1e-6)
-    torch.testing.assert_close(
-        torch.tensor(chunks.restored.to_numpy()).float(), reuse.restored, atol=1e-6, rtol=0
-    )
+    assert_same(widened(torch.tensor(chunks.restored.to_numpy())), reuse.restored)
     partial = tables["partial"][tables["partial"].prompt == i]
     assert partial.tv.to_numpy() == pytest.approx(reuse.partial.tv.to_numpy(), abs=1e-6)
     last = tables["chunks"][tables["chunks"].prompt == 4]  # the last prompt is reused behind the first

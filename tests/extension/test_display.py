@@ -9,6 +9,7 @@ import torch
 
 from tempo_lab.extension import RopeScaling, display
 from tempo_lab.extension.angles import band_angles
+from tempo_lab.tpi import display as tpi_display
 from tempo_lab.tpi import model, train
 from tempo_lab.tpi.convert import as_transformers
 
@@ -32,18 +33,18 @@ def table() -> pd.DataFrame:
 
 
 def test_the_figures_are_titled_labelled_and_drawn_from_the_table():
-    fig = display.factor_figure(table())
+    fig = tpi_display.factor_figure(table())
     ax = fig.axes[0]
     assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
     assert set(ax.get_legend_handles_labels()[1]) == {"plain", "pi", "tpi", "plain at 1x + 5%"}
     curves = {c.get_label(): c.lines[0] for c in ax.containers}
     assert list(curves["plain"].get_ydata()) == pytest.approx([3.05, 4.05])  # the mean over the two seeds
     assert list(curves["pi"].get_ydata()) == pytest.approx([2.05, 2.05])
-    fig = display.layer_figure(table())
+    fig = tpi_display.layer_figure(table())
     bars = [p.get_height() for p in fig.axes[0].patches]
     assert bars == pytest.approx([3.0, 4.0]) and fig.axes[0].get_title()
     with pytest.raises(ValueError, match="no per-layer sweep"):
-        display.layer_figure(table().query("layer == -1"))
+        tpi_display.layer_figure(table().query("layer == -1"))
 
 
 def test_the_band_figure_has_a_row_per_method():
@@ -58,7 +59,7 @@ def test_the_live_view_reports_the_char_lms_own_bits_per_byte():
     torch.manual_seed(0)
     m = model.build("rope", dim=16, layers=1, dropout=0.0).eval()
     data = torch.randint(0, 256, (300,), generator=torch.Generator().manual_seed(1))
-    view = display.length_view(m, data, trained=16)
+    view = tpi_display.length_view(m, data, trained=16)
     rendered = view.render(factor=2, method="pi", window=8)
     assert rendered.state["plain"] == pytest.approx(train.bits_per_byte(m, data, 32), abs=1e-5)
     # PI at 2x is the char-LM at positions halved
@@ -71,4 +72,4 @@ def test_the_live_view_reports_the_char_lms_own_bits_per_byte():
     assert rendered.state["bpc"] == pytest.approx(float(bits), abs=1e-5)
     assert "pi at 2x (32 bytes)" in rendered.text
     with pytest.raises(ValueError, match="more than 256 bytes of text, not 100"):
-        display.length_view(m, data[:100], trained=16)
+        tpi_display.length_view(m, data[:100], trained=16)

@@ -6,6 +6,7 @@ decoding core with the same explicit mask (a gapped layout without one is read a
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -13,11 +14,14 @@ import torch
 from tempo_lab import masks
 from tempo_lab.extension import RopeScaling, beyond_context, scaled, scaled_table
 from tempo_lab.families import family_of
-from tempo_lab.generators import DecodingCore, RetroactivePositionGenerator
-from tempo_lab.loaded import LoadedModel
+from tempo_lab.forward import DecodingCore
+from tempo_lab.generators import RetroactivePositionGenerator
+from tempo_lab.layout import Layout
+from tempo_lab.loaded import LoadedModel, trained_context
 from tempo_lab.tiny import MATRIX, tiny_random
+from tests.helpers import assert_same
 
-ROTARY = ["llama", "qwen2", "gemma2", "gemma3_text", "gpt_neox", "phi3"]
+ROTARY = ["llama", "qwen2", "gemma2", "gemma3_text", "gpt_neox", "phi3", "phi", "glm", "olmo3", "falcon"]
 PROMPT = "Once upon a time"  # 16 byte tokens
 ORIGINAL = 256  # L₀ for yarn, llama3, longrope: the tiny models' bands fall in every regime of each method
 ATOL = 1e-5
@@ -55,7 +59,7 @@ def logits(lm: LoadedModel, positions: torch.Tensor) -> torch.Tensor:
     ids = lm.encode(PROMPT)
     n = ids.shape[1]
     causal = torch.ones(n, n, dtype=torch.bool, device=lm.device).tril()[None, None]
-    return DecodingCore(lm).forward(ids, positions.to(lm.device), causal, None)
+    return DecodingCore(lm).forward(ids, Layout(positions.to(lm.device), causal))
 
 
 def own_logits(lm: LoadedModel, positions: torch.Tensor) -> torch.Tensor:
@@ -108,7 +112,7 @@ def test_a_scaling_equals_transformers_own_rope_parameters(family, method):
         got = logits(lm, positions)
     with beyond_context(lm):
         assert (want - logits(lm, positions)).abs().max() > 10 * ATOL  # the method changes the logits
-    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+    assert_same(got, want)
 
 
 @pytest.mark.parametrize("family", ["llama", "gemma2", "gpt_neox"])
@@ -121,7 +125,7 @@ def test_dynamic_at_a_stated_length_equals_transformers_dynamic_at_that_largest_
     reference = with_rope(lm, scaling.rope_parameters(lm.model.config.rope_parameters["rope_theta"]))
     want = own_logits(reference, positions)
     with scaled(lm, scaling):
-        torch.testing.assert_close(logits(lm, positions), want, atol=ATOL, rtol=0)
+        assert_same(logits(lm, positions), want)
 
 
 def test_ntk_is_dynamic_ntk_with_the_same_base():
@@ -132,7 +136,7 @@ def test_ntk_is_dynamic_ntk_with_the_same_base():
     length = int((a + s - 1) * trained / s)  # s·L/L₀ − (s − 1) = a
     ntk, _ = scaled_table(lm, RopeScaling.ntk(a))
     dynamic, _ = scaled_table(lm, RopeScaling.dynamic(s, length=length))
-    torch.testing.assert_close(ntk, dynamic, atol=1e-7, rtol=1e-6)
+    assert_same(ntk, dynamic)
     base, _ = scaled_table(lm, RopeScaling.linear(1.0))
     assert ntk[0] == base[0] and torch.isclose(ntk[-1], base[-1] / a, rtol=1e-6)  # highest kept, lowest /a
 
@@ -150,11 +154,11 @@ def test_longrope_short_table_below_the_trained_length_and_the_table_switch_pitf
     near, far = far_layout(n, 20.0), far_layout(n, ORIGINAL + 20.0)
     with scaled(lm, scaling):
         ours_near, ours_far = logits(lm, near), logits(lm, far)
-    torch.testing.assert_close(ours_near, own_logits(reference, near), atol=ATOL, rtol=0)
+    assert_same(ours_near, own_logits(reference, near))
     first = slice(0, n - 3)  # the tokens whose positions the move leaves alone
     theirs_far = own_logits(reference, far)
     assert (theirs_far[:, first] - own_logits(reference, near)[:, first]).abs().max() > 10 * ATOL  # switched
-    torch.testing.assert_close(ours_far[:, first], ours_near[:, first], atol=ATOL, rtol=0)  # no switch
+    assert_same(ours_far[:, first], ours_near[:, first])  # no switch
 
 
 @pytest.mark.parametrize("family", ["llama", "gemma3_text"])
@@ -172,7 +176,7 @@ def test_a_scaling_composes_with_the_cache_fractional_positions_and_the_generato
         want = RetroactivePositionGenerator(reference).explore(PROMPT, gaps=gaps, token="!")
     with scaled(lm, scaling, layers):
         got = RetroactivePositionGenerator(lm).explore(PROMPT, gaps=gaps, token="!")
-    torch.testing.assert_close(got.probs, want.probs, atol=1e-6, rtol=0)
+    assert_same(got.probs, want.probs)
 
 
 def test_factor_one_leaves_every_logit_bit_identical_and_the_hooks_go_on_exit():
@@ -250,11 +254,68 @@ def test_beyond_context_lifts_the_limit_for_its_block_only_and_nests(tiny, tiny_
     with beyond_context(tiny):
         with beyond_context(tiny):
             assert tiny.max_positions is None
-        torch.testing.assert_close(logits(tiny, far), own_logits(tiny, far), atol=ATOL, rtol=0)
+        assert_same(logits(tiny, far), own_logits(tiny, far))
     assert tiny.max_positions == 512
     with pytest.raises(RuntimeError, match="inside"), beyond_context(tiny):
         raise RuntimeError("inside")
     assert tiny.max_positions == 512
-    with pytest.raises(ValueError, match="learned table of 256 rows: it has no position past its context"):
+    with pytest.raises(ValueError, match=r"no position past its context \(256\) to run at: it has no rotary"):
         with beyond_context(tiny_gpt2):
             pass
+
+
+PRESCALED = {
+    "yarn": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64},
+    "llama3": {"rope_type": "llama3", "factor": 8.0, "original_max_position_embeddings": 64,
+               "low_freq_factor": 1.0, "high_freq_factor": 4.0},
+    "linear": {"rope_type": "linear", "factor": 2.0},
+    "dynamic": {"rope_type": "dynamic", "factor": 2.0},
+    "longrope": {"rope_type": "longrope", "factor": 4.0, "original_max_position_embeddings": 64},
+}  # fmt: skip
+
+
+def prescaled(family: str, rope_type: str) -> LoadedModel:
+    """A tiny model of ``family`` whose checkpoint ships its own scaling of type ``rope_type`` (LongRoPE's
+    per-band lists sized to its bands), rebuilt by transformers from that config."""
+    lm = plain(family)
+    method = dict(PRESCALED[rope_type])
+    if rope_type == "longrope":
+        n = len(scaled_table(lm, RopeScaling.linear(1.0))[0])
+        method |= {"short_factor": [1.0 + 0.1 * b for b in range(n)], "long_factor": [2.0] * n}
+    return with_rope(lm, method)
+
+
+@pytest.mark.parametrize("rope_type", sorted(PRESCALED))
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_factor_one_leaves_a_prescaled_checkpoint_as_it_is(family, rope_type):
+    """A checkpoint's own scaling (yarn with its attention factor, llama3, linear, dynamic, longrope) is kept:
+    the method composes with it, so linear(1.0) is the identity (the old hook rebuilt cos/sin from the
+    method alone and moved a yarn x8 checkpoint's logits by 1.31)."""
+    lm = prescaled(family, rope_type)
+    positions = far_layout(len(lm.encode(PROMPT)[0]), 20.0)  # inside every table's own range
+    own = own_logits(lm, positions)
+    with scaled(lm, RopeScaling.linear(1.0)):
+        got = logits(lm, positions)
+    assert (got - own).abs().max() <= 1e-6 * max(1.0, float(own.abs().max()))
+    with scaled(lm, RopeScaling.linear(2.0)):  # and a real method does act on it
+        assert (logits(lm, positions) - own).abs().max() > 1e-4  # 100x the identity's bound
+
+
+def test_a_method_composes_with_the_checkpoints_own_scaling():
+    """Linear x2 on a checkpoint scaled linear x2 is the same weights loaded with linear x4; YaRN's attention
+    factor multiplies the checkpoint's (yarn x4 then linear x1: the checkpoint's factor alone)."""
+    lm = prescaled("llama", "linear")
+    four = with_rope(plain("llama"), {"rope_type": "linear", "factor": 4.0})
+    positions = far_layout(len(lm.encode(PROMPT)[0]), 30.0)
+    with scaled(lm, RopeScaling.linear(2.0)):
+        assert_same(logits(lm, positions), own_logits(four, positions))
+    yarn = prescaled("llama", "yarn")
+    frequencies, factor = scaled_table(yarn, RopeScaling.linear(1.0))
+    assert factor == pytest.approx(0.1 * math.log(4.0) + 1.0)  # the checkpoint's own attention factor
+    assert_same(frequencies, yarn.model.model.rotary_emb.inv_freq.float())
+
+
+def test_the_trained_context_is_the_checkpoints_original_one():
+    yarn = prescaled("llama", "yarn")
+    assert yarn.model.config.max_position_embeddings == 512 and trained_context(yarn) == 64
+    assert trained_context(plain("llama")) == 512

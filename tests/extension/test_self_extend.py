@@ -11,10 +11,13 @@ import pytest
 import torch
 
 from tempo_lab.extension import beyond_context, grouped_positions, self_extended
-from tempo_lab.generators import DecodingCore, RetroactivePositionGenerator
+from tempo_lab.forward import DecodingCore
+from tempo_lab.generators import RetroactivePositionGenerator
 from tempo_lab.interventions import PositionEdit, intervene
+from tempo_lab.layout import Layout
 from tempo_lab.loaded import LoadedModel
 from tempo_lab.tiny import MATRIX, tiny_random
+from tests.helpers import assert_same
 from tests.interventions.reference import hand_rotated
 
 PROMPT = "Once upon a time"  # 16 byte tokens
@@ -51,7 +54,7 @@ def forward(lm: LoadedModel, ids: torch.Tensor, positions: torch.Tensor) -> torc
     """The decoding core's uncached pass: logits ``(batch, n, vocab)`` for positions ``(batch, n)``."""
     n = ids.shape[1]
     causal = torch.ones(n, n, dtype=torch.bool).tril()[None, None]
-    return DecodingCore(lm).forward(ids, positions, causal, None)
+    return DecodingCore(lm).forward(ids, Layout(positions, causal))
 
 
 @pytest.fixture(scope="module", params=["llama", "qwen2", "gemma2"])
@@ -75,7 +78,7 @@ def test_self_extend_equals_the_two_matrix_reference(lm):
     want = hand(lm, ids, p, WINDOW, GROUP)
     with self_extended(lm, window=WINDOW, group=GROUP):
         got = forward(lm, ids, p[None])[0]
-    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+    assert_same(got, want)
     plain = forward(lm, ids, p[None])[0]
     assert (got - plain).abs().max() > 100 * ATOL  # far pairs are grouped: the logits move
 
@@ -92,7 +95,7 @@ def test_cached_steps_equal_the_reference_at_every_position(lm):
         p = torch.arange(n, dtype=torch.float32)
         p[-1] += gap
         want = torch.softmax(hand(lm, ids, p, WINDOW, GROUP)[-1], -1)
-        torch.testing.assert_close(got.probs[row], want, atol=1e-6, rtol=0)
+        assert_same(got.probs[row], want)
 
 
 def test_a_batch_of_two_layouts_gives_each_row_its_own_result(lm):
@@ -103,7 +106,7 @@ def test_a_batch_of_two_layouts_gives_each_row_its_own_result(lm):
         both = forward(lm, ids.expand(2, -1), rows)
         alone = [forward(lm, ids, row[None])[0] for row in rows]
     for k in range(2):
-        torch.testing.assert_close(both[k], alone[k], atol=ATOL, rtol=0)
+        assert_same(both[k], alone[k])
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "gemma2", "gemma3_text"])

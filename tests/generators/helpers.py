@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tempo_lab.generators.core import cache_length
+from tempo_lab.forward import cache_length
 from tempo_lab.models import LoadedModel
 
 
@@ -19,7 +19,8 @@ class Call:
 
     input_ids: torch.Tensor  # (batch, q)
     position_ids: torch.Tensor  # (batch, q)
-    mask_shape: tuple[int, ...]  # (batch, 1, q, kv)
+    mask_shape: tuple[int, ...]  # (batch, 1, q, kv), or (batch, kv) for a causal pass
+    causal: bool  # the 2D all-ones mask of a causal layout: the model builds its own causal mask
     cached: int  # cache slots before the pass
     cache: object  # the cache object passed (None without cache)
     key_batch_stride: int | None  # stride of layer 0's cached keys along the batch dim (0 = expanded view)
@@ -41,6 +42,7 @@ def record_forwards(lm: LoadedModel) -> Iterator[list[Call]]:
                 input_ids=kwargs["input_ids"].clone(),
                 position_ids=kwargs["position_ids"].clone(),
                 mask_shape=tuple(kwargs["attention_mask"].shape),
+                causal=kwargs["attention_mask"].dim() == 2 and bool(kwargs["attention_mask"].all()),
                 cached=cache_length(cache) if cache is not None else 0,
                 cache=cache,
                 key_batch_stride=stride,

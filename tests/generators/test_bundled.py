@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from tempo_lab import masks, positions
+from tempo_lab.forward import DecodingCore
 from tempo_lab.generators import (
     CompressedThoughtGenerator,
-    DecodingCore,
     ParallelTokenGenerator,
     RetroactivePositionGenerator,
 )
+from tempo_lab.layout import Layout
 
 pytestmark = pytest.mark.bundled
 PROMPT = "Once upon a time, there was a little cat who"
@@ -24,7 +25,7 @@ def test_retroactive_equals_full_recomputation(bundled):
     core = DecodingCore(bundled)
     for i, p in enumerate(res.positions):
         seq = torch.cat([ids, torch.tensor([[res.token_id]])], 1)
-        ref = core.full(seq, positions.placed(t, p))[0, -1]
+        ref = core.full(seq, Layout(positions.appended(t, p)))[0, -1]
         torch.testing.assert_close(res.logits[i], ref, atol=1e-4, rtol=0)
     assert (res.tv > 1e-3).all()
 
@@ -39,7 +40,7 @@ def test_compressed_paths_equal_full_recomputation(bundled):
     core = DecodingCore(bundled)
     for path in res.paths:
         seq = torch.cat([ids, torch.tensor([path.token_ids])], 1)
-        ref = core.full(seq, positions.with_gap(t, len(path.token_ids), 20))[0, t - 1 : -1]
+        ref = core.full(seq, Layout(positions.with_gap(t, len(path.token_ids), 20)))[0, t - 1 : -1]
         torch.testing.assert_close(path.logits, ref, atol=1e-4, rtol=0)
 
 
@@ -50,7 +51,7 @@ def test_parallel_steps_equal_full_recomputation(bundled, intraset):
     )
     assert any(s.size >= 2 for s in res.steps[:-1])
     mask = masks.parallel_mask(res.labels, intraset, dtype=bundled.dtype)
-    rows = torch.softmax(DecodingCore(bundled).full(res.input_ids, res.positions, mask)[0], -1)
+    rows = torch.softmax(DecodingCore(bundled).full(res.input_ids, Layout(res.positions, mask))[0], -1)
     expected = [rows[res.prompt_len - 1]]
     for k, step in enumerate(res.steps[:-1]):
         w = torch.tensor(step.probs)

@@ -6,8 +6,11 @@ import pytest
 import torch
 
 from tempo_lab import positions
-from tempo_lab.generators import CompressedThoughtGenerator, DecodingCore
+from tempo_lab.forward import DecodingCore
+from tempo_lab.generators import CompressedThoughtGenerator
+from tempo_lab.layout import Layout
 from tests.generators.helpers import record_forwards, with_eos
+from tests.helpers import assert_same
 
 PROMPT = "hello there"
 FAST = {"progress": False}
@@ -19,11 +22,11 @@ def _full_rows(lm, ids, path_ids, gap):
     t = ids.shape[1]
     seq = torch.cat([ids, torch.tensor([path_ids])], 1)
     pos = positions.with_gap(t, len(path_ids), gap)
-    return DecodingCore(lm).full(seq, pos)[0, t - 1 : -1]
+    return DecodingCore(lm).full(seq, Layout(pos))[0, t - 1 : -1]
 
 
 def _prompt_probs(lm, ids):
-    return torch.softmax(DecodingCore(lm).full(ids, positions.contiguous(ids.shape[1]))[0, -1], -1)
+    return torch.softmax(DecodingCore(lm).full(ids, Layout(positions.contiguous(ids.shape[1])))[0, -1], -1)
 
 
 @pytest.mark.parametrize("gap", [7, 2.5])
@@ -37,7 +40,7 @@ def test_every_path_step_equals_a_full_recomputation(tiny, gap):
     for path in res.paths:
         assert len(path.token_ids) == 7 and path.positions == [t + gap + j for j in range(7)]
         ref = _full_rows(tiny, ids, path.token_ids, gap)
-        torch.testing.assert_close(path.logits, ref, atol=1e-4, rtol=0)
+        assert_same(path.logits, ref)
         ref_probs = torch.softmax(ref, -1)
         for j, tok in enumerate(path.token_ids):
             assert path.step_probs[j] == pytest.approx(ref_probs[j, tok].item(), abs=1e-5)
@@ -63,9 +66,7 @@ def test_gap_is_really_applied(tiny):
         assert (a.logits[1] - b.logits[1]).abs().max() > 1e-2
         # ... and is the full recomputation at the gapped positions, not at contiguous ones
         ids = tiny.encode(PROMPT)
-        torch.testing.assert_close(
-            a.logits[1], _full_rows(tiny, ids, a.token_ids[:2], 20)[1], atol=1e-4, rtol=0
-        )
+        assert_same(a.logits[1], _full_rows(tiny, ids, a.token_ids[:2], 20)[1])
 
 
 def test_all_paths_advance_as_one_batch_of_cached_steps(tiny):
@@ -80,7 +81,7 @@ def test_all_paths_advance_as_one_batch_of_cached_steps(tiny):
     assert len(calls) == 1 + 4 and tuple(calls[0].input_ids.shape) == (1, t)
     for j, call in enumerate(calls[1:]):
         assert tuple(call.input_ids.shape) == (n, 1)
-        assert call.cached == t + j and call.mask_shape == (n, 1, 1, t + j + 1)
+        assert call.cached == t + j and call.causal and call.mask_shape == (n, t + j + 1)
         assert (call.position_ids == t + 5 + j).all()
         assert call.input_ids[:, 0].tolist() == [p.token_ids[j] for p in res.paths]
     assert calls[1].key_batch_stride == 0  # the first step reads expanded views of the prompt cache
@@ -129,7 +130,7 @@ def test_sampling_is_seeded_and_leaves_the_global_rng_alone(tiny):
     # sampled paths are still exact: each row is the full recomputation of the sampled sequence
     ids = tiny.encode(PROMPT)
     for path in a.paths:
-        torch.testing.assert_close(path.logits, _full_rows(tiny, ids, path.token_ids, 5), atol=1e-4, rtol=0)
+        assert_same(path.logits, _full_rows(tiny, ids, path.token_ids, 5))
 
 
 def test_a_path_ends_at_eos_and_the_batch_stops_when_all_have(tiny):

@@ -6,20 +6,24 @@ import pytest
 import torch
 
 from tempo_lab import load_model, masks, positions
-from tempo_lab.generators.core import DecodingCore, branch, split_head
+from tempo_lab.forward import DecodingCore, branch
 from tempo_lab.generators.selection import choose_next, select_tokens
+from tempo_lab.layout import Layout
+from tempo_lab.loaded import widened
+from tempo_lab.tiny import tiny_random
+from tests.helpers import assert_same
 
 
 def _plain_logits(lm, ids, pos, mask, cache=None):
     """Logits of a plain ``model(...)`` call (positions as the model takes them)."""
     with torch.no_grad():
-        return lm.model(
+        return widened(lm.model(
             input_ids=ids,
-            position_ids=positions.as_model_positions(pos, lm.is_rotary),
+            position_ids=positions.as_model_positions(pos, lm.family.position_reason()),
             attention_mask=mask,
             cache=cache,
             use_cache=cache is not None,
-        ).logits.float()
+        ).logits)
 
 
 @pytest.mark.parametrize("fixture", ["tiny", "tiny_gpt2"])
@@ -31,44 +35,46 @@ def test_core_logits_equal_a_plain_model_call(fixture, request):
     t = ids.shape[1]
     pos = positions.contiguous(t)
     mask = masks.causal_mask(t, dtype=lm.dtype)
-    torch.testing.assert_close(core.full(ids, pos), _plain_logits(lm, ids, pos, mask), atol=1e-5, rtol=0)
+    assert_same(core.full(ids, Layout(pos)), _plain_logits(lm, ids, pos, mask))
     # a cached step of 3 tokens sharing one position, in 2 branches, against the same step done plainly
     prefix = core.prefill(ids)
     new = torch.tensor([[5, 6, 7], [8, 9, 10]])
     new_pos = torch.full((2, 3), float(t + 2))
     step_mask = masks.parallel_mask(masks.set_labels([3], t), "isolated", q_len=3, dtype=lm.dtype)
-    ours = core.step(branch(prefix.cache, 2), new, new_pos, step_mask)
+    ours = core.step(branch(prefix.cache, 2), new, Layout(new_pos, step_mask))
     plain_cache = branch(core.prefill(ids).cache, 2)
     ref = _plain_logits(lm, new, new_pos, step_mask.expand(2, -1, -1, -1), plain_cache)
-    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
+    assert_same(ours, ref)
 
 
-def test_other_architectures_go_through_the_model_unchanged():
-    lm = load_model("tiny-random")  # a private copy: its config is changed below
-    lm.model.config.model_type = "some-new-arch"
+def test_families_without_a_plain_head_go_through_the_model_and_unknown_ones_are_refused():
+    lm = tiny_random("gemma")  # its logits are scaled and soft-capped: not lm_head(hidden) alone
     core = DecodingCore(lm)
-    assert split_head(lm.model) is None and core.split_head is None
+    assert not lm.family.architecture.plain_head and core.split_head is None
     ids = lm.encode("abc")
     pos = positions.contiguous(3)
-    ref = DecodingCore(load_model("tiny-random")).full(ids, pos)
-    torch.testing.assert_close(core.full(ids, pos), ref, atol=1e-5, rtol=0)
+    plain = _plain_logits(lm, ids, pos, masks.causal_mask(3, dtype=lm.dtype))
+    assert_same(core.full(ids, Layout(pos)), plain)
+    other = load_model("tiny-random")  # a private copy: its config is changed below
+    other.model.config.model_type = "some-new-arch"
+    with pytest.raises(ValueError, match="does not know the family 'some-new-arch'"):
+        DecodingCore(other)
 
 
-@pytest.mark.parametrize("model_type", ["llama", "some-new-arch"])
+@pytest.mark.parametrize("model_type", ["llama", "gemma"])
 def test_last_only_logits_equal_the_last_row_of_a_plain_model_call(model_type):
     """``forward(..., last=True)`` on a batch of 2: through the core's own head (llama) and through the
-    model's ``logits_to_keep`` (an architecture the core does not split)."""
-    lm = load_model("tiny-random")  # a private copy: its config is changed below
-    lm.model.config.model_type = model_type
+    model's ``logits_to_keep`` (a family the core does not split)."""
+    lm = tiny_random(model_type)
     core = DecodingCore(lm)
     assert (core.split_head is not None) == (model_type == "llama") and core.keeps_logits
     ids = torch.randint(0, lm.model.config.vocab_size, (2, 9), generator=torch.Generator().manual_seed(0))
     t = ids.shape[1]
     pos = positions.contiguous(t).expand(2, -1)
     mask = masks.causal_mask(t, dtype=lm.dtype, batch=2)
-    got = core.forward(ids, pos, mask, None, last=True)
+    got = core.forward(ids, Layout(pos, mask), last=True)
     assert got.shape == (2, 1, lm.model.config.vocab_size)
-    torch.testing.assert_close(got, _plain_logits(lm, ids, pos, mask)[:, -1:], atol=1e-5, rtol=0)
+    assert_same(got, _plain_logits(lm, ids, pos, mask)[:, -1:])
 
 
 @pytest.mark.bundled
@@ -79,7 +85,7 @@ def test_bundled_core_logits_equal_a_plain_model_call(bundled):
     t = ids.shape[1]
     prefix = core.prefill(ids)
     new, new_pos = torch.tensor([[253, 3233]]), torch.full((1, 2), float(t))
-    ours = core.step(branch(prefix.cache, 1), new, new_pos)
+    ours = core.step(branch(prefix.cache, 1), new, Layout(new_pos))
     ref = _plain_logits(
         bundled, new, new_pos, masks.causal_mask(2, t + 2), branch(core.prefill(ids).cache, 1)
     )
@@ -120,7 +126,7 @@ def test_decode_loop_feeds_until_the_policy_stops(tiny):
                 return None
             token = torch.tensor([[100 + step]])
             fed.append(token)
-            return Feed(token, torch.tensor([[3.0 + 2 * step]]))
+            return Feed(token, Layout(torch.tensor([[3.0 + 2 * step]])))
 
         def accept(self, step, logits):
             seen.append((step, logits.shape, logits))
@@ -128,5 +134,5 @@ def test_decode_loop_feeds_until_the_policy_stops(tiny):
     assert decode(core, prefix.cache, Policy(), max_steps=5, desc="test", progress=False) == 2
     assert [(s, shape) for s, shape, _ in seen] == [(0, (1, 1, 257)), (1, (1, 1, 257))]
     assert prefix.cache.get_seq_length() == 5
-    full = core.full(torch.cat([ids, *fed], 1), torch.tensor([[0.0, 1, 2, 3, 5]]))
-    torch.testing.assert_close(seen[1][2][0, -1], full[0, -1], atol=1e-5, rtol=0)
+    full = core.full(torch.cat([ids, *fed], 1), Layout(torch.tensor([[0.0, 1, 2, 3, 5]])))
+    assert_same(seen[1][2][0, -1], full[0, -1])

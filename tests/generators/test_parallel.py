@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from tempo_lab import load_model, masks, reference
+from tempo_lab.forward import cache_length
 from tempo_lab.generators import ParallelTokenGenerator, bracket_text
-from tempo_lab.generators.core import cache_length
 from tests.generators.helpers import record_forwards, with_eos
+from tests.helpers import assert_same
 
 PROMPT = "hello there"
 FAST = {"progress": False}
@@ -26,7 +27,7 @@ def test_every_step_equals_a_full_recomputation(tiny, intraset, next_dist):
     assert len(res.steps) == 8 and res.stop == "max_steps"
     assert len(_multi(res)) >= 2  # the check is only meaningful with real sets
     for step, expected in zip(res.steps, reference.parallel_distributions(tiny, res), strict=True):
-        torch.testing.assert_close(step.distribution, expected, atol=1e-5, rtol=0)
+        assert_same(step.distribution, expected)
         p, i = expected.topk(step.size)
         assert step.token_ids == i.tolist()
         assert step.probs == pytest.approx(p.tolist(), abs=1e-5)
@@ -114,10 +115,8 @@ def test_attention_map_equals_output_attentions_of_the_full_sequence(tiny):
             res.input_ids, position_ids=res.positions, attention_mask=mask, output_attentions=True
         )
     for layer in range(2):
-        torch.testing.assert_close(
-            res.attention_map(layer=layer), ref.attentions[layer][0].mean(0), atol=1e-5, rtol=0
-        )
-    torch.testing.assert_close(res.attention_map(layer=1, head=2), ref.attentions[1][0, 2], atol=1e-5, rtol=0)
+        assert_same(res.attention_map(layer=layer), ref.attentions[layer][0].mean(0))
+    assert_same(res.attention_map(layer=1, head=2), ref.attentions[1][0, 2])
     assert ParallelTokenGenerator(tiny).generate(PROMPT, **RUN).attention is None
     with pytest.raises(ValueError, match="capture=True"):
         ParallelTokenGenerator(tiny).generate(PROMPT, **RUN).attention_map()
@@ -131,7 +130,7 @@ def test_capture_layers_and_sdpa_model(tiny, tiny_sdpa):
     plain = ParallelTokenGenerator(tiny_sdpa).generate(PROMPT, **RUN)
     for a, b, c in zip(eager.steps, res.steps, plain.steps, strict=True):
         assert a.token_ids == b.token_ids == c.token_ids
-        torch.testing.assert_close(a.distribution, c.distribution, atol=1e-5, rtol=0)
+        assert_same(a.distribution, c.distribution)
 
 
 def test_eos_set_is_recorded_not_fed_and_stops(tiny):
@@ -219,7 +218,7 @@ def test_forced_sets_replay_a_run_exactly_and_in_the_other_mode(tiny):
     vis = gen.generate(PROMPT, intraset="visible", forced_sets=sets, **FAST)
     assert [s.token_ids for s in vis.steps] == sets and torch.equal(vis.input_ids, iso.input_ids)
     for step, expected in zip(vis.steps, reference.parallel_distributions(tiny, vis), strict=True):
-        torch.testing.assert_close(step.distribution, expected, atol=1e-5, rtol=0)
+        assert_same(step.distribution, expected)
         assert step.probs == pytest.approx(expected[step.token_ids].tolist(), abs=1e-5)
     texts = gen.generate(PROMPT, forced_sets=[["a", "b"], ["c"]], **FAST)
     assert [s.tokens for s in texts.steps] == [["a", "b"], ["c"]] and texts.text == PROMPT + "[a/b]c"

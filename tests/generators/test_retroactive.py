@@ -8,9 +8,12 @@ import pytest
 import torch
 
 from tempo_lab import positions, reference
-from tempo_lab.generators import DecodingCore, RetroactivePositionGenerator
+from tempo_lab.forward import DecodingCore
+from tempo_lab.generators import RetroactivePositionGenerator
 from tempo_lab.generators.retroactive import DEFAULT_GAPS
+from tempo_lab.layout import Layout
 from tests.generators.helpers import record_forwards
+from tests.helpers import assert_same
 
 PROMPT = "Once upon a time, there"
 
@@ -18,7 +21,7 @@ PROMPT = "Once upon a time, there"
 def _full_next_logits(lm, ids, token_id, position):
     """Prompt + token at ``position``, recomputed from scratch without cache: the token's logits."""
     seq = torch.cat([ids, torch.tensor([[token_id]])], 1)
-    return reference.next_logits(lm, seq, positions.placed(ids.shape[1], position))
+    return reference.next_logits(lm, seq, Layout(positions.appended(ids.shape[1], position)))
 
 
 def test_every_position_equals_a_full_recomputation(tiny):
@@ -31,8 +34,8 @@ def test_every_position_equals_a_full_recomputation(tiny):
     assert res.probs.shape == res.logits.shape == (len(wanted), tiny.model.config.vocab_size)
     for i, p in enumerate(wanted):
         ref = _full_next_logits(tiny, ids, res.token_id, p)
-        torch.testing.assert_close(res.logits[i], ref, atol=1e-4, rtol=0)
-        torch.testing.assert_close(res.probs[i], torch.softmax(ref, -1), atol=1e-5, rtol=0)
+        assert_same(res.logits[i], ref)
+        assert_same(res.probs[i], torch.softmax(ref, -1))
     # positions really matter: the fractional and gapped rows differ from gap 0
     assert (res.tv[1:] > 1e-3).all()
 
@@ -42,7 +45,7 @@ def test_reference_is_gap_zero_and_divergences_match_an_independent_computation(
     t = ids.shape[1]
     res = RetroactivePositionGenerator(tiny).explore(PROMPT, gaps=[2, 7.5, 30])  # gap 0 not requested
     ref = torch.softmax(_full_next_logits(tiny, ids, res.token_id, t), -1)
-    torch.testing.assert_close(res.reference, ref, atol=1e-5, rtol=0)
+    assert_same(res.reference, ref)
     for i, p in enumerate(res.positions):
         row = torch.softmax(_full_next_logits(tiny, ids, res.token_id, p), -1).double()
         tv = 0.5 * sum(abs(a - b) for a, b in zip(row.tolist(), ref.double().tolist(), strict=True))
@@ -65,7 +68,7 @@ def test_one_prefill_and_one_batched_forward_over_views_of_the_prompt_cache(tiny
     prefill, batched = calls
     assert tuple(prefill.input_ids.shape) == (1, t) and prefill.cached == 0
     n = len(gaps) + 1  # + the gap-0 reference branch
-    assert tuple(batched.input_ids.shape) == (n, 1) and batched.mask_shape == (n, 1, 1, t + 1)
+    assert tuple(batched.input_ids.shape) == (n, 1) and batched.causal and batched.mask_shape == (n, t + 1)
     assert batched.cached == t
     assert batched.key_batch_stride == 0  # the branches read expanded views of the prompt cache: no copies
     assert batched.position_ids[:, 0].tolist() == [t + g for g in gaps] + [t]
@@ -76,7 +79,7 @@ def test_token_choices(tiny):
     ids = tiny.encode(PROMPT)
     gen = RetroactivePositionGenerator(tiny)
     greedy = gen.explore(PROMPT, gaps=[1])
-    full_prompt = DecodingCore(tiny).full(ids, positions.contiguous(ids.shape[1]))[0, -1]
+    full_prompt = DecodingCore(tiny).full(ids, Layout(positions.contiguous(ids.shape[1])))[0, -1]
     assert greedy.token_id == int(full_prompt.argmax())
     by_text = gen.explore(PROMPT, gaps=[1, 2.5], token="q")
     by_id = gen.explore(PROMPT, positions=[ids.shape[1] + 1, ids.shape[1] + 2.5], token=tiny.token_id("q"))
@@ -103,8 +106,8 @@ def test_non_rotary_model_takes_integer_positions_and_refuses_fractional(tiny_gp
     ids = tiny_gpt2.encode("abc")
     res = gen.explore("abc", gaps=[0, 4], token="d")
     ref = _full_next_logits(tiny_gpt2, ids, res.token_id, 3 + 4)
-    torch.testing.assert_close(res.logits[1], ref, atol=1e-4, rtol=0)
-    with pytest.raises(ValueError, match="fractional, but this model has no rotary"):
+    assert_same(res.logits[1], ref)
+    with pytest.raises(ValueError, match="fractional, but this model takes integer positions only: it has"):
         gen.explore("abc", gaps=[0, 1.5])
 
 

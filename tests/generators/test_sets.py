@@ -11,9 +11,14 @@ from collections import Counter
 import pytest
 import torch
 
+from tempo_lab import masks
 from tempo_lab.capture import capture_attention
-from tempo_lab.generators import DecodingCore, ParallelTokenGenerator, Pruning, schedules
+from tempo_lab.forward import DecodingCore
+from tempo_lab.generators import ParallelTokenGenerator, Pruning, schedules
+from tempo_lab.layout import Layout
+from tempo_lab.loaded import widened
 from tempo_lab.tiny import tiny_random
+from tests.helpers import assert_same
 
 PROMPT = "The cat sat on"
 FAST = {"progress": False}
@@ -41,12 +46,12 @@ def visibility(result) -> torch.Tensor:
 def full_rows(lm, result, capture: bool = False):
     """Next-token probabilities of every slot ``(N, vocab)`` from one uncached pass with the mask above (and
     the attention record, with ``capture``)."""
-    mask = torch.where(visibility(result), 0.0, torch.finfo(lm.dtype).min)[None, None]
+    mask = masks.to_additive(visibility(result), lm.dtype)[None, None]
     core = DecodingCore(lm)
     if not capture:
-        return torch.softmax(core.full(result.input_ids, result.positions, mask)[0], -1), None
+        return torch.softmax(core.full(result.input_ids, Layout(result.positions, mask))[0], -1), None
     with capture_attention(lm.model) as rec:
-        logits = core.full(result.input_ids, result.positions, mask)[0]
+        logits = core.full(result.input_ids, Layout(result.positions, mask))[0]
     return torch.softmax(logits, -1), rec
 
 
@@ -60,7 +65,7 @@ def expected_distribution(result, rows: torch.Tensor, k: int) -> torch.Tensor:
     members = rows[result.labels == k - 1]
     if members.shape[0] != len(kept):  # mask-only pruning keeps the rows of pruned members
         kept = prev.probs
-    w = torch.tensor(kept)
+    w = torch.tensor(kept, dtype=members.dtype)
     return (w / w.sum()) @ members
 
 
@@ -78,7 +83,7 @@ def test_hidden_sets_equal_a_full_recomputation(lm, later, intraset):
     assert res.later == later and max(res.set_sizes) >= 2, "the run needs parallel sets to test anything"
     rows, _ = full_rows(lm, res)
     for k, step in enumerate(res.steps):
-        torch.testing.assert_close(step.distribution, expected_distribution(res, rows, k), atol=1e-5, rtol=0)
+        assert_same(step.distribution, expected_distribution(res, rows, k))
 
 
 def test_hiding_changes_what_later_tokens_see(lm):
@@ -103,8 +108,8 @@ def test_pruning_scores_decisions_and_mask_equal_a_full_recomputation(lm):
     assert decided and any(any(s.pruned) for s in res.steps if s.pruned), "no member was pruned"
     rows, rec = full_rows(lm, res, capture=True)
     for k, step in enumerate(res.steps):
-        torch.testing.assert_close(step.distribution, expected_distribution(res, rows, k), atol=1e-5, rtol=0)
-    weights = torch.stack(rec.weights).float().mean(dim=(0, 1, 2))  # (N, N): mean over layers and heads
+        assert_same(step.distribution, expected_distribution(res, rows, k))
+    weights = widened(torch.stack(rec.weights)).mean(dim=(0, 1, 2))  # (N, N): mean over layers and heads
     labels = res.labels
     for k in decided:
         step = res.steps[k]
@@ -138,9 +143,7 @@ def test_pruning_recompute_continues_as_if_the_members_had_never_been_there(lm):
     rows, _ = full_rows(lm, rebuilt)
     last_cut = max(s.pruned_at for s in rebuilt.steps if s.pruned_at is not None)
     for k in range(last_cut + 1, len(rebuilt.steps)):
-        torch.testing.assert_close(
-            rebuilt.steps[k].distribution, expected_distribution(rebuilt, rows, k), atol=1e-5, rtol=0
-        )
+        assert_same(rebuilt.steps[k].distribution, expected_distribution(rebuilt, rows, k))
     # up to the first pruning decision both runs are the same run
     for a, b in zip(masked.steps[: first_cut + 1], rebuilt.steps[: first_cut + 1], strict=True):
         assert a.token_ids == b.token_ids
@@ -206,7 +209,7 @@ def test_combined_exploration_equals_full_recomputations(lm):
         table.itertuples(), [(p, g) for p in res.paths for g in (0, 4, 9.5)], strict=True
     ):
         seq = torch.cat([ids, torch.tensor([[path.candidate.token_id]])], 1)
-        probs = torch.softmax(reference.next_logits(lm, seq, positions.placed(t, t + g)), -1)
+        probs = torch.softmax(reference.next_logits(lm, seq, Layout(positions.appended(t, t + g))), -1)
         assert row.p1 == pytest.approx(float(probs.max()), abs=1e-5) and row.position == t + g
         if g == 4:  # the candidate at its own path's gap: the distribution that chose the path's next token
             assert row.tv_vs_path == pytest.approx(0.0, abs=1e-5) and row.continues_path
@@ -219,7 +222,7 @@ def test_entropy_gap_follows_the_model_uncertainty(lm):
 
     ids = lm.encode(PROMPT)
     h = float(
-        entropy(torch.softmax(reference.next_logits(lm, ids, torch.arange(ids.shape[1])[None].float()), -1))
+        entropy(torch.softmax(reference.next_logits(lm, ids, Layout.contiguous(ids.shape[1])), -1))
     )
     gen = CompressedThoughtGenerator(lm)
     for slope, cap in ((2.0, 20.0), (5.0, 3.0)):

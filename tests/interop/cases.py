@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from tempo_lab import masks
-from tempo_lab.generators.core import DecodingCore
-from tempo_lab.interventions import Layout
+from tempo_lab.forward import DecodingCore
+from tempo_lab.layout import Layout
 from tempo_lab.loaded import LoadedModel
 from tempo_lab.tiny import tiny_random
 
@@ -24,7 +24,7 @@ LAYOUTS = {
     "fractional": Layout.of([0, 1, 1.5, 2.25, 3, 4.75, 5, 6, 7.5]),
     "set isolated": Layout.of(SHARED, masks.parallel_allowed(SET, "isolated")[:, None]),
     "set visible": Layout.of(SHARED, masks.parallel_allowed(SET, "visible")[:, None]),
-    "moved": Layout.moved(N, slot=N - 1, by=20.0),
+    "moved": Layout.gapped(N, before=N - 1, gap=20.0),
 }
 FAMILIES = ["llama", "qwen2", "gemma2"]
 
@@ -50,7 +50,7 @@ def forward(lm: LoadedModel, tokens: torch.Tensor, *layouts: Layout) -> torch.Te
     ``layouts[i]``: logits ``(len(layouts), N, vocab)``."""
     positions = torch.cat([layout.positions for layout in layouts])
     mask = torch.cat([layout.full_mask(lm.dtype) for layout in layouts])
-    return DecodingCore(lm).forward(tokens.expand(len(layouts), -1), positions, mask, None)
+    return DecodingCore(lm).forward(tokens.expand(len(layouts), -1), Layout(positions, mask))
 
 
 def left_padded(pad: int, *rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,7 +12,9 @@ import torch
 from transformers import DynamicCache
 
 from tempo_lab.interop import laid_out, wrap
-from tempo_lab.interventions import Layout, logit_diff, patch
+from tempo_lab.interventions import logit_diff, patch
+from tempo_lab.layout import Layout
+from tests.helpers import assert_same
 from tests.interop.cases import LAYOUTS, N, forward, ids, needs
 
 needs("nnsight", "nnsight")
@@ -25,7 +27,7 @@ def test_each_row_of_a_trace_is_tempo_labs_forward_of_its_layout(lm):
         logits = model.output.logits.save()
     want = forward(lm, ids(), *layouts)  # tempo_lab's own forward of the same batch
     for row, name in enumerate(LAYOUTS):
-        torch.testing.assert_close(logits[row], want[row], atol=1e-5, rtol=0, msg=name)
+        assert_same(logits[row], want[row], msg=name)
     # without laid_out, nnsight runs the plain contiguous layout: the gapped row differs
     with model.trace(ids()):
         plain = model.output.logits.save()
@@ -41,8 +43,8 @@ def test_two_invokes_of_different_lengths_give_each_row_its_unpadded_result(lm):
             padded = model.output.logits.save()
         with tracer.invoke(a):
             whole = model.output.logits.save()
-    torch.testing.assert_close(padded[0, -5:], forward(lm, b, long)[0], atol=1e-5, rtol=0)
-    torch.testing.assert_close(whole[0], forward(lm, a, short)[0], atol=1e-5, rtol=0)
+    assert_same(padded[0, -5:], forward(lm, b, long)[0])
+    assert_same(whole[0], forward(lm, a, short)[0])
 
 
 def test_a_head_patching_sweep_written_in_nnsight_equals_patch(lm):

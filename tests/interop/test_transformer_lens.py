@@ -8,11 +8,12 @@ whatever positions the bridge derives from the padding mask (TransformerLens #16
 from __future__ import annotations
 
 import pytest
-import torch
 
 from tempo_lab.capture import capture_attention
 from tempo_lab.interop import bridge, laid_out
-from tempo_lab.interventions import Layout, logit_diff, patch
+from tempo_lab.interventions import logit_diff, patch
+from tempo_lab.layout import Layout
+from tests.helpers import assert_same
 from tests.interop.cases import LAYOUTS, N, forward, ids, left_padded, needs, sharp_tiny
 
 needs("transformer_lens", "transformer-lens")
@@ -29,15 +30,13 @@ def test_each_row_of_run_with_cache_is_tempo_labs_forward_of_its_layout(lm, tl):
         logits, cache = tl.run_with_cache(ids().expand(len(layouts), -1))
     want = forward(lm, ids(), *layouts)
     for row, name in enumerate(LAYOUTS):
-        torch.testing.assert_close(logits[row].detach(), want[row], atol=1e-5, rtol=0, msg=name)
+        assert_same(logits[row].detach(), want[row], msg=name)
     assert (tl(ids())[0] - logits[0]).abs().max() > 1e-3  # the bridge alone runs positions 0..N-1
     # its hooks saw the layout: the pattern is the attention tempo_lab captures for the same batch
     with capture_attention(lm.model) as record:
         forward(lm, ids(), *layouts)
     for layer in range(lm.model.config.num_hidden_layers):
-        torch.testing.assert_close(
-            cache[f"blocks.{layer}.attn.hook_pattern"], record.passes[0][layer], atol=1e-6, rtol=0
-        )
+        assert_same(cache[f"blocks.{layer}.attn.hook_pattern"], record.passes[0][layer])
 
 
 def test_a_left_padded_batch_gives_each_row_its_unpadded_result(lm, tl):
@@ -46,8 +45,8 @@ def test_a_left_padded_batch_gives_each_row_its_unpadded_result(lm, tl):
     tokens, mask = left_padded(lm.tokenizer.pad_token_id or 0, a, b)
     with laid_out(tl, short, long):
         logits = tl(tokens, attention_mask=mask)  # the bridge derives positions from the mask; replaced
-    torch.testing.assert_close(logits[0, -5:].detach(), forward(lm, a, short)[0], atol=1e-5, rtol=0)
-    torch.testing.assert_close(logits[1].detach(), forward(lm, b, long)[0], atol=1e-5, rtol=0)
+    assert_same(logits[0, -5:].detach(), forward(lm, a, short)[0])
+    assert_same(logits[1].detach(), forward(lm, b, long)[0])
 
 
 def test_a_head_patching_sweep_written_as_hook_z_edits_equals_patch(lm, tl):
@@ -80,6 +79,4 @@ def test_the_legacy_hooked_transformer_is_refused_and_the_model_stays_as_it_was(
         pass
     # the bridge runs a copy: lm's modules are still transformers' own, its logits the same as a fresh model's
     assert not any(type(m).__module__.startswith("transformer_lens") for m in lm.model.modules())
-    torch.testing.assert_close(
-        lm.model(ids()).logits, sharp_tiny(lm.model.config.model_type).model(ids()).logits
-    )
+    assert_same(lm.model(ids()).logits, sharp_tiny(lm.model.config.model_type).model(ids()).logits)

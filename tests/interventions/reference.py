@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from tempo_lab.loaded import LoadedModel
+from tempo_lab.loaded import LoadedModel, widened
 
 
 def hand_masks(lm: LoadedModel, n: int, allowed: torch.Tensor | None = None) -> list[torch.Tensor]:
@@ -43,7 +43,7 @@ def layer_by_layer(
     with torch.no_grad():
         h = base.get_input_embeddings()(ids)  # Gemma's embedding module scales by sqrt(hidden) itself
         for layer_index, layer in enumerate(base.layers):
-            p = per_layer[layer_index][None].float()
+            p = widened(per_layer[layer_index][None])
             if types is not None and config.model_type == "gemma3_text":
                 cos, sin = base.rotary_emb(h, p, types[layer_index])
             else:
@@ -55,7 +55,7 @@ def layer_by_layer(
         cap = getattr(config, "final_logit_softcapping", None)
         if cap:
             logits = torch.tanh(logits / cap) * cap
-    return logits[0].float()
+    return widened(logits[0])
 
 
 def hand_rotated(
@@ -110,7 +110,7 @@ def hand_rotated(
             seen = causal
             if getattr(att, "sliding_window", None):
                 seen = causal & (slot[:, None] - slot[None, :] < att.sliding_window)
-            weights = torch.softmax(scores.masked_fill(~seen, float("-inf")).float(), -1).to(q.dtype)
+            weights = torch.softmax(widened(scores.masked_fill(~seen, float("-inf"))), -1).to(q.dtype)
             out = att.o_proj((weights @ v).transpose(0, 1).reshape(n, -1))
             if hasattr(layer, "pre_feedforward_layernorm"):  # Gemma 2: norms after attention and the MLP too
                 h = h + layer.post_attention_layernorm(out)
@@ -118,6 +118,6 @@ def hand_rotated(
             else:
                 h = h + out
                 h = h + layer.mlp(layer.post_attention_layernorm(h))
-        logits = model.lm_head(base.norm(h)).float()
+        logits = widened(model.lm_head(base.norm(h)))
         cap = getattr(config, "final_logit_softcapping", None)
         return torch.tanh(logits / cap) * cap if cap else logits

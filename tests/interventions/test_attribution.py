@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from tempo_lab import masks
-from tempo_lab.generators import DecodingCore
+from tempo_lab.forward import DecodingCore
 from tempo_lab.interventions import (
-    Layout,
     PositionEdit,
     integrated_gradients,
     intervene,
@@ -18,10 +17,11 @@ from tempo_lab.interventions import (
     moved,
     position_gradients,
     prompt_mass,
-    search_figure,
     search_positions,
 )
-from tests.helpers import check_figure
+from tempo_lab.interventions.display import search_figure
+from tempo_lab.layout import Layout
+from tests.helpers import assert_same, check_figure
 from tests.test_families import PROMPT, build
 
 STEP = 5e-3  # finite-difference step, in positions (the rotary modules compute angles in float32)
@@ -53,15 +53,14 @@ def test_position_gradients_equal_central_finite_differences(name):
         for h in (STEP, -STEP):
             p = layout.positions.double().clone()
             p[0, i] += h
-            values.append(float(metric(core.full(ids, p)[:, -1])[0]))
+            values.append(float(metric(core.full(ids, Layout(p))[:, -1])[0]))
         differences.append((values[0] - values[1]) / (2 * STEP))
     expected = torch.tensor(differences, dtype=torch.float32)
     scale = float(expected.abs().max())
     assert scale > 1e-2
-    torch.testing.assert_close(
-        got.gradient, expected, atol=2e-3 * scale + 1e-4, rtol=0
-    )  # + float32 angle noise
-    assert got.value == pytest.approx(float(metric(core.full(ids, layout.positions)[:, -1])[0]), abs=1e-9)
+    # central differences of step STEP: the gradient to their truncation error (and float32 angle noise)
+    torch.testing.assert_close(got.gradient, expected, atol=2e-3 * scale + 1e-4, rtol=0)
+    assert got.value == pytest.approx(float(metric(core.full(ids, layout)[:, -1])[0]), abs=1e-9)
 
 
 def test_per_layer_gradients_sum_to_the_whole_and_equal_per_layer_finite_differences():
@@ -73,14 +72,14 @@ def test_per_layer_gradients_sum_to_the_whole_and_equal_per_layer_finite_differe
     whole = position_gradients(lm, ids, layout, metric)
     split = position_gradients(lm, ids, layout, metric, per_layer=True)
     assert split.per_layer.shape == (2, n)
-    torch.testing.assert_close(split.per_layer.sum(0), whole.gradient, atol=1e-5, rtol=0)
+    assert_same(split.per_layer.sum(0), whole.gradient)
     core = DecodingCore(lm)
     for layer in range(2):
         for slot in (n - 1, n // 2):
             values = []
             for h in (STEP, -STEP):
                 with intervene(lm, moved(n, slot, h, layers=[layer])):
-                    values.append(float(metric(core.full(ids, layout.positions.double())[:, -1])[0]))
+                    values.append(float(metric(core.full(ids, Layout(layout.positions.double()))[:, -1])[0]))
             expected = (values[0] - values[1]) / (2 * STEP)
             assert float(split.per_layer[layer, slot]) == pytest.approx(
                 expected, abs=2e-3 * max(1, abs(expected))
@@ -91,11 +90,11 @@ def test_integrated_gradients_are_complete_and_zero_where_nothing_moves():
     lm = _float64("llama")
     ids = lm.encode(PROMPT)
     n = ids.shape[1]
-    clean, corrupt = Layout.contiguous(n), Layout.moved(n, n - 4, 9.0)
+    clean, corrupt = Layout.contiguous(n), Layout.gapped(n, n - 4, 9.0)
     ig = integrated_gradients(lm, ids, clean, corrupt, logit_diff(lm, "a", "e"), steps=64)
     core = DecodingCore(lm)
     ends = [
-        float(logit_diff(lm, "a", "e")(core.full(ids, layout.positions)[:, -1])[0])
+        float(logit_diff(lm, "a", "e")(core.full(ids, layout)[:, -1])[0])
         for layout in (clean, corrupt)
     ]
     assert (ig.clean, ig.corrupt) == pytest.approx(ends, abs=1e-9)
@@ -131,7 +130,7 @@ def test_position_search_reaches_the_grid_optimum(tiny, slots):
     # the reported value is the metric at the reported positions
     p = Layout.contiguous(n).positions.clone()
     p[0, slots] = found.positions
-    value = float(log_prob(tiny, "a")(DecodingCore(tiny).full(ids, p)[:, -1])[0])
+    value = float(log_prob(tiny, "a")(DecodingCore(tiny).full(ids, Layout(p))[:, -1])[0])
     assert found.value == pytest.approx(value, abs=1e-5)
     assert ((found.trajectory >= n - 2) & (found.trajectory <= n + 20)).all()
     assert (found.trajectory[..., 1:] >= found.trajectory[..., :-1]).all()  # never out of slot order
@@ -155,8 +154,6 @@ def test_gradients_flow_through_a_per_layer_edit_of_float_positions(tiny):
     n = ids.shape[1]
     shift = torch.zeros(n, requires_grad=True)
     with intervene(tiny, PositionEdit(shift, layers=[1], heads=[0])):
-        logits = DecodingCore(tiny).forward(
-            ids, Layout.contiguous(n).positions, masks.causal_mask(n), None, grad=True
-        )
+        logits = DecodingCore(tiny).forward(ids, Layout.contiguous(n), grad=True)
     logits[0, -1, 5].backward()
     assert shift.grad is not None and shift.grad.abs().sum() > 0

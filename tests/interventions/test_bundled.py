@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from tempo_lab import positions as pos
-from tempo_lab.generators import DecodingCore
+from tempo_lab.forward import DecodingCore
 from tempo_lab.interventions import (
-    Layout,
     PositionEdit,
     intervene,
     logit_diff,
@@ -18,6 +17,7 @@ from tempo_lab.interventions import (
     patch_naively,
     position_gradients,
 )
+from tempo_lab.layout import Layout
 from tests.interventions.reference import layer_by_layer
 from tests.interventions.test_patching import _sites
 
@@ -35,17 +35,17 @@ def test_late_layers_moved_equal_the_layer_by_layer_forward_and_every_head_the_p
     per_layer = positions[0].repeat(30, 1)
     per_layer[20:] += shift
     with intervene(bundled, PositionEdit(shift, layers=range(20, 30))):
-        got = core.full(ids, positions)[0]
+        got = core.full(ids, Layout(positions))[0]
     torch.testing.assert_close(got, layer_by_layer(bundled, ids, per_layer), atol=2e-4, rtol=0)
     with intervene(bundled, PositionEdit(shift, heads=list(range(9)))):
-        heads = core.full(ids, positions)[0, -1]
-    torch.testing.assert_close(heads, core.full(ids, positions + shift)[0, -1], atol=2e-4, rtol=0)
+        heads = core.full(ids, Layout(positions))[0, -1]
+    torch.testing.assert_close(heads, core.full(ids, Layout(positions + shift))[0, -1], atol=2e-4, rtol=0)
 
 
 def test_head_patching_and_a_position_gradient_against_their_independent_paths(bundled):
     ids = bundled.encode(PROMPT)
     n = ids.shape[1]
-    clean, corrupt = Layout.contiguous(n), Layout.moved(n, n - 1, 20.0)
+    clean, corrupt = Layout.contiguous(n), Layout.gapped(n, n - 1, 20.0)
     metric = logit_diff(bundled, " Rome", " Paris")
     result = patch(bundled, ids, clean, corrupt, metric, kinds=("head",), layers=[0, 14, 29])
     assert result.frame.ran.sum() == 3 * 9  # the moved read-out slot only
@@ -59,6 +59,6 @@ def test_head_patching_and_a_position_gradient_against_their_independent_paths(b
         for h in (0.05, -0.05):
             p = corrupt.positions.clone()
             p[0, slot] += h
-            values.append(float(metric(core.full(ids, p)[:, -1])[0]))
+            values.append(float(metric(core.full(ids, Layout(p))[:, -1])[0]))
         fd = (values[0] - values[1]) / 0.1
         assert float(grads.gradient[slot]) == pytest.approx(fd, abs=0.02 * max(1.0, abs(fd)))

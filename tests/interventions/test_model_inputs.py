@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from tempo_lab import masks
-from tempo_lab.interventions import Layout
+from tempo_lab.layout import Layout
 from tempo_lab.tiny import tiny_random
+from tests.helpers import assert_same
 from tests.interventions.reference import layer_by_layer
 
 N = 9
@@ -25,7 +26,7 @@ def layouts() -> dict[str, tuple[Layout, torch.Tensor | None]]:
     return {
         "gapped": (Layout.of([0, 1, 2, 3, 14, 15, 16, 17, 18]), None),
         "fractional": (Layout.of([0, 1, 1.5, 2.25, 3, 4.75, 5, 6, 7.5]), None),
-        "moved": (Layout.moved(N, slot=N - 1, by=20.0), None),
+        "moved": (Layout.gapped(N, before=N - 1, gap=20.0), None),
         "set isolated": (Layout.of(SHARED, isolated[None, None]), isolated),
         "set visible": (Layout.of(SHARED, visible[None, None]), visible),
     }
@@ -47,7 +48,7 @@ def test_a_plain_model_call_with_the_layouts_inputs_is_the_layer_by_layer_forwar
         got = lm.model(**kwargs).logits[0]
     per_layer = layout.positions.expand(lm.model.config.num_hidden_layers, -1)
     want = layer_by_layer(lm, ids, per_layer, allowed)
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert_same(got, want)
 
 
 def test_the_layouts_differ_and_bad_input_is_refused(lm):

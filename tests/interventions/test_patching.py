@@ -8,19 +8,11 @@ import torch
 
 from tempo_lab import masks
 from tempo_lab import positions as pos
-from tempo_lab.generators import DecodingCore
-from tempo_lab.interventions import (
-    Layout,
-    Metric,
-    Site,
-    heatmap,
-    logit_diff,
-    patch,
-    patch_naively,
-    prompt_mass,
-    tv_to,
-)
-from tests.helpers import check_figure
+from tempo_lab.forward import DecodingCore
+from tempo_lab.interventions import Metric, Site, logit_diff, patch, patch_naively, prompt_mass, tv_to
+from tempo_lab.interventions.display import heatmap
+from tempo_lab.layout import Layout
+from tests.helpers import assert_same, check_figure
 from tests.test_families import PROMPT, build
 
 FAMILIES = ("llama", "qwen2", "gemma2", "gpt_neox", "gpt2")
@@ -36,7 +28,7 @@ def _sites(frame) -> list[Site]:
 
 def _move(n: int, gap: float) -> tuple[Layout, Layout]:
     """A retroactive move: the last three slots placed ``gap`` later."""
-    return Layout.contiguous(n, "gap 0"), Layout.moved(n, n - 3, gap, f"gap {gap:g}")
+    return Layout.contiguous(n, "gap 0"), Layout.gapped(n, n - 3, gap, f"gap {gap:g}")
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -53,9 +45,7 @@ def test_every_site_equals_the_one_site_at_a_time_loop(name, direction):
     naive = patch_naively(lm, ids, clean, corrupt, metric, _sites(result.frame), direction=direction)
     scale = max(1.0, abs(result.base), abs(result.source))
     assert abs(result.base - result.source) > 1e-2 * scale  # the move matters
-    torch.testing.assert_close(
-        torch.tensor(result.frame.metric.tolist()), torch.tensor(naive), atol=1e-5 * scale, rtol=0
-    )
+    assert_same(torch.tensor(result.frame.metric.tolist()), torch.tensor(naive))
     assert result.first_difference == n - 3
     ran = result.frame[result.frame.ran]
     # resid + mlp per layer and 4 heads, at the 3 moved slots; GPT-NeoX's parallel MLP of layer 0 reads the
@@ -76,9 +66,7 @@ def test_a_mask_pair_patches_the_prompt_mass_the_same_way_as_the_loop(tiny):
     result = patch(tiny, ids, visible, isolated, metric, kinds=("resid", "head"))
     assert result.first_difference == n - 4  # the second member of the first set is the first to see less
     naive = patch_naively(tiny, ids, visible, isolated, metric, _sites(result.frame))
-    torch.testing.assert_close(
-        torch.tensor(result.frame.metric.tolist()), torch.tensor(naive), atol=1e-6, rtol=0
-    )
+    assert_same(torch.tensor(result.frame.metric.tolist()), torch.tensor(naive))
 
 
 def test_the_final_residual_at_the_read_out_gives_the_clean_run_and_nothing_patched_the_corrupt_one(tiny):
@@ -86,9 +74,9 @@ def test_the_final_residual_at_the_read_out_gives_the_clean_run_and_nothing_patc
     n = ids.shape[1]
     clean, corrupt = _move(n, 9.5)
     core = DecodingCore(tiny)
-    clean_probs = torch.softmax(core.full(ids, clean.positions)[0, -1], -1)
+    clean_probs = torch.softmax(core.full(ids, clean)[0, -1], -1)
     corrupt_tv = float(
-        0.5 * (torch.softmax(core.full(ids, corrupt.positions)[0, -1], -1) - clean_probs).abs().sum()
+        0.5 * (torch.softmax(core.full(ids, corrupt)[0, -1], -1) - clean_probs).abs().sum()
     )
     metric = tv_to(clean_probs)
     last = tiny.model.config.num_hidden_layers - 1

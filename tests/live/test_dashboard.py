@@ -8,15 +8,14 @@ import json
 
 import pytest
 
-from tempo_lab.live.dashboard import Dashboard, explore
-from tempo_lab.phenomena import EXPLORERS
+from tempo_lab.phenomena.dashboard import Dashboard, explore, explorers
 from tests.helpers import HANG_S
 
 PROMPT = "Once upon a time"
 
 
 def test_the_dashboard_has_a_tab_per_explorer_with_a_title_that_fits(tiny):
-    board = Dashboard(tiny, list(EXPLORERS), {})
+    board = Dashboard(tiny, list(explorers()), {})
     titles = [board.widget.get_title(i) for i in range(len(board.panels))]
     assert titles == [p.view.title for p in board.panels.values()] and all(0 < len(t) <= 15 for t in titles)
     # every tab opened with its first view; on the byte-level tiny model " there" is not one token: that tab

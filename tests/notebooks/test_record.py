@@ -120,7 +120,8 @@ def test_numbers_in_the_text_come_from_the_outputs(path):
 
 @pytest.mark.bundled
 def test_notebook_01_key_numbers_recomputed(bundled):
-    from tempo_lab.phenomena.gap_dropout import gap_probe, mass_table
+    from tempo_lab.phenomena.gap_dropout import gap_probe
+    from tempo_lab.phenomena.gap_dropout.display import mass_table
 
     nb = load(NOTEBOOKS[0])
     p, committed = parameters(nb), notebook.read_key_numbers(nb)

@@ -11,6 +11,7 @@ import torch
 from tempo_lab.generators import CompressedThoughtGenerator, RetroactivePositionGenerator
 from tempo_lab.live.session import LiveSession
 from tempo_lab.phenomena import compressed
+from tempo_lab.phenomena.compressed import display as compressed_display
 from tests.helpers import check_figure, check_view, first_control_values
 
 PROMPT = "The cat sat"
@@ -48,7 +49,7 @@ def test_compressed_view_cuts_paths(tiny):
     runs = compressed.compressed_runs(
         tiny, PROMPT, [0, 3, 9], threshold=0.01, max_candidates=4, path_length=5
     )
-    view = compressed.view(runs)
+    view = compressed_display.view(runs)
     check_view(view)
     assert view.controls["gap"].options == [0, 3, 9] and view.defaults()["path_length"] == 5
     for gap in first_control_values(view):
@@ -65,7 +66,7 @@ def test_compressed_view_cuts_paths(tiny):
 
 def test_figures(tiny):
     runs = compressed.compressed_runs(tiny, PROMPT, [0, 4], threshold=0.01, max_candidates=3, path_length=4)
-    fig = compressed.thought_paths_by_gap(runs, PROMPT)
+    fig = compressed_display.thought_paths_by_gap(runs, PROMPT)
     check_figure(fig, n_axes_with_labels=2)
     n_boxes = sum(len(p.tokens) for p in runs[0].paths)
     assert len(fig.axes[0].patches) == n_boxes
@@ -73,7 +74,7 @@ def test_figures(tiny):
 
 def test_compressed_explorer_equals_the_generator_without_a_new_prefill(tiny):
     session = LiveSession(tiny)
-    explorer = compressed.explorer(session)
+    explorer = compressed_display.explorer(session)
     for gap in (0.0, 3.5, 9.0):
         view = explorer(prompt="Once upon a time", gap=gap, threshold=0.05, path_length=5)
         res = CompressedThoughtGenerator(tiny).generate(

@@ -13,16 +13,18 @@ from tempo_lab import positions as pos
 from tempo_lab import reference
 from tempo_lab.generators import RetroactivePositionGenerator
 from tempo_lab.generators.retroactive import TOP_KEPT
+from tempo_lab.layout import Layout
 from tempo_lab.live.session import LiveSession
 from tempo_lab.phenomena import fractional
-from tests.helpers import check_figure, check_view, first_control_values
+from tempo_lab.phenomena.fractional import display as fractional_display
+from tests.helpers import assert_same, check_figure, check_view, first_control_values
 
 PROMPT = "The cat sat"
 
 
 def full_next_probs(lm, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """Next-token probabilities of a whole sequence by one uncached pass with an explicit causal mask."""
-    return torch.softmax(reference.next_logits(lm, ids, positions), -1)
+    return torch.softmax(reference.next_logits(lm, ids, Layout(positions)), -1)
 
 
 def test_sweep_positions_includes_stop_and_rejects_bad_ranges():
@@ -47,11 +49,9 @@ def test_position_sweep_matches_full_recomputation_at_every_position(tiny):
     for i, p in enumerate(sweep.positions):
         positions = torch.cat([torch.arange(t - 1, dtype=torch.float32), torch.tensor([p])])[None]
         expected = full_next_probs(tiny, ids, positions)
-        torch.testing.assert_close(sweep.probs[i], expected, atol=1e-5, rtol=1e-4)
+        assert_same(sweep.probs[i], expected)
     # at the natural position the sweep equals the ordinary forward pass
-    torch.testing.assert_close(
-        sweep.probs[sweep.index(t - 1)], full_next_probs(tiny, ids, pos.contiguous(t)), atol=1e-5, rtol=1e-4
-    )
+    assert_same(sweep.probs[sweep.index(t - 1)], full_next_probs(tiny, ids, pos.contiguous(t)))
 
 
 def test_position_sweep_rejects_bad_input_before_model_work(tiny):
@@ -106,7 +106,7 @@ def test_neighbour_divergence_and_curves_agree_with_the_distributions(tiny):
 def test_decimal_position_view_compares_neighbours(tiny):
     t = tiny.encode(PROMPT).shape[1]
     sweep = RetroactivePositionGenerator(tiny).sweep(PROMPT, pos.grid(t - 1, t + 1, 0.25))
-    view = fractional.view(sweep)
+    view = fractional_display.view(sweep)
     check_view(view)
     assert view.defaults()["position"] == sweep.natural + 0.5
     div = fractional.neighbour_divergence(sweep).set_index("position")
@@ -124,7 +124,7 @@ def test_decimal_position_view_compares_neighbours(tiny):
 def test_position_sweep_plot(tiny):
     t = tiny.encode(PROMPT).shape[1]
     sweep = RetroactivePositionGenerator(tiny).sweep(PROMPT, pos.grid(t - 1, t + 1, 0.5))
-    fig = fractional.position_sweep_plot(
+    fig = fractional_display.position_sweep_plot(
         fractional.neighbour_divergence(sweep), fractional.top_token_curves(sweep, 3), sweep.natural,
         sweep.token,
     )
@@ -134,7 +134,7 @@ def test_position_sweep_plot(tiny):
 
 def test_live_explorer_moves_the_last_token_on_one_held_prefix(tiny):
     session = LiveSession(tiny)
-    explorer = fractional.explorer(session)
+    explorer = fractional_display.explorer(session)
     ids = tiny.encode(PROMPT)
     t = ids.shape[1]
     for shift in (-1.0, -0.5, 0.0, 1.3):

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from tempo_lab import capture_attention, positions
-from tempo_lab.generators.core import DecodingCore
+from tempo_lab.forward import DecodingCore
+from tempo_lab.layout import Layout
 from tempo_lab.live.session import LiveSession
-from tempo_lab.phenomena import gap_dropout
+from tempo_lab.phenomena.gap_dropout import display as gap_dropout_display
 from tempo_lab.phenomena.gap_dropout import probe
 from tempo_lab.phenomena.gap_dropout.probe import (
     COLUMNS,
@@ -22,7 +23,7 @@ from tempo_lab.phenomena.gap_dropout.probe import (
     gap_probe,
     strategy_forward,
 )
-from tests.helpers import check_figure, check_view, first_control_values
+from tests.helpers import assert_same, check_figure, check_view, first_control_values
 
 PROMPT = "Once upon a time,"
 GAPS = (0, 1, 5, 20)
@@ -46,7 +47,7 @@ def _cached(lm, prompt_ids, token_id, gap):
     t = prompt_ids.shape[1]
     prefix = core.prefill(prompt_ids)
     with capture_attention(lm.model) as rec:
-        logits = core.step(prefix.cache, torch.tensor([[token_id]]), torch.tensor([[t + float(gap)]]))
+        logits = core.step(prefix.cache, torch.tensor([[token_id]]), Layout(torch.tensor([[t + float(gap)]])))
     return logits[0, -1], rec
 
 
@@ -101,7 +102,7 @@ def test_after_the_gap_the_token_behaves_as_if_alone(tiny):
         dropped = strategy_forward(
             tiny, ids, positions.with_gap(t, 1, gap), "default_no_cache", capture=False
         )
-        torch.testing.assert_close(dropped.logits[0], alone, atol=1e-5, rtol=0)
+        assert_same(dropped.logits[0], alone)
         ours = strategy_forward(tiny, ids, positions.with_gap(t, 1, gap), "additive_4d", capture=False)
         assert (ours.logits[0] - alone).abs().max() > 1e-2
 
@@ -115,14 +116,8 @@ def test_our_mask_equals_the_cached_path(tiny, gap):
     ref_logits, ref_rec = _cached(tiny, prompt_ids, token, gap)
     for strategy in ("additive_4d", "default_cache", "ones_2d"):
         got = strategy_forward(tiny, ids, positions.with_gap(t, 1, gap), strategy)
-        torch.testing.assert_close(got.logits[0], ref_logits, atol=1e-5, rtol=0, msg=strategy)
-        torch.testing.assert_close(
-            got.attention.mass(slice(0, t))[:, 0],
-            ref_rec.mass(slice(0, t))[:, 0],
-            atol=1e-5,
-            rtol=0,
-            msg=strategy,
-        )
+        assert_same(got.logits[0], ref_logits, msg=strategy)
+        assert_same(got.attention.mass(slice(0, t))[:, 0], ref_rec.mass(slice(0, t))[:, 0], msg=strategy)
 
 
 def test_frame_numbers_equal_the_cached_path(tiny, frame):
@@ -149,9 +144,9 @@ def test_batched_rows_are_independent(tiny, strategy):
     )
     for r, gap in enumerate(gaps):
         alone = strategy_forward(tiny, ids, positions.with_gap(t, 1, gap), strategy)
-        torch.testing.assert_close(together.logits[r], alone.logits[0], atol=1e-5, rtol=0)
+        assert_same(together.logits[r], alone.logits[0])
         for got, ref in zip(together.attention.weights, alone.attention.weights, strict=True):
-            torch.testing.assert_close(got[r], ref[0], atol=1e-6, rtol=0)
+            assert_same(got[r], ref[0])
 
 
 def test_chunked_probe_equals_one_batch(tiny, frame, monkeypatch):
@@ -180,13 +175,13 @@ def test_sdpa_model_gives_the_same_frame(tiny, tiny_sdpa, frame):
 
 
 def test_tables(result, frame):
-    table = gap_dropout.mass_table(result)
+    table = gap_dropout_display.mass_table(result)
     assert list(table.columns) == list(STRATEGIES) and list(table.index) == list(GAPS)
     assert (
         table.loc[5, "additive_4d"]
         == frame[(frame.strategy == "additive_4d") & (frame.gap == 5)].prompt_mass.item()
     )
-    tops = gap_dropout.top_token_table(result)
+    tops = gap_dropout_display.top_token_table(result)
     row = frame[(frame["strategy"] == "additive_4d") & (frame["gap"] == 5)].iloc[0]
     assert tops.loc[5, "additive_4d"] == f"{row.top1!r} {row.p1:.4f}"
     with pytest.raises(ValueError, match="no probe row for strategy 'ones_2d' at gap 3"):
@@ -276,12 +271,12 @@ def test_packed_split_evidence_shows_the_token_alone_after_a_gap(tiny):
 
 
 def test_figures(result):
-    fig = gap_dropout.prompt_mass_lines(result)
+    fig = gap_dropout_display.prompt_mass_lines(result)
     check_figure(fig)
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "5", "20"]
     assert {line.get_label() for line in ax.get_lines()} == set(STRATEGIES)
-    heat = gap_dropout.layer_mass_heatmaps(result)
+    heat = gap_dropout_display.layer_mass_heatmaps(result)
     assert [a.get_title() for a in heat.axes[:4]] == list(STRATEGIES)
     heat.canvas.draw()
 
@@ -289,7 +284,7 @@ def test_figures(result):
 def test_replay_view_reports_the_probe_rows(tiny):
     result = gap_probe(tiny, "The cat sat", "!", [0, 2, 7], top_k=3)
     frame = result.frame
-    view = gap_dropout.view(result)
+    view = gap_dropout_display.view(result)
     check_view(view)
     assert list(view.controls) == ["gap", "strategy", "layer"]
     assert view.controls["gap"].options == [0, 2, 7] and view.defaults()["gap"] == 2
@@ -310,7 +305,7 @@ def test_replay_view_reports_the_probe_rows(tiny):
 
 def test_live_explorer_equals_the_probe_under_every_strategy(tiny):
     session = LiveSession(tiny)
-    explorer = gap_dropout.explorer(session)
+    explorer = gap_dropout_display.explorer(session)
     result = gap_probe(tiny, "Once upon a time", "x", [0, 4])
     for row in result.frame.itertuples():
         shown = explorer(prompt="Once upon a time", token="x", strategy=row.strategy, gap=row.gap, layer=1)
@@ -318,7 +313,7 @@ def test_live_explorer_equals_the_probe_under_every_strategy(tiny):
         assert shown.state["layer_mass"] == pytest.approx(list(row.layer_mass), abs=1e-5)
         assert [t for t, _ in shown.state["top"]] == row.top_tokens
         # the same row replayed renders the same sentence
-        assert shown.text == gap_dropout.render(result.row(row.strategy, row.gap), 1).text
+        assert shown.text == gap_dropout_display.render(result.row(row.strategy, row.gap), 1).text
     assert session.prefills == 1
 
 
@@ -332,8 +327,8 @@ def test_a_kept_live_figure_draws_the_pixels_of_a_fresh_one(tiny):
     kept = LiveFigure()
     for row in result.frame.itertuples():
         for layer in (0, 1):
-            moved = gap_dropout.render(result.row(row.strategy, row.gap), layer, kept)
-            fresh = gap_dropout.render(result.row(row.strategy, row.gap), layer)
+            moved = gap_dropout_display.render(result.row(row.strategy, row.gap), layer, kept)
+            fresh = gap_dropout_display.render(result.row(row.strategy, row.gap), layer)
             assert moved.text == fresh.text and moved.state == fresh.state
             assert png(moved.figure) == png(fresh.figure), (row.strategy, row.gap, layer)
     assert kept.builds == 1

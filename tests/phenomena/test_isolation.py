@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tempo_lab.phenomena import isolation
+from tempo_lab.phenomena.isolation import display as isolation_display
 from tempo_lab.summaries import set_spans
 from tests.helpers import check_figure, check_view, first_control_values
 
@@ -83,7 +84,7 @@ def test_mode_texts_table(pairs):
 
 def test_replay_view_draws_each_mode_with_the_other_beside(tiny):
     pairs = isolation.parallel_pairs(tiny, "ab", [0.02, 0.05], max_steps=5, max_set_size=3)
-    view = isolation.view(pairs)
+    view = isolation_display.view(pairs)
     check_view(view)
     assert list(view.controls) == ["threshold", "step", "layer", "head", "mode"]
     for threshold in first_control_values(view):
@@ -115,12 +116,12 @@ def test_figures(tiny):
     pairs = isolation.parallel_pairs(tiny, "ab", [0.02], max_steps=5, max_set_size=3)
     pair = pairs[0.02]
     spans = set_spans(pair.isolated)
-    fig = isolation.mode_maps(
+    fig = isolation_display.mode_maps(
         pair.isolated.attention_map(), pair.replay.attention_map(), pair.slot_tokens, spans, "t"
     )
     check_figure(fig, n_axes_with_labels=3)
     n_outlined = sum(1 for _, a, b in spans if b - a > 1)
     assert len(fig.axes[0].patches) == n_outlined
-    bars = isolation.mode_mass_bars(isolation.mode_mass_table(pair))
+    bars = isolation_display.mode_mass_bars(isolation.mode_mass_table(pair))
     check_figure(bars)
 

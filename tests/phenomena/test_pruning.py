@@ -8,6 +8,8 @@ import math
 import pytest
 
 from tempo_lab.phenomena import hidden_sets, pruning
+from tempo_lab.phenomena.hidden_sets import display as hidden_sets_display
+from tempo_lab.phenomena.pruning import display as pruning_display
 from tempo_lab.summaries import later_mass
 from tests.helpers import check_view
 
@@ -16,7 +18,7 @@ PROMPT = "The cat sat"
 
 def test_pruning_view_shows_each_run(tiny):
     runs = pruning.pruning_runs(tiny, PROMPT, [0.3, 0.45], window=2, threshold=0.04, max_steps=8)
-    view = pruning.view(runs)
+    view = pruning_display.view(runs)
     check_view(view)
     for th in (0.3, 0.45):
         for run in ("mask-only", "recompute"):
@@ -52,6 +54,6 @@ def test_hidden_sets_table_and_maps(tiny):
         assert (got is None and want is None) or got == pytest.approx(want)
     none = table.set_index("later").loc["none", "later attention on parallel sets"]
     assert none is None or math.isclose(none, 0.0, abs_tol=1e-7)  # no member is seen by later tokens
-    fig = hidden_sets.hidden_maps({k: r.replay for k, r in runs.items()},
+    fig = hidden_sets_display.hidden_maps({k: r.replay for k, r in runs.items()},
                                   [tiny.token_str(i) for i in runs["all"].replay.input_ids[0].tolist()], "t")
     assert [a.get_title() for a in fig.axes[:3]] == ["later = 'all'", "later = 'first'", "later = 'none'"]

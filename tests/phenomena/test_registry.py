@@ -12,8 +12,14 @@ import torch
 from tempo_lab import load_model
 from tempo_lab.generators import RetroactivePositionGenerator, lockstep
 from tempo_lab.generators.lockstep import Lockstep
-from tempo_lab.phenomena import CLAIMS, EXPLORERS, MEASURES, PHENOMENA, SINGLE, gap_dropout, isolation
-from tempo_lab.studies.conditions import Conditions
+from tempo_lab.layout import Layout
+from tempo_lab.loaded import widened
+from tempo_lab.phenomena import CLAIMS, MEASURES, PHENOMENA, SINGLE
+from tempo_lab.phenomena.conditions import Conditions
+from tempo_lab.phenomena.dashboard import explorers
+from tempo_lab.phenomena.gap_dropout import study as gap_dropout
+from tempo_lab.phenomena.isolation import study as isolation
+from tests.helpers import assert_same
 
 PROMPTS = ["Once upon a time", "The cat", "A much longer prompt about nothing in particular", "Hi there",
 "Then"]
@@ -43,7 +49,7 @@ def test_lockstep_prefill_equals_each_prompt_alone(lm, batch):
     retro = RetroactivePositionGenerator(lm)
     logits = Lockstep(retro.core).prefill([ids for _, ids in batch])
     for (_, ids), got in zip(batch, logits, strict=True):
-        torch.testing.assert_close(got, retro.core.prefill(ids).next_logits, atol=1e-4, rtol=1e-4)
+        assert_same(got, retro.core.prefill(ids).next_logits)
 
 
 @pytest.fixture(params=["one pass", "grouped"])
@@ -62,7 +68,7 @@ def test_lockstep_attention_maps_equal_each_run_captured_alone(family, passes):
     alone with ``capture=True`` (a llama, whose logits the core projects itself, and a sliding-window
     gemma3 through the model's own head), whether a step runs as one pass or as passes over groups of rows."""
     from tempo_lab.generators import ParallelTokenGenerator
-    from tempo_lab.studies.batching import tempo_runs
+    from tempo_lab.phenomena.batching import tempo_runs
     from tempo_lab.tiny import tiny_random
 
     lm = tiny_random(family, **SLIDING.get(family, {}))
@@ -76,7 +82,7 @@ def test_lockstep_attention_maps_equal_each_run_captured_alone(family, passes):
     for (b, opts), got, m in zip(plans, results, maps, strict=True):
         alone = gen.generate(batch[b][1], capture=True, progress=False, **opts)
         assert got.text == alone.text
-        torch.testing.assert_close(m, alone.attention_map(), atol=1e-5, rtol=0)
+        assert_same(m, alone.attention_map())
 
 
 def looped(lm, phenomenon: str, batch, cond) -> list[dict]:
@@ -88,7 +94,7 @@ def test_every_measured_phenomenon_has_its_single_prompt_twin_and_one_name():
     assert set(MEASURES) == set(SINGLE) == {"gap_dropout", "fractional", "retroactive", "isolation",
                                             "compressed", "tempo_sets", "localisation"}  # fmt: skip
     names = [p.name for p in PHENOMENA]
-    assert len(set(names)) == len(names) and set(EXPLORERS) <= set(names)
+    assert len(set(names)) == len(names) and set(explorers()) <= set(names)
     assert {c.phenomenon for c in CLAIMS} <= set(names)
 
 
@@ -154,7 +160,7 @@ def test_a_ragged_sliding_window_batch_equals_each_prompt_alone_logit_for_logit(
     prefill's logits and two ragged steps after it (rows feeding 1, 3 and 2 tokens, then 1, none and 2: a
     stopped row), as one pass per step or as passes over groups of rows, whose keys and values the next step
     must find in the batch cache."""
-    from tempo_lab.generators import DecodingCore
+    from tempo_lab.forward import DecodingCore
     from tempo_lab.generators.loop import Feed
     from tempo_lab.tiny import tiny_random
 
@@ -173,7 +179,7 @@ def test_a_ragged_sliding_window_batch_equals_each_prompt_alone_logit_for_logit(
             if ids is None:
                 return None
             start, self.t = self.t, self.t + len(ids)
-            return Feed(torch.tensor([ids]), torch.arange(start, self.t, dtype=torch.float32)[None])
+            return Feed(torch.tensor([ids]), Layout(torch.arange(start, self.t, dtype=torch.float32)[None]))
 
         def accept(self, step, step_logits):
             self.logits.append(step_logits[0])
@@ -185,11 +191,11 @@ def test_a_ragged_sliding_window_batch_equals_each_prompt_alone_logit_for_logit(
     for r, (p, lg, pol) in enumerate(zip(prompts, logits, policies, strict=True)):
         fed = [ids for step in steps if (ids := step[r]) is not None]
         with torch.no_grad():
-            own = lm.model(torch.cat([p, torch.tensor([sum(fed, [])])], 1)).logits[0].float()
-        torch.testing.assert_close(lg, own[p.shape[1] - 1], atol=1e-5, rtol=0)
+            own = widened(lm.model(torch.cat([p, torch.tensor([sum(fed, [])])], 1)).logits[0])
+        assert_same(lg, own[p.shape[1] - 1])
         at = p.shape[1]
         for ids, got in zip(fed, pol.logits, strict=True):
-            torch.testing.assert_close(got, own[at : at + len(ids)], atol=1e-5, rtol=0)
+            assert_same(got, own[at : at + len(ids)])
             at += len(ids)
 
 

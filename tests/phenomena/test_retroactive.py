@@ -11,6 +11,7 @@ import torch
 from tempo_lab.generators import RetroactivePositionGenerator
 from tempo_lab.live.session import LiveSession
 from tempo_lab.phenomena import retroactive
+from tempo_lab.phenomena.retroactive import display as retroactive_display
 from tests.helpers import check_figure, check_view, first_control_values
 
 PROMPT = "Once upon a time"
@@ -55,14 +56,14 @@ def test_retro_heat_table_tracks_top_tokens_with_their_probabilities(tiny):
 def test_heatmap(tiny):
     res = RetroactivePositionGenerator(tiny).explore("The cat sat", gaps=list(range(0, 30, 3)), token="!")
     heat = retroactive.heat_table(tiny, res, 3)
-    fig = retroactive.heatmap(heat)
+    fig = retroactive_display.heatmap(heat)
     check_figure(fig)
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(heat.table.index)
 
 
 def test_replay_view_follows_the_top_token_over_the_range(tiny):
     res = RetroactivePositionGenerator(tiny).explore("The cat sat", gaps=list(range(0, 21, 2)), token="!")
-    view = retroactive.view(res, tiny)
+    view = retroactive_display.view(res, tiny)
     check_view(view)
     c = view.controls["max_gap"]
     assert (c.lo, c.hi, c.step, c.value) == (0, 20, 2, 20)
@@ -88,7 +89,7 @@ def test_replay_view_follows_the_top_token_over_the_range(tiny):
 
 def test_position_moves_reuse_the_prefix_and_equal_the_generator(tiny):
     session = LiveSession(tiny)
-    explorer = retroactive.explorer(session)
+    explorer = retroactive_display.explorer(session)
     t = tiny.encode(PROMPT).shape[1]
     for gap in (0.0, 2.5, 7.3, 30.0):
         view = explorer(prompt=PROMPT, token="x", gap=gap, gap_range=10)
@@ -103,7 +104,7 @@ def test_position_moves_reuse_the_prefix_and_equal_the_generator(tiny):
 
 def test_a_prompt_change_costs_one_prefill_and_one_step(tiny):
     session = LiveSession(tiny)
-    explorer = retroactive.explorer(session)
+    explorer = retroactive_display.explorer(session)
     explorer(prompt=PROMPT, token="x", gap=1.0, gap_range=10)
     calls = forward_shapes(tiny, lambda: explorer(prompt="The cat sat", token="x", gap=1.0, gap_range=10))
     # the prefill, then one step: the chosen position, gap 0 and the new prompt's curve as branches of it
@@ -122,7 +123,7 @@ def test_a_prompt_change_costs_one_prefill_and_one_step(tiny):
     ],
 )
 def test_bad_input_shows_our_message_and_the_next_valid_input_works(tiny, values, message):
-    explorer = retroactive.explorer(LiveSession(tiny))
+    explorer = retroactive_display.explorer(LiveSession(tiny))
     good = {"prompt": PROMPT, "token": "x", "gap": 1.0, "gap_range": 10}
     view = explorer(**{**good, **values})
     assert view.figure is None and message in view.state["error"] and view.text.startswith("⚠")
@@ -147,17 +148,17 @@ def test_a_kept_live_figure_draws_the_pixels_of_a_fresh_one(tiny):
     res = RetroactivePositionGenerator(tiny).explore(PROMPT, gaps=[0, 0.5, 2, 3.5, 7, 12, 20], token="x")
     kept = LiveFigure()
     for gap, max_gap in ((0.5, 20), (7, 20), (3.5, 12), (20, 20), (2, 7)):
-        moved = retroactive.render(res, tiny, gap, max_gap, kept=kept)
-        fresh = retroactive.render(res, tiny, gap, max_gap)
+        moved = retroactive_display.render(res, tiny, gap, max_gap, kept=kept)
+        fresh = retroactive_display.render(res, tiny, gap, max_gap)
         assert moved.text == fresh.text and moved.state == fresh.state
         assert png(moved.figure) == png(fresh.figure), (gap, max_gap)
     assert kept.builds == 1  # the same token and curve tokens: one figure, updated four times
-    retroactive.render(res, tiny, 2, 7, top_k=3, kept=kept)
+    retroactive_display.render(res, tiny, 2, 7, top_k=3, kept=kept)
     assert kept.builds == 2  # fewer curves: built anew
 
 
 def test_live_moves_keep_one_figure(tiny):
-    explorer = retroactive.explorer(LiveSession(tiny))
+    explorer = retroactive_display.explorer(LiveSession(tiny))
     figures = {id(explorer(prompt=PROMPT, token="x", gap=g, gap_range=10).figure) for g in (0.5, 3.0, 8.5)}
     assert len(figures) == 1
     assert id(explorer(prompt=PROMPT, token="y", gap=1.0, gap_range=10).figure) not in figures

@@ -7,14 +7,14 @@ import pytest
 
 from tempo_lab.generators import ParallelTokenGenerator
 from tempo_lab.live.session import LiveSession
-from tempo_lab.phenomena import tempo_sets
+from tempo_lab.phenomena.tempo_sets import display as tempo_sets_display
 from tempo_lab.summaries import set_spans
 
 PROMPT = "Once upon a time"
 
 
 def test_parallel_explorer_reruns_only_when_the_run_changes(tiny):
-    explorer = tempo_sets.explorer(LiveSession(tiny))
+    explorer = tempo_sets_display.explorer(LiveSession(tiny))
     steps = []
     values = {"prompt": PROMPT, "threshold": 0.05, "mode": "isolated", "layer": -1, "head": -1, "set": 1}
     view = explorer(**values, progress=lambda done, total: steps.append((done, total)))
@@ -35,7 +35,7 @@ def test_render_highlights_a_set_and_reports_its_later_attention(tiny):
     spans = set_spans(run)
     n = run.input_ids.shape[1]
     for index, (k, a, b) in enumerate(spans):
-        shown = tempo_sets.render(run, tokens, index, -1, -1)
+        shown = tempo_sets_display.render(run, tokens, index, -1, -1)
         assert f"set {k} [" in shown.text and shown.state["highlighted"] == k
         if b < n:
             mass = float(run.attention_map()[b:, a:b].sum(-1).mean())
@@ -45,7 +45,7 @@ def test_render_highlights_a_set_and_reports_its_later_attention(tiny):
             assert shown.state["later_mass"] is None and "no later tokens" in shown.text
         rect = shown.figure.axes[0].patches[-1]  # the highlight, drawn last
         assert rect.get_xy() == (a - 0.5, a - 0.5) and rect.get_width() == b - a
-    last = tempo_sets.render(run, tokens, 99, 0, 1)
+    last = tempo_sets_display.render(run, tokens, 99, 0, 1)
     assert last.state["highlighted"] == spans[-1][0] and "layer 0, head 1" in last.text
     with pytest.raises(ValueError, match="layer must be in -1..1"):
-        tempo_sets.render(run, tokens, 0, 5, -1)
+        tempo_sets_display.render(run, tokens, 0, 5, -1)

@@ -10,7 +10,7 @@ from scipy import stats as scipy_stats
 from tempo_lab import load_model, phenomena
 from tempo_lab.studies import run_study
 from tempo_lab.studies.compare import compare_claims, headlines
-from tempo_lab.studies.figures import compare_figure as figure
+from tempo_lab.studies.display import compare_figure as figure
 from tempo_lab.tiny import tiny_random
 
 N = 12
@@ -29,19 +29,19 @@ def studies(tmp_path_factory):
 
 def test_each_side_is_the_claims_table_of_its_own_study(studies):
     a, b = studies
-    table = phenomena.compare_claims(a, b, SINGLE, names=("llama", "gemma2"))
+    table = compare_claims(a, b, SINGLE, names=("llama", "gemma2"))
     alone_a, alone_b = phenomena.claims_table(a, SINGLE), phenomena.claims_table(b, SINGLE)
     assert table.claim.tolist() == alone_a.claim.tolist() == alone_b.claim.tolist()
     assert table["llama: verdict"].tolist() == alone_a.verdict.tolist()
     assert table["gemma2: at scale"].tolist() == alone_b["at scale"].tolist()
     assert table["verdicts agree"].tolist() == (alone_a.verdict == alone_b.verdict).tolist()
-    both = f"tiny-random, float32, {N} prompts; tiny-gemma2, float32, {N} prompts"
+    both = f"tiny-random, float64, {N} prompts; tiny-gemma2, float64, {N} prompts"
     assert set(table["decided by"]) == {both}
 
 
 def test_the_paired_test_is_scipys_wilcoxon_on_the_raw_rows(studies):
     a, b = studies
-    table = phenomena.compare_claims(a, b, SINGLE, names=("llama", "gemma2")).set_index("claim")
+    table = compare_claims(a, b, SINGLE, names=("llama", "gemma2")).set_index("claim")
     row = table.loc["re-placing a token further away changes what follows it"]
     ra, rb = a.table("retroactive"), b.table("retroactive")
     far = ra.gap.max()
@@ -93,11 +93,3 @@ SINGLE = {
            "set_sizes": [3, 1]},
     "05": {"mean_agreement_with_first_gap": {"5": 0.5, "20": 0.4}},
 }
-
-
-def test_the_old_home_of_the_figure_still_works_with_a_deprecation_warning():
-    from tempo_lab.studies import compare
-
-    with pytest.warns(DeprecationWarning, match=r"tempo_lab.studies.figures.compare_figure"):
-        moved = compare.figure
-    assert moved is figure

@@ -16,18 +16,12 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from tempo_lab import load_model
+from tempo_lab import load_model, stats
+from tempo_lab.phenomena import DEFAULT_STUDY
+from tempo_lab.phenomena.conditions import Conditions
+from tempo_lab.prompts import as_prompt_set, bundled_prompts
 from tempo_lab.results import ResultsWarning
-from tempo_lab.studies import (
-    DEFAULT_STUDY,
-    Conditions,
-    PromptProblems,
-    as_prompt_set,
-    bundled_prompts,
-    read_study,
-    run_study,
-    stats,
-)
+from tempo_lab.studies import PromptProblems, read_study, run_study
 from tempo_lab.studies.run import chunks
 from tempo_lab.tiny import byte_tokenizer, tiny_random
 from tests.helpers import HANG_S
@@ -134,7 +128,7 @@ def test_a_bfloat16_study_records_its_dtype_in_the_folder_tables_and_verdicts(lm
     assert not np.array_equal(a, b) and np.abs(a - b).max() < 0.05
     with pytest.raises(ValueError, match="another dtype"):  # the folder is bfloat16's
         run_study(lm, prompts, results=tmp_path, phenomena=["retroactive"], progress=False)
-    with pytest.raises(ValueError, match="dtype='bfloat16' applies when run_study loads the model.*float32"):
+    with pytest.raises(ValueError, match="dtype='bfloat16' applies when run_study loads the model.*float64"):
         run_study(lm, prompts, results=tmp_path / "x", dtype="bfloat16", progress=False)
 
 
@@ -226,7 +220,7 @@ def test_the_committed_studies_match_a_recomputation_by_the_single_prompt_path(b
     prompts, recomputed now one at a time through the single-prompt path (not the batched one that wrote
     them), give their rows."""
     from tempo_lab.phenomena import SINGLE
-    from tempo_lab.studies.prompts import encode
+    from tempo_lab.prompts import encode
 
     study = read_study(ROOT / "results" / folder)
     assert study.manifest["model"] == bundled.name and len(study.prompts) >= 300
@@ -249,10 +243,11 @@ def test_the_committed_studies_match_a_recomputation_by_the_single_prompt_path(b
 
 
 def test_stored_result_views_show_the_table_values(lm, tmp_path):
-    from tempo_lab.phenomena import retroactive, tempo_sets
+    from tempo_lab.phenomena.retroactive import display as retroactive_display
+    from tempo_lab.phenomena.tempo_sets import display as tempo_sets_display
 
     study = run_study(lm, n=12, results=tmp_path, phenomena=["retroactive", "tempo_sets"], progress=False)
-    gap_view = retroactive.study_view(study)
+    gap_view = retroactive_display.study_view(study)
     table = study.table("retroactive")
     kind = table.kind.iloc[0]
     rows = table[(table.kind == kind) & (table.gap == 16)]
@@ -262,7 +257,7 @@ def test_stored_result_views_show_the_table_values(lm, tmp_path):
     assert shown.figure is not None
     with pytest.raises(ValueError, match="'sonnet' is not in the study"):
         gap_view(kind="sonnet", gap=16)
-    threshold_view = tempo_sets.study_view(study)
+    threshold_view = tempo_sets_display.study_view(study)
     sizes = study.table("tempo_sets").query("threshold == 0.2").mean_set_size
     shown = threshold_view(kind="all", threshold=0.2)
     assert f"mean set size {stats.bootstrap_ci(sizes)[0]:.3f}" in shown.text

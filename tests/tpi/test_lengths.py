@@ -8,11 +8,11 @@ import pytest
 import torch
 from transformers import DynamicCache
 
+from tempo_lab.corpus import load_corpus
 from tempo_lab.extension.self_extend import grouped_positions
 from tempo_lab.results import IncompleteResults
 from tempo_lab.tpi import lengths, model, runs, train
 from tempo_lab.tpi.convert import EOS, as_transformers, char_tokenizer
-from tempo_lab.tpi.corpus import load_corpus
 
 
 def random_rope(dim: int = 16, layers: int = 2, seed: int = 0) -> model.CharLM:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tempo_lab.corpus import from_text, load_corpus
 from tempo_lab.results import IncompleteResults, ResultsWarning
-from tempo_lab.tpi import layers, model, probes, recall, report, runs, train
-from tempo_lab.tpi.corpus import from_text, load_corpus
+from tempo_lab.tpi import display as report
+from tempo_lab.tpi import layers, model, probes, recall, runs, train
 
 ALL = [(v, m) for v in layers.VARIANTS for m in layers.MEMORIES]
 
@@ -216,11 +217,3 @@ def test_the_recall_floor_without_lookup():
     # one pair: the stored value is the answer; two: right if the values match (1/10), else half the time
     assert recall.blind_accuracy(recall.RecallTask(pairs=1)) == 1.0
     assert recall.blind_accuracy(recall.RecallTask(pairs=2)) == pytest.approx(0.1 + 0.9 * 0.5, abs=0.01)
-
-
-def test_the_old_home_of_shift_view_still_works_with_a_deprecation_warning():
-    with pytest.warns(
-        DeprecationWarning, match=r"tempo_lab.tpi.probes.shift_view moved to tempo_lab.tpi.report.shift_view"
-    ):
-        moved = probes.shift_view
-    assert moved is report.shift_view

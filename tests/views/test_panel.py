@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from tempo_lab.phenomena.gap_dropout import gap_probe, view
+from tempo_lab.phenomena.gap_dropout import gap_probe
+from tempo_lab.phenomena.gap_dropout.display import view
 from tempo_lab.views import Control, Latest, Panel, Rendered, Superseded, live_view, show
 from tests.helpers import HANG_S
 

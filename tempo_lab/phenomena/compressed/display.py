@@ -29,10 +29,9 @@ from tempo_lab import plots
 from tempo_lab.generators import CompressedResult, CompressedThoughtGenerator
 from tempo_lab.labels import plain
 from tempo_lab.live.session import LiveSession
-from tempo_lab.studies.figures import CI, n_prompts
+from tempo_lab.phenomena.compressed.probe import NAME, TITLE
+from tempo_lab.plots import CI, n_prompts
 from tempo_lab.views import Control, Rendered, View, live_view
-
-NAME, TITLE = "compressed", "Compressed"
 
 
 def thought_paths(paths, title: str, ax: Axes | None = None) -> Figure:

@@ -14,9 +14,11 @@ import torch
 
 from tempo_lab.generators import CompressedResult, CompressedThoughtGenerator, RetroactivePositionGenerator
 from tempo_lab.labels import plain_number
-from tempo_lab.loaded import LoadedModel
+from tempo_lab.loaded import LoadedModel, widened
 from tempo_lab.plumbing import checks
 from tempo_lab.summaries import tv
+
+NAME, TITLE = "compressed", "Compressed"
 
 
 def compressed_runs(
@@ -36,6 +38,7 @@ def compressed_runs(
 def combined_exploration(
     lm: LoadedModel, prompt: str, gap: float | str, regaps: Sequence[float], **options: Any
 ) -> tuple[CompressedResult, pd.DataFrame]:
+
     """Seed 000's combined approach: compressed-thought paths at ``gap``, then each path's first token (its
     candidate) re-explored retroactively at every gap of ``regaps``, all in **one** batched cached step over
     the shared prompt prefix (``candidates x regaps`` branches; the prefix is prefilled once for both).
@@ -55,7 +58,7 @@ def combined_exploration(
     t = prefix.length
     pairs = [(path, g) for path in res.paths for g in regaps]
     logits = retro.place(prefix, [p.candidate.token_id for p, _ in pairs], [t + g for _, g in pairs])
-    probs = torch.softmax(logits.float(), -1)  # (candidates * regaps, vocab)
+    probs = torch.softmax(widened(logits), -1)  # (candidates * regaps, vocab)
     rows = []
     for (path, g), row in zip(pairs, probs, strict=True):
         own = torch.softmax(path.logits[1], -1) if len(path.token_ids) > 1 else row

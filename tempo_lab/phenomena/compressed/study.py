@@ -12,15 +12,13 @@ from typing import Any
 import pandas as pd
 import torch
 
+from tempo_lab.claims import Claim, Evidence, ci, fmt_ci
 from tempo_lab.generators import CompressedResult, CompressedThoughtGenerator
 from tempo_lab.generators.lockstep import Lockstep
 from tempo_lab.loaded import LoadedModel
-from tempo_lab.phenomena.compressed.probe import path_agreement
-from tempo_lab.studies.claims import Claim, Evidence, ci, fmt_ci
-from tempo_lab.studies.conditions import Batch, Conditions
+from tempo_lab.phenomena.compressed.probe import NAME, path_agreement
+from tempo_lab.phenomena.conditions import Batch, Conditions
 from tempo_lab.summaries import repetition
-
-NAME = "compressed"
 
 
 def _rows(i: int, per_gap: Mapping[float, CompressedResult]) -> list[dict]:

@@ -19,7 +19,7 @@ from tempo_lab.generators.retroactive import TOP_KEPT
 from tempo_lab.labels import token_label
 from tempo_lab.live.session import LiveSession
 from tempo_lab.phenomena.fractional.probe import NAME, TITLE
-from tempo_lab.studies.figures import CI, n_prompts
+from tempo_lab.plots import CI, n_prompts
 from tempo_lab.summaries import tv
 from tempo_lab.views import Control, Rendered, View, live_view
 

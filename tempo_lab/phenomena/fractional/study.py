@@ -10,12 +10,12 @@ from typing import Any
 
 import torch
 
+from tempo_lab.claims import Claim, Evidence, ci, fmt_ci
 from tempo_lab.generators import RetroactivePositionGenerator
-from tempo_lab.loaded import LoadedModel
+from tempo_lab.loaded import LoadedModel, widened
+from tempo_lab.phenomena.batching import placed
+from tempo_lab.phenomena.conditions import Batch, Conditions
 from tempo_lab.phenomena.fractional.probe import NAME
-from tempo_lab.studies.batching import placed
-from tempo_lab.studies.claims import Claim, Evidence, ci, fmt_ci
-from tempo_lab.studies.conditions import Batch, Conditions
 from tempo_lab.summaries import tv
 
 
@@ -45,9 +45,8 @@ def single_rows(lm: LoadedModel, i: int, ids: torch.Tensor, cond: Conditions) ->
     """The row of :func:`measure` for prompt ``i`` alone, through the retroactive generator."""
     retro = RetroactivePositionGenerator(lm)
     t = ids.shape[1]
-    low, mid, high = torch.softmax(
-        retro.place(retro.core.prefill(ids[:, :-1]), int(ids[0, -1]), [t - 2.0, t - 1.5, t - 1.0]).float(), -1
-    )
+    placed = retro.place(retro.core.prefill(ids[:, :-1]), int(ids[0, -1]), [t - 2.0, t - 1.5, t - 1.0])
+    low, mid, high = torch.softmax(widened(placed), -1)
     tv_low, tv_high, tv_n = tv(mid, low), tv(mid, high), tv(low, high)
     return [{"prompt": i, "tv_low": tv_low, "tv_high": tv_high, "tv_neighbours": tv_n,
              "between": tv_low <= tv_n and tv_high <= tv_n,

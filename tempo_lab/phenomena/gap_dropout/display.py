@@ -19,16 +19,18 @@ from tempo_lab import plots, positions
 from tempo_lab.capture import capture_attention, span_mass
 from tempo_lab.labels import token_label
 from tempo_lab.live.session import LiveSession
+from tempo_lab.loaded import widened
 from tempo_lab.phenomena.gap_dropout.probe import (
+    NAME,
     STRATEGIES,
+    TITLE,
     GapProbe,
     GapRow,
     strategy_forward,
 )
-from tempo_lab.studies.figures import CI, n_prompts
+from tempo_lab.plots import CI, n_prompts
 from tempo_lab.views import Control, Rendered, View, live_view
 
-NAME, TITLE = "gap_dropout", "Gap dropout"
 STRATEGY_STYLE: dict[str, dict] = {
     "default_no_cache": {"color": "#d62728", "marker": "o", "linestyle": "-"},
     "default_cache": {"color": "#1f77b4", "marker": "s", "linestyle": "--"},
@@ -170,7 +172,7 @@ def explorer(session: LiveSession) -> View:
             seq = torch.cat([ids, torch.tensor([[token_id]], device=ids.device)], 1)
             run = strategy_forward(lm, seq, positions.with_gap(t, 1, gap), strategy)
             probs, weights = torch.softmax(run.logits[0], -1), run.attention.stacked()
-        layer_mass = span_mass(weights.float(), slice(0, t))[:, 0].mean(-1)  # (layers,)
+        layer_mass = span_mass(widened(weights), slice(0, t))[:, 0].mean(-1)  # (layers,)
         top_p, top_i = probs.topk(5)
         row = GapRow(strategy, gap, t + gap, lm.token_str(token_id), float(layer_mass.mean()),
                      layer_mass.cpu().numpy(), [lm.token_str(int(i)) for i in top_i],

@@ -36,8 +36,10 @@ from tempo_lab import positions as pos
 from tempo_lab.capture import AttentionRecord, capture_attention
 from tempo_lab.families import family_of
 from tempo_lab.labels import plain, plain_number
-from tempo_lab.loaded import LoadedModel, evaluating, keeps_logits
+from tempo_lab.loaded import LoadedModel, evaluating, keeps_logits, widened
 from tempo_lab.plumbing import checks
+
+NAME, TITLE = "gap_dropout", "Gap dropout"
 
 STRATEGIES: tuple[str, ...] = ("default_no_cache", "default_cache", "ones_2d", "additive_4d")
 
@@ -168,7 +170,7 @@ def strategy_forward(
     family = family_of(lm.model)
     family.check_attention()
     family.check_positions(position_ids)
-    model_positions = pos.as_model_positions(position_ids, lm.is_rotary).to(lm.device)
+    model_positions = pos.as_model_positions(position_ids, lm.family.position_reason()).to(lm.device)
     b, n = input_ids.shape
     kwargs: dict = {"input_ids": input_ids.to(lm.device), "position_ids": model_positions}
     if strategy == "default_no_cache":
@@ -196,7 +198,7 @@ def strategy_forward(
     logits = out.logits if "logits_to_keep" in kwargs else out.logits[:, keep.to(out.logits.device)]
     which = torch.zeros(b, dtype=torch.long) if query is None else torch.searchsorted(keep, query.cpu())
     rows = logits[torch.arange(b), which.to(logits.device)]
-    return StrategyPass(strategy=strategy, logits=rows.float(), attention=record)
+    return StrategyPass(strategy=strategy, logits=widened(rows), attention=record)
 
 
 def _check_gaps(gaps: Sequence[float], prompt_len: int, lm: LoadedModel) -> list[float]:
@@ -208,7 +210,7 @@ def _check_gaps(gaps: Sequence[float], prompt_len: int, lm: LoadedModel) -> list
     for i, g in enumerate(gaps):
         g = plain_number(checks.nonnegative(f"gaps[{i}]", g))
         checks.in_context(f"gaps[{i}] = {g:g}", prompt_len + g, lm.max_positions)
-        checks.integral_unless_rotary(f"gaps[{i}] = {g:g}", g, lm.is_rotary)
+        checks.integral_position(f"gaps[{i}] = {g:g}", g, lm.family.position_reason())
         if g in out:
             raise ValueError(f"gaps[{i}] = {g} repeats gaps[{out.index(g)}]; give each gap once")
         out.append(g)
@@ -268,7 +270,7 @@ def gap_probe(
             position_ids = torch.cat([pos.with_gap(prompt_len, 1, g) for g in part])  # (chunk, T+1)
             result = strategy_forward(lm, input_ids.expand(len(part), -1), position_ids, strategy)
             # (layers, chunk, heads): mass of each row's last query on the prompt slots
-            mass = result.attention.mass(slice(0, prompt_len), query=-1).float()
+            mass = widened(result.attention.mass(slice(0, prompt_len), query=-1))
             probs = torch.softmax(result.logits, dim=-1)  # (chunk, vocab)
             top = probs.topk(top_k, dim=-1)
             for r, gap in enumerate(part):
@@ -305,6 +307,7 @@ def gap_probe(
 def packed_split_evidence(
     lm: LoadedModel, prompt: str, token: str | int | None, gap: float
 ) -> dict[str, Any]:
+
     """Evidence that the gap dropout is transformers' packed-sequence detection.
 
     Returns ``segments``: the "document" index transformers assigns to each slot for positions

@@ -14,13 +14,11 @@ import pandas as pd
 import torch
 
 from tempo_lab import positions as pos
-from tempo_lab.loaded import LoadedModel
-from tempo_lab.phenomena.gap_dropout.probe import CAPTURE_BUDGET_BYTES, gap_probe, strategy_forward
-from tempo_lab.studies import stats
-from tempo_lab.studies.claims import Claim, Evidence, ci, fmt_ci
-from tempo_lab.studies.conditions import Batch, Conditions
-
-NAME = "gap_dropout"
+from tempo_lab import stats
+from tempo_lab.claims import Claim, Evidence, ci, fmt_ci
+from tempo_lab.loaded import LoadedModel, widened
+from tempo_lab.phenomena.conditions import Batch, Conditions
+from tempo_lab.phenomena.gap_dropout.probe import CAPTURE_BUDGET_BYTES, NAME, gap_probe, strategy_forward
 
 
 def _right_padded(seqs: Sequence[torch.Tensor], positions: Sequence[torch.Tensor]):
@@ -81,7 +79,7 @@ def measure(lm: LoadedModel, batch: Batch, cond: Conditions) -> list[dict]:
         for part in _buckets([len(x) for x in seqs], per_token2):
             ids, where, last = _right_padded([seqs[r] for r in part], [positions[r] for r in part])
             res = strategy_forward(lm, ids, where, strategy, query=last)
-            w = res.attention.stacked().float()  # (layers, rows, heads, N, N)
+            w = widened(res.attention.stacked())  # (layers, rows, heads, N, N)
             for j, (r, q) in enumerate(zip(part, last.tolist(), strict=True)):
                 mass[r] = w[:, j, :, q, : lengths[r]].sum(-1).mean()
             top[part] = res.logits.argmax(-1).cpu()

@@ -20,13 +20,12 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from tempo_lab import masks, plots
-from tempo_lab.phenomena.isolation.probe import ModePair
-from tempo_lab.phenomena.tempo_sets import render as render_run
-from tempo_lab.studies.figures import CI
+from tempo_lab.phenomena.isolation.probe import NAME, TITLE, ModePair
+from tempo_lab.phenomena.tempo_sets.display import render as render_run
+from tempo_lab.plots import CI
 from tempo_lab.summaries import set_spans
 from tempo_lab.views import Control, View
 
-NAME, TITLE = "isolation", "Isolated vs visible"
 MODE_COLOR = {"isolated": "#1f77b4", "visible": "#ff7f0e"}
 
 

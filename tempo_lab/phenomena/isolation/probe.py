@@ -17,6 +17,8 @@ from tempo_lab.loaded import LoadedModel
 from tempo_lab.plumbing import checks
 from tempo_lab.summaries import first_difference, later_mass
 
+NAME, TITLE = "isolation", "Isolated vs visible"
+
 
 @dataclass
 class ModePair:
@@ -48,6 +50,7 @@ def parallel_pairs(
     max_steps: int = 15,
     max_set_size: int = 5,
 ) -> dict[float, ModePair]:
+
     """Run TEMPO generation in both modes at each threshold (see :class:`ModePair`); keys are the thresholds.
 
     Cost per threshold: three runs of at most ``max_steps`` cached steps each (isolated and the replay capture

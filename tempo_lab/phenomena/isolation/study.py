@@ -12,16 +12,14 @@ from typing import Any
 import pandas as pd
 import torch
 
-from tempo_lab import masks
+from tempo_lab import masks, stats
+from tempo_lab.claims import Claim, Evidence, ci, fmt_ci
 from tempo_lab.generators import ParallelTokenGenerator
 from tempo_lab.loaded import LoadedModel
-from tempo_lab.studies import stats
-from tempo_lab.studies.batching import tempo_runs
-from tempo_lab.studies.claims import Claim, Evidence, ci, fmt_ci
-from tempo_lab.studies.conditions import Batch, Conditions
+from tempo_lab.phenomena.batching import tempo_runs
+from tempo_lab.phenomena.conditions import Batch, Conditions
+from tempo_lab.phenomena.isolation.probe import NAME
 from tempo_lab.summaries import first_difference, mean_or_nan, parallel_later_mass
-
-NAME = "isolation"
 
 
 def _rows(i: int, runs: dict, maps: dict) -> list[dict]:

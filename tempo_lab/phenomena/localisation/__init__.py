@@ -3,8 +3,7 @@
 - :mod:`.probe`: :func:`localise` (:class:`Localisation`) over a layout pair, the pairs of notebooks 02, 03
   and 04, and :func:`collapse_bands` (:class:`BandCollapse`): the previous-token heads and the rotary bands
   that build them;
-- :mod:`.display`: its figures, the render its replay sliders use and the study's figure (loaded on first
-  use);
+- :mod:`.display`: its figures, the render its replay sliders use and the study's figure;
 - :mod:`.study`: the batched measurement over a prompt set and its single-prompt twin;
 - :mod:`.summary`: what the stored study says: curves, shares and the claims it decides.
 
@@ -26,46 +25,18 @@ from tempo_lab.phenomena.localisation.probe import (
     retro_pair,
     set_pair,
 )
-from tempo_lab.phenomena.localisation.study import NAME, measure, single_rows
-from tempo_lab.phenomena.localisation.summary import CLAIMS, curve, localisation_sentence, shares
-from tempo_lab.phenomena.phenomenon import Phenomenon, display_attributes
-
-DISPLAY = (
-    "bands_figure",
-    "collapse_figure",
-    "figure",
-    "gradient_figure",
-    "heads_figure",
-    "recovery_figure",
-    "render",
-    "view",
-)
-__getattr__ = display_attributes(__name__, DISPLAY)
-
-PHENOMENON = Phenomenon(
-    NAME, "09", "Where position acts", measure=measure, single=single_rows, claims=CLAIMS, default_study=False
-)
 
 __all__ = [
-    "CLAIMS",
-    "ENTRY",
-    "NAME",
-    "PHENOMENON",
-    "PREVIOUS_TOKEN_RULE",
     "BandCollapse",
+    "ENTRY",
     "Localisation",
+    "PREVIOUS_TOKEN_RULE",
     "band_groups",
     "collapse_bands",
-    "curve",
     "entry_layers",
     "half_step_pair",
-    "localisation_sentence",
     "localise",
-    "measure",
     "previous_token_scores",
     "retro_pair",
     "set_pair",
-    "shares",
-    "single_rows",
-    *DISPLAY,
 ]

@@ -16,12 +16,10 @@ from matplotlib.figure import Figure
 
 from tempo_lab import plots
 from tempo_lab.labels import token_label
-from tempo_lab.phenomena.localisation.probe import BandCollapse, Localisation
+from tempo_lab.phenomena.localisation.probe import NAME, TITLE, BandCollapse, Localisation
 from tempo_lab.phenomena.localisation.summary import curve, shares
-from tempo_lab.studies.figures import n_prompts
+from tempo_lab.plots import n_prompts
 from tempo_lab.views import Control, Rendered, View
-
-NAME, TITLE = "localisation", "Where position acts"
 
 
 def recovery_figure(locs: Mapping[str, Localisation], title: str) -> Figure:

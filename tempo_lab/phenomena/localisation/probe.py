@@ -23,9 +23,9 @@ import torch
 from tempo_lab import masks
 from tempo_lab import positions as pos
 from tempo_lab.capture import capture_attention
-from tempo_lab.generators import DecodingCore, ParallelResult
+from tempo_lab.forward import DecodingCore
+from tempo_lab.generators import ParallelResult
 from tempo_lab.interventions import (
-    Layout,
     Metric,
     PositionEdit,
     intervene,
@@ -35,9 +35,12 @@ from tempo_lab.interventions import (
     rotary_of,
     tv_to,
 )
-from tempo_lab.interventions.layouts import check_pair
-from tempo_lab.loaded import LoadedModel
+from tempo_lab.interventions.pairs import check_pair
+from tempo_lab.layout import Layout
+from tempo_lab.loaded import LoadedModel, widened
 from tempo_lab.plumbing import checks
+
+NAME, TITLE = "localisation", "Where position acts"
 
 #: a head is a previous-token head when, on average over the prompt's queries, at least this share of its
 #: attention goes to the token right before the query
@@ -146,7 +149,7 @@ def _band_values(
         edits.append(PositionEdit(row_shift, bands=list(bands)))
     core = DecodingCore(lm)
     with intervene(lm, *edits):
-        logits = core.full(ids.expand(rows, -1), clean.positions.expand(rows, -1), clean.full_mask(lm.dtype))
+        logits = core.full(ids.expand(rows, -1), clean.expand(rows))
     return metric(logits[:, readout]).cpu()
 
 
@@ -163,6 +166,7 @@ def localise(
     metric: str = "tv",
     name: str = "",
 ) -> Localisation:
+
     """Localise the effect of going from ``clean`` to ``corrupt`` (see :class:`Localisation`): patching at
     the read-out slot per layer (and per head), one band at a time, and the per-layer gradient, all measured
     by ``metric`` (:data:`METRICS`). ``ids``: ``(1, N)``. Band and gradient parts need a pair that differs in
@@ -173,10 +177,10 @@ def localise(
     readout %= n
     core = DecodingCore(lm)
     runs = [
-        core.full(ids, layout.positions, layout.full_mask(lm.dtype))[0, readout]
+        core.full(ids, layout)[0, readout]
         for layout in (clean, corrupt)
     ]
-    probs = torch.softmax(torch.stack(runs).float(), -1)
+    probs = torch.softmax(widened(torch.stack(runs)), -1)
     reference = probs[0]
     if metric_name == "tv":
         measure = tv_to(reference, "TV to the clean run")
@@ -193,7 +197,7 @@ def localise(
     moved = [int(i) for i in shift.nonzero().flatten()]
     same_mask = torch.equal(clean.full_mask(lm.dtype), corrupt.full_mask(lm.dtype))
     band_frame = grad_frame = None
-    if lm.is_rotary and same_mask and moved:
+    if lm.family.has_bands and same_mask and moved:
         rotary = rotary_of(lm)
         table = rotary.bands()
         first_type = table[table.layer_type == table.layer_type.iloc[0]]
@@ -279,12 +283,12 @@ def collapse_bands(lm: LoadedModel, ids: torch.Tensor, groups: Sequence[Sequence
         edits.append(PositionEdit(shift, bands=list(bands)))
     core = DecodingCore(lm)
     with intervene(lm, *edits), capture_attention(lm.model) as record:
-        logits = core.full(ids.expand(rows, -1), positions.expand(rows, -1))
-    weights = record.stacked(-1, width=t).float()  # (layers, rows, heads, T, T)
+        logits = core.full(ids.expand(rows, -1), Layout(positions).expand(rows))
+    weights = widened(record.stacked(-1, width=t))  # (layers, rows, heads, T, T)
     scores = previous_token_scores(weights).permute(1, 0, 2)  # (rows, layers, heads)
     base = scores[0]
     heads = [(int(layer), int(head)) for layer, head in (base >= PREVIOUS_TOKEN_RULE).nonzero().tolist()]
-    probs = torch.softmax(logits[:, -1].float(), -1)
+    probs = torch.softmax(widened(logits[:, -1]), -1)
     tvs = (0.5 * (probs[1:] - probs[0]).abs().sum(-1)).cpu()
     if heads:
         index = torch.tensor(heads)

@@ -32,19 +32,19 @@ import torch
 from tempo_lab import masks
 from tempo_lab import positions as pos
 from tempo_lab.capture import capture_attention
-from tempo_lab.generators import DecodingCore, branch
-from tempo_lab.interventions import Layout, PositionEdit, Site, intervene, patch, rotary_of, tv_to
+from tempo_lab.forward import DecodingCore, branch
+from tempo_lab.interventions import PositionEdit, Site, intervene, patch, rotary_of, tv_to
 from tempo_lab.interventions.sites import SiteModules, patched, record
-from tempo_lab.loaded import LoadedModel
+from tempo_lab.layout import Layout
+from tempo_lab.loaded import LoadedModel, widened
+from tempo_lab.phenomena.conditions import Batch, Conditions
 from tempo_lab.phenomena.localisation.probe import (
     PREVIOUS_TOKEN_RULE,
     band_groups,
     collapse_bands,
     previous_token_scores,
 )
-from tempo_lab.studies.conditions import Batch, Conditions
 
-NAME = "localisation"
 HALF_STEPS = (0.5, 1.0)  # the half step of notebook 02 and the integer step it is compared with
 N_GROUPS = 8  # rotary bands in this many groups (SmolLM2: 32 bands, 4 per group)
 SET_SIZE = 3  # the TEMPO set of the isolation part: the prompt's three most probable next tokens
@@ -92,7 +92,8 @@ def _prompt_rows(
     def step(n_rows: int, positions: list[float]) -> torch.Tensor:
         tokens = torch.full((n_rows, 1), token, device=ids.device)
         places = torch.tensor(positions, dtype=torch.float32)[:, None]
-        return torch.softmax(core.step(branch(prefix.cache, n_rows), tokens, places)[:, 0].float(), -1)
+        logits = core.step(branch(prefix.cache, n_rows), tokens, Layout(places))
+        return torch.softmax(widened(logits[:, 0]), -1)
 
     # the token at gap 0 and at every gap, its residual stream kept
     with record(where, ["resid"]) as store:
@@ -147,18 +148,17 @@ def _isolation_rows(lm, core, where, i, ids, prefix) -> list[dict]:
     last = t + SET_SIZE - 1
     with record(where, ["resid"]) as store:
         both = torch.cat([modes["visible"], modes["isolated"]])
-        logits = core.step(branch(prefix.cache, 2), members.expand(2, -1), places.expand(2, -1), both)
-    probs = torch.softmax(logits[:, -1].float(), -1)
+        logits = core.step(branch(prefix.cache, 2), members.expand(2, -1), Layout(places.expand(2, -1), both))
+    probs = torch.softmax(widened(logits[:, -1]), -1)
     effect = float(_tv(probs[1], probs[0]))
     sites = [Site("resid", layer, last) for layer in range(n_layers)]
     with patched(where, sites, store, t, source_row=0, source_offset=t):
         restored = core.step(
             branch(prefix.cache, n_layers),
             members.expand(n_layers, -1),
-            places.expand(n_layers, -1),
-            modes["isolated"],
+            Layout(places.expand(n_layers, -1), modes["isolated"]),
         )
-    restored_tv = _tv(torch.softmax(restored[:, -1].float(), -1), probs[0])
+    restored_tv = _tv(torch.softmax(widened(restored[:, -1]), -1), probs[0])
     rows = [_row(i, "isolation_effect", 0.0, -1, effect)]
     for layer in range(n_layers):
         value = _share(effect, float(restored_tv[layer]))
@@ -178,10 +178,10 @@ def single_rows(lm: LoadedModel, i: int, ids: torch.Tensor, cond: Conditions) ->
     layouts, and one full forward per band group under :func:`intervene`."""
     core, groups = DecodingCore(lm), _groups(lm)
     t = ids.shape[1]
-    token = int(core.full(ids, pos.contiguous(t))[0, -1].argmax())
+    token = int(core.full(ids)[0, -1].argmax())
     full = torch.cat([ids, torch.tensor([[token]], device=ids.device)], 1)
     clean = Layout.contiguous(t + 1)
-    reference = torch.softmax(core.full(full, clean.positions)[0, -1].float(), -1)
+    reference = torch.softmax(widened(core.full(full, clean)[0, -1]), -1)
     rows: list[dict] = []
     for g in gaps(cond):
         corrupt = Layout(pos.with_gap(t, 1, g))
@@ -195,16 +195,16 @@ def single_rows(lm: LoadedModel, i: int, ids: torch.Tensor, cond: Conditions) ->
             shift = torch.zeros(t + 1)
             shift[t] = g
             with intervene(lm, PositionEdit(shift, bands=bands)):
-                probs = torch.softmax(core.full(full, clean.positions)[0, -1].float(), -1)
+                probs = torch.softmax(widened(core.full(full, clean)[0, -1]), -1)
             rows.append(_row(i, "band_tv", g, j, _tv(probs, reference)))
-    members, places, modes = _set(ids, core.full(ids, pos.contiguous(t))[0, -1])
+    members, places, modes = _set(ids, core.full(ids)[0, -1])
     both = torch.cat([ids, members], 1)
     prompt_rows = masks.causal_mask(t + SET_SIZE)[:, :, :t]  # the prompt's queries see the prompt only
     layouts = {
         m: Layout(torch.cat([pos.contiguous(t), places], 1), torch.cat([prompt_rows, mask], 2), m)
         for m, mask in modes.items()
     }
-    visible = torch.softmax(core.full(both, layouts["visible"].positions, layouts["visible"].mask)[0, -1], -1)
+    visible = torch.softmax(core.full(both, layouts["visible"])[0, -1], -1)
     result = patch(
         lm, both, layouts["visible"], layouts["isolated"], tv_to(visible), slots=[t + SET_SIZE - 1]
     )
@@ -225,9 +225,9 @@ def _single_collapse(lm, core, i, ids, groups) -> list[dict]:
 
     def run(edit: PositionEdit | None) -> tuple[torch.Tensor, torch.Tensor]:
         with intervene(lm, *([edit] if edit else [])), capture_attention(lm.model) as rec:
-            logits = core.full(ids, positions)
-        scores = previous_token_scores(rec.stacked(-1, width=t).float()[:, 0])  # (layers, heads)
-        return scores, torch.softmax(logits[0, -1].float(), -1)
+            logits = core.full(ids)
+        scores = previous_token_scores(widened(rec.stacked(-1, width=t))[:, 0])  # (layers, heads)
+        return scores, torch.softmax(widened(logits[0, -1]), -1)
 
     base, probs = run(None)
     heads = (base >= PREVIOUS_TOKEN_RULE).nonzero().tolist()

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tempo_lab.phenomena.localisation.probe import ENTRY, entry_layers
-from tempo_lab.phenomena.localisation.study import HALF_STEPS, N_GROUPS, NAME
-from tempo_lab.studies.claims import Claim, Evidence, ci, fmt_ci
+from tempo_lab.claims import Claim, Evidence, ci, fmt_ci
+from tempo_lab.phenomena.localisation.probe import ENTRY, NAME, entry_layers
+from tempo_lab.phenomena.localisation.study import HALF_STEPS, N_GROUPS
 
 
 def curve(table: pd.DataFrame, measure_: str, gap: float | None = None) -> pd.DataFrame:

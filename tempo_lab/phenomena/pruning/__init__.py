@@ -4,11 +4,9 @@ Driver: :class:`~tempo_lab.generators.ParallelTokenGenerator` with ``prune=Pruni
 
 - :mod:`.probe`: :func:`pruning_runs` (:class:`PruningPair`: mask-only beside the exact recompute, per
   pruning threshold), :func:`pruning_table`, :func:`pruning_drift`;
-- :mod:`.display`: :func:`pruning_shares`, and :func:`render` / :func:`view`, notebook 07's replay (loaded
-  on first use).
+- :mod:`.display`: :func:`pruning_shares`, and :func:`render` / :func:`view`, notebook 07's replay.
 """
 
-from tempo_lab.phenomena.phenomenon import Phenomenon, display_attributes
 from tempo_lab.phenomena.pruning.probe import (
     NAME,
     RUNS,
@@ -19,18 +17,12 @@ from tempo_lab.phenomena.pruning.probe import (
     pruning_table,
 )
 
-DISPLAY = ("pruning_shares", "render", "view")
-__getattr__ = display_attributes(__name__, DISPLAY)
-
-PHENOMENON = Phenomenon(NAME, "07", TITLE)
 __all__ = [
     "NAME",
-    "PHENOMENON",
+    "PruningPair",
     "RUNS",
     "TITLE",
-    "PruningPair",
     "pruning_drift",
     "pruning_runs",
     "pruning_table",
-    *DISPLAY,
 ]

@@ -7,11 +7,10 @@ Driver: :meth:`RetroactivePositionGenerator.explore
 - :mod:`.probe`: :func:`heat_table` (:class:`HeatTable`), :func:`top1_changes`, and the layers and bands
   that see a move (:func:`band_choices`);
 - :mod:`.display`: :func:`heatmap`, the :func:`render` its replay :func:`view` and live :func:`explorer`
-  share, the study's :func:`figure` and :func:`study_view` (loaded on first use);
+  share, the study's :func:`figure` and :func:`study_view`;
 - :mod:`.study`: :func:`measure` / :func:`single_rows` and :data:`CLAIMS`, over a prompt set.
 """
 
-from tempo_lab.phenomena.phenomenon import Phenomenon, display_attributes
 from tempo_lab.phenomena.retroactive.probe import (
     NAME,
     TITLE,
@@ -20,25 +19,12 @@ from tempo_lab.phenomena.retroactive.probe import (
     heat_table,
     top1_changes,
 )
-from tempo_lab.phenomena.retroactive.study import CLAIMS, measure, single_rows
-
-DISPLAY = ("explorer", "figure", "heatmap", "render", "study_view", "view")
-__getattr__ = display_attributes(__name__, DISPLAY)
-
-PHENOMENON = Phenomenon(
-    NAME, "03", TITLE, measure=measure, single=single_rows, explorer=f"{__name__}.display", claims=CLAIMS
-)
 
 __all__ = [
-    "CLAIMS",
-    "NAME",
-    "PHENOMENON",
-    "TITLE",
     "HeatTable",
+    "NAME",
+    "TITLE",
     "band_choices",
     "heat_table",
-    "measure",
-    "single_rows",
     "top1_changes",
-    *DISPLAY,
 ]

@@ -20,10 +20,10 @@ from tempo_lab.labels import plain, token_label
 from tempo_lab.live.session import LiveSession
 from tempo_lab.loaded import LoadedModel
 from tempo_lab.phenomena.retroactive.probe import NAME, TITLE, HeatTable, _seen_by, band_choices
-from tempo_lab.studies.figures import CI, n_prompts
-from tempo_lab.studies.views import kind_view
+from tempo_lab.plots import CI, n_prompts
 from tempo_lab.summaries import tv
 from tempo_lab.views import Control, Rendered, View, live_view
+from tempo_lab.views.kinds import kind_view
 
 
 def heatmap(heat: HeatTable, max_labels: int = 21) -> Figure:
@@ -150,7 +150,7 @@ def explorer(session: LiveSession) -> View:
         "gap_range": Control(20, 1, 100, 1, description="curve over gaps 0 to"),
     }
     n_layers = lm.model.config.num_hidden_layers
-    if lm.is_rotary:
+    if lm.family.has_bands:
         controls["layers_from"] = Control(0, 0, n_layers - 1, 1, description="seen from layer")
         controls["layers_to"] = Control(n_layers - 1, 0, n_layers - 1, 1, description="to layer")
         controls["bands"] = Control("all", options=band_choices(lm), description="by rotary bands")

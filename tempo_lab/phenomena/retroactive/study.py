@@ -11,12 +11,12 @@ from typing import Any
 import pandas as pd
 import torch
 
+from tempo_lab.claims import Claim, Evidence, ci, fmt_ci, nearest
 from tempo_lab.generators import RetroactivePositionGenerator
 from tempo_lab.loaded import LoadedModel
+from tempo_lab.phenomena.batching import placed
+from tempo_lab.phenomena.conditions import Batch, Conditions
 from tempo_lab.phenomena.retroactive.probe import NAME
-from tempo_lab.studies.batching import placed
-from tempo_lab.studies.claims import Claim, Evidence, ci, fmt_ci, nearest
-from tempo_lab.studies.conditions import Batch, Conditions
 from tempo_lab.summaries import tv
 
 

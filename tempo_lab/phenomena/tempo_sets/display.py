@@ -19,10 +19,10 @@ from tempo_lab import masks, plots
 from tempo_lab.generators import ParallelResult, ParallelTokenGenerator
 from tempo_lab.live.session import LiveSession
 from tempo_lab.phenomena.tempo_sets.study import NAME, TITLE
-from tempo_lab.studies.figures import CI, n_prompts
-from tempo_lab.studies.views import kind_view
+from tempo_lab.plots import CI, n_prompts
 from tempo_lab.summaries import set_spans
 from tempo_lab.views import Control, Rendered, View, live_view
+from tempo_lab.views.kinds import kind_view
 
 LIVE_STEPS = 10
 

@@ -12,11 +12,11 @@ from typing import Any
 import pandas as pd
 import torch
 
+from tempo_lab.claims import Claim, Evidence, ci, fmt_ci
 from tempo_lab.generators import ParallelResult, ParallelTokenGenerator
 from tempo_lab.loaded import LoadedModel
-from tempo_lab.studies.batching import tempo_runs
-from tempo_lab.studies.claims import Claim, Evidence, ci, fmt_ci
-from tempo_lab.studies.conditions import Batch, Conditions
+from tempo_lab.phenomena.batching import tempo_runs
+from tempo_lab.phenomena.conditions import Batch, Conditions
 from tempo_lab.summaries import mean_or_nan
 
 NAME, TITLE = "tempo_sets", "TEMPO sets"

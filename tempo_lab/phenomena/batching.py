@@ -15,12 +15,13 @@ from contextlib import nullcontext
 import torch
 
 from tempo_lab.capture import capture_attention
+from tempo_lab.forward import DecodingCore
 from tempo_lab.generators import ParallelResult, ParallelTokenGenerator
-from tempo_lab.generators.core import DecodingCore
 from tempo_lab.generators.lockstep import Lockstep
 from tempo_lab.generators.loop import Feed
-from tempo_lab.loaded import LoadedModel
-from tempo_lab.studies.conditions import Batch
+from tempo_lab.layout import Layout
+from tempo_lab.loaded import LoadedModel, widened
+from tempo_lab.phenomena.conditions import Batch
 
 
 class Place:
@@ -30,7 +31,7 @@ class Place:
     def __init__(self, tokens: Sequence[int], positions: Sequence[float]):
         self.n = len(tokens)
         ids, where = torch.tensor(list(tokens)), torch.tensor(list(positions), dtype=torch.float32)
-        self.feed = Feed(ids.view(-1, 1), where.view(-1, 1))
+        self.feed = Feed(ids.view(-1, 1), Layout(where.view(-1, 1)))
         self.logits: torch.Tensor | None = None
 
     def propose(self, step: int) -> Feed | None:
@@ -50,7 +51,7 @@ def placed(
     policies = [Place(*make(k, lg)) for k, lg in enumerate(logits)]
     lock.expand([row for row, p in enumerate(policies) for _ in range(p.n)])
     lock.run(policies, 1, rows=[p.n for p in policies])
-    return [torch.softmax(p.logits.float(), -1) for p in policies]
+    return [torch.softmax(widened(p.logits), -1) for p in policies]
 
 
 def tempo_runs(

@@ -1,4 +1,5 @@
-"""Tables and figures of notebook 08, from a TPI study folder's records.
+"""Tables, figures and live views of the char-LMs: notebook 08 (TPI against RoPE, from a TPI study folder's
+records) and notebook 10, part a (the char-LMs past their trained length, from :mod:`tempo_lab.tpi.lengths`).
 
 Contents:
 - :func:`bpc_table`: mean +/- std over seeds of train / val / test BPC (and val at 4x the training length),
@@ -10,18 +11,26 @@ Contents:
 - :func:`recall_curves`: first-query recall accuracy against the step.
 - :func:`shift_plot`: TV of the next-byte distribution against a gap (RoPE) or an inserted phase (TPI).
 - :func:`shift_view`: the live view of that move: a model, an amount and where the move starts.
+- :func:`factor_figure`, :func:`layer_figure`, :func:`length_view`: notebook 10's bits per byte past the
+  trained length, the per-layer sweep, and a live curve of the loss by position under a chosen method.
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
 from tempo_lab import plots
+from tempo_lab.extension.display import COLOURS
 from tempo_lab.labels import token_label
 from tempo_lab.plots import figure
 from tempo_lab.summaries import tv
+from tempo_lab.tpi import lengths
+from tempo_lab.tpi.convert import as_transformers
 from tempo_lab.tpi.model import CharLM
 from tempo_lab.tpi.probes import shifted_distribution
 from tempo_lab.views import Control, Rendered, View, live_view
@@ -161,4 +170,117 @@ def shift_view(models: dict[str, CharLM], text: str) -> View:
         "model": Control(names[0], options=names, description="model"),
         "amount": Control(1.0, 0.0, 8.0, 0.25, description="move by"),
         "at": Control(len(ids[0]) // 2, 1, len(ids[0]) - 1, 1, description="from byte"),
+    }, update)  # fmt: skip
+
+
+def factor_figure(table: pd.DataFrame, tolerance: float = 0.05) -> Figure:
+    """Mean bits per byte (± std over the seeds) against the length, in multiples of the trained one, per
+    method and TPI model; the dotted line is the plain model's 1x score plus ``tolerance``."""
+    every = lengths.every_layer(table)
+    fig, ax = plots.figure_with_axes(8, 4.2)
+    for model, part in every.groupby("model", sort=False):
+        stats = part.groupby("factor").bpc.agg(["mean", "std"])
+        ax.errorbar(stats.index, stats["mean"], yerr=stats["std"], marker="o", capsize=3, label=model,
+                    color=COLOURS.get(model), linestyle="--" if model.startswith("tpi") else "-")  # fmt: skip
+    plain = every[(every.model == "plain") & (every.factor == 1)].bpc.mean()
+    if not math.isnan(plain):
+        ax.axhline(
+            plain * (1 + tolerance), color="#999999", linestyle=":", label=f"plain at 1x + {tolerance:.0%}"
+        )
+    ax.set_xscale("log", base=2)
+    factors = sorted(set(every.factor))
+    ax.set_xticks(factors, [f"{f:g}x\n{round(f * every.trained.iloc[0])}" for f in factors])
+    ax.set_xlabel("sequence length (x trained length, bytes)")
+    ax.set_ylabel("bits per byte (validation)")
+    ax.set_title("Char-LMs past their trained length, by method (mean ± std over seeds)")
+    ax.legend(fontsize=8, ncol=2)
+    return fig
+
+
+def layer_figure(table: pd.DataFrame) -> Figure:
+    """Bits per byte at the per-layer sweep's factor, each method applied in one layer only, beside the same
+    method in every layer and the plain model (mean ± std over the RoPE seeds)."""
+    rope = table[table.architecture == "rope"]
+    sweep = rope[rope.layer >= 0]
+    if sweep.empty:
+        raise ValueError("the table has no per-layer sweep (LengthSpec.layer_methods was empty)")
+    factor = float(sweep.factor.iloc[0])
+    layers = sorted(set(sweep.layer))
+    methods = list(dict.fromkeys(sweep.method))
+    fig, ax = plots.figure_with_axes(8, 3.8)
+    width = 0.8 / len(methods)
+    for i, name in enumerate(methods):
+        stats = sweep[sweep.method == name].groupby("layer").bpc.agg(["mean", "std"])
+        x = np.arange(len(layers)) + (i - (len(methods) - 1) / 2) * width
+        ax.bar(
+            x,
+            stats["mean"],
+            width,
+            yerr=stats["std"],
+            capsize=3,
+            color=COLOURS.get(name),
+            label=f"{name}, one layer",
+        )
+        every = rope[(rope.layer == -1) & (rope.method == name) & (rope.factor == factor)].bpc.mean()
+        ax.axhline(every, color=COLOURS.get(name), linestyle="--", label=f"{name}, every layer")
+    plain = rope[(rope.layer == -1) & (rope.method == "plain") & (rope.factor == factor)].bpc.mean()
+    ax.axhline(plain, color=COLOURS["plain"], linestyle=":", label="plain")
+    lowest = min(sweep.bpc.min(), rope[rope.layer == -1].bpc.min())
+    ax.set_ylim(bottom=0.9 * lowest)  # the differences, not the common floor
+    ax.set_xticks(range(len(layers)), [f"layer {layer}" for layer in layers])
+    ax.set_xlabel("the one layer the method rotates")
+    ax.set_ylabel("bits per byte (validation)")
+    ax.set_title(
+        f"Where the rotation matters: each method in one layer only, at {factor:g}x the trained length"
+    )
+    ax.legend(fontsize=8, ncol=3)
+    return fig
+
+
+def length_view(model: CharLM, data: torch.Tensor, trained: int = 128, bucket: int = 32) -> View:
+    """Notebook 10's live view: the loss by position (buckets of ``bucket`` bytes) of the RoPE char-LM
+    ``model`` on ``data`` (1-D bytes) at ``factor`` x ``trained`` bytes under a method, beside the plain
+    model's. It runs the model on every move."""
+    lm = as_transformers(model, context=trained)
+    methods = list(lengths.METHODS)
+    longest = 16 * trained  # the factor slider's top
+    if len(data) <= longest:
+        raise ValueError(
+            f"the live view scores windows of up to {longest} bytes: give more than {longest} bytes of text, "
+            f"not {len(data)}"
+        )
+
+    def curve(name: str, length: int, window: int) -> torch.Tensor:
+        with lengths.method(lm, name, length, window):
+            return lengths.loss_by_position(lm, data, length)
+
+    def update(values, progress) -> Rendered:
+        factor, name, window = int(values["factor"]), values["method"], int(values["window"])
+        if name not in methods:
+            raise ValueError(f"no method {name!r}; choose one of {methods}")
+        length = factor * trained
+        plain, chosen = curve("plain", length, window), curve(name, length, window)
+        edges = np.arange(0, length, bucket)
+        fig, (ax,) = plots.live_figure(8, 3.4)
+        for label, values_, colour in (("plain", plain, COLOURS["plain"]), (name, chosen, COLOURS[name])):
+            means = [float(values_[e : e + bucket].mean()) for e in edges]
+            ax.plot(edges + bucket / 2, means, marker=".", color=colour, label=label)
+        ax.axvline(trained, color="#999999", linestyle=":", label=f"trained length ({trained})")
+        ax.set_xlabel(f"position in the window (buckets of {bucket} bytes)")
+        ax.set_ylabel("bits per byte")
+        ax.set_title(
+            f"{name} at {factor}x ({length} bytes)" + (f", window {window}" if name == "self-extend" else "")
+        )
+        ax.legend(fontsize=8)
+        bpc, base = float(chosen.mean()), float(plain.mean())
+        text = f"{name} at {factor}x ({length} bytes): {bpc:.4f} bits per byte against plain {base:.4f}"
+        if length > trained:
+            past, base_past = float(chosen[trained:].mean()), float(plain[trained:].mean())
+            text += f"; past byte {trained}: {past:.4f} against {base_past:.4f}"
+        return Rendered(text, fig, {"bpc": round(bpc, 6), "plain": round(base, 6)})
+
+    return live_view("context_extension", "Past the trained length", {
+        "factor": Control(8, 1, 16, 1, description="x trained"),
+        "method": Control("yarn", options=methods, description="method"),
+        "window": Control(32, 8, trained - 8, 8, description="SE window"),
     }, update)  # fmt: skip

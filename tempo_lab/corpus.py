@@ -1,4 +1,5 @@
-"""The TPI study's corpus: English prose that ships with every CPython, split once and for all.
+"""The committed text: English prose that ships with every CPython, split once and for all (the TPI
+char-LMs train on it, notebook 11 rolls caches over it, notebook 10 measures long-text loss on it).
 
 Contents:
 - ``Corpus``: train / val / test byte tensors, with provenance and a SHA-256 of the text.

@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from tempo_lab.studies import stats
+from tempo_lab import stats
 
 VERDICTS = ("confirmed", "refuted", "refined", "undecided")
 

@@ -12,10 +12,10 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from tempo_lab.claims import fmt_ci
 from tempo_lab.labels import plain
-from tempo_lab.studies.claims import fmt_ci
-from tempo_lab.studies.figures import ci_histogram
-from tempo_lab.views import Control, Rendered, View
+from tempo_lab.plots import ci_histogram
+from tempo_lab.views.base import Control, Rendered, View
 
 Say = Callable[[str, Any, pd.DataFrame, str], tuple[str, dict[str, Any]]]
 

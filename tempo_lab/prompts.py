@@ -24,7 +24,7 @@ import torch
 
 from tempo_lab.loaded import LoadedModel
 
-BUNDLED = Path(__file__).resolve().parents[1] / "data" / "prompts.tsv"
+BUNDLED = Path(__file__).resolve().parent / "data" / "prompts.tsv"
 CHAT_KIND = "chat"
 
 
