@@ -35,6 +35,14 @@ from tempo_lab.families import family_of
 from tempo_lab.plumbing.scoped import PerModule, attending
 
 WEIGHT_RETURNING: set[str] = {"eager"}  # attention implementations that return the probabilities
+# the attention modules an open capture records (how many captures do), in this context
+_RECORDED: PerModule[int] = PerModule("tempo_lab recorded modules")
+
+
+def recorded(module: nn.Module) -> bool:
+    """Whether a capture open in this context records ``module``'s probabilities: an attention function of
+    :data:`WEIGHT_RETURNING` that can skip them (Self-Extend at 16k tokens) returns them only then."""
+    return bool(_RECORDED.get(module))
 
 
 def register_eager(name: str, function) -> None:
@@ -226,6 +234,9 @@ def capture_attention(
     try:
         if rows is None:
             stack.enter_context(_FULL.bound({id(model): full_open + 1}))
+        stack.enter_context(
+            _RECORDED.bound({id(modules[i]): (_RECORDED.get(modules[i]) or 0) + 1 for i in layer_ids})
+        )
         if rows is not None and not full_open and original not in WEIGHT_RETURNING - {"eager"}:
             inner = "sdpa" if getattr(model, "_supports_sdpa", False) else "eager"
             computed = rows

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tempo_lab.capture import capture_attention
 from tempo_lab.extension import beyond_context, grouped_positions, self_extended
 from tempo_lab.forward import DecodingCore
 from tempo_lab.generators import RetroactivePositionGenerator
@@ -81,6 +82,33 @@ def test_self_extend_equals_the_two_matrix_reference(lm):
     assert_same(got, want)
     plain = forward(lm, ids, p[None])[0]
     assert (got - plain).abs().max() > 100 * ATOL  # far pairs are grouped: the logits move
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1024])
+def test_a_causal_layout_in_blocks_of_any_size_equals_the_reference(lm, chunk):
+    """A causal layout reaches the attention with no mask at all (the 16k path: SDPA's mask function gives
+    none) and is attended in blocks of ``chunk`` query rows, each over the keys up to its last slot."""
+    ids = lm.encode(PROMPT)
+    p = layout(ids.shape[1])
+    with self_extended(lm, window=WINDOW, group=GROUP, chunk=chunk):
+        got = DecodingCore(lm).forward(ids, Layout(p[None]))[0]
+    assert_same(got, hand(lm, ids, p, WINDOW, GROUP))
+
+
+def test_the_fused_pass_equals_the_pass_that_returns_its_probabilities(lm):
+    """Without a capture a causal pass attends through SDPA's fused kernel, grouped and plain layouts joined
+    along the head dimension; inside a capture it computes the merged scores and returns the probabilities.
+    The two agree, and the captured probabilities are the reference's softmax rows."""
+    ids = lm.encode(PROMPT)
+    p = layout(ids.shape[1])
+    with self_extended(lm, window=WINDOW, group=GROUP, chunk=3):
+        fused = DecodingCore(lm).forward(ids, Layout(p[None]))[0]
+        with capture_attention(lm.model) as record:
+            eager = DecodingCore(lm).forward(ids, Layout(p[None]))[0]
+    assert_same(fused, eager)
+    weights = record.stacked()  # (layers, batch, heads, q, kv)
+    assert torch.allclose(weights.sum(-1), torch.ones((), dtype=weights.dtype))
+    assert (weights[..., 0, 1:] == 0).all()  # causal: the first query sees itself only
 
 
 def test_cached_steps_equal_the_reference_at_every_position(lm):
