@@ -48,13 +48,21 @@ PHENOMENA: tuple[Phenomenon, ...] = (
     Phenomenon("tempo_sets", "04", "TEMPO sets", _tempo_sets, explorer=True),
     Phenomenon("pruning", "07", "Pruning"),
     Phenomenon("hidden_sets", "07", "Hidden sets"),
-    Phenomenon("localisation", "09", "Where position acts", _localisation, _localisation_summary.CLAIMS,
-               default_study=False),  # fmt: skip
+    Phenomenon(
+        "localisation",
+        "09",
+        "Where position acts",
+        _localisation,
+        _localisation_summary.CLAIMS,
+        default_study=False,
+    ),  # fmt: skip
 )
 MEASURES = {p.name: p.measure for p in PHENOMENA if p.measure is not None}
 DEFAULT_STUDY = tuple(p.name for p in PHENOMENA if p.measure is not None and p.default_study)
 SINGLE = {p.name: p.single for p in PHENOMENA if p.single is not None}
 CLAIMS = tuple(c for p in PHENOMENA for c in p.decided)
+#: every claim the package decides, the prompt studies' and the other notebooks'
+ALL_CLAIMS = CLAIMS
 
 
 def claims_table(
@@ -81,5 +89,6 @@ __all__ = [
     "SINGLE",
     "Phenomenon",
     "chosen",
+    "ALL_CLAIMS",
     "claims_table",
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tempo_lab import stats
@@ -52,7 +53,8 @@ def compare_claims(
     """One row per claim both studies measured (and of ``phenomena``, when given): each study's measurement
     and verdict (:func:`claims_table`), whether the verdicts agree, what decided them (model, dtype, prompts),
     and the paired test of the headline between the models (``difference``: ``names[1] - names[0]`` per
-    prompt, mean with its 95% interval; Wilcoxon ``p``, rank-biserial ``effect``, ``n`` prompts). ``single``:
+    prompt, mean with its 95% interval; Wilcoxon ``p``, rank-biserial ``effect``, ``n`` prompts; for a 0/1
+    headline, the exact McNemar ``p`` of the discordant prompts). ``single``:
     the single-prompt notebooks' key numbers (the verdicts do not read them). Raises ``ValueError`` when the
     two studies measured different prompt sets."""
     check_same_prompts(a, b)
@@ -77,6 +79,14 @@ def _paired(claim: Claim, ha: pd.DataFrame, hb: pd.DataFrame, names: tuple[str, 
         return empty
     both = ha.index.intersection(hb.index)
     x, y = ha.loc[both, claim.text].to_numpy(), hb.loc[both, claim.text].to_numpy()
+    kept = ~(np.isnan(x) | np.isnan(y))
+    if kept.any() and np.isin(np.concatenate([x[kept], y[kept]]), (0.0, 1.0)).all():  # paired 0/1: McNemar
+        test = stats.mcnemar(x[kept].astype(bool), y[kept].astype(bool))
+        mean, lo, hi = stats.bootstrap_ci(y[kept] - x[kept])
+        return {"headline": claim.headline[0],
+                "difference": f"{fmt_ci(mean, lo, hi, 4)} (McNemar: {test['b01']} 0 -> 1, {test['b10']} 1 -> "
+                              f"0)",
+                "p": test["p"], "effect": float("nan"), "n": test["n"]}  # fmt: skip
     try:
         test = stats.paired_test(y, x)
     except ValueError as exc:  # fewer than two prompts with a value on both models
@@ -88,4 +98,3 @@ def _paired(claim: Claim, ha: pd.DataFrame, hb: pd.DataFrame, names: tuple[str, 
         "effect": test["effect"],
         "n": test["n"],
     }
-

@@ -34,8 +34,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from tempo_lab.claims import fingerprints
 from tempo_lab.models import LoadedModel, load_model
-from tempo_lab.phenomena import DEFAULT_STUDY, MEASURES
+from tempo_lab.phenomena import CLAIMS, DEFAULT_STUDY, MEASURES
 from tempo_lab.phenomena.conditions import Conditions, context_needed
 from tempo_lab.plumbing import checks
 from tempo_lab.prompts import PromptSet, as_prompt_set, bundled_prompts, encode
@@ -199,8 +200,10 @@ def run_study(
     folder = StudyFolder(results)
     folder.check_writable()
     with folder.writing(group=_launch_group()):
-        lm = model if isinstance(model, LoadedModel) else load_model(
-            model, device=_process_device(), dtype=dtype
+        lm = (
+            model
+            if isinstance(model, LoadedModel)
+            else load_model(model, device=_process_device(), dtype=dtype)
         )
         return _run(lm, prompts, folder, list(phenomena), conditions or Conditions(), batch_size, seed,
                     problems, progress, resume)  # fmt: skip
@@ -221,6 +224,12 @@ def _run(lm, prompts, folder, phenomena, cond, batch_size, seed, problems, progr
         m["phenomena"] = [p for p in PHENOMENA if p in phenomena]
     folder.claim(m, IDENTITY, grows=["phenomena"])  # every process checks; any may write it (same content)
     done = {p: folder.done(m, p) for p in phenomena}  # verified once per run, failing parts quarantined
+    # the rules in force when a measurement's data is first computed; never rewritten afterwards
+    recorded = folder.read_manifest().get("rules") if folder.manifest_path.exists() else None
+    fresh = fingerprints([c for c in CLAIMS if c.phenomenon in phenomena and not done[c.phenomenon]])
+    if fresh or recorded is not None:
+        m["rules"] = {**fresh, **(recorded or {})}
+        folder.claim(m, IDENTITY, grows=["rules"])
     todo = [(p, c) for p in phenomena for c in range(len(plan)) if c not in done[p]]
     mine, state = _split(todo)
     if state is not None:

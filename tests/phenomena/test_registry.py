@@ -1,6 +1,5 @@
 """The registries built from the slices: every phenomenon's batched study measurement against the same rows
-made one prompt at a time through the single-prompt generators (1e-4), and every claim's rule on a
-confirming and a refuting case."""
+made one prompt at a time through the single-prompt generators (the claims' rules: tests/test_claims.py)."""
 
 from __future__ import annotations
 
@@ -21,8 +20,13 @@ from tempo_lab.phenomena.gap_dropout import study as gap_dropout
 from tempo_lab.phenomena.isolation import study as isolation
 from tests.helpers import assert_same
 
-PROMPTS = ["Once upon a time", "The cat", "A much longer prompt about nothing in particular", "Hi there",
-"Then"]
+PROMPTS = [
+    "Once upon a time",
+    "The cat",
+    "A much longer prompt about nothing in particular",
+    "Hi there",
+    "Then",
+]
 COND = Conditions(mode_threshold=0.012, tempo_thresholds=(0.008, 0.012), mode_steps=5, tempo_steps=4)
 KEYS = ("prompt", "strategy", "mode", "gap", "threshold", "measure", "index")
 
@@ -197,75 +201,3 @@ def test_a_ragged_sliding_window_batch_equals_each_prompt_alone_logit_for_logit(
         for ids, got in zip(fed, pol.logits, strict=True):
             assert_same(got, own[at : at + len(ids)])
             at += len(ids)
-
-
-# --- claims as data: every rule decides a confirming and a refuting case ---
-
-NAN = float("nan")
-CASES = {  # claim text (start) -> [(values, verdict), ...]
-    "no mask: after any gap": [
-        ({"share_exactly_zero": 1.0}, "confirmed"),
-        ({"share_exactly_zero": 0.98}, "refuted"),
-    ],
-    "an explicit mask restores": [
-        ({"far_hi": 0.9, "p": 0.4, "mean_diff": -0.01}, "confirmed"),
-        ({"far_hi": 0.9, "p": 0.001, "mean_diff": -0.1}, "refined"),
-        ({"far_hi": 0.3, "p": 0.001, "mean_diff": -0.6}, "refuted"),
-    ],
-    "a fractional position": [({"tv_lo": 0.01}, "confirmed"), ({"tv_lo": 0.0}, "refuted")],
-    "re-placing a token": [
-        ({"far_lo": 0.5, "near_hi": 0.3}, "confirmed"),
-        ({"far_lo": 0.2, "near_hi": 0.3}, "refined"),
-    ],
-    "isolated and visible sets": [
-        ({"lo": 0.95, "hi": 0.99}, "confirmed"),
-        ({"lo": 0.2, "hi": 0.4}, "refuted"),
-        ({"lo": 0.4, "hi": 0.6}, "refined"),
-    ],
-    "later tokens' attention": [
-        ({"p": 0.5}, "confirmed"),
-        ({"p": 0.001}, "refuted"),
-        ({"p": NAN}, "undecided"),
-    ],
-    "gap 5 is the best": [({}, "refined")],
-    "every token above": [
-        ({"share_at_0.1_lo": 0.7}, "confirmed"),
-        ({"share_at_0.1_lo": 0.3}, "refined"),
-        ({"share_at_0.1_lo": NAN}, "refined"),
-    ],
-    "(a) the retroactive gap effect": [
-        ({"span": 6.0, "n_layers": 30.0}, "confirmed"),
-        ({"span": 20.0, "n_layers": 30.0}, "refined"),
-        ({"span": NAN, "n_layers": 30.0}, "undecided"),
-    ],
-    "(b) a half step": [
-        ({"lo": 0.9, "hi": 0.95}, "confirmed"),
-        ({"lo": 0.2, "hi": 0.4}, "refuted"),
-        ({"lo": 0.6, "hi": 0.9}, "refined"),
-        ({"lo": NAN, "hi": NAN}, "undecided"),
-    ],
-    "(c) the isolated/visible divergence": [
-        ({"overlap": 1.0}, "confirmed"),
-        ({"overlap": 0.0}, "refuted"),
-        ({"overlap": NAN}, "undecided"),
-    ],
-    "(d) the highest rotary frequencies": [
-        ({"top_lo": 0.7, "top_hi": 0.9, "low_tv_hi": 0.1}, "confirmed"),
-        ({"top_lo": 0.7, "top_hi": 0.9, "low_tv_hi": 0.4}, "refined"),
-        ({"top_lo": 0.05, "top_hi": 0.2, "low_tv_hi": 0.1}, "refuted"),
-        ({"top_lo": NAN, "top_hi": NAN, "low_tv_hi": NAN}, "undecided"),
-    ],
-}
-
-
-def test_every_claim_has_cases_and_its_rule_decides_them():
-    assert len(CLAIMS) == len(CASES) == 12
-    for claim in CLAIMS:
-        (start,) = [k for k in CASES if claim.text.startswith(k)]
-        verdicts = set()
-        for values, verdict in CASES[start]:
-            assert claim.decide(values) == verdict, (claim.text, values)
-            verdicts.add(verdict)
-        if start != "gap 5 is the best":  # a fixed verdict by its stated rule
-            assert "confirmed" in verdicts and ({"refuted", "refined"} & verdicts), claim.text
-        assert claim.rule and claim.original and claim.sources

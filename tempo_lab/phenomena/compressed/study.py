@@ -87,9 +87,9 @@ def _far_agreement(study: Any) -> pd.Series:
 
 
 CLAIMS = (
-    Claim(NAME, "gap 5 is the best balance for compressed thoughts", "gap 5 chosen by eye (one prompt)",
-          "no single best gap: agreement falls with the gap; the row gives the trade-off",
+    Claim("05.tradeoff", NAME, "the gap trades agreement with the gap-0 paths against repetition",
+          "notebook 05: gap 5 chosen by eye on one prompt", "gap 5 chosen by eye (one prompt)",
           ("study:compressed.agreement", "study:compressed.repetition",
            "notebook:05.mean_agreement_with_first_gap"),
-          _claim, lambda v: "refined", ("agreement with gap 0 at the largest gap", _far_agreement)),
+          _claim, None, headline=("agreement with gap 0 at the largest gap", _far_agreement)),
 )  # fmt: skip

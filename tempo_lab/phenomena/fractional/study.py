@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import pandas as pd
 import torch
 
-from tempo_lab.claims import Claim, Evidence, ci, fmt_ci
+from tempo_lab import stats
+from tempo_lab.claims import Claim, Evidence, Rule, above, below, ci, fmt_ci
 from tempo_lab.generators import RetroactivePositionGenerator
 from tempo_lab.loaded import LoadedModel, widened
 from tempo_lab.phenomena.batching import placed
@@ -53,22 +55,50 @@ def single_rows(lm: LoadedModel, i: int, ids: torch.Tensor, cond: Conditions) ->
              "top1_changed": bool(mid.argmax() != high.argmax())}]  # fmt: skip
 
 
-def _claim(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
-    frac = study.table(NAME)
-    tv_, changed, between = ci(frac.tv_high), ci(frac.top1_changed), ci(frac.between)
-    return Evidence(
-        {"tv_lo": tv_[1]},
-        f"TV {single['02']['tv_half_step_forward']:.4f} against the natural position",
-        f"TV {fmt_ci(*tv_)}; top-1 changes in {fmt_ci(*changed)}; "
-        f"between its neighbours in {fmt_ci(*between)}",
+WHOLE_STEP_SHARE = (0.1, 0.25)  # (negligible below, meaningful above): the half step's TV over a whole step's
+
+
+def _ratio(frac: pd.DataFrame) -> tuple[float, float, float]:
+    """The half step's TV over the whole step's (ratio of means), resampled by prompt kind."""
+    return stats.cluster_bootstrap_ci(
+        frac.tv_high / frac.tv_neighbours, frac.kind, weights=frac.tv_neighbours
     )
 
 
+def _claim(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
+    frac = study.table(NAME)
+    frac = frac[frac.tv_neighbours > 0]
+    ratio, changed, between = _ratio(frac), ci(frac.top1_changed), ci(frac.between)
+    return Evidence(
+        {"ratio_lo": ratio[1], "ratio_hi": ratio[2]},
+        f"TV {single['02']['tv_half_step_forward']:.4f} against the natural position",
+        f"TV of the half step {fmt_ci(*ci(frac.tv_high), 4)}, {fmt_ci(*ratio)} of a whole step's (resampled "
+        f"by prompt kind); top-1 changes in {fmt_ci(*changed)}; between its neighbours in {fmt_ci(*between)}",
+    )
+
+
+def _decide(v: Mapping[str, float]) -> str:
+    if above(v["ratio_lo"], WHOLE_STEP_SHARE[1]):
+        return "confirmed"
+    return "refuted" if below(v["ratio_hi"], WHOLE_STEP_SHARE[0]) else "undecided"
+
+
 CLAIMS = (
-    Claim(NAME, "a fractional position (k+0.5) shifts the next-token distribution",
-          "max probability change 0.0263",
-          "confirmed if the TV interval excludes 0",
-          ("study:fractional.tv_high", "notebook:02.tv_half_step_forward"),
-          _claim, lambda v: "confirmed" if v["tv_lo"] > 0 else "refuted",
-          ("TV at k+0.5 against the natural position", lambda s: s.table(NAME).set_index("prompt").tv_high)),
+    Claim("02.half_step", NAME, "a fractional position (k+0.5) shifts the next-token distribution",
+          "notebook 02, one prompt", "max probability change 0.0263",
+          ("study:fractional.tv_high", "study:fractional.tv_neighbours", "notebook:02.tv_half_step_forward"),
+          _claim,
+          Rule("TV of the next-token distribution at k+0.5 against k+1, over the TV of a whole step (k "
+               "against k+1) from the same place: the ratio of the means", "prompt kind",
+               {"negligible": WHOLE_STEP_SHARE[0], "meaningful": WHOLE_STEP_SHARE[1]},
+               f"confirmed if lo95(ratio) > {WHOLE_STEP_SHARE[1]} (a half step moves the distribution by at "
+               f"least a quarter of what a whole step does); refuted if hi95(ratio) < "
+               f"{WHOLE_STEP_SHARE[0]}; else undecided",
+               _decide,
+               (({"ratio_lo": 0.4, "ratio_hi": 0.6}, "confirmed"),
+                ({"ratio_lo": 0.0, "ratio_hi": 0.05}, "refuted"),
+                ({"ratio_lo": 0.05, "ratio_hi": 0.4}, "undecided")),
+               written="with the data of results/06_claims_at_scale (2026-11); corrected 2026-12-07"),
+          headline=("TV at k+0.5 against the natural position",
+                    lambda s: s.table(NAME).set_index("prompt").tv_high)),
 )  # fmt: skip

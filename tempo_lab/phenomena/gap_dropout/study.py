@@ -15,7 +15,7 @@ import torch
 
 from tempo_lab import positions as pos
 from tempo_lab import stats
-from tempo_lab.claims import Claim, Evidence, ci, fmt_ci
+from tempo_lab.claims import Claim, Evidence, Rule, above, below, ci, fmt_ci
 from tempo_lab.loaded import LoadedModel, widened
 from tempo_lab.phenomena.conditions import Batch, Conditions
 from tempo_lab.phenomena.gap_dropout.probe import CAPTURE_BUDGET_BYTES, NAME, gap_probe, strategy_forward
@@ -130,15 +130,22 @@ def _no_mask(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
 def _mask(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
     mask = _with_mask(study)
     far = mask.gap.max()
-    m0, mfar = ci(mask[mask.gap == 0].prompt_mass), ci(mask[mask.gap == far].prompt_mass)
-    test = stats.paired_test(
-        mask[mask.gap == far].prompt_mass.to_numpy(), mask[mask.gap == 0].prompt_mass.to_numpy()
-    )
+    at0 = mask[mask.gap == 0].set_index("prompt").prompt_mass
+    atfar = mask[mask.gap == far].set_index("prompt").prompt_mass.loc[at0.index]
+    m0, mfar = ci(at0), ci(atfar)
+    same = stats.tost((atfar - at0).to_numpy(), EQUAL_MASS)
     one = single["01"]["prompt_mass_additive_4d"]
     return Evidence(
-        {"far_hi": mfar[2], "p": test["p"], "mean_diff": test["mean_diff"]},
+        {
+            "far_lo": mfar[1],
+            "far_hi": mfar[2],
+            "diff90_lo": same["lo"],
+            "diff90_hi": same["hi"],
+            "p": same["p"],
+        },
         f"{one['0']:.4f} at gap 0, {one['20']:.4f} at gap 20",
-        f"{fmt_ci(*m0)} at gap 0, {fmt_ci(*mfar)} at gap {far:g} (paired p = {test['p']:.2g})",
+        f"{fmt_ci(*m0)} at gap 0, {fmt_ci(*mfar)} at gap {far:g}; difference {same['mean']:+.4f} (90% "
+        f"[{same['lo']:+.4f}, {same['hi']:+.4f}], TOST p = {same['p']:.2g} for a margin of {EQUAL_MASS})",
     )
 
 
@@ -151,21 +158,46 @@ def _mask_per_prompt(study: Any) -> pd.Series:
     return mask[mask.gap == mask.gap.max()].set_index("prompt").prompt_mass
 
 
-def _decide_mask(v: Mapping[str, float]) -> str:
-    if v["far_hi"] < 0.5:
-        return "refuted"
-    return "refined" if v["p"] < 0.05 and v["mean_diff"] < 0 else "confirmed"
+EQUAL_MASS = 0.05  # "restores" the mass: within this of the gap-0 mass, by equivalence (TOST)
 
+
+def _decide_mask(v: Mapping[str, float]) -> str:
+    if below(v["far_hi"], 0.5):
+        return "refuted"
+    if v["diff90_lo"] > -EQUAL_MASS and v["diff90_hi"] < EQUAL_MASS:
+        return "confirmed"
+    return "refined" if above(v["far_lo"], 0.5) else "undecided"
+
+
+WRITTEN = "with the data of results/06_claims_at_scale (2026-11); corrected 2026-12-07"
 
 CLAIMS = (
-    Claim(NAME, "no mask: after any gap the prompt gets no attention", "0.000 at gaps 1, 5, 10, 20",
-          "confirmed if every prompt and gap gives exactly 0",
+    Claim("01.no_mask", NAME, "no mask: after any gap the prompt gets no attention",
+          "notebook 01, one prompt", "0.000 at gaps 1, 5, 10, 20",
           ("study:gap_dropout.prompt_mass (default_no_cache, gap > 0)",
            "notebook:01.max_prompt_mass_after_gap_default_no_cache"),
-          _no_mask, lambda v: "confirmed" if v["share_exactly_zero"] == 1 else "refuted",
-          ("largest prompt mass after a gap, no mask", _no_mask_per_prompt)),
-    Claim(NAME, "an explicit mask restores the prompt's attention (1.000 at every gap)", "1.000 at gaps 0-20",
-          "refined if restored (> 0.5) but lower at the largest gap (Wilcoxon p < 0.05)",
+          _no_mask,
+          Rule("share of prompt x gap rows (no mask, no cache, gap > 0) whose prompt mass is exactly 0",
+               "prompt", {}, "confirmed if every row gives exactly 0; refuted if any row does not",
+               lambda v: "confirmed" if v["share_exactly_zero"] == 1 else "refuted",
+               (({"share_exactly_zero": 1.0}, "confirmed"), ({"share_exactly_zero": 0.98}, "refuted")),
+               written=WRITTEN),
+          headline=("largest prompt mass after a gap, no mask", _no_mask_per_prompt)),
+    Claim("01.mask_restores", NAME, "an explicit mask restores the prompt's attention (1.000 at every gap)",
+          "notebook 01, one prompt", "1.000 at gaps 0-20",
           ("study:gap_dropout.prompt_mass (additive_4d)", "notebook:01.prompt_mass_additive_4d"),
-          _mask, _decide_mask, ("prompt mass with the mask at the largest gap", _mask_per_prompt)),
+          _mask,
+          Rule("prompt mass at the largest gap, and its paired difference from gap 0, with the mask",
+               "prompt", {"restored": 0.5, "equal": EQUAL_MASS},
+               f"refuted if hi95(mass at the largest gap) < 0.5; confirmed if the difference from gap 0 is "
+               f"equivalent to 0 within {EQUAL_MASS} (90% interval inside, TOST); refined if restored (lo95 "
+               f"> 0.5) but not equivalent; else undecided",
+               _decide_mask,
+               (({"far_lo": 0.9, "far_hi": 0.95, "diff90_lo": -0.01, "diff90_hi": 0.01, "p": 0.001},
+                 "confirmed"),
+                ({"far_lo": 0.7, "far_hi": 0.8, "diff90_lo": -0.2, "diff90_hi": -0.1, "p": 1.0}, "refined"),
+                ({"far_lo": 0.2, "far_hi": 0.3, "diff90_lo": -0.7, "diff90_hi": -0.6, "p": 1.0}, "refuted"),
+                ({"far_lo": 0.4, "far_hi": 0.7, "diff90_lo": -0.5, "diff90_hi": 0.0, "p": 0.5}, "undecided")),
+               p="p", written=WRITTEN),
+          headline=("prompt mass with the mask at the largest gap", _mask_per_prompt)),
 )  # fmt: skip

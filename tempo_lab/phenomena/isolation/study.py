@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from tempo_lab import masks, stats
-from tempo_lab.claims import Claim, Evidence, ci, fmt_ci
+from tempo_lab.claims import Claim, Evidence, Rule, above, below, fmt_ci
 from tempo_lab.generators import ParallelTokenGenerator
 from tempo_lab.loaded import LoadedModel
 from tempo_lab.phenomena.batching import tempo_runs
@@ -64,28 +64,50 @@ def _paired(study: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     return iso, table[table["mode"] == "visible"].set_index("prompt").loc[iso.index]
 
 
+def _with_sets(study: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both modes' rows of the prompts that formed a parallel set in either mode: only there can isolation
+    act (a prompt without one gives the same text in both modes by construction)."""
+    iso, vis = _paired(study)
+    formed = (iso.parallel_sets > 0) | (vis.parallel_sets > 0)
+    return iso[formed], vis[formed]
+
+
 def _identical(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
-    iso, _ = _paired(study)
-    same = ci(iso.identical_text)
+    iso, _ = _with_sets(study)
+    everyone, _ = _paired(study)
+    if len(iso) == 0:
+        return Evidence({"lo": NAN, "hi": NAN}, "no prompt formed a set", "no prompt formed a parallel set")
+    same = stats.cluster_bootstrap_ci(iso.identical_text.astype(float), iso.kind)
+    by_kind = iso.groupby("kind").identical_text.mean().sort_values()
     one = single["04"]
     return Evidence(
         {"lo": same[1], "hi": same[2]},
         "identical" if one["identical_sets"] else f"differ from step {one['first_differing_step']}",
-        f"identical in {fmt_ci(*same)} of {len(iso)} prompts",
+        f"identical in {fmt_ci(*same)} of the {len(iso)} prompts that formed a set (resampled by prompt "
+        f"kind; {len(everyone) - len(iso)} prompts formed none); by kind from {by_kind.index[0]} "
+        f"{by_kind.iloc[0]:.2f} to {by_kind.index[-1]} {by_kind.iloc[-1]:.2f}",
     )
 
 
-def _later(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
+def _relative_later(study: Any) -> pd.Series:
+    """Per prompt with sets in both modes: (isolated - visible) / visible later-token attention on sets."""
     iso, vis = _paired(study)
+    both = iso.later_mass.notna() & vis.later_mass.notna() & (vis.later_mass > 0)
+    return (iso.later_mass[both] - vis.later_mass[both]) / vis.later_mass[both]
+
+
+def _later(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
+    relative = _relative_later(study)
     one = f"{single['04']['later_mass_relative_change_mean']:+.2%} (one prompt)"
-    try:
-        paired = stats.paired_test(iso.later_mass.to_numpy(), vis.later_mass.to_numpy())
-    except ValueError as exc:  # too few prompts formed parallel sets in both modes
-        return Evidence({"p": float("nan")}, one, f"no paired test: {exc}")
-    difference = fmt_ci(paired["mean_diff"], paired["lo"], paired["hi"], 4)
-    return Evidence({"p": paired["p"]}, one, (
-        f"{paired['relative']:+.2%}, difference {difference}, Wilcoxon p = {paired['p']:.2g}, "
-        f"effect r = {paired['effect']:+.2f}, {paired['n']} prompts"
+    if len(relative) < 2:
+        return Evidence({"lo": NAN, "hi": NAN, "lo90": NAN, "hi90": NAN, "p": NAN}, one,
+                        f"no test: {len(relative)} prompt(s) formed sets in both modes")  # fmt: skip
+    same = stats.tost(relative.to_numpy(), SAME_ATTENTION)
+    mean, lo, hi = stats.t_interval(relative.to_numpy())
+    return Evidence({"lo": lo, "hi": hi, "lo90": same["lo"], "hi90": same["hi"], "p": same["p"]}, one, (
+        f"relative change {mean:+.2%} (95% [{lo:+.2%}, {hi:+.2%}], 90% [{same['lo']:+.2%}, "
+        f"{same['hi']:+.2%}]); TOST p = {same['p']:.2g} for a margin of {SAME_ATTENTION:.0%}, "
+        f"{same['n']} prompts"
     ))  # fmt: skip
 
 
@@ -94,25 +116,54 @@ def _later_difference(study: Any) -> pd.Series:
     return iso.later_mass - vis.later_mass
 
 
+NAN = float("nan")
+SAME_ATTENTION = 0.1  # "does not depend on the mode": the relative change lies within +/-10% (equivalence)
+
+
 def _decide_identical(v: Mapping[str, float]) -> str:
-    return "confirmed" if v["lo"] > 0.9 else ("refuted" if v["hi"] < 0.5 else "refined")
+    if above(v["lo"], 0.9):
+        return "confirmed"
+    if below(v["hi"], 0.5):
+        return "refuted"
+    return "refined" if above(v["lo"], 0.5) else "undecided"
 
 
 def _decide_later(v: Mapping[str, float]) -> str:
-    if v["p"] != v["p"]:  # NaN: no test
-        return "undecided"
-    return "confirmed" if v["p"] >= 0.05 else "refuted"
+    if v["lo90"] > -SAME_ATTENTION and v["hi90"] < SAME_ATTENTION:
+        return "confirmed"
+    if above(v["lo"], SAME_ATTENTION) or below(v["hi"], -SAME_ATTENTION):
+        return "refuted"
+    return "undecided"
 
 
 CLAIMS = (
-    Claim(NAME, "isolated and visible sets give identical texts", "identical in 4 of 4 runs",
-          "confirmed if the interval lies above 0.9, refuted if below 0.5",
-          ("study:isolation.identical_text", "notebook:04.identical_sets"), _identical, _decide_identical,
-          ("identical texts (1) or not (0)", lambda s: _paired(s)[0].identical_text.astype(float))),
-    Claim(NAME, "later tokens' attention on parallel sets does not depend on the mode",
-          "-2.8% +/- 27.1% (p = 0.505, 48 prompts)",
-          "confirmed if the paired Wilcoxon test finds no difference (p >= 0.05)",
+    Claim("04.identical", NAME, "isolated and visible sets give identical texts",
+          "notebook 04, one prompt", "identical in 4 of 4 runs",
+          ("study:isolation.identical_text", "study:isolation.parallel_sets", "notebook:04.identical_sets"),
+          _identical,
+          Rule("share of prompts, among those that formed a parallel set in either mode, whose isolated and "
+               "visible texts are identical", "prompt kind", {"identical": 0.9, "most": 0.5},
+               "confirmed if lo95 > 0.9; refuted if hi95 < 0.5; refined if lo95 > 0.5 (most, not all); else "
+               "undecided",
+               _decide_identical,
+               (({"lo": 0.95, "hi": 0.99}, "confirmed"), ({"lo": 0.2, "hi": 0.4}, "refuted"),
+                ({"lo": 0.6, "hi": 0.8}, "refined"), ({"lo": 0.4, "hi": 0.6}, "undecided"),
+                ({"lo": NAN, "hi": NAN}, "undecided")),
+               written="with the data of results/06_claims_at_scale (2026-11); corrected 2026-12-07"),
+          headline=("identical texts (1) or not (0)", lambda s: _paired(s)[0].identical_text.astype(float))),
+    Claim("04.later", NAME, "later tokens' attention on parallel sets does not depend on the mode",
+          "notebook 04, one prompt", "-2.8% +/- 27.1% (p = 0.505, 48 prompts)",
           ("study:isolation.later_mass", "notebook:04.later_mass_relative_change_mean"),
-          _later, _decide_later,
-          ("later attention on sets, isolated - visible", _later_difference)),
+          _later,
+          Rule("per prompt with sets in both modes, the relative change of later tokens' attention on the "
+               "sets, isolated against visible", "prompt", {"same": SAME_ATTENTION},
+               f"confirmed if equivalent within +/-{SAME_ATTENTION:.0%} (TOST: the 90% t-interval inside); "
+               f"refuted if the 95% interval lies wholly outside +/-{SAME_ATTENTION:.0%}; else undecided",
+               _decide_later,
+               (({"lo": -0.05, "hi": 0.05, "lo90": -0.04, "hi90": 0.04, "p": 0.001}, "confirmed"),
+                ({"lo": 0.2, "hi": 0.4, "lo90": 0.22, "hi90": 0.38, "p": 1.0}, "refuted"),
+                ({"lo": -0.3, "hi": 0.2, "lo90": -0.25, "hi90": 0.15, "p": 0.4}, "undecided"),
+                ({"lo": NAN, "hi": NAN, "lo90": NAN, "hi90": NAN, "p": NAN}, "undecided")),
+               p="p", written="with the data of results/06_claims_at_scale (2026-11); corrected 2026-12-07"),
+          headline=("later attention on sets, isolated - visible", _later_difference)),
 )  # fmt: skip
