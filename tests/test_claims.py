@@ -25,6 +25,7 @@ from tempo_lab.claims import (
     fingerprints,
     standing,
 )
+from tempo_lab.long_context.rules import RULES as LC_RULES
 from tempo_lab.phenomena import ALL_CLAIMS
 
 NAN = float("nan")
@@ -41,6 +42,17 @@ def test_claim_keys_are_unique_and_every_claim_has_a_source():
     assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
     for claim in ALL_CLAIMS:
         assert claim.source and claim.original and claim.sources and claim.text, claim.key
+
+
+@pytest.mark.parametrize("key", sorted(LC_RULES))
+def test_the_long_context_rules_were_registered_as_written(key):
+    """LC1-LC7 as the claims file states them (2026-12-07), before any data: each returns each verdict it
+    names, and the margins are delta = 0.2 and epsilon = 0.1."""
+    rule = LC_RULES[key]
+    assert {"confirmed", "refuted", "undecided"} <= set(rule.verdicts)
+    for values, verdict in rule.cases:
+        assert rule(values) == verdict, (key, values)
+    assert set(rule.margins.values()) <= {0.2, 0.1}
 
 
 @pytest.mark.parametrize(("claim", "rule"), list(every_rule()))

@@ -106,12 +106,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("generators", (r"^tempo_lab\.generators(\.|$)", r"^tempo_lab\.reference$")),
     ("interventions", (r"^tempo_lab\.interventions(\.|$)",)),
     ("extension, caches, interop", (r"^tempo_lab\.(extension|caches|interop)(\.|$)",)),
-    ("tpi", (r"^tempo_lab\.tpi(\.|$)",)),
+    ("tpi, long context", (r"^tempo_lab\.(tpi|long_context)(\.|$)",)),
     ("phenomena", (r"^tempo_lab\.phenomena(\.|$)", r"^tempo_lab\.live(\.|$)")),
     ("studies", (r"^tempo_lab\.studies(\.|$)",)),
 ]
-ORDER = ["plumbing", "foundations", "generators", "interventions", "extension, caches, interop", "tpi",
-         "phenomena", "studies", "display"]
+ORDER = ["plumbing", "foundations", "generators", "interventions", "extension, caches, interop",
+         "tpi, long context", "phenomena", "studies", "display"]
 
 
 def layer_of(module: str) -> str:
