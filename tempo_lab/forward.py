@@ -50,6 +50,7 @@ from transformers import DynamicCache, PreTrainedModel
 from tempo_lab import positions as pos
 from tempo_lab.layout import Layout
 from tempo_lab.loaded import LoadedModel, evaluating, keeps_logits, widened
+from tempo_lab.plumbing import checks
 
 
 @dataclass
@@ -252,6 +253,33 @@ class DecodingCore:
         hidden = hidden[:, -1:] if last else hidden
         logits = (weight @ hidden.reshape(-1, hidden.shape[-1]).to(weight.device).T).T  # (batch * q, vocab)
         return widened(logits).reshape(b, hidden.shape[1], -1)
+
+    def token_logprobs(self, input_ids: torch.Tensor, layout: Layout, *, chunk: int = 1024) -> torch.Tensor:
+        """``(batch, q - 1)``: the log-probability of each next token of ``input_ids`` ``(batch, q)``, laid
+        out by ``layout``, under the pass (its loss by position is the negative). Where the family's logits
+        are a linear head over the last hidden states (:func:`split_head`), the head is applied ``chunk``
+        slots at a time, so a 16k-token pass never holds its ``q x vocab`` logits (3.2 GB in float32 on
+        SmolLM2); otherwise the logits of the pass are computed whole. Float64 when the model is, float32
+        otherwise."""
+        chunk = checks.count("chunk", chunk)
+        if self.split_head is None:
+            logits = self.forward(input_ids, layout)
+            targets = input_ids[:, 1:, None].to(logits.device)
+            return torch.log_softmax(logits[:, :-1], -1).gather(-1, targets)[..., 0]
+        with torch.no_grad():
+            kwargs = self.inputs(input_ids, layout)
+            base, weight = self.split_head
+            with evaluating(self.model):
+                hidden = base(**kwargs).last_hidden_state[:, :-1]  # (batch, q - 1, hidden)
+            targets = kwargs["input_ids"][:, 1:]
+            out = []
+            for a in range(0, hidden.shape[1], chunk):
+                logits = widened(hidden[:, a : a + chunk] @ weight.T)  # (batch, rows, vocab)
+                out.append(torch.log_softmax(logits, -1).gather(-1, targets[:, a : a + chunk, None])[..., 0])
+        found = torch.cat(out, 1)
+        if not torch.isfinite(found).all():
+            raise NonFiniteLogits("the forward pass gave non-finite log-probabilities")
+        return found
 
     def prefill(self, input_ids: torch.Tensor, layout: Layout | None = None) -> Prefix:
         """Run the prompt ``(1, T)`` once (contiguous positions by default) and keep its cache."""

@@ -1,8 +1,8 @@
 """The long-context claims' rules (LC1-LC7), as registered before any data on 2026-12-07.
 
-Each rule is written as the "Long context" section of the project's claims file states it; the evidence
-values they read are named here, and :mod:`tempo_lab.long_context.claims` computes them from a study. The
-margins: ``delta`` = 0.2 (accuracy), ``epsilon`` = 0.1 nats (loss). Accuracy is RULER ``niah_single_1``'s own
+Each rule is written as the "Long context" section of the project's claims file states it; the evidence values
+they read are named here, and :mod:`tempo_lab.long_context.evidence` computes them from a study. The margins:
+``delta`` = 0.2 (accuracy), ``epsilon`` = 0.1 nats (loss). Accuracy is RULER ``niah_single_1``'s own
 score of the greedy answer, averaged over samples. Intervals: Wilson for one accuracy, Newcombe (hybrid
 Wilson) for a difference of two independent ones, a paired bootstrap over samples (10,000 resamples, seed 0)
 for a paired difference, a t-interval over 16k-token text windows for losses.

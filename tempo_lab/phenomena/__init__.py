@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from tempo_lab import claims as _claims
+from tempo_lab.long_context import evidence as _long_context
 from tempo_lab.phenomena.compressed import study as _compressed
 from tempo_lab.phenomena.fractional import study as _fractional
 from tempo_lab.phenomena.gap_dropout import study as _gap_dropout
@@ -62,7 +63,7 @@ DEFAULT_STUDY = tuple(p.name for p in PHENOMENA if p.measure is not None and p.d
 SINGLE = {p.name: p.single for p in PHENOMENA if p.single is not None}
 CLAIMS = tuple(c for p in PHENOMENA for c in p.decided)
 #: every claim the package decides, the prompt studies' and the other notebooks'
-ALL_CLAIMS = CLAIMS
+ALL_CLAIMS = CLAIMS + _long_context.CLAIMS
 
 
 def claims_table(

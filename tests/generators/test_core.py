@@ -77,6 +77,21 @@ def test_last_only_logits_equal_the_last_row_of_a_plain_model_call(model_type):
     assert_same(got, _plain_logits(lm, ids, pos, mask)[:, -1:])
 
 
+@pytest.mark.parametrize(("model_type", "chunk"), [("llama", 3), ("llama", 1024), ("gemma", 3)])
+def test_token_logprobs_equal_the_log_softmax_of_a_plain_model_call(model_type, chunk):
+    """The loss by position, through the core's head in blocks of ``chunk`` slots (llama) or the model's
+    own logits (gemma), against log_softmax of a plain call, on a gapped layout."""
+    lm = tiny_random(model_type)
+    ids = torch.randint(0, lm.model.config.vocab_size, (2, 11), generator=torch.Generator().manual_seed(1))
+    layout = Layout.gapped(11, 6, 40.0)
+    got = DecodingCore(lm).token_logprobs(ids, layout, chunk=chunk)
+    causal = masks.causal_mask(11, dtype=lm.dtype, batch=2)
+    logits = _plain_logits(lm, ids, layout.positions.expand(2, -1), causal)
+    want = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
+    assert got.shape == (2, 10) and got.dtype == torch.float64
+    assert_same(got, want)
+
+
 @pytest.mark.bundled
 def test_bundled_core_logits_equal_a_plain_model_call(bundled):
     core = DecodingCore(bundled)

@@ -1,0 +1,390 @@
+"""Notebook 10 (b)'s study: passkey retrieval by distance and by length, and long-text loss by position, for
+every extension method, kept in a verified results folder (:mod:`tempo_lab.results`), resumable per part.
+
+    run_long_context("results/10_long_context")           # in the background: hours on a 2-core CPU
+    study = read_long_context("results/10_long_context")  # .passkey, .loss, .manifest
+
+The plan (:meth:`LongContextSpec.cells`) is a list of cells, computed in priority order: the cells the
+registered rules (:mod:`tempo_lab.long_context.rules`) read come first. A cell is one model, one version of
+the samples, one method and one length:
+
+- ``real``: RULER's ``niah_single_1`` samples at that length (:mod:`.ruler`), as RULER builds them;
+- ``gap``: the gap version (:meth:`~tempo_lab.long_context.passkey.Tokens.gap`) at that distance of the
+  samples RULER sized for :attr:`LongContextSpec.gap_source` tokens;
+- ``natural`` / ``start_far``: the samples sized for :attr:`LongContextSpec.near_source` tokens whose needle
+  lies within :attr:`LongContextSpec.near` tokens of the question, at their own positions and start-far
+  (:meth:`~tempo_lab.long_context.passkey.Tokens.start_far`);
+- ``loss``: the loss by position of :attr:`LongContextSpec.windows` disjoint windows of
+  :attr:`LongContextSpec.window` tokens of the TPI corpus's text (CPython's ``pydoc_data.topics``, PSF
+  licence), in :data:`BIN`-position bins.
+
+Each method is set for the cell's length by :meth:`~tempo_lab.long_context.methods.Method.for_length`; a
+method that is the plain model at that length (every method inside the trained context) is not recomputed:
+:func:`read_long_context` gives it the plain rows, marked ``as plain``. Rows carry the seconds each sample
+took, so the study states its own CPU time.
+
+Contents: :class:`LongContextSpec`, :class:`Cell`, :class:`LongContextStudy`, :func:`run_long_context`,
+:func:`read_long_context`, :data:`TABLES`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from tempo_lab.claims import fingerprints
+from tempo_lab.corpus import load_corpus
+from tempo_lab.forward import DecodingCore
+from tempo_lab.layout import Layout
+from tempo_lab.loaded import LoadedModel
+from tempo_lab.long_context.methods import METHODS, Method
+from tempo_lab.long_context.passkey import Tokens, answer
+from tempo_lab.long_context.ruler import ruler_samples
+from tempo_lab.plumbing import checks
+from tempo_lab.results import IncompleteResults, ResultsFolder, identity_hash
+
+TABLES = ("passkey", "loss")
+VERSIONS = ("real", "gap", "natural", "start_far")
+BIN = 256  # positions per bin of the loss table
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of the plan: ``table`` ("passkey" or "loss"), ``model``, ``version`` (a passkey version, or
+    "loss"), ``method``, ``length`` and ``n`` (samples, or windows)."""
+
+    table: str
+    model: str
+    version: str
+    method: str
+    length: int
+    n: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}-{self.version}-{self.method}-{self.length}"
+
+
+@dataclass(frozen=True)
+class LongContextSpec:
+    """The study's settings (its identity: a folder holds one spec's results). Lengths are in tokens;
+    ``per_part``: samples per part of an expensive cell (a real one at 8k tokens or more), so an interrupted
+    run loses at most that many."""
+
+    models: tuple[str, ...] = ("smollm2-135m", "gemma3-270m")
+    methods: tuple[str, ...] = METHODS
+    real: tuple[int, ...] = (4096, 16384, 8192)
+    real_n: int = 20
+    real_n_more: int = 10  # the real cells no rule reads (lengths but 4k and 16k)
+    gaps: tuple[int, ...] = (2048, 4096, 8192, 16384, 32768, 65536)
+    gap_source: int = 16384
+    gap_n: int = 50
+    near_source: int = 2048
+    near: int = 300
+    near_n: int = 50
+    start_far: tuple[int, ...] = (4096, 8192, 16384)
+    window: int = 16384
+    windows: int = 6
+    per_part: int = 5
+
+    def __post_init__(self) -> None:
+        counts = ("real_n", "real_n_more", "gap_source", "gap_n", "near_source", "near", "near_n", "window",
+                  "windows", "per_part")  # fmt: skip
+        for name in counts:
+            checks.count(name, getattr(self, name))
+        for name in ("real", "gaps", "start_far"):
+            values = getattr(self, name)
+            for i, v in enumerate(values):
+                checks.count(f"{name}[{i}]", v)
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or "plain" not in self.methods:
+            raise ValueError(f"methods must include 'plain' and come from {METHODS}, got {self.methods!r}")
+        if not self.models:
+            raise ValueError("models is empty: give at least one model name")
+        if max(self.real_n, self.gap_n, self.near_n) > 500:
+            raise ValueError("RULER generates 500 samples per length: n must be at most 500")
+
+    def header(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def cells(self) -> list[Cell]:
+        """Every cell, in the order they are computed (the rules' cells first; see the module docstring)."""
+        first, *others = self.models
+        out: list[Cell] = []
+        ruled = [length for length in self.real if length in (4096, 16384)]
+        out += [Cell("passkey", first, "real", "plain", length, self.real_n) for length in ruled]
+        for model in self.models:
+            out += [Cell("passkey", model, "gap", "plain", d, self.gap_n) for d in self.gaps]
+        out += [Cell("passkey", first, "natural", "plain", self.near_source, self.near_n)]
+        out += [Cell("passkey", first, "start_far", "plain", d, self.near_n) for d in self.start_far]
+        loss_first = [m for m in ("plain", "pi", "yarn", "self_extend") if m in self.methods]
+        out += [Cell("loss", first, "loss", m, self.window, self.windows) for m in loss_first]
+        methods = [m for m in self.methods if m != "plain"]
+        rank = {"self_extend": 0, "yarn": 1, "pi": 2, "ntk": 3, "dynamic": 4}
+        for m in sorted(methods, key=lambda m: rank.get(m, 9)):
+            out += [Cell("passkey", first, "real", m, length, self.real_n) for length in ruled]
+        for model in self.models:
+            out += [Cell("passkey", model, "gap", m, d, self.gap_n) for m in methods for d in self.gaps]
+        out += [Cell("loss", first, "loss", m, self.window, self.windows) for m in self.methods
+                if m not in loss_first]  # fmt: skip
+        out += [Cell("passkey", first, "real", m, length, self.real_n_more) for length in self.real
+                if length not in ruled for m in self.methods]  # fmt: skip
+        return out
+
+    def parts(self, cell: Cell) -> list[str]:
+        """The part keys of a cell: one per ``per_part`` samples of an expensive cell, else one; a loss cell
+        has one per window."""
+        if cell.table == "loss":
+            return [f"{cell.key}-w{w}" for w in range(cell.n)]
+        if cell.version == "real" and cell.length >= 8192:
+            return [f"{cell.key}-s{s:03d}" for s in range(0, cell.n, self.per_part)]
+        return [f"{cell.key}-s000"]
+
+    def plan(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {t: [] for t in TABLES}
+        for cell in self.cells():
+            out[cell.table] += self.parts(cell)
+        return out
+
+
+def _manifest(spec: LongContextSpec) -> dict:
+    from tempo_lab.long_context.evidence import CLAIMS
+
+    rules = fingerprints(CLAIMS)
+    return {"study": "long_context", "spec": spec.header(), "plan": spec.plan(), "rules": rules}
+
+
+def _load(name: str) -> LoadedModel:
+    from tempo_lab.models import load_model
+
+    return load_model(name, attn_implementation="sdpa")
+
+
+@dataclass
+class _Samples:
+    """The samples of one model, built once per run (building a RULER length generates 500 samples)."""
+
+    lm: LoadedModel
+    spec: LongContextSpec
+    built: dict = field(default_factory=dict)
+
+    def of(self, cell: Cell) -> list[Tokens]:
+        if cell.version == "real":
+            source, n, near = cell.length, cell.n, False
+        elif cell.version == "gap":
+            source, n, near = self.spec.gap_source, cell.n, False
+        else:
+            source, n, near = self.spec.near_source, cell.n, True
+        key = (source, n, near)
+        if key not in self.built:
+            if near:  # the needle within `near` tokens of the question, from RULER's 500 at the source length
+                found = []
+                for s in ruler_samples(self.lm, source, 500):
+                    tokens = Tokens.of(self.lm, s)
+                    if tokens.question - tokens.needle[1] <= self.spec.near:
+                        found.append(tokens)
+                    if len(found) == n:
+                        break
+                self.built[key] = found
+            else:
+                self.built[key] = [Tokens.of(self.lm, s) for s in ruler_samples(self.lm, source, n)]
+        return self.built[key]
+
+
+def _passkey_rows(lm: LoadedModel, model: str, cell: Cell, tokens: Sequence[Tokens]) -> list[dict]:
+    method = Method.for_length(lm, cell.method, cell.length)
+    rows = []
+    with method.applied(lm):
+        for t in tokens:
+            if cell.version in ("real", "natural"):
+                version = t.real()
+            elif cell.version == "gap":
+                version = t.gap(cell.length)
+            else:
+                version = t.start_far(cell.length)
+            start = time.perf_counter()
+            found = answer(lm, version, t)
+            rows.append({
+                "model": model, "version": cell.version, "method": cell.method, "setting": method.setting,
+                "length": cell.length, "trained": method.trained, "sample": t.sample.index,
+                "source": t.sample.max_length, "depth": t.sample.depth, "tokens": int(version.ids.shape[1]),
+                "needle": version.needle, "distance": version.distance, "last": version.last,
+                "answer": found.text, "score": found.score, "logprob": found.logprob,
+                "first_logprob": found.first_logprob, "seconds": time.perf_counter() - start,
+            })  # fmt: skip
+    return rows
+
+
+def long_text(lm: LoadedModel) -> torch.Tensor:
+    """The TPI corpus's whole text (train, validation and test splits in order: CPython's
+    ``pydoc_data.topics``), tokenized: ``(1, n)`` ids; 113,108 tokens on SmolLM2."""
+    corpus = load_corpus()
+    raw = bytes(torch.cat([corpus.train, corpus.val, corpus.test]).tolist())
+    return lm.encode(raw.decode("utf-8", errors="replace"))
+
+
+def _loss_rows(lm: LoadedModel, model: str, cell: Cell, window: int, ids: torch.Tensor) -> list[dict]:
+    method = Method.for_length(lm, cell.method, cell.length)
+    n = cell.length
+    if ids.shape[1] < (window + 1) * n:
+        raise ValueError(f"the long text has {ids.shape[1]} tokens on {lm.name}: no window {window} of {n}")
+    part = ids[:, window * n : (window + 1) * n]
+    start = time.perf_counter()
+    with method.applied(lm):
+        logprobs = DecodingCore(lm).token_logprobs(part, Layout.contiguous(n))[0]  # (n - 1,)
+    seconds = time.perf_counter() - start
+    loss = -logprobs.double()
+    rows = []
+    for b in range(0, n - 1, BIN):  # bin b holds the predictions of positions b+1 .. b+BIN
+        chunk = loss[b : b + BIN]
+        rows.append({"model": model, "method": cell.method, "setting": method.setting, "length": n,
+                     "trained": method.trained,
+                     "window": window, "bin": b, "loss": float(chunk.mean()), "tokens": int(chunk.numel()),
+                     "seconds": seconds if b == 0 else 0.0})  # fmt: skip
+    return rows
+
+
+def run_long_context(
+    folder: str | Path,
+    spec: LongContextSpec = LongContextSpec(),
+    *,
+    cells: Sequence[str] | None = None,
+    progress: bool = True,
+    load: Callable[[str], LoadedModel] | None = None,
+) -> LongContextStudy:
+    """Compute every missing part of ``folder`` for ``spec``, cell by cell in the plan's order (see the
+    module docstring); ``cells``: only the cells whose keys start with one of these. Returns
+    :func:`read_long_context` with ``allow_partial=True``. A folder of another spec is refused; one writer
+    at a time. ``load``: how a model name becomes a model (default: :func:`~tempo_lab.load_model`, with SDPA
+    attention)."""
+    load = load or _load
+    store = ResultsFolder(folder)
+    store.check_writable()
+    plan = spec.plan()
+    with store.writing():
+        store.claim(_manifest(spec), ["study", "spec"])
+        identity = identity_hash({"spec": spec.header()})
+        verified = {t: store.verified(t, {k: k for k in plan[t]}, identity) for t in TABLES}
+        have = {t: set(parts) for t, parts in verified.items()}
+        trained = _trained({t: pd.concat(list(parts.values())) if parts else pd.DataFrame()
+                            for t, parts in verified.items()})  # fmt: skip
+        todo = [c for c in spec.cells() if cells is None or any(c.key.startswith(p) for p in cells)]
+        todo = [c for c in todo if any(k not in have[c.table] for k in spec.parts(c))]
+        # a method inside a known trained context is the plain model: nothing to compute, no model to load
+        todo = [c for c in todo if c.method == "plain" or c.length > trained.get(c.model, 0)]
+        models: dict[str, LoadedModel] = {}
+        samples: dict[str, _Samples] = {}
+        texts: dict[str, torch.Tensor] = {}
+        bar = tqdm(todo, desc="long-context cells", unit="cell", disable=not progress)
+        for cell in bar:
+            bar.set_postfix_str(cell.key)
+            if cell.model not in models:
+                models.clear(), samples.clear(), texts.clear()  # one model in memory at a time
+                models[cell.model] = load(cell.model)
+                samples[cell.model] = _Samples(models[cell.model], spec)
+            lm = models[cell.model]
+            if Method.for_length(lm, cell.method, cell.length).is_plain and cell.method != "plain":
+                continue  # the plain rows stand for it (read_long_context)
+            for key in spec.parts(cell):
+                if key in have[cell.table]:
+                    continue
+                if cell.table == "loss":
+                    if cell.model not in texts:
+                        texts[cell.model] = long_text(lm)
+                    rows = _loss_rows(lm, cell.model, cell, int(key.rsplit("-w", 1)[1]), texts[cell.model])
+                else:
+                    every = samples[cell.model].of(cell)
+                    first = int(key.rsplit("-s", 1)[1]) if "-s" in key else 0
+                    size = spec.per_part if len(spec.parts(cell)) > 1 else cell.n
+                    rows = _passkey_rows(lm, cell.model, cell, every[first : first + size])
+                store.write(cell.table, key, rows, identity, key)
+                have[cell.table].add(key)
+    return read_long_context(folder, allow_partial=True)
+
+
+@dataclass
+class LongContextStudy:
+    """A long-context study read from its folder: ``passkey`` and ``loss`` tables (the methods that are the
+    plain model at a length filled in from the plain rows, ``setting`` "as plain"), the ``manifest`` and the
+    ``missing`` part keys per table."""
+
+    passkey: pd.DataFrame
+    loss: pd.DataFrame
+    manifest: dict
+    missing: dict[str, list[str]]
+
+    @property
+    def spec(self) -> LongContextSpec:
+        return _spec(self.manifest)
+
+    def decided_by(self) -> str:
+        windows = self.loss.window.nunique() if len(self.loss) else 0
+        models = ", ".join(self.spec.models)
+        return f"{models}, float32, {len(self.passkey)} passkey answers, {windows} windows"
+
+    def cpu_hours(self) -> float:
+        """The CPU time the computed rows took (the rows copied from plain not counted), in hours."""
+        own = self.passkey[self.passkey.setting != "as plain"]
+        loss = self.loss[self.loss.setting != "as plain"] if len(self.loss) else self.loss
+        return float(own.seconds.sum() + (loss.seconds.sum() if len(loss) else 0.0)) / 3600
+
+
+def _spec(manifest: dict) -> LongContextSpec:
+    if manifest.get("study") != "long_context":
+        raise ValueError(f"no long-context study here (its manifest names {manifest.get('study')!r})")
+    return LongContextSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest["spec"].items()})
+
+
+def _as_plain(table: pd.DataFrame, methods: Sequence[str], keys: list[str]) -> pd.DataFrame:
+    """``table`` with the plain rows at a length inside the model's trained context (each row's ``trained``)
+    copied under every other method, which is the plain model there (``setting`` "as plain")."""
+    if table.empty:
+        return table
+    inside = table[(table.method == "plain") & (table.length <= table.trained)]
+    extra = [inside.assign(method=m, setting="as plain") for m in methods if m != "plain" and len(inside)]
+    return pd.concat([table, *extra], ignore_index=True).sort_values(keys, kind="stable", ignore_index=True)
+
+
+def _trained(tables: dict[str, pd.DataFrame]) -> dict[str, int]:
+    """Each model's trained context, as its rows recorded it."""
+    out: dict[str, int] = {}
+    for frame in tables.values():
+        if len(frame):
+            out.update(frame.groupby("model").trained.first().astype(int).to_dict())
+    return out
+
+
+def read_long_context(folder: str | Path, *, allow_partial: bool = False) -> LongContextStudy:
+    """The verified tables of ``folder``; a missing part raises
+    :class:`~tempo_lab.results.IncompleteResults` naming it and the call that completes it
+    (``allow_partial``: read what is there, and say what is missing in ``missing``). The parts of methods
+    that are the plain model at a length are not missing: the plain rows stand for them."""
+    store = ResultsFolder(folder)
+    manifest = store.read_manifest()
+    spec = _spec(manifest)
+    identity = identity_hash({"spec": manifest["spec"]})
+    tables, found = {}, {}
+    for table in TABLES:
+        found[table] = store.verified(table, {k: k for k in manifest["plan"][table]}, identity)
+        frames = [found[table][k] for k in manifest["plan"][table] if k in found[table]]
+        tables[table] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    trained = _trained(tables)
+    missing = {}
+    for cell in spec.cells():
+        if cell.method != "plain" and cell.length <= trained.get(cell.model, 0):
+            continue  # the plain rows stand for it
+        lost = [k for k in spec.parts(cell) if k not in found[cell.table]]
+        missing.setdefault(cell.table, []).extend(lost)
+    missing = {t: k for t, k in missing.items() if k}
+    if missing and not allow_partial:
+        call = f"tempo-lab long-context --results {store.path}"
+        raise IncompleteResults(store.path, missing, call)
+    passkey = _as_plain(tables["passkey"], spec.methods, ["model", "version", "method", "length", "sample"])
+    loss = _as_plain(tables["loss"], spec.methods, ["model", "method", "window", "bin"])
+    return LongContextStudy(passkey, loss, manifest, missing)

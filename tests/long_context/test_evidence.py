@@ -1,0 +1,68 @@
+"""The long-context claims' evidence from a study's tables, against the statistics computed by hand on the
+same numbers, and the rules' dependencies (LC2-LC4 and LC7 undecided unless LC1 is confirmed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tempo_lab import stats
+from tempo_lab.claims import claims_table
+from tempo_lab.long_context.evidence import CLAIMS, bucket_loss
+from tempo_lab.long_context.study import LongContextSpec, LongContextStudy
+
+rng = np.random.default_rng(0)
+
+
+def _rows(model, version, method, length, scores):
+    return [{"model": model, "version": version, "method": method, "setting": "", "length": length,
+             "sample": i, "score": float(s), "seconds": 1.0} for i, s in enumerate(scores)]  # fmt: skip
+
+
+def _study(acc16: float, se16: float) -> LongContextStudy:
+    s = "smollm2-135m"
+    real4 = np.ones(20)
+    real16 = (rng.uniform(size=20) < acc16).astype(float)
+    rows = _rows(s, "real", "plain", 4096, real4) + _rows(s, "real", "plain", 16384, real16)
+    rows += _rows(s, "real", "self_extend", 16384, (rng.uniform(size=20) < se16).astype(float))
+    rows += _rows(s, "gap", "plain", 16384, np.concatenate([real16, np.zeros(30)]))
+    rows += _rows(s, "gap", "plain", 4096, np.ones(50))
+    rows += _rows(s, "natural", "plain", 2048, np.ones(50))
+    rows += _rows(s, "start_far", "plain", 16384, np.ones(50))
+    loss = []
+    for method, rise in [("plain", 2.0), ("yarn", 0.05), ("pi", 1.0)]:
+        for w in range(6):
+            for b in range(0, 16383, 256):
+                value = 2.0 + (rise if b >= 8192 else 0.0) + 0.01 * w
+                loss.append({"model": s, "method": method, "setting": "", "length": 16384, "window": w, "bin": b,
+                             "loss": value, "tokens": 256, "seconds": 0.0})  # fmt: skip
+    manifest = {"study": "long_context", "spec": LongContextSpec().header()}
+    return LongContextStudy(pd.DataFrame(rows), pd.DataFrame(loss), manifest, {})
+
+
+def test_lc1_is_newcombe_on_the_two_real_cells():
+    study = _study(acc16=0.0, se16=0.0)
+    values = CLAIMS[0].measure(study, {}).values
+    k16 = int(study.passkey.query("version == 'real' and method == 'plain' and length == 16384").score.sum())
+    assert (values["d"], values["d_lo"], values["d_hi"]) == pytest.approx(stats.newcombe(20, 20, k16, 20))
+
+
+def test_verdicts_follow_the_registered_rules_and_their_dependencies():
+    failing = claims_table(_study(acc16=0.0, se16=1.0), {}, CLAIMS).set_index("key").verdict
+    assert failing["LC1"] == "confirmed" and failing["LC2"] == "confirmed"
+    assert failing["LC4"] == "confirmed"  # the gap version fails as the real one: distance
+    assert failing["LC7"] == "confirmed"  # start-far retrieves as the natural one
+    assert failing["LC6"] == "confirmed" and failing["LC6.yarn"] == "confirmed"
+    assert failing["LC6.pi"] == "refined"  # better than plain by 1 nat, not back within 0.1
+    assert failing["LC3.pi"] == "undecided"  # not computed: NaN decides nothing
+    retrieving = claims_table(_study(acc16=1.0, se16=1.0), {}, CLAIMS).set_index("key").verdict
+    assert retrieving["LC1"] == "refuted"
+    assert retrieving["LC2"] == retrieving["LC4"] == retrieving["LC7"] == "undecided"
+
+
+def test_bucket_loss_weighs_the_bins_by_their_tokens():
+    study = _study(0.0, 0.0)
+    far = bucket_loss(study, "plain", 12288, 16384)
+    assert far.to_numpy() == pytest.approx(4.0 + 0.01 * np.arange(6))
+    assert len(bucket_loss(study, "ntk", 0, 16384)) == 0

@@ -1,0 +1,118 @@
+"""RULER's samples through lm-eval's task code, the three versions of a sample, and the two scores against
+the model's own paths: greedy text against ``model.generate``, the value's log-probability against a plain
+call of the model on the context and the value, at the version's positions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tempo_lab.loaded import beyond_context
+from tempo_lab.long_context.passkey import AROUND, MAX_NEW, START, Tokens, answer
+from tempo_lab.long_context.ruler import check_task, ruler_samples, score
+
+pytestmark = pytest.mark.bundled
+pytest.importorskip("lm_eval")
+
+
+@pytest.fixture(scope="module")
+def lm():
+    from tempo_lab import load_model
+
+    return load_model(attn_implementation="sdpa")
+
+
+@pytest.fixture(scope="module")
+def samples(lm):
+    return ruler_samples(lm, 2048, 3)
+
+
+def test_samples_are_lm_evals_requests_and_deterministic(lm, samples):
+    again = ruler_samples(lm, 2048, 3)
+    assert [s.context for s in again] == [s.context for s in samples]
+    for s in samples:
+        assert s.context.startswith("A special magic number is hidden within the following text.")
+        assert s.context.endswith(s.doc["gen_prefix"])  # the request carries RULER's answer prefix
+        assert s.context[s.needle[0] : s.needle[1]].endswith(f"is: {s.value}.")
+        assert 0 <= s.depth <= 1 and s.value == s.doc["outputs"][0]
+        assert score(s, f" {s.value}.") == 1.0 and score(s, " 1234.") == 0.0
+
+
+def test_tasks_that_download_are_refused_naming_what_they_fetch():
+    with pytest.raises(ValueError, match="downloads Paul Graham's essays"):
+        check_task("niah_single_2")
+    with pytest.raises(ValueError, match="unknown RULER task 'niah'"):
+        check_task("niah")
+
+
+def test_the_gap_version_at_the_sample_s_own_length_keeps_every_kept_token_at_its_position(lm, samples):
+    for s in samples:
+        tokens = Tokens.of(lm, s)
+        version = tokens.gap(s.max_length)
+        runs = tokens.runs()
+        slots = torch.cat([torch.arange(a, b) for a, b in runs])
+        assert torch.equal(version.layout.positions[0], slots.float())
+        assert torch.equal(version.ids[0], tokens.ids[0, slots])
+        assert version.distance == tokens.real().distance
+        assert len(runs) <= 3 and version.ids.shape[1] < 400
+        assert (tokens.needle[0] - AROUND) in slots or tokens.needle[0] < AROUND
+
+
+def test_the_gap_version_puts_the_question_as_a_longer_sample_would(lm, samples):
+    tokens = Tokens.of(lm, samples[0])
+    real = tokens.real()
+    for length in (8192, 65536):
+        version = tokens.gap(length)
+        ratio = length / samples[0].max_length
+        assert version.distance == pytest.approx(real.distance * ratio, abs=1)  # the runs' starts scale
+        assert version.question == pytest.approx((real.question - AROUND) * ratio + AROUND, abs=1)
+        steps = version.layout.positions[0].diff()
+        assert (steps >= 1).all() and (steps > 1).sum() == len(tokens.runs()) - 1  # jumps only between runs
+
+
+def test_start_far_moves_only_the_start(lm, samples):
+    tokens = Tokens.of(lm, samples[1])
+    version = tokens.start_far(16384)
+    p = version.layout.positions[0]
+    assert p[:START].tolist() == list(range(START))
+    assert version.question == 16384 and version.distance == tokens.real().distance
+    assert torch.equal(p[START:].diff(), torch.ones(tokens.n - START - 1))
+    with pytest.raises(ValueError, match="below the question's slot"):
+        tokens.start_far(100)
+
+
+def _plain_logprob(lm, ids, positions, value):
+    """log p(value | context) from one plain call of the model on context + value at ``positions``."""
+    whole = torch.cat([ids, value[:, :-1]], 1)
+    after = positions[0, -1] + 1 + torch.arange(value.shape[1] - 1, dtype=positions.dtype)
+    where = torch.cat([positions[0], after])[None]
+    with torch.no_grad():
+        logits = lm.model(input_ids=whole, position_ids=where, attention_mask=torch.ones_like(whole)).logits[0]
+    rows = torch.log_softmax(logits[ids.shape[1] - 1 :].double(), -1)
+    return float(rows.gather(-1, value[0, :, None]).sum())
+
+
+def test_the_answer_equals_the_model_s_own_generate_and_forward(lm, samples):
+    tokens = Tokens.of(lm, samples[2])
+    real = tokens.real()
+    found = answer(lm, real, tokens)
+    with torch.no_grad():
+        out = lm.model.generate(tokens.ids, attention_mask=torch.ones_like(tokens.ids), max_new_tokens=MAX_NEW,
+                                do_sample=False, pad_token_id=lm.tokenizer.eos_token_id)  # fmt: skip
+    text = lm.tokenizer.decode(out[0, tokens.n :], skip_special_tokens=True)
+    assert found.text == text
+    assert found.score == score(samples[2], text)
+    want = _plain_logprob(lm, tokens.ids, real.layout.positions, tokens.value)
+    assert found.logprob == pytest.approx(want, abs=1e-3)
+
+
+def test_the_gap_version_s_log_probability_equals_a_plain_call_at_its_positions(lm, samples):
+    """The model called directly with the gap version's ``position_ids`` and a 2D all-ones mask (its own
+    causal path) gives the same log-probability of the value."""
+    tokens = Tokens.of(lm, samples[0])
+    for length in (2048, 32768):
+        version = tokens.gap(length)
+        with beyond_context(lm):  # 32k is past SmolLM2's 8,192: the plain model run there, as the study does
+            found = answer(lm, version, tokens, max_new=2)
+        want = _plain_logprob(lm, version.ids, version.layout.positions, tokens.value)
+        assert found.logprob == pytest.approx(want, abs=1e-3)
