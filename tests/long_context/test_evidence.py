@@ -35,8 +35,8 @@ def _study(acc16: float, se16: float) -> LongContextStudy:
         for w in range(6):
             for b in range(0, 16383, 256):
                 value = 2.0 + (rise if b >= 8192 else 0.0) + 0.01 * w
-                loss.append({"model": s, "method": method, "setting": "", "length": 16384, "window": w, "bin": b,
-                             "loss": value, "tokens": 256, "seconds": 0.0})  # fmt: skip
+                loss.append({"model": s, "method": method, "setting": "", "length": 16384, "window": w,
+                             "bin": b, "loss": value, "tokens": 256, "seconds": 0.0})  # fmt: skip
     manifest = {"study": "long_context", "spec": LongContextSpec().header()}
     return LongContextStudy(pd.DataFrame(rows), pd.DataFrame(loss), manifest, {})
 

@@ -87,7 +87,8 @@ def _plain_logprob(lm, ids, positions, value):
     after = positions[0, -1] + 1 + torch.arange(value.shape[1] - 1, dtype=positions.dtype)
     where = torch.cat([positions[0], after])[None]
     with torch.no_grad():
-        logits = lm.model(input_ids=whole, position_ids=where, attention_mask=torch.ones_like(whole)).logits[0]
+        mask = torch.ones_like(whole)
+        logits = lm.model(input_ids=whole, position_ids=where, attention_mask=mask).logits[0]
     rows = torch.log_softmax(logits[ids.shape[1] - 1 :].double(), -1)
     return float(rows.gather(-1, value[0, :, None]).sum())
 
@@ -97,8 +98,9 @@ def test_the_answer_equals_the_model_s_own_generate_and_forward(lm, samples):
     real = tokens.real()
     found = answer(lm, real, tokens)
     with torch.no_grad():
-        out = lm.model.generate(tokens.ids, attention_mask=torch.ones_like(tokens.ids), max_new_tokens=MAX_NEW,
-                                do_sample=False, pad_token_id=lm.tokenizer.eos_token_id)  # fmt: skip
+        mask = torch.ones_like(tokens.ids)
+        out = lm.model.generate(tokens.ids, attention_mask=mask, max_new_tokens=MAX_NEW, do_sample=False,
+                                pad_token_id=lm.tokenizer.eos_token_id)  # fmt: skip
     text = lm.tokenizer.decode(out[0, tokens.n :], skip_special_tokens=True)
     assert found.text == text
     assert found.score == score(samples[2], text)

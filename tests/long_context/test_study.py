@@ -44,7 +44,8 @@ def test_every_cell_is_computed_once_and_the_rules_are_recorded(folder, loads):
     p = study.passkey
     assert set(p.version) == {"real", "gap", "natural", "start_far"}
     computed = p[p.setting != "as plain"]
-    assert set(zip(computed.method, computed.length)) >= {("plain", 2048), ("plain", 16384), ("yarn", 16384)}
+    cells = set(zip(computed.method, computed.length, strict=True))
+    assert cells >= {("plain", 2048), ("plain", 16384), ("yarn", 16384)}
     assert set(p[(p.method == "yarn") & (p.length == 2048)].setting) == {"as plain"}
     assert (p.score.isin([0.0, 1.0])).all() and (p.logprob < 0).all()
     assert set(study.loss.window) == {0, 1} and set(study.loss.setting) == {"", "as plain"}
@@ -62,7 +63,8 @@ def test_a_second_run_loads_nothing_and_a_lost_part_is_recomputed_alone(folder, 
         read_long_context(folder)
     from tempo_lab import load_model
 
-    run_long_context(folder, SMALL, progress=False, load=lambda name: load_model(name, attn_implementation="sdpa"))
+    run_long_context(folder, SMALL, progress=False,
+                     load=lambda name: load_model(name, attn_implementation="sdpa"))
     assert part.exists()
     assert {p: p.stat().st_mtime_ns for p in kept} == kept  # the others untouched
 
