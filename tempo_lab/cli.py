@@ -8,6 +8,8 @@ set).
     tempo-lab run --in-place                        # re-execute the committed notebooks (default parameters)
     tempo-lab study --results results/mine --limit 300   # every measurement over the bundled prompts
     torchrun --nproc_per_node 2 -m tempo_lab.cli study --results results/mine   # the same, sharded
+    tempo-lab long-context --results results/10_long_context   # notebook 10 (b)'s study, resumable
+    tempo-lab eval --model tempo_lab --model_args method=yarn,factor=2 --tasks niah_single_1 ...  # lm-eval
 
 Each notebook runs in a fresh ``python3`` kernel of the current environment, with its own folder as working
 directory (so its relative ``fig_dir`` regenerates ``figures/``). Parameters given with ``-p`` go to every
@@ -76,7 +78,24 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     study.add_argument("--seed", type=int, default=0)
     study.add_argument("--no-progress", action="store_true", help="no progress bar")
+    long = sub.add_parser("long-context", help="notebook 10 (b)'s passkey and loss study, into a folder")
+    long.add_argument("--results", required=True, type=Path, help="results folder (resumed if it exists)")
+    long.add_argument("--cells", nargs="+", help="only the cells whose keys start with these")
+    long.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sub.add_parser("eval", help="lm-evaluation-harness's command line with the model 'tempo_lab' registered",
+                   add_help=False)  # fmt: skip
     return parser
+
+
+def run_long_context_command(args: argparse.Namespace) -> int:
+    from tempo_lab.long_context.study import run_long_context
+
+    study = run_long_context(args.results, cells=args.cells, progress=not args.no_progress)
+    for table, keys in study.missing.items():
+        print(f"{table}: {len(keys)} part(s) still missing in {args.results}")
+    rows = f"passkey: {len(study.passkey)} rows, loss: {len(study.loss)} rows"
+    print(f"{rows}, {study.cpu_hours():.2f} CPU hours")
+    return 0
 
 
 def run_study_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -135,7 +154,7 @@ def run_series_command(args: argparse.Namespace) -> int:
 
 def interrupted(args: argparse.Namespace) -> str:
     """What Ctrl-C leaves behind, and how to go on."""
-    if args.command == "study":
+    if args.command in ("study", "long-context"):
         kept = len(list(Path(args.results).glob("*/part-*.parquet")))
         return (
             f"interrupted; the {kept} part file(s) written so far are kept in {args.results}; run the same "
@@ -146,10 +165,17 @@ def interrupted(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["eval"]:  # every argument is lm-eval's
+        from tempo_lab.interop.harness import main as harness
+
+        harness(argv[1:])
+        return 0
     args = build_parser().parse_args(argv)
     try:
         if args.command == "study":
             return run_study_command(args, argv)
+        if args.command == "long-context":
+            return run_long_context_command(args)
         return run_series_command(args)
     except KeyboardInterrupt:
         print(f"tempo-lab: {interrupted(args)}", file=sys.stderr)
