@@ -35,7 +35,8 @@ def lm():
 def both(lm):
     from lm_eval.models.huggingface import HFLM
 
-    return TempoLabLM(lm), HFLM(pretrained=lm.tokenizer.name_or_path, dtype="float32", device="cpu", batch_size=1)
+    hf = HFLM(pretrained=lm.tokenizer.name_or_path, dtype="float32", device="cpu", batch_size=1)
+    return TempoLabLM(lm), hf
 
 
 @pytest.mark.bundled
@@ -92,7 +93,8 @@ def test_a_method_scores_as_the_forward_under_it():
     ids = model.tok_encode("Once upon a time there was")
     got = model._logprobs(ids)
     with scaled(tiny, RopeScaling.yarn(2.0)):
-        want = torch.log_softmax(DecodingCore(tiny).forward(torch.tensor([ids]), Layout.contiguous(len(ids)))[0], -1)
+        logits = DecodingCore(tiny).forward(torch.tensor([ids]), Layout.contiguous(len(ids)))[0]
+    want = torch.log_softmax(logits, -1)
     assert model.max_length == 2 * tiny.model.config.max_position_embeddings
     torch.testing.assert_close(got, want.double(), rtol=0, atol=1e-9)
 
