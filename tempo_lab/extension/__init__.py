@@ -6,6 +6,9 @@
   the same model loaded with transformers' own ``rope_parameters``;
 - :mod:`.self_extend`: :func:`self_extended`, Self-Extend's pairwise layout (neighbours at their positions,
   farther pairs grouped) through a registered attention function, exact against a two-matrix reference;
+- :mod:`.methods`: :class:`~tempo_lab.extension.methods.Method`, each method set for a length (its factor,
+  Self-Extend's window and group by the paper's rule), as the long-context study and the lm-eval model run
+  them;
 - :mod:`.angles`: :func:`~tempo_lab.extension.angles.band_angles`, which angles each band reaches in
   training and past it under a scaling;
 - :mod:`.display`: notebook 10's figures and live view (the char-LMs' scores are

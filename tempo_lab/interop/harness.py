@@ -13,8 +13,8 @@ unchanged and runs lm-eval's own command line with the model registered. The mod
 base class of lm-eval's ``HFLM``, so requests are tokenized by lm-eval's own code (the context / continuation
 split, empty contexts, the rolling windows and the stop sequences are lm-eval's functions); only the forward
 is tempo_lab's: every request runs one row at a time (no padding) through
-:class:`~tempo_lab.forward.DecodingCore` under the method (:class:`~tempo_lab.long_context.methods.Method`),
-on the model's own causal path.
+:class:`~tempo_lab.forward.DecodingCore` under the method
+(:class:`~tempo_lab.extension.methods.Method`), on the model's own causal path.
 
 ``model_args`` (unknown keys are refused, naming them):
 
@@ -47,10 +47,10 @@ from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, po
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
+from tempo_lab.extension.methods import METHODS, Method, self_extend_group
 from tempo_lab.forward import DecodingCore
 from tempo_lab.layout import Layout
 from tempo_lab.loaded import LoadedModel, trained_context
-from tempo_lab.long_context.methods import METHODS, Method, self_extend_group
 from tempo_lab.plumbing import checks
 
 NAME = "tempo_lab"

@@ -17,7 +17,7 @@ import pandas as pd
 
 from tempo_lab import stats
 from tempo_lab.claims import Claim, Evidence
-from tempo_lab.long_context.methods import LABELS
+from tempo_lab.extension.methods import LABELS
 from tempo_lab.long_context.rules import DELTA, EPSILON, LOSS_METHODS, RULES, SCALINGS
 
 NAME = "long_context"

@@ -18,7 +18,7 @@ the samples, one method and one length:
   :attr:`LongContextSpec.window` tokens of the TPI corpus's text (CPython's ``pydoc_data.topics``, PSF
   licence), in :data:`BIN`-position bins.
 
-Each method is set for the cell's length by :meth:`~tempo_lab.long_context.methods.Method.for_length`; a
+Each method is set for the cell's length by :meth:`~tempo_lab.extension.methods.Method.for_length`; a
 method that is the plain model at that length (every method inside the trained context) is not recomputed:
 :func:`read_long_context` gives it the plain rows, marked ``as plain``. Rows carry the seconds each sample
 took, so the study states its own CPU time.
@@ -40,10 +40,10 @@ from tqdm.auto import tqdm
 
 from tempo_lab.claims import fingerprints
 from tempo_lab.corpus import load_corpus
+from tempo_lab.extension.methods import METHODS, Method
 from tempo_lab.forward import DecodingCore
 from tempo_lab.layout import Layout
 from tempo_lab.loaded import LoadedModel
-from tempo_lab.long_context.methods import METHODS, Method
 from tempo_lab.long_context.passkey import Tokens, answer
 from tempo_lab.long_context.ruler import ruler_samples
 from tempo_lab.plumbing import checks

@@ -42,6 +42,7 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from tempo_lab.corpus import load_corpus
+from tempo_lab.extension.methods import self_extend_group
 from tempo_lab.extension.scaling import RopeScaling, scaled
 from tempo_lab.extension.self_extend import self_extended
 from tempo_lab.loaded import LoadedModel, beyond_context, trained_context
@@ -93,16 +94,6 @@ class LengthSpec:
         spec = asdict(self)
         spec.pop("batch")  # how many windows a pass holds changes nothing measured
         return json.loads(json.dumps(spec))
-
-
-def self_extend_group(length: int, trained: int, window: int) -> int:
-    """The smallest group G that keeps Self-Extend's largest grouped position inside the trained context for a
-    sequence of ``length``: ``(trained - window) * G + window >= length`` (at least 1)."""
-    if window >= trained:
-        raise ValueError(
-            f"window = {window} leaves no grouped positions inside the trained context ({trained})"
-        )
-    return max(1, math.ceil((length - window) / (trained - window)))
 
 
 @contextmanager

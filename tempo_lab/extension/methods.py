@@ -1,4 +1,5 @@
-"""The context-extension methods of the long-context study, each set for a length, and applied to a model.
+"""Each context-extension method set for a length and applied to a model, as the long-context study
+(:mod:`tempo_lab.long_context`) and the lm-eval model (:mod:`tempo_lab.interop.harness`) run them.
 
     method = Method.for_length(lm, "yarn", 16384)   # factor 2.0 on SmolLM2 (trained at 8,192)
     with method.applied(lm):
@@ -16,12 +17,11 @@ trained context, every method is the plain model:
   L/L₀}`` gives at that length);
 - ``yarn``: YaRN with the factor (its default ramp and attention temperature);
 - ``self_extend``: Self-Extend with the neighbour window ``W = L₀ / 8`` and the paper's group rule, the
-  smallest ``G`` with ``(L₀ − W) · G + W ≥ L`` (so the grouped positions stay inside the trained context;
-  one more where rounding would put the farthest grouped pair at ``L₀``: 10 at 64k on SmolLM2).
+  smallest ``G`` with ``(L₀ − W) · G + W ≥ L`` (so the farthest grouped distance stays within ``L₀``).
 
 Refused before any forward, naming the value: an unknown method, a factor ≤ 0, a length beyond what the method
-addresses at its factor (``factor · L₀``), a Self-Extend group whose grouped positions at the length pass the
-trained context, a window at or past it.
+addresses at its factor (``factor · L₀``), a Self-Extend group whose farthest grouped distance at the length
+passes the trained context, a window at or past it.
 
 Contents: :class:`Method`, :data:`METHODS`, :data:`LABELS`, :func:`self_extend_group`.
 """
@@ -45,12 +45,13 @@ WINDOW_SHARE = 8
 
 
 def self_extend_group(length: int, trained: int, window: int) -> int:
-    """The paper's rule, the smallest group ``G`` with ``(trained − window) · G + window ≥ length``, raised
-    where the floor of the grouped positions would still put the farthest pair at ``trained`` or beyond."""
-    group = max(1, math.ceil((length - window) / (trained - window)))
-    while _reach(length, window, group) >= trained:
-        group += 1
-    return group
+    """The paper's rule: the smallest group ``G`` with ``(trained − window) · G + window ≥ length`` (at least
+    1), which keeps the farthest grouped distance at ``trained`` at most."""
+    if window >= trained:
+        raise ValueError(
+            f"window = {window} leaves no grouped positions inside the trained context ({trained})"
+        )
+    return max(1, math.ceil((length - window) / (trained - window)))
 
 
 def _reach(length: int, window: int, group: int) -> int:
@@ -92,7 +93,7 @@ class Method:
                     "groups the pairs beyond a window inside it"
                 )
             reach = _reach(self.length, self.window, self.group)
-            if reach >= self.trained:
+            if reach > self.trained:
                 raise ValueError(
                     f"group = {self.group} keeps grouped positions up to {reach} at length {self.length}, "
                     f"past the trained context ({self.trained}): give group >= "
