@@ -7,6 +7,9 @@
     sink_ablation(lm, ids, "mean", means=massive_means(many))   # set to their mean over many prompts
     sink_ablation(lm, ids, "remove")    # the first token masked out of every query's view
     sink_ablation(lm, ids, "move")      # the first token at the position of the token before the last
+    sink_ablation(lm, ids, "zero", dims=[507])   # Sun et al.'s single dimension
+    with ablated(lm, ids, "zero"):      # any measurement with the sink's massive entries zeroed
+        sink_mass(lm, ids)
 
 Every pass is the shared forward (:class:`~tempo_lab.forward.DecodingCore`), so sliding windows and every
 check hold as for any other tempo_lab number. The residual stream is each decoder layer's output (a forward
@@ -16,13 +19,13 @@ model while setting them to their mean (over many sequences: the massive values 
 mean is itself massive) does not; :func:`sink_ablation` measures both on any model, the means from
 :func:`massive_means` of :func:`massive_activations` over a prompt set.
 
-Contents: :func:`sink_mass`, :func:`massive_activations`, :func:`massive_means`, :func:`sink_ablation`,
-:data:`ABLATIONS`.
+Contents: :func:`sink_mass`, :func:`massive_activations`, :func:`massive_means`, :func:`ablated`,
+:func:`sink_ablation`, :data:`ABLATIONS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import pandas as pd
@@ -119,52 +122,48 @@ def massive_means(massive: pd.DataFrame, slot: int = 0) -> dict[tuple[int, int],
     }
 
 
-def sink_ablation(
+def _entries(
+    found: pd.DataFrame,
+    mode: str,
+    slot: int,
+    means: dict[tuple[int, int], float] | None,
+    dims: Sequence[int] | None,
+) -> dict[int, dict[int, float]]:
+    """``{layer: {dim: value}}``: the massive entries at ``slot`` an ablation sets, and what to."""
+    targets = found[found.slot == slot]
+    if dims is not None:
+        targets = targets[targets.dim.isin(list(dims))]
+    by_layer: dict[int, dict[int, float]] = {}
+    for layer, dim in zip(targets.layer, targets.dim, strict=True):
+        key = (int(layer), int(dim))
+        if mode == "zero" or key in (means or {}):
+            by_layer.setdefault(key[0], {})[key[1]] = 0.0 if mode == "zero" else means[key]
+    return by_layer
+
+
+@contextmanager
+def ablated(
     lm: LoadedModel,
     ids: torch.Tensor,
-    mode: str,
+    mode: str = "zero",
     found: pd.DataFrame | None = None,
     slot: int = 0,
     means: dict[tuple[int, int], float] | None = None,
-    to: int | None = None,
-) -> float:
-    """The total variation between the last token's next-token distribution with and without the ablation
-    ``mode`` of the sink at ``slot``: ``"zero"`` sets its massive entries (``found``, default
-    :func:`massive_activations` of ``ids`` at that slot) in each layer's output to 0, ``"mean"`` to
-    ``means[(layer, dim)]`` (:func:`massive_means`; entries without a mean are left alone); ``"remove"``
-    masks the slot out of every other query's view; ``"move"`` gives it position ``to`` in every layer (an
-    integer, default ``n - 2``: beside the last token, which then sees it from one position away instead of
-    ``n - 1 - slot``)."""
-    if mode not in ABLATIONS:
-        raise ValueError(f"mode must be one of {', '.join(ABLATIONS)}, got {mode!r}")
+    dims: Sequence[int] | None = None,
+) -> Iterator[int]:
+    """Inside the block every pass of ``lm`` has the sink's massive entries at ``slot`` (``found``, default
+    :func:`massive_activations` of ``ids``) set to 0 (``"zero"``) or to ``means[(layer, dim)]`` (``"mean"``)
+    in each layer's output; ``dims``: only those dimensions (Sun et al.'s single dimension). Yields how many
+    entries it sets; the hooks are removed on exit."""
+    if mode not in ("zero", "mean"):
+        raise ValueError(f"mode must be 'zero' or 'mean' to set activations, got {mode!r}")
     if mode == "mean" and means is None:
         raise ValueError(
             "mode 'mean' sets each massive entry to its mean over many prompts: give means={(layer, dim): "
             "value} (caches.massive_means of their massive_activations)"
         )
-    n = _ids(lm, ids).shape[1]
-    slot = checks.integer_in("slot (not the last token)", slot, 0, n - 2)
-    if mode == "move":
-        top = (lm.max_positions or n) - 1
-        to = checks.integer_in("to", n - 2 if to is None else to, 0, top)
-    base = _forward(lm, ids)
-    if mode == "move":  # out of order: a layout whose positions may decrease
-        where = torch.arange(n, dtype=torch.float32)[None]
-        where[0, slot] = float(to)
-        moved = _forward(lm, ids, Layout(where, any_order=True))
-        return float(0.5 * (moved - base).abs().sum())
-    if mode == "remove":
-        allowed = torch.ones(n, n, dtype=torch.bool).tril()
-        allowed[slot + 1 :, slot] = False
-        removed = _forward(lm, ids, Layout(pos.contiguous(n), allowed[None, None]))
-        return float(0.5 * (removed - base).abs().sum())
     found = massive_activations(lm, ids) if found is None else found
-    targets = found[found.slot == slot]
-    by_layer: dict[int, dict[int, float]] = {}
-    for layer, dim in zip(targets.layer, targets.dim, strict=True):
-        key = (int(layer), int(dim))
-        if mode == "zero" or key in means:
-            by_layer.setdefault(key[0], {})[key[1]] = 0.0 if mode == "zero" else means[key]
+    by_layer = _entries(found, mode, slot, means, dims)
 
     def hook_for(values: dict[int, float]):
         def hook(_module: nn.Module, _args: tuple, output):
@@ -179,8 +178,52 @@ def sink_ablation(
     layers = _layers(lm)
     handles = [layers[layer].register_forward_hook(hook_for(values)) for layer, values in by_layer.items()]
     try:
-        ablated = _forward(lm, ids)
+        yield sum(len(v) for v in by_layer.values())
     finally:
         for h in handles:
             h.remove()
-    return float(0.5 * (ablated - base).abs().sum())
+
+
+def sink_ablation(
+    lm: LoadedModel,
+    ids: torch.Tensor,
+    mode: str,
+    found: pd.DataFrame | None = None,
+    slot: int = 0,
+    means: dict[tuple[int, int], float] | None = None,
+    to: int | None = None,
+    dims: Sequence[int] | None = None,
+) -> float:
+    """The total variation between the last token's next-token distribution with and without the ablation
+    ``mode`` of the sink at ``slot``: ``"zero"`` sets its massive entries (``found``, default
+    :func:`massive_activations` of ``ids`` at that slot; ``dims``: only those dimensions) in each layer's
+    output to 0, ``"mean"`` to ``means[(layer, dim)]`` (:func:`massive_means`; entries without a mean are
+    left alone) (both through :func:`ablated`); ``"remove"`` masks the slot out of every other query's view;
+    ``"move"`` gives it position ``to`` in every layer (an integer, default ``n - 2``: beside the last token,
+    which then sees it from one position away instead of ``n - 1 - slot``)."""
+    if mode not in ABLATIONS:
+        raise ValueError(f"mode must be one of {', '.join(ABLATIONS)}, got {mode!r}")
+    n = _ids(lm, ids).shape[1]
+    slot = checks.integer_in("slot (not the last token)", slot, 0, n - 2)
+    if mode == "move":
+        top = (lm.max_positions or n) - 1
+        to = checks.integer_in("to", n - 2 if to is None else to, 0, top)
+    if mode == "mean" and means is None:
+        raise ValueError(
+            "mode 'mean' sets each massive entry to its mean over many prompts: give means={(layer, dim): "
+            "value} (caches.massive_means of their massive_activations)"
+        )
+    base = _forward(lm, ids)
+    if mode == "move":  # out of order: a layout whose positions may decrease
+        where = torch.arange(n, dtype=torch.float32)[None]
+        where[0, slot] = float(to)
+        moved = _forward(lm, ids, Layout(where, any_order=True))
+        return float(0.5 * (moved - base).abs().sum())
+    if mode == "remove":
+        allowed = torch.ones(n, n, dtype=torch.bool).tril()
+        allowed[slot + 1 :, slot] = False
+        removed = _forward(lm, ids, Layout(pos.contiguous(n), allowed[None, None]))
+        return float(0.5 * (removed - base).abs().sum())
+    with ablated(lm, ids, mode, found, slot, means, dims):
+        changed = _forward(lm, ids)
+    return float(0.5 * (changed - base).abs().sum())

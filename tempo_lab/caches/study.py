@@ -11,6 +11,10 @@ Per model and chunk of ``per_part`` prompts (one part of each prompt table):
 - ``ablation`` (the first ``ablate`` prompts' parts, once every prompt's massive activations are in): the
   next-token TV when the first token's massive entries are set to zero or to their mean over all the
   prompts (Sun et al.), or the first token is masked out (:func:`sink_ablation`);
+- ``single`` (the same prompts): Sun et al.'s ablation of the single dimension (the one :func:`massive_dims`
+  ranks first over every prompt) beside zeroing all the massive entries and setting them to their mean, each
+  with the sink mass after it: the last token's attention on the first token, mean over the heads and the
+  second half of the layers (``ablation`` "none": the mass before);
 - ``chunks``: prompt ``i`` reused behind prompt ``i + 1`` (:func:`reuse_chunk`): per layer the keys' and
   values' relative error and the TV left when that layer's recomputed cache is put back, with the TV and
   top-1 agreement of the reuse itself;
@@ -41,14 +45,22 @@ from transformers import DynamicCache
 
 from tempo_lab.caches.chunks import SELECTIONS, reuse_chunk
 from tempo_lab.caches.rolling import Rolling, recomputed_steps, rolled_steps
-from tempo_lab.caches.sinks import ABLATIONS, massive_activations, massive_means, sink_ablation, sink_mass
+from tempo_lab.caches.sinks import (
+    ABLATIONS,
+    ablated,
+    massive_activations,
+    massive_means,
+    sink_ablation,
+    sink_mass,
+)
+from tempo_lab.caches.tables import massive_dims
 from tempo_lab.corpus import load_corpus
 from tempo_lab.loaded import LoadedModel, widened
 from tempo_lab.prompts import bundled_prompts, encode
 from tempo_lab.results import IncompleteResults, ResultsFolder, identity_hash
 
 PROMPT_TABLES = ("sinks", "massive", "ablation", "chunks", "partial")
-TABLES = (*PROMPT_TABLES, "rolling")
+TABLES = (*PROMPT_TABLES, "single", "rolling")
 
 
 @dataclass(frozen=True)
@@ -91,7 +103,7 @@ class CacheSpec:
         segments = [f"{m}-t{s:05d}" for m in self.models for s in range(0, steps, self.segment)]
         ablated = [k for k in chunks if int(k.rsplit("-p", 1)[1]) < min(self.ablate, n)]
         plan = {t: chunks for t in PROMPT_TABLES}
-        return {**plan, "ablation": ablated, "rolling": segments}
+        return {**plan, "ablation": ablated, "single": ablated, "rolling": segments}
 
 
 def _manifest(spec: CacheSpec) -> dict:
@@ -125,6 +137,28 @@ def _ablations(lm, model, spec, indices, means) -> list[dict]:
         found = massive_activations(lm, ids, spec.ratio)
         rows += [{"model": model, "prompt": i, "mode": mode, "entries": int((found.slot == 0).sum()),
                   "tv": sink_ablation(lm, ids, mode, found, means=means)} for mode in ABLATIONS]  # fmt: skip
+    return rows
+
+
+def _deep_sink(lm: LoadedModel, ids: torch.Tensor) -> float:
+    """The last token's attention on the first token, mean over the heads of the second half of the layers."""
+    mass = sink_mass(lm, ids)
+    return float(mass[mass.shape[0] // 2 :].mean())
+
+
+def _single(lm, model, spec, indices, means, dim) -> list[dict]:
+    prompts, rows = bundled_prompts(), []
+    for i in indices:
+        ids = encode(lm, prompts, i)
+        found = massive_activations(lm, ids, spec.ratio)
+        rows.append({"model": model, "prompt": i, "ablation": "none", "dim": dim, "tv": 0.0,
+                     "sink": _deep_sink(lm, ids)})  # fmt: skip
+        for name, mode, dims in (("zero", "zero", None), ("zero one dimension", "zero", [dim]),
+                                 ("mean", "mean", None)):  # fmt: skip
+            tv = sink_ablation(lm, ids, mode, found, means=means, dims=dims)
+            with ablated(lm, ids, mode, found, means=means, dims=dims):
+                sink = _deep_sink(lm, ids)
+            rows.append({"model": model, "prompt": i, "ablation": name, "dim": dim, "tv": tv, "sink": sink})
     return rows
 
 
@@ -246,6 +280,17 @@ def run_cache_study(
                     s = int(key.rsplit("-p", 1)[1])
                     indices = list(range(s, min(s + spec.per_part, spec.prompt_count())))
                     store.write("ablation", key, _ablations(lm, model, spec, indices, means), identity, key)
+            single = [k for k in plan["single"] if k.startswith(f"{model}-p") and k not in have["single"]]
+            if single:  # the dimension ranked first over every prompt
+                lm = lm or load(model)
+                found = store.verified("massive", {k: k for k in plan["massive"]}, identity).values()
+                massive = pd.concat([f[f.model == model] for f in found if len(f)])
+                means = massive_means(massive)
+                dim = int(massive_dims(massive, spec.prompt_count(), top=1).dim.iloc[0])
+                for key in tqdm(single, desc=f"{model}: one dimension", disable=not progress):
+                    s = int(key.rsplit("-p", 1)[1])
+                    indices = list(range(s, min(s + spec.per_part, spec.prompt_count())))
+                    store.write("single", key, _single(lm, model, spec, indices, means, dim), identity, key)
             segments = range(0, spec.length - 1, spec.segment)
             missing = [s for s in segments if f"{model}-t{s:05d}" not in have["rolling"]]
             if not missing:
@@ -286,7 +331,7 @@ def read_cache_study(folder: str | Path, *, allow_partial: bool = False) -> dict
     identity = identity_hash({"spec": manifest["spec"]})
     out, missing = {}, {}
     for table in TABLES:
-        expected = manifest["plan"][table]
+        expected = manifest["plan"].get(table, [])  # a table added after the folder was made: none yet
         parts = store.verified(table, {k: k for k in expected}, identity)
         lost = [k for k in expected if k not in parts]
         if lost:

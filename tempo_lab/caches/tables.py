@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tempo_lab.stats import bootstrap_ci, summarize
+from tempo_lab.stats import block_bootstrap_ci, bootstrap_ci, summarize
 
 
 def sinks_by_layer(sinks: pd.DataFrame) -> pd.DataFrame:
@@ -81,13 +81,15 @@ def chunk_gap(chunks: pd.DataFrame) -> pd.DataFrame:
     return tv.merge(top1.drop(columns="n"), on="model")
 
 
-def partial_curve(partial: pd.DataFrame, chunks: pd.DataFrame) -> pd.DataFrame:
-    """Per model, selection and ``tokens`` recomputed (0: the reuse itself): the mean TV with its interval,
-    the top-1 agreement and ``closed``, the share of the reuse's mean TV gone, over the prompts whose chunk
-    has at least that many tokens (the reuse's TV over the same prompts)."""
+def partial_curve(partial: pd.DataFrame, chunks: pd.DataFrame, longer: bool = True) -> pd.DataFrame:
+    """Per model, selection and ``tokens`` recomputed: the mean TV with its interval, the top-1 agreement and
+    ``closed``, the share of the reuse's mean TV gone, over the prompts whose chunk has more than that many
+    tokens (``longer=False``: at least that many, where recomputing them all is the full recompute and
+    closes the whole gap by construction), the reuse's TV over the same prompts."""
     once = chunks.drop_duplicates(["model", "prompt"]).set_index(["model", "prompt"])
+    kept = partial[partial.tokens_in_chunk > partial.tokens] if longer else partial
     rows = []
-    for (model, selection, tokens), part in partial.groupby(["model", "selection", "tokens"]):
+    for (model, selection, tokens), part in kept.groupby(["model", "selection", "tokens"]):
         base = once.loc[[(model, p) for p in part.prompt], "tv"].to_numpy()
         mean, lo, hi = bootstrap_ci(part.tv)
         rows.append({"model": model, "selection": selection, "tokens": int(tokens), "n": len(part),
@@ -122,13 +124,33 @@ def rolling_by_position(rolling: pd.DataFrame, bucket: int = 1024) -> pd.DataFra
     return table.assign(perplexity=np.exp(table["mean"]))
 
 
+#: consecutive steps of the rolling stream resampled together: neighbouring steps of one text are not
+#: independent, so the intervals over steps are block-bootstrap ones (blocks of 512 steps)
+BLOCK_STEPS = 512
+
+
+def _over_steps(frame: pd.DataFrame, value: str, by: list[str], block: int) -> pd.DataFrame:
+    """Per group of ``by``: the mean of ``value`` over the steps with its 95% and 90% block-bootstrap
+    intervals (``block`` consecutive rows of the group, in step order, resampled together)."""
+    rows = []
+    for key, part in frame.sort_values("step").groupby(by, sort=True):
+        values = part[value].to_numpy()
+        mean, lo, hi = block_bootstrap_ci(values, block)
+        _, lo90, hi90 = block_bootstrap_ci(values, block, level=0.90)
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(by, key, strict=True)), "n": len(values), "mean": mean, "lo": lo, "hi": hi,
+                     "lo90": lo90, "hi90": hi90})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def rolling_against_reference(rolling: pd.DataFrame, after: int = 0) -> pd.DataFrame:
     """Per model and variant, at the steps with a reference from step ``after`` on: the mean of the
-    variant's loss minus the recomputed window's (nats; > 0: worse than recomputing) with its interval, and
-    each one's mean loss."""
+    variant's loss minus the recomputed window's (nats; > 0: worse than recomputing) with its 95% and 90%
+    intervals (block bootstrap over :data:`BLOCK_STEPS` steps of the one text), and each one's mean loss."""
     sampled = rolling[rolling.reference.notna() & (rolling.step >= after)]
     sampled = sampled.assign(excess=sampled.reference - sampled.logprob)
-    table = summarize(sampled, "excess", ["model", "variant"])
+    every = int(sampled.step.diff().dropna().median()) if len(sampled) > 1 else 1
+    table = _over_steps(sampled, "excess", ["model", "variant"], max(1, BLOCK_STEPS // max(1, every)))
     means = sampled.assign(loss=-sampled.logprob, recomputed=-sampled.reference)
     means = means.groupby(["model", "variant"])[["loss", "recomputed"]].mean()
     return table.merge(means.reset_index(), on=["model", "variant"])
@@ -136,9 +158,9 @@ def rolling_against_reference(rolling: pd.DataFrame, after: int = 0) -> pd.DataF
 
 def rolling_difference(rolling: pd.DataFrame, variant: str, baseline: str, after: int = 0) -> pd.DataFrame:
     """Per model: the mean of ``variant``'s next-token loss minus ``baseline``'s at the same step (nats), from
-    step ``after`` on, with its interval over the steps."""
+    step ``after`` on, with its 95% and 90% intervals (block bootstrap over :data:`BLOCK_STEPS` steps)."""
     wide = rolling[rolling.step >= after].pivot_table(
         index=["model", "step"], columns="variant", values="logprob"
     )
     diff = (wide[baseline] - wide[variant]).rename("difference").reset_index()
-    return summarize(diff, "difference", ["model"])
+    return _over_steps(diff, "difference", ["model"], BLOCK_STEPS)

@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from tempo_lab import claims as _claims
+from tempo_lab.caches import cache_claims as _caches
 from tempo_lab.long_context import evidence as _long_context
 from tempo_lab.phenomena.compressed import study as _compressed
 from tempo_lab.phenomena.fractional import study as _fractional
@@ -38,6 +39,7 @@ from tempo_lab.phenomena.localisation import summary as _localisation_summary
 from tempo_lab.phenomena.phenomenon import Phenomenon
 from tempo_lab.phenomena.retroactive import study as _retroactive
 from tempo_lab.phenomena.tempo_sets import study as _tempo_sets
+from tempo_lab.tpi import length_claims as _lengths
 
 #: every phenomenon, in the order of the notebooks
 PHENOMENA: tuple[Phenomenon, ...] = (
@@ -63,7 +65,7 @@ DEFAULT_STUDY = tuple(p.name for p in PHENOMENA if p.measure is not None and p.d
 SINGLE = {p.name: p.single for p in PHENOMENA if p.single is not None}
 CLAIMS = tuple(c for p in PHENOMENA for c in p.decided)
 #: every claim the package decides, the prompt studies' and the other notebooks'
-ALL_CLAIMS = CLAIMS + _long_context.CLAIMS
+ALL_CLAIMS = CLAIMS + _lengths.CLAIMS + _long_context.CLAIMS + _caches.CLAIMS
 
 
 def claims_table(

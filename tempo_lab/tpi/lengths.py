@@ -8,8 +8,8 @@ so each method is tempo_lab's own layout, the one the tests hold equal to transf
 - ``pi``, ``ntk``, ``yarn``: :class:`~tempo_lab.extension.scaling.RopeScaling` ``linear`` / ``ntk`` / ``yarn``
   with factor = L / L₀ (YaRN with its attention temperature);
 - ``self-extend``: :func:`~tempo_lab.extension.self_extend.self_extended` with the neighbour ``window`` of
-  the spec and the smallest group that keeps every grouped position inside the trained context,
-  :func:`self_extend_group`.
+  the spec and the smallest group that keeps every grouped position inside the trained context
+  (:func:`~tempo_lab.extension.methods.self_extend_group`).
 
 A TPI model has no positions: its method is ``tpi``, its own forward at the same lengths. Every score is the
 mean next-byte cross-entropy in bits over the validation split cut in non-overlapping windows of L bytes
@@ -20,10 +20,15 @@ Layout of the folder (a :class:`~tempo_lab.tpi.runs.RunsFolder`): beside the ``l
 models, a ``lengths`` table with one part per model (architecture, seed), its identity the
 :class:`LengthSpec`; a rerun measures what is missing.
 
-Contents: :data:`METHODS`, :class:`LengthSpec`, :func:`method`, :func:`self_extend_group`,
-:func:`loss_by_position`, :func:`bits_per_byte`, :func:`score_model`, :func:`measure_lengths`,
-:func:`read_lengths`, :func:`trained_length`, :func:`every_layer`, :func:`by_factor`,
-:func:`against_trained`, :func:`verdicts`.
+The ``positions`` table (:class:`PositionSpec`, :func:`measure_positions`) keeps each RoPE model's loss by
+position at each factor under every method and with each position predicted from the trained length of bytes
+before it alone (``window``): whether a method uses the context past the trained length, or only survives it.
+
+Contents: :data:`METHODS`, :class:`LengthSpec`, :func:`method`, :func:`loss_by_position`,
+:func:`bits_per_byte`, :func:`score_model`, :func:`measure_lengths`, :func:`read_lengths`,
+:func:`trained_length`, :func:`every_layer`, :func:`by_factor`, :func:`against_trained`, :func:`verdicts`,
+:class:`PositionSpec`, :func:`measure_positions`, :func:`read_positions`, :func:`past_trained`,
+:data:`POSITION_METHODS`.
 """
 
 from __future__ import annotations
@@ -52,7 +57,11 @@ from tempo_lab.tpi.model import VOCAB, CharLM
 from tempo_lab.tpi.runs import LM, RunsFolder, checkpoint, key
 
 METHODS = ("plain", "pi", "ntk", "yarn", "self-extend")
+#: the loss-by-position table's methods: every method and the model seeing only the trained length before each
+#: position (``window``), the baseline that shows whether a method uses the longer context or only survives it
+POSITION_METHODS = (*METHODS, "window")
 LENGTHS = "lengths"
+POSITIONS = "positions"
 _SCALINGS = {"pi": RopeScaling.linear, "ntk": RopeScaling.ntk, "yarn": RopeScaling.yarn}
 
 
@@ -131,21 +140,44 @@ def _windows(data: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tenso
     return data[:usable].view(-1, length), data[1 : usable + 1].view(-1, length)
 
 
+def _last_window_logits(lm: LoadedModel, ids: torch.Tensor, window: int, chunk: int = 4096) -> torch.Tensor:
+    """``(batch, length - window + 1, 256)``: the logits at each position ``p >= window - 1`` of ``ids``
+    ``(batch, length)`` computed from the ``window`` bytes ending at ``p`` alone, at positions
+    ``0..window - 1``."""
+    windows = ids.unfold(1, window, 1)  # (batch, length - window + 1, window)
+    flat = windows.reshape(-1, window)
+    positions = torch.arange(window).expand(len(flat), -1)
+    out = []
+    for i in range(0, len(flat), chunk):
+        found = lm.model(input_ids=flat[i : i + chunk], position_ids=positions[i : i + chunk])
+        out.append(found.logits[:, -1, :VOCAB])
+    return torch.cat(out).view(windows.shape[0], windows.shape[1], -1)
+
+
 @torch.no_grad()
 def loss_by_position(
-    model: LoadedModel | CharLM, data: torch.Tensor, length: int, batch: int = 4
+    model: LoadedModel | CharLM, data: torch.Tensor, length: int, batch: int = 4, window: int | None = None
 ) -> torch.Tensor:
     """Mean next-byte cross-entropy in bits at each position of a window, ``(length,)`` float64: ``data`` (1-D
     bytes) cut in non-overlapping windows of ``length``, each scored from its start. A :class:`LoadedModel`
     (a converted RoPE char-LM) is scored over its first 256 logits with positions ``0..length-1`` (and
-    whatever method encloses the call); a :class:`CharLM` by its own forward (TPI: its phases)."""
+    whatever method encloses the call); with ``window``, each position is predicted from the ``window`` bytes
+    up to it alone (the model recomputed on them at positions ``0..window-1``: it sees nothing further back,
+    as a model with a trained-length context would). A :class:`CharLM` is scored by its own forward (TPI: its
+    phases)."""
     inputs, targets = _windows(data, checks.count("length", length))
     total = torch.zeros(length, dtype=torch.float64)
+    if window is not None:
+        window = checks.count("window", window)
+        if not isinstance(model, LoadedModel):
+            raise ValueError("window= applies to a RoPE char-LM run as its transformers twin")
     for i in range(0, len(inputs), batch):
         ids, want = inputs[i : i + batch], targets[i : i + batch]
         if isinstance(model, LoadedModel):
             positions = torch.arange(length).expand(len(ids), -1)
             logits = model.model(input_ids=ids, position_ids=positions).logits[..., :VOCAB]
+            if window is not None and length > window:
+                logits[:, window - 1 :] = _last_window_logits(model, ids, window)
         else:
             logits = model(ids)
         loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2).float(), want, reduction="none")
@@ -207,6 +239,88 @@ def measure_lengths(
             rows = score_model(checkpoint(arch, folder, seed), data, spec, trained)
             runs.add(LENGTHS, {"architecture": arch, "seed": seed, "trained": trained, "scores": rows})
     return read_lengths(folder)
+
+
+@dataclass(frozen=True)
+class PositionSpec:
+    """What the ``positions`` table measures for each RoPE char-LM: the loss by position (bits, in bins of
+    ``bin`` positions) at each factor under each of :data:`POSITION_METHODS` (``window``: each position
+    predicted from the trained length of bytes before it alone)."""
+
+    factors: tuple[float, ...] = (2, 4, 8, 16)
+    methods: tuple[str, ...] = POSITION_METHODS
+    window: int = 32  # Self-Extend's neighbour window, as the lengths table's
+    bin: int = 16
+    max_bytes: int | None = None
+    batch: int = 4
+
+    def __post_init__(self) -> None:
+        for i, f in enumerate(self.factors):
+            checks.positive(f"factors[{i}]", f)
+        for name in ("window", "bin", "batch"):
+            checks.count(name, getattr(self, name))
+        for name in self.methods:
+            if name not in POSITION_METHODS:
+                raise ValueError(f"unknown method {name!r}; expected one of {POSITION_METHODS}")
+
+    def header(self) -> dict:
+        spec = asdict(self)
+        spec.pop("batch")
+        return json.loads(json.dumps(spec))
+
+
+def position_rows(model: CharLM, data: torch.Tensor, spec: PositionSpec, trained: int = 128) -> list[dict]:
+    """One RoPE char-LM's rows: ``{"method", "factor", "bin", "bits"}``, the mean loss of the positions
+    ``bin .. bin + spec.bin - 1`` of a window of ``factor x trained`` bytes."""
+    lm = as_transformers(model, context=trained)
+    rows = []
+    for factor in spec.factors:
+        length = round(factor * trained)
+        for name in spec.methods:
+            with method(lm, "plain" if name == "window" else name, length, spec.window):
+                loss = loss_by_position(lm, data, length, spec.batch, trained if name == "window" else None)
+            for b in range(0, length, spec.bin):
+                rows.append({"method": name, "factor": float(factor), "bin": b,
+                             "bits": float(loss[b : b + spec.bin].mean())})  # fmt: skip
+    return rows
+
+
+def measure_positions(
+    folder: str | Path, spec: PositionSpec = PositionSpec(), progress: bool = True
+) -> pd.DataFrame:
+    """Measure every RoPE model of ``folder``'s ``lm`` table not yet in its ``positions`` table (see
+    :class:`PositionSpec`); returns :func:`read_positions`."""
+    runs = RunsFolder(folder)
+    runs.check_writable()
+    trained = trained_length(folder)
+    models = runs.runs(LM)
+    models = models[models.architecture == "rope"]
+    data = load_corpus().val[: spec.max_bytes]
+    with runs.writing():
+        keys = [key(a, s) for a, s in zip(models.architecture, models.seed, strict=True)]
+        runs.claim_table(POSITIONS, spec.header(), keys)
+        done = runs.runs(POSITIONS, required=False)
+        have = {key(a, s) for a, s in zip(done.get("architecture", []), done.get("seed", []), strict=True)}
+        todo = [int(s) for s in models.seed if key("rope", s) not in have]
+        for seed in tqdm(todo, desc="loss by position", disable=not progress):
+            rows = position_rows(checkpoint("rope", folder, seed), data, spec, trained)
+            runs.add(POSITIONS, {"architecture": "rope", "seed": seed, "trained": trained, "scores": rows})
+    return read_positions(folder)
+
+
+def read_positions(folder: str | Path) -> pd.DataFrame:
+    """The verified ``positions`` table: ``seed, trained, method, factor, bin, bits``."""
+    parts = RunsFolder(folder).runs(POSITIONS, resume="tempo_lab.tpi.lengths.measure_positions")
+    rows = [{"seed": int(p.seed), "trained": int(p.trained), **score} for p in parts.itertuples()
+            for score in p.scores]  # fmt: skip
+    return pd.DataFrame(rows).sort_values(["seed", "method", "factor", "bin"], ignore_index=True)
+
+
+def past_trained(positions: pd.DataFrame) -> pd.DataFrame:
+    """Per seed, method and factor: the mean bits of the positions past the trained length (bins from
+    ``trained`` on): what a method makes of the context a trained-length window cannot see."""
+    far = positions[positions.bin >= positions.trained]
+    return far.groupby(["seed", "method", "factor"], as_index=False).bits.mean()
 
 
 def trained_length(folder: str | Path) -> int:

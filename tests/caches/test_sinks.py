@@ -10,6 +10,7 @@ import torch
 
 from tempo_lab import capture_attention, masks
 from tempo_lab.caches import massive_activations, massive_means, sink_ablation, sink_mass
+from tempo_lab.caches.sinks import ablated
 from tempo_lab.loaded import widened
 from tests.helpers import assert_same
 
@@ -82,6 +83,42 @@ def test_zero_and_mean_ablations_equal_the_edit_done_by_hand(planted):
                 h.remove()
         assert sink_ablation(planted, ids, mode, found, means=means) == pytest.approx(want, abs=1e-6)
         assert want > 1e-4
+
+
+def test_one_dimension_and_the_sink_mass_after_it_equal_the_edit_done_by_hand(tiny):
+    """Two planted massive dimensions (5 and 9); ``dims=[9]`` zeroes dimension 9 alone, and the sink mass
+    measured inside :func:`ablated` equals the one measured under the same edit done by hand."""
+
+    def plant(_module, _args, output):
+        h = (output[0] if isinstance(output, tuple) else output).clone()
+        h[:, 0, 5], h[:, 0, 9] = 1000.0, -800.0
+        return (h, *output[1:]) if isinstance(output, tuple) else h
+
+    def zero_nine(_module, _args, output):
+        h = (output[0] if isinstance(output, tuple) else output).clone()
+        h[:, 0, 9] = 0.0
+        return (h, *output[1:]) if isinstance(output, tuple) else h
+
+    ids = tiny.encode(TEXT)
+    layers = tiny.model.base_model.layers
+    planted = layers[0].register_forward_hook(plant)
+    try:
+        found = massive_activations(tiny, ids)
+        assert set(found.dim) == {5, 9}
+        base = own_probs(tiny, ids)
+        handles = [block.register_forward_hook(zero_nine) for block in layers]
+        try:
+            want_tv = float(0.5 * (own_probs(tiny, ids) - base).abs().sum())
+            want_mass = sink_mass(tiny, ids)
+        finally:
+            for h in handles:
+                h.remove()
+        assert sink_ablation(tiny, ids, "zero", found, dims=[9]) == pytest.approx(want_tv, abs=1e-6)
+        with ablated(tiny, ids, "zero", found, dims=[9]) as entries:
+            assert_same(sink_mass(tiny, ids), want_mass)
+        assert entries == len(found[found.dim == 9]) and want_tv > 1e-4
+    finally:
+        planted.remove()
 
 
 def test_removing_the_sink_equals_masking_it_out_by_hand(tiny):

@@ -4,6 +4,8 @@ scoring, resume and refusal."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from transformers import DynamicCache
@@ -170,3 +172,22 @@ def test_bad_input_is_refused_with_the_offending_value():
         lengths.method(one_band, "ntk", 32),
     ):
         pass
+
+
+def test_a_sliding_window_scores_each_position_as_the_char_lm_on_the_window_before_it():
+    """The window baseline against the char-LM's own forward of just the last ``window`` bytes, position by
+    position."""
+    m = random_rope()
+    lm = as_transformers(m, context=16)
+    data = torch.randint(0, 256, (3 * 40 + 1,), generator=torch.Generator().manual_seed(2))
+    got = lengths.loss_by_position(lm, data, 40, window=16)
+    inputs, targets = data[:120].view(3, 40), data[1:121].view(3, 40)
+    want = torch.zeros(40, dtype=torch.float64)
+    with torch.no_grad():
+        for p in range(40):
+            start = max(0, p - 15)
+            logits = m(inputs[:, start : p + 1])[:, -1]
+            want[p] = torch.nn.functional.cross_entropy(logits, targets[:, p], reduction="mean").double()
+    torch.testing.assert_close(got, want / math.log(2), atol=1e-5, rtol=0)
+    assert not torch.allclose(got, lengths.loss_by_position(lm, data, 40))  # the window changes positions 16+
+    assert torch.allclose(got[:16], lengths.loss_by_position(lm, data, 40)[:16], atol=1e-6)
