@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_long_context_command(args: argparse.Namespace) -> int:
+    check_results(args.results)
     from tempo_lab.long_context.study import run_long_context
 
     study = run_long_context(args.results, cells=args.cells, progress=not args.no_progress)
@@ -98,7 +99,14 @@ def run_long_context_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_results(path: Path) -> None:
+    """An empty ``--results`` would write into the current folder: refused."""
+    if not str(path).strip() or str(path) == ".":
+        raise ValueError(f"--results must name a folder to write the results in, got {str(path)!r}")
+
+
 def run_study_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    check_results(args.results)
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be an integer >= 1, got {args.limit}")
     if args.batch_size < 1:
@@ -163,6 +171,28 @@ def interrupted(args: argparse.Namespace) -> str:
     return f"interrupted; the notebooks finished so far are in {args.out}"
 
 
+def unknown_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """The options in ``argv`` that its command does not take (``--bogus``), in order."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command = commands.choices.get(argv[0]) if argv else None
+    known = set(parser._option_string_actions) | (set(command._option_string_actions) if command else set())
+    out = []
+    for token in argv[1:] if command else argv:
+        if token == "--":
+            break
+        if token.startswith("-") and not _is_number(token) and token.split("=", 1)[0] not in known:
+            out.append(token)
+    return out
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["eval"]:  # every argument is lm-eval's
@@ -170,7 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         harness(argv[1:])
         return 0
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    unknown = unknown_options(parser, argv)
+    if unknown:  # named first: argparse would report a missing required argument instead
+        parser.error(f"unrecognised argument{'s' if len(unknown) > 1 else ''}: {' '.join(unknown)}")
+    args = parser.parse_args(argv)
     try:
         if args.command == "study":
             return run_study_command(args, argv)

@@ -19,10 +19,11 @@ part, a part of another run), or rows that do not match their checksum is moved 
 refuses an incomplete table with :class:`IncompleteResults`, which names the missing keys and the command that
 completes them (``allow_partial=True`` reads what is there and says so).
 
-One writer at a time: :meth:`ResultsFolder.writing` holds ``.writer.lock`` (pid, host, process group) for the
-duration of a run. A second run refuses with :class:`FolderBusy` naming the holder; a lock left by a process
-that no longer runs on this host is taken over with a :class:`ResultsWarning`. The processes of one sharded
-launch (torchrun, accelerate) share a group and write together.
+A run that fails before writing anything (a model that does not load) leaves no folder behind where it made
+one. One writer at a time: :meth:`ResultsFolder.writing` holds ``.writer.lock`` (pid, host, process group) for
+the duration of a run. A second run refuses with :class:`FolderBusy` naming the holder; a lock left by a
+process that no longer runs on this host is taken over with a :class:`ResultsWarning`. The processes of one
+sharded launch (torchrun, accelerate) share a group and write together.
 
 Contents: :class:`ResultsFolder`, :class:`IncompleteResults`, :class:`FolderBusy`, :class:`ResultsWarning`,
 :func:`identity_hash`, :func:`digest`.
@@ -88,7 +89,10 @@ class ResultsFolder:
     keys); this class writes, verifies, quarantines and locks."""
 
     def __init__(self, path: str | Path):
+        if not isinstance(path, (str, Path)) or not str(path).strip():
+            raise ValueError(f"a results folder needs a path, got {path!r}")
         self.path = Path(path)
+        self._created = False  # this object made the folder: a run that writes nothing removes it again
 
     # --- the manifest ---
 
@@ -110,6 +114,7 @@ class ResultsFolder:
         if self.path.exists() and not self.path.is_dir():
             raise ValueError(f"{self.path} is a file, not a results folder: give a folder path")
         try:
+            self._created = self._created or not self.path.exists()
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / f".probe.{os.getpid()}"
             probe.write_bytes(b"")
@@ -202,6 +207,8 @@ class ResultsFolder:
         finally:
             if owner and _read_lock(lock) == me:
                 lock.unlink(missing_ok=True)
+            if owner and self._created and self.path.is_dir() and not any(self.path.iterdir()):
+                self.path.rmdir()  # made by this run, which wrote nothing (a model that failed to load)
 
     def _acquire(self, lock: Path, me: dict) -> bool:
         """Take the lock (``True``), join our group's (``False``), or raise :class:`FolderBusy`."""

@@ -115,3 +115,20 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume_and_a_second_writer_is_refu
     assert "Traceback" not in err
     assert "interrupted; the" in err and "run the same command again to resume" in err
     assert not (folder / ".writer.lock").exists()  # released on the way out
+
+
+def test_an_unknown_flag_is_named_before_a_missing_argument():
+    done = tempo_lab("study", "--bogus", "3")
+    assert done.returncode == 2 and "unrecognised argument: --bogus" in done.stderr, done.stderr
+    assert "required" not in done.stderr
+
+
+def test_an_empty_results_folder_is_refused():
+    one_line_error(tempo_lab("study", "--results", "", *TINY), "--results must name a folder")
+
+
+def test_a_model_that_does_not_load_leaves_no_folder_behind(tmp_path):
+    target = tmp_path / "new" / "study"
+    one_line_error(tempo_lab("study", "--results", str(target), "--model", str(tmp_path / "nowhere")),
+                   "no model folder")  # fmt: skip
+    assert not target.exists()

@@ -139,7 +139,9 @@ def keep(cache: DynamicCache, index: torch.Tensor) -> DynamicCache:
 def evict(cache: DynamicCache, slot: int | Sequence[int]) -> DynamicCache:
     """A copy of ``cache`` without slot ``slot`` in every layer: one slot for every row, or one per row."""
     length = cache.get_seq_length()
-    slots = [slot] if isinstance(slot, int) else list(slot)
+    slots = [slot] if isinstance(slot, int) else checks.as_list(slot)
+    if not slots:
+        raise ValueError("slot must be one slot, or one slot per row of the cache; got none")
     for s in slots:
         if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < length:
             raise ValueError(f"slot {s!r} is outside the cache (slots 0..{length - 1})")

@@ -56,6 +56,7 @@ from tempo_lab.caches.sinks import (
 from tempo_lab.caches.tables import massive_dims
 from tempo_lab.corpus import load_corpus
 from tempo_lab.loaded import LoadedModel, widened
+from tempo_lab.plumbing import checks
 from tempo_lab.prompts import bundled_prompts, encode
 from tempo_lab.results import IncompleteResults, ResultsFolder, identity_hash
 
@@ -80,10 +81,31 @@ class CacheSpec:
     reference_every: int = 128
 
     def __post_init__(self) -> None:
+        """Every field checked here, before a folder is claimed: a bad spec never poisons one."""
+        if isinstance(self.models, str) or not self.models:
+            raise ValueError(f"models must be a list of model names, got {self.models!r}")
+        for i, name in enumerate(self.models):
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"models[{i}] must be a model name, got {name!r}")
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"models lists one model twice: {list(self.models)}")
+        if self.prompts is not None:
+            checks.count("prompts", self.prompts)
         for name in ("per_part", "window", "length", "segment", "reference_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            checks.count(name, getattr(self, name))
+        checks.integer_in("sinks", self.sinks, 0, self.length)
+        checks.integer_in("ablate", self.ablate, 0, 10**9)
+        if not checks.number("ratio", self.ratio) > 1:
+            raise ValueError(f"ratio must be > 1 (how many times the median), got {self.ratio!r}")
+        if isinstance(self.partial, (str, int)) or not self.partial:
+            raise ValueError(f"partial must be a list of token counts >= 1, got {self.partial!r}")
+        for i, k in enumerate(self.partial):
+            checks.count(f"partial[{i}]", k)
+        if self.sinks + self.window >= self.length:
+            raise ValueError(
+                f"sinks + window = {self.sinks + self.window} must be below length = {self.length}: the "
+                "rolling cache must evict"
+            )
 
     @property
     def variants(self) -> dict[str, Rolling]:
@@ -247,17 +269,25 @@ def run_cache_study(
 ) -> dict[str, pd.DataFrame]:
     """Compute every missing part of ``folder`` for ``spec`` (see the module docstring); returns
     :func:`read_cache_study`. A folder of another spec is refused; one writer at a time. ``load``: how a
-    model name becomes a model (default :func:`~tempo_lab.load_model`)."""
+    model name becomes a model (default :func:`~tempo_lab.load_model`). A new folder is claimed only once
+    every model has loaded: a name that does not load leaves no folder behind, and the corrected retry
+    runs."""
     load = load or _load
     store = ResultsFolder(folder)
     store.check_writable()
     manifest = _manifest(spec)
     with store.writing():
+        ready: dict[str, LoadedModel] = {}
+        if not store.manifest_path.exists():  # every model loads before a new folder is claimed
+            first, *rest = spec.models
+            ready[first] = load(first)
+            for name in rest:
+                load(name)  # checked, then let go: one model in memory at a time
         store.claim(manifest, ["study", "spec"], grows=["plan"])
         identity, plan = identity_hash({"spec": spec.header()}), spec.plan()
         have = {t: set(store.verified(t, {k: k for k in plan[t]}, identity)) for t in TABLES}
         for model in spec.models:
-            lm = None
+            lm = ready.pop(model, None)
             starts = range(0, spec.prompt_count(), spec.per_part)
             lacking = {s: {t for t in PROMPT_TABLES if t != "ablation" and f"{model}-p{s:03d}" in plan[t]
                            and f"{model}-p{s:03d}" not in have[t]} for s in starts}  # fmt: skip

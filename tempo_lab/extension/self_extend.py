@@ -56,6 +56,7 @@ def grouped_positions(
     query: torch.Tensor, key: torch.Tensor, window: int, group: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The grouped layout: queries at ``⌊q/G⌋ + window − ⌊window/G⌋``, keys at ``⌊k/G⌋`` (any shapes)."""
+    window, group = checks.count("window", window), checks.count("group", group)
     return (
         torch.floor(query / group) + window - window // group,
         torch.floor(key / group),

@@ -49,7 +49,7 @@ from transformers import DynamicCache
 
 from tempo_lab.capture import AttentionRecord, capture_attention
 from tempo_lab.generators.loop import Generator, decode
-from tempo_lab.generators.options import ParallelOptions, resolve
+from tempo_lab.generators.options import ParallelOptions, Pruning, resolve
 from tempo_lab.generators.sets import ParallelStep, SetPolicy
 from tempo_lab.loaded import widened
 from tempo_lab.plumbing import checks
@@ -275,6 +275,8 @@ class ParallelTokenGenerator(Generator):
         anything: the run's policy can then be stepped by :func:`~tempo_lab.generators.loop.decode` or,
         beside other prompts' runs, by :class:`~tempo_lab.generators.lockstep.Lockstep`."""
         o = resolve(ParallelOptions, options, changes)
+        if o.prune is not None:
+            self._check_pruning(o.prune)
         forced = None if o.forced_sets is None else self._forced(o.forced_sets)
         thresholds = o.thresholds()
         text, ids = self.lm.encode_prompt(prompt)
@@ -283,6 +285,18 @@ class ParallelTokenGenerator(Generator):
             f"a prompt of {t} tokens with {o.n_steps} steps", t + o.n_steps - 1, self.lm.max_positions
         )
         return ParallelRun(self, text, ids, o, thresholds, forced)
+
+    def _check_pruning(self, prune: Pruning) -> None:
+        """The layers and heads a pruning averages must be the model's: refused naming the index."""
+        config = self.lm.model.config.get_text_config(decoder=True)
+        for name, chosen, size in (("layers", prune.layers, config.num_hidden_layers),
+                                   ("heads", prune.heads, config.num_attention_heads)):  # fmt: skip
+            if chosen is None:
+                continue
+            if isinstance(chosen, (str, int)) or not len(chosen):
+                raise ValueError(f"Pruning {name} must be a list of indices or None, got {chosen!r}")
+            for i, index in enumerate(chosen):
+                checks.integer_in(f"Pruning {name}[{i}] (the model has {size})", index, 0, size - 1)
 
     def _forced(self, sets: Sequence[Sequence[int | str]]) -> list[torch.Tensor]:
         """Check replayed sets (non-empty, no repeated member, valid tokens) and return them as id tensors."""

@@ -24,6 +24,8 @@ def wrap(lm: LoadedModel) -> Any:
     """``lm``'s model and tokenizer as an nnsight ``TransformersModel`` (the same module objects: hooks,
     :func:`~tempo_lab.interop.laid_out` and tempo_lab's interventions act on it). Raises ``ImportError``
     naming the extra to install when nnsight is missing."""
+    if not isinstance(lm, LoadedModel):
+        raise TypeError(f"wrap takes a tempo_lab LoadedModel (load_model(...)), got {type(lm).__name__}")
     try:
         from nnsight import TransformersModel
     except ImportError as exc:  # pragma: no cover - the lock installs it

@@ -46,6 +46,7 @@ from torch import nn
 from tempo_lab.capture import register_eager
 from tempo_lab.interventions.rotary import Rotary, check_indices
 from tempo_lab.loaded import LoadedModel
+from tempo_lab.plumbing import checks
 from tempo_lab.plumbing.scoped import PerModule, attending
 
 HEADS_ATTENTION = "tempo_lab_position_heads"
@@ -68,8 +69,12 @@ class PositionEdit:
 def moved(n_slots: int, slots: int | Sequence[int], by: float | torch.Tensor, **where: Any) -> PositionEdit:
     """A :class:`PositionEdit` that moves ``slots`` (of a sequence of ``n_slots``) by ``by`` positions, for
     the units ``where`` names (``layers=``, ``bands=``, ``heads=``)."""
+    n_slots = checks.count("n_slots", n_slots)
+    chosen = [slots] if isinstance(slots, int) else checks.as_list(slots)
+    for i, slot in enumerate(chosen):
+        checks.integer_in(f"slots[{i}]" if not isinstance(slots, int) else "slots", slot, 0, n_slots - 1)
     shift = torch.zeros(n_slots, dtype=torch.float32)
-    index = torch.as_tensor([slots] if isinstance(slots, int) else list(slots), dtype=torch.long)
+    index = torch.as_tensor(chosen, dtype=torch.long)
     if isinstance(by, torch.Tensor):
         shift = shift.to(by.dtype).index_put((index,), by.expand(len(index)))
     else:

@@ -98,15 +98,19 @@ class LongContextSpec:
                   "windows", "per_part")  # fmt: skip
         for name in counts:
             checks.count(name, getattr(self, name))
-        for name in ("real", "gaps", "start_far"):
+        for name in ("real", "gaps", "start_far", "methods", "models"):
             values = getattr(self, name)
-            for i, v in enumerate(values):
+            if isinstance(values, (str, bytes)) or not isinstance(values, (tuple, list)) or not values:
+                raise ValueError(f"{name} must be a non-empty list, got {values!r}")
+        for name in ("real", "gaps", "start_far"):
+            for i, v in enumerate(getattr(self, name)):
                 checks.count(f"{name}[{i}]", v)
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or "plain" not in self.methods:
             raise ValueError(f"methods must include 'plain' and come from {METHODS}, got {self.methods!r}")
-        if not self.models:
-            raise ValueError("models is empty: give at least one model name")
+        for i, name in enumerate(self.models):
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"models[{i}] must be a model name, got {name!r}")
         if max(self.real_n, self.gap_n, self.near_n) > 500:
             raise ValueError("RULER generates 500 samples per length: n must be at most 500")
 
@@ -258,16 +262,22 @@ def run_long_context(
     progress: bool = True,
     load: Callable[[str], LoadedModel] | None = None,
 ) -> LongContextStudy:
-    """Compute every missing part of ``folder`` for ``spec``, cell by cell in the plan's order (see the
-    module docstring); ``cells``: only the cells whose keys start with one of these. Returns
-    :func:`read_long_context` with ``allow_partial=True``. A folder of another spec is refused; one writer
-    at a time. ``load``: how a model name becomes a model (default: :func:`~tempo_lab.load_model`, with SDPA
-    attention)."""
+    """Compute every missing part of ``folder`` for ``spec``, cell by cell in the plan's order (see the module
+    docstring); ``cells``: only the cells whose keys start with one of these. Returns
+    :func:`read_long_context` with ``allow_partial=True``. A folder of another spec is refused; one writer at
+    a time; a new folder is claimed only once every model has loaded. ``load``: how a model name becomes a
+    model (default: :func:`~tempo_lab.load_model`, with SDPA attention)."""
     load = load or _load
     store = ResultsFolder(folder)
     store.check_writable()
     plan = spec.plan()
     with store.writing():
+        models: dict[str, LoadedModel] = {}
+        if not store.manifest_path.exists():  # every model loads before a new folder is claimed
+            first, *rest = spec.models
+            models[first] = load(first)
+            for name in rest:
+                load(name)  # checked, then let go: one model in memory at a time
         store.claim(_manifest(spec), ["study", "spec"])
         identity = identity_hash({"spec": spec.header()})
         verified = {t: store.verified(t, {k: k for k in plan[t]}, identity) for t in TABLES}
@@ -278,8 +288,7 @@ def run_long_context(
         todo = [c for c in todo if any(k not in have[c.table] for k in spec.parts(c))]
         # a method inside a known trained context is the plain model: nothing to compute, no model to load
         todo = [c for c in todo if c.method == "plain" or c.length > trained.get(c.model, 0)]
-        models: dict[str, LoadedModel] = {}
-        samples: dict[str, _Samples] = {}
+        samples: dict[str, _Samples] = {m: _Samples(lm, spec) for m, lm in models.items()}
         texts: dict[str, torch.Tensor] = {}
         bar = tqdm(todo, desc="long-context cells", unit="cell", disable=not progress)
         for cell in bar:

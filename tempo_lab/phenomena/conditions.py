@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from tempo_lab.plumbing import checks
+
 Batch = Sequence[tuple[int, torch.Tensor]]
 
 
@@ -35,14 +37,20 @@ class Conditions:
     def __post_init__(self) -> None:
         for name in ("dropout_gaps", "retro_gaps", "compressed_gaps"):
             gaps = getattr(self, name)
-            if not gaps or gaps[0] != 0 or any(g < 0 for g in gaps) or len(set(gaps)) != len(gaps):
+            if isinstance(gaps, (str, int, float)) or not gaps:
+                raise ValueError(f"{name} must be a list of gaps starting at 0, got {gaps!r}")
+            for i, g in enumerate(gaps):
+                checks.nonnegative(f"{name}[{i}]", g)
+            if gaps[0] != 0 or len(set(gaps)) != len(gaps):
                 raise ValueError(f"{name} must start at 0 and hold distinct gaps >= 0, got {gaps!r}")
         for name in ("mode_steps", "tempo_steps", "path_length", "compressed_candidates"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        for t in (self.mode_threshold, self.compressed_threshold, *self.tempo_thresholds):
-            if not 0 < t <= 1:
-                raise ValueError(f"thresholds must be in (0, 1], got {t!r}")
+            checks.count(name, getattr(self, name))
+        thresholds = {"mode_threshold": self.mode_threshold}
+        thresholds["compressed_threshold"] = self.compressed_threshold
+        thresholds |= {f"tempo_thresholds[{i}]": t for i, t in enumerate(self.tempo_thresholds)}
+        for name, t in thresholds.items():
+            if not 0 < checks.number(name, t) <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {t!r}")
 
     def as_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
