@@ -1,5 +1,5 @@
-"""The foundation's facts on the bundled SmolLM2-135M-Instruct (DESIGN.md, "Facts measured on the bundled
-model").
+"""The foundation's facts on the bundled SmolLM2-135M-Instruct (the project's design notes, "Facts measured on
+the bundled model").
 
 Few and quick: one model load per session (the ``bundled`` fixture), a handful of forwards of ~7 tokens each.
 """
@@ -20,7 +20,7 @@ from tempo_lab.phenomena.gap_dropout import gap_probe, strategy_forward
 pytestmark = pytest.mark.bundled
 
 PROMPT, TOKEN = "Once upon a time,", " there"
-# DESIGN.md table: prompt mass of " there" at gap 0/1/5/20, measured independently of this code.
+# The design notes' table: prompt mass of " there" at gap 0/1/5/20, measured independently of this code.
 DESIGN_MASS = {0: 0.9427, 1: 0.9210, 5: 0.8454, 20: 0.7745}
 
 

@@ -29,6 +29,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from tempo_lab.loaded import LoadedModel
@@ -85,7 +86,10 @@ def check_task(task: str) -> str:
 
 @cache
 def _task(task: str, length: int, tokenizer: str) -> Any:
-    """lm-eval's task object for ``task`` at ``length`` (cached: building it generates every sample)."""
+    """lm-eval's task object for ``task`` at ``length`` (cached: building it generates every sample). The
+    manager indexes lm-eval's ``ruler`` folder alone (``include_path``, no defaults): the same task and
+    samples as the full index, without its ten seconds of scanning every task."""
+    import lm_eval.tasks
     from lm_eval.tasks import TaskManager
 
     random.seed(0)  # the haystack's needle depths come from the global generator
@@ -94,7 +98,9 @@ def _task(task: str, length: int, tokenizer: str) -> Any:
         warnings.simplefilter("ignore")
         logging.disable(logging.WARNING)
         try:
-            manager = TaskManager(metadata={"max_seq_lengths": [length], "tokenizer": tokenizer})
+            ruler = Path(lm_eval.tasks.__file__).parent / "ruler"
+            metadata = {"max_seq_lengths": [length], "tokenizer": tokenizer}
+            manager = TaskManager(include_path=str(ruler), include_defaults=False, metadata=metadata)
             return manager.load([task])["tasks"][task]
         finally:
             logging.disable(logging.NOTSET)

@@ -16,7 +16,7 @@ the samples, one method and one length:
   (:meth:`~tempo_lab.long_context.passkey.Tokens.start_far`);
 - ``loss``: the loss by position of :attr:`LongContextSpec.windows` disjoint windows of
   :attr:`LongContextSpec.window` tokens of the TPI corpus's text (CPython's ``pydoc_data.topics``, PSF
-  licence), in :data:`BIN`-position bins.
+  licence), in :data:`~tempo_lab.long_context.cells.BIN`-position bins.
 
 Each method is set for the cell's length by :meth:`~tempo_lab.extension.methods.Method.for_length`; a
 method that is the plain model at that length (every method inside the trained context) is not recomputed:
@@ -29,9 +29,8 @@ Contents: :class:`LongContextSpec`, :class:`Cell`, :class:`LongContextStudy`, :f
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -39,19 +38,14 @@ import torch
 from tqdm.auto import tqdm
 
 from tempo_lab.claims import fingerprints
-from tempo_lab.corpus import load_corpus
 from tempo_lab.extension.methods import METHODS, Method
-from tempo_lab.forward import DecodingCore
-from tempo_lab.layout import Layout
 from tempo_lab.loaded import LoadedModel
-from tempo_lab.long_context.passkey import Tokens, answer
-from tempo_lab.long_context.ruler import ruler_samples
+from tempo_lab.long_context.cells import Samples, long_text, loss_rows, passkey_rows
 from tempo_lab.plumbing import checks
 from tempo_lab.results import IncompleteResults, ResultsFolder, identity_hash
 
 TABLES = ("passkey", "loss")
 VERSIONS = ("real", "gap", "natural", "start_far")
-BIN = 256  # positions per bin of the loss table
 
 
 @dataclass(frozen=True)
@@ -170,90 +164,6 @@ def _load(name: str) -> LoadedModel:
     return load_model(name, attn_implementation="sdpa")
 
 
-@dataclass
-class _Samples:
-    """The samples of one model, built once per run (building a RULER length generates 500 samples)."""
-
-    lm: LoadedModel
-    spec: LongContextSpec
-    built: dict = field(default_factory=dict)
-
-    def of(self, cell: Cell) -> list[Tokens]:
-        if cell.version == "real":
-            source, n, near = cell.length, cell.n, False
-        elif cell.version == "gap":
-            source, n, near = self.spec.gap_source, cell.n, False
-        else:
-            source, n, near = self.spec.near_source, cell.n, True
-        key = (source, n, near)
-        if key not in self.built:
-            if near:  # the needle within `near` tokens of the question, from RULER's 500 at the source length
-                found = []
-                for s in ruler_samples(self.lm, source, 500):
-                    tokens = Tokens.of(self.lm, s)
-                    if tokens.question - tokens.needle[1] <= self.spec.near:
-                        found.append(tokens)
-                    if len(found) == n:
-                        break
-                self.built[key] = found
-            else:
-                self.built[key] = [Tokens.of(self.lm, s) for s in ruler_samples(self.lm, source, n)]
-        return self.built[key]
-
-
-def _passkey_rows(lm: LoadedModel, model: str, cell: Cell, tokens: Sequence[Tokens]) -> list[dict]:
-    method = Method.for_length(lm, cell.method, cell.length)
-    rows = []
-    with method.applied(lm):
-        for t in tokens:
-            if cell.version in ("real", "natural"):
-                version = t.real()
-            elif cell.version == "gap":
-                version = t.gap(cell.length)
-            else:
-                version = t.start_far(cell.length)
-            start = time.perf_counter()
-            found = answer(lm, version, t)
-            rows.append({
-                "model": model, "version": cell.version, "method": cell.method, "setting": method.setting,
-                "length": cell.length, "trained": method.trained, "sample": t.sample.index,
-                "source": t.sample.max_length, "depth": t.sample.depth, "tokens": int(version.ids.shape[1]),
-                "needle": version.needle, "distance": version.distance, "last": version.last,
-                "answer": found.text, "score": found.score, "logprob": found.logprob,
-                "first_logprob": found.first_logprob, "seconds": time.perf_counter() - start,
-            })  # fmt: skip
-    return rows
-
-
-def long_text(lm: LoadedModel) -> torch.Tensor:
-    """The TPI corpus's whole text (train, validation and test splits in order: CPython's
-    ``pydoc_data.topics``), tokenized: ``(1, n)`` ids; 113,108 tokens on SmolLM2."""
-    corpus = load_corpus()
-    raw = bytes(torch.cat([corpus.train, corpus.val, corpus.test]).tolist())
-    return lm.encode(raw.decode("utf-8", errors="replace"))
-
-
-def _loss_rows(lm: LoadedModel, model: str, cell: Cell, window: int, ids: torch.Tensor) -> list[dict]:
-    method = Method.for_length(lm, cell.method, cell.length)
-    n = cell.length
-    if ids.shape[1] < (window + 1) * n:
-        raise ValueError(f"the long text has {ids.shape[1]} tokens on {lm.name}: no window {window} of {n}")
-    part = ids[:, window * n : (window + 1) * n]
-    start = time.perf_counter()
-    with method.applied(lm):
-        logprobs = DecodingCore(lm).token_logprobs(part, Layout.contiguous(n))[0]  # (n - 1,)
-    seconds = time.perf_counter() - start
-    loss = -logprobs.double()
-    rows = []
-    for b in range(0, n - 1, BIN):  # bin b holds the predictions of positions b+1 .. b+BIN
-        chunk = loss[b : b + BIN]
-        rows.append({"model": model, "method": cell.method, "setting": method.setting, "length": n,
-                     "trained": method.trained,
-                     "window": window, "bin": b, "loss": float(chunk.mean()), "tokens": int(chunk.numel()),
-                     "seconds": seconds if b == 0 else 0.0})  # fmt: skip
-    return rows
-
-
 def run_long_context(
     folder: str | Path,
     spec: LongContextSpec = LongContextSpec(),
@@ -288,7 +198,7 @@ def run_long_context(
         todo = [c for c in todo if any(k not in have[c.table] for k in spec.parts(c))]
         # a method inside a known trained context is the plain model: nothing to compute, no model to load
         todo = [c for c in todo if c.method == "plain" or c.length > trained.get(c.model, 0)]
-        samples: dict[str, _Samples] = {m: _Samples(lm, spec) for m, lm in models.items()}
+        samples: dict[str, Samples] = {m: Samples(lm, spec) for m, lm in models.items()}
         texts: dict[str, torch.Tensor] = {}
         bar = tqdm(todo, desc="long-context cells", unit="cell", disable=not progress)
         for cell in bar:
@@ -296,7 +206,7 @@ def run_long_context(
             if cell.model not in models:
                 models.clear(), samples.clear(), texts.clear()  # one model in memory at a time
                 models[cell.model] = load(cell.model)
-                samples[cell.model] = _Samples(models[cell.model], spec)
+                samples[cell.model] = Samples(models[cell.model], spec)
             lm = models[cell.model]
             if Method.for_length(lm, cell.method, cell.length).is_plain and cell.method != "plain":
                 continue  # the plain rows stand for it (read_long_context)
@@ -306,12 +216,12 @@ def run_long_context(
                 if cell.table == "loss":
                     if cell.model not in texts:
                         texts[cell.model] = long_text(lm)
-                    rows = _loss_rows(lm, cell.model, cell, int(key.rsplit("-w", 1)[1]), texts[cell.model])
+                    rows = loss_rows(lm, cell.model, cell, int(key.rsplit("-w", 1)[1]), texts[cell.model])
                 else:
                     every = samples[cell.model].of(cell)
                     first = int(key.rsplit("-s", 1)[1]) if "-s" in key else 0
                     size = spec.per_part if len(spec.parts(cell)) > 1 else cell.n
-                    rows = _passkey_rows(lm, cell.model, cell, every[first : first + size])
+                    rows = passkey_rows(lm, cell.model, cell, every[first : first + size])
                 store.write(cell.table, key, rows, identity, key)
                 have[cell.table].add(key)
     return read_long_context(folder, allow_partial=True)
@@ -333,9 +243,12 @@ class LongContextStudy:
         return _spec(self.manifest)
 
     def decided_by(self) -> str:
+        """The models, the dtype, and how many answers and windows were computed (the rows that stand for a
+        method inside the trained context, copied from plain, not counted)."""
         windows = self.loss.window.nunique() if len(self.loss) else 0
+        answers = int((self.passkey.setting != "as plain").sum()) if len(self.passkey) else 0
         models = ", ".join(self.spec.models)
-        return f"{models}, float32, {len(self.passkey)} passkey answers, {windows} windows"
+        return f"{models}, float32, {answers} passkey answers computed, {windows} windows"
 
     def cpu_hours(self) -> float:
         """The CPU time the computed rows took (the rows copied from plain not counted), in hours."""

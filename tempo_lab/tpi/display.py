@@ -11,8 +11,9 @@ Contents:
 - :func:`recall_curves`: first-query recall accuracy against the step.
 - :func:`shift_plot`: TV of the next-byte distribution against a gap (RoPE) or an inserted phase (TPI).
 - :func:`shift_view`: the live view of that move: a model, an amount and where the move starts.
-- :func:`factor_figure`, :func:`layer_figure`, :func:`length_view`: notebook 10's bits per byte past the
-  trained length, the per-layer sweep, and a live curve of the loss by position under a chosen method.
+- :func:`factor_figure`, :func:`layer_figure`, :func:`positions_figure`, :func:`length_view`: notebook 10's
+  bits per byte past the trained length, the per-layer sweep, Self-Extend against the trained-length window
+  by position, and a live curve of the loss by position under a chosen method.
 """
 
 from __future__ import annotations
@@ -234,6 +235,48 @@ def layer_figure(table: pd.DataFrame) -> Figure:
         f"Where the rotation matters: each method in one layer only, at {factor:g}x the trained length"
     )
     ax.legend(fontsize=8, ncol=3)
+    return fig
+
+
+def positions_figure(positions: pd.DataFrame, factor: float = 8.0, margin: float = 0.01) -> Figure:
+    """Two panels from :func:`~tempo_lab.tpi.positions.read_positions`. Left: bits by position at
+    ``factor`` x the trained length under each method and the trained-length ``window`` (mean over the
+    seeds). Right: Self-Extend minus the window past the trained length at each factor, per seed and its mean
+    with a 95% Student-t interval over the seeds, against ``margin`` below zero (what "uses the longer
+    context" needs)."""
+    from tempo_lab import stats
+    from tempo_lab.tpi.positions import past_trained
+
+    fig = plots.figure(11, 4)
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    trained = int(positions.trained.iloc[0])
+    at = positions[positions.factor == factor]
+    for name, part in at.groupby("method", sort=False):
+        mean = part.groupby("bin").bits.mean()
+        style = {"color": "#000000", "linestyle": "--"} if name == "window" else {"color": COLOURS.get(name)}
+        left.plot(mean.index, mean.values, label=name, linewidth=1.2, **style)
+    left.axvline(trained, color="#999999", linestyle=":", label=f"trained length ({trained})")
+    left.set_xlabel("position in the window (bytes)")
+    left.set_ylabel("bits per byte (mean over seeds)")
+    left.set_title(f"Loss by position at {factor:g}x ({round(factor * trained)} bytes)")
+    left.legend(fontsize=8, ncol=2)
+    far = past_trained(positions).pivot_table(index=["seed", "factor"], columns="method", values="bits")
+    diff = (far["self-extend"] - far["window"]).rename("diff").reset_index()
+    factors = sorted(diff.factor.unique())
+    for i, f in enumerate(factors):
+        values = diff[diff.factor == f]["diff"].to_numpy()
+        mean, lo, hi = stats.t_interval(values)
+        right.scatter([f] * len(values), values, color="#999999", s=12, zorder=2)
+        right.errorbar([f], [mean], yerr=[[mean - lo], [hi - mean]], color=COLOURS["self-extend"], marker="o",
+                       capsize=4, zorder=3, label="mean, 95% t-interval over seeds" if i == 0 else None)
+    right.axhline(0, color="#000000", linewidth=0.8)
+    right.axhline(-margin, color="#999999", linestyle=":", label=f"margin: {margin:g} bits below the window")
+    right.set_xscale("log", base=2)
+    right.set_xticks(factors, [f"{f:g}x" for f in factors])
+    right.set_xlabel("length (x trained)")
+    right.set_ylabel("Self-Extend minus window (bits)")
+    right.set_title(f"Past byte {trained}: Self-Extend against the window")
+    right.legend(fontsize=8)
     return fig
 
 

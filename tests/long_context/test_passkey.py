@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tempo_lab.loaded import beyond_context
-from tempo_lab.long_context.passkey import AROUND, MAX_NEW, START, Tokens, answer
+from tempo_lab.long_context.passkey import AROUND, START, Tokens, answer
 from tempo_lab.long_context.ruler import check_task, ruler_samples, score
 
 pytestmark = pytest.mark.bundled
@@ -28,8 +28,15 @@ def samples(lm):
 
 
 def test_samples_are_lm_evals_requests_and_deterministic(lm, samples):
-    again = ruler_samples(lm, 2048, 3)
-    assert [s.context for s in again] == [s.context for s in samples]
+    import random
+
+    from lm_eval.tasks import TaskManager
+
+    random.seed(0)  # lm-eval's own default index, as its command line builds the task (every task scanned)
+    metadata = {"max_seq_lengths": [2048], "tokenizer": lm.tokenizer.name_or_path}
+    task = TaskManager(metadata=metadata).load(["niah_single_1"])["tasks"]["niah_single_1"]
+    task.build_all_requests(limit=3, rank=0, world_size=1)
+    assert [s.context for s in samples] == [i.args[0] for i in task.instances]
     for s in samples:
         assert s.context.startswith("A special magic number is hidden within the following text.")
         assert s.context.endswith(s.doc["gen_prefix"])  # the request carries RULER's answer prefix
@@ -96,10 +103,10 @@ def _plain_logprob(lm, ids, positions, value):
 def test_the_answer_equals_the_model_s_own_generate_and_forward(lm, samples):
     tokens = Tokens.of(lm, samples[2])
     real = tokens.real()
-    found = answer(lm, real, tokens)
+    found = answer(lm, real, tokens, max_new=12)  # the value's 7 digits, "." and more
     with torch.no_grad():
         mask = torch.ones_like(tokens.ids)
-        out = lm.model.generate(tokens.ids, attention_mask=mask, max_new_tokens=MAX_NEW, do_sample=False,
+        out = lm.model.generate(tokens.ids, attention_mask=mask, max_new_tokens=12, do_sample=False,
                                 pad_token_id=lm.tokenizer.eos_token_id)  # fmt: skip
     text = lm.tokenizer.decode(out[0, tokens.n :], skip_special_tokens=True)
     assert found.text == text

@@ -11,9 +11,9 @@ from tempo_lab.long_context.evidence import CLAIMS
 from tempo_lab.long_context.study import LongContextSpec, read_long_context, run_long_context
 from tempo_lab.results import IncompleteResults, ResultsFolder
 
-SMALL = LongContextSpec(models=("smollm2-135m",), methods=("plain", "yarn"), real=(2048,), real_n=2,
-                        real_n_more=1, gaps=(2048, 16384), gap_source=2048, gap_n=1, near_n=1,
-                        start_far=(4096,), window=512, windows=2, per_part=1)  # fmt: skip
+SMALL = LongContextSpec(models=("smollm2-135m",), methods=("plain", "yarn"), real=(1024,), real_n=1,
+                        real_n_more=1, gaps=(1024, 16384), gap_source=1024, gap_n=1, near_source=1024,
+                        near_n=1, start_far=(4096,), window=512, windows=2, per_part=1)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +45,13 @@ def test_every_cell_is_computed_once_and_the_rules_are_recorded(folder, loads):
     assert set(p.version) == {"real", "gap", "natural", "start_far"}
     computed = p[p.setting != "as plain"]
     cells = set(zip(computed.method, computed.length, strict=True))
-    assert cells >= {("plain", 2048), ("plain", 16384), ("yarn", 16384)}
-    assert set(p[(p.method == "yarn") & (p.length == 2048)].setting) == {"as plain"}
+    assert cells >= {("plain", 1024), ("plain", 16384), ("yarn", 16384)}
+    assert set(p[(p.method == "yarn") & (p.length == 1024)].setting) == {"as plain"}
     assert (p.score.isin([0.0, 1.0])).all() and (p.logprob < 0).all()
     assert set(study.loss.window) == {0, 1} and set(study.loss.setting) == {"", "as plain"}
     assert study.manifest["rules"] == fingerprints(CLAIMS)
     assert 0 < study.cpu_hours() < 1
+    assert study.decided_by() == f"smollm2-135m, float32, {len(computed)} passkey answers computed, 2 windows"
 
 
 def test_a_second_run_loads_nothing_and_a_lost_part_is_recomputed_alone(folder, loads):
@@ -77,7 +78,7 @@ def test_a_folder_of_another_spec_is_refused(folder):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"gap_n": 0}, "gap_n must be"), ({"methods": ("yarn",)}, "must include 'plain'"),
-     ({"methods": ("plain", "rope")}, "must include 'plain'"), ({"models": ()}, "models is empty"),
+     ({"methods": ("plain", "rope")}, "must include 'plain'"), ({"models": ()}, "models must be a non-empty"),
      ({"real_n": 501}, "at most 500"), ({"gaps": (2048, -1)}, r"gaps\[1\] must be")],
 )
 def test_bad_settings_are_refused_before_anything_runs(kwargs, message):

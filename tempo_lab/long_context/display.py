@@ -1,0 +1,124 @@
+"""Notebook 10 (b)'s figures, drawn from a :class:`~tempo_lab.long_context.study.LongContextStudy`: passkey
+accuracy by the needle's distance and by the sample's length, and the long text's loss by position, for every
+method the study holds. Numeric axes (distances and positions in tokens), lines only between measured points,
+each accuracy with its Wilson 95% interval and its number of samples, colours from seaborn's colour-blind
+palette.
+
+Contents: :func:`passkey_figure`, :func:`loss_figure`, :data:`COLOURS`.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from tempo_lab import plots
+from tempo_lab.extension.methods import LABELS
+from tempo_lab.stats import wilson
+
+_PALETTE = sns.color_palette("colorblind")
+#: one colour per method (and per model for the distance curves), distinguishable for colour-blind readers
+COLOURS = {"plain": _PALETTE[7], "pi": _PALETTE[0], "ntk": _PALETTE[2], "dynamic": _PALETTE[4],
+           "yarn": _PALETTE[1], "self_extend": _PALETTE[3],
+           "smollm2-135m": _PALETTE[0], "gemma3-270m": _PALETTE[1]}  # fmt: skip
+MARKERS = {"plain": "o", "pi": "s", "ntk": "^", "dynamic": "v", "yarn": "D", "self_extend": "P"}
+
+
+def _accuracy(part: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per value of ``by``: samples, accuracy and its Wilson 95% interval."""
+    rows = []
+    for x, cell in part.groupby(by):
+        k, n = int(cell.score.sum()), len(cell)
+        mean, lo, hi = wilson(k, n)
+        rows.append({by: x, "n": n, "acc": mean, "lo": lo, "hi": hi})
+    return pd.DataFrame(rows)
+
+
+def _trained_line(ax: Axes, trained: int, label: str, colour) -> None:
+    ax.axvline(trained, color=colour, linestyle=":", linewidth=1)
+    ax.annotate(label, (trained, 0.5), xycoords=("data", "axes fraction"), rotation=90, ha="right",
+                va="center", fontsize=8, color=colour)  # fmt: skip
+
+
+def _tokens_axis(ax: Axes) -> None:
+    """A log2 axis of token counts, labelled 2k, 4k, ..."""
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1024:g}k"))
+
+
+def _points(ax: Axes, acc: pd.DataFrame, x: str, label: str, colour, marker: str) -> None:
+    ax.errorbar(acc[x], acc.acc, yerr=[acc.acc - acc.lo, acc.hi - acc.acc], color=colour, marker=marker,
+                capsize=3, label=label)  # fmt: skip
+    for r in acc.itertuples():
+        ax.annotate(f"n={r.n}", (getattr(r, x), r.acc), textcoords="offset points", xytext=(4, 5), fontsize=8,
+                    color=colour)  # fmt: skip
+
+
+def passkey_figure(passkey: pd.DataFrame) -> Figure:
+    """Two panels. Left: accuracy against the needle's distance from the question, the plain models, on the
+    gap version (the haystack cut, the positions kept apart) beside the real samples of RULER at each length
+    (distance: its median over the samples). Right: the real samples at each length under each method.
+    Dotted lines: each model's trained context."""
+    if passkey.empty:
+        raise ValueError("the study holds no passkey rows yet")
+    fig = plots.figure(11, 4.2)
+    left, right = fig.subplots(1, 2, sharey=True)
+    plain = passkey[passkey.method == "plain"]
+    for model, part in plain.groupby("model", sort=False):
+        colour = COLOURS.get(model)
+        gap = _accuracy(part[part.version == "gap"], "length")
+        if len(gap):
+            _points(left, gap, "length", f"{model}, gap version", colour, "o")
+        real = part[part.version == "real"]
+        if len(real):
+            acc = _accuracy(real, "length").merge(real.groupby("length").distance.median().reset_index())
+            left.errorbar(acc.distance, acc.acc, yerr=[acc.acc - acc.lo, acc.hi - acc.acc], color=colour,
+                          marker="s", linestyle="none", capsize=3, mfc="white",
+                          label=f"{model}, real (RULER at its length)")  # fmt: skip
+        _trained_line(left, int(part.trained.iloc[0]), f"{model} trained", colour)
+    _tokens_axis(left)
+    left.set_xlabel("distance from the needle to the question (positions)")
+    left.set_ylabel("passkey accuracy (RULER's score)")
+    left.set_title("By distance: the plain models")
+    left.legend(fontsize=8, loc="lower left")
+    real = passkey[(passkey.version == "real") & (passkey.model == passkey.model.iloc[0])]
+    real = real[(real.method == "plain") | (real.setting != "as plain")]  # inside: the plain model
+    for method, part in real.groupby("method", sort=False):
+        acc = _accuracy(part, "length")
+        label, marker = LABELS.get(method, method), MARKERS.get(method, "o")
+        _points(right, acc, "length", label, COLOURS.get(method), marker)
+    if len(real):
+        _trained_line(right, int(real.trained.iloc[0]), "trained", COLOURS["plain"])
+    _tokens_axis(right)
+    right.set_xlabel("sample length (tokens)")
+    right.set_title(f"By length: {passkey.model.iloc[0]}, each method past its trained context")
+    right.legend(fontsize=8, loc="lower left")
+    right.set_ylim(-0.05, 1.1)
+    return fig
+
+
+def loss_figure(loss: pd.DataFrame, bucket: int = 1024) -> Figure:
+    """The long text's loss (nats per token) by position, in buckets of ``bucket`` positions, per method: the
+    mean over the windows (a line through the buckets' centres, each a measured mean); dotted: the trained
+    context."""
+    if loss.empty:
+        raise ValueError("the study holds no loss rows yet")
+    fig, ax = plots.figure_with_axes(8, 4)
+    binned = loss.assign(bucket=loss.bin // bucket * bucket, total=loss.loss * loss.tokens)
+    for method, part in binned.groupby("method", sort=False):
+        per = part.groupby(["window", "bucket"])[["total", "tokens"]].sum()
+        mean = (per.total / per.tokens).groupby("bucket").mean()
+        windows = part.window.nunique()
+        label = f"{LABELS.get(method, method)} ({windows} windows)"
+        ax.plot(mean.index + bucket / 2, mean.values, marker=MARKERS.get(method, "o"), markersize=4,
+                color=COLOURS.get(method), label=label)  # fmt: skip
+    _trained_line(ax, int(loss.trained.iloc[0]), "trained", COLOURS["plain"])
+    ax.set_xlabel("position in the window (tokens)")
+    ax.set_ylabel("loss (nats per token)")
+    length = int(loss.length.iloc[0])
+    ax.set_title(f"{loss.model.iloc[0]}: loss by position on {length}-token windows of one text")
+    ax.legend(fontsize=8)
+    return fig
