@@ -47,7 +47,7 @@ test:
 	echo "=== make test: exit $$rc after $$(( $$(date +%s) - start )) s of wall time ==="; exit $$rc
 
 test-steps: setup
-	$(VENV)/bin/ruff check tempo_lab tests benchmarks tools
+	$(VENV)/bin/ruff check tempo_lab tests benchmarks tools docs/hooks
 	$(MAKE) --no-print-directory docs
 	rm -rf $(NBVAL) && mkdir -p $(NBVAL)/figures && cp -r notebooks $(NBVAL)/notebooks && ln -s ../../results $(NBVAL)/results
 	$(PY) -m pytest tests $(NBVAL)/notebooks --nbval --nbval-current-env \
@@ -57,7 +57,7 @@ test-steps: setup
 
 ## The fast tests only: no bundled model, no notebook execution, no browser (about three minutes).
 unit: setup
-	$(VENV)/bin/ruff check tempo_lab tests benchmarks tools
+	$(VENV)/bin/ruff check tempo_lab tests benchmarks tools docs/hooks
 	$(PY) -m pytest tests -m "not bundled and not gemma and not browser and not notebooks" $(ARGS)
 
 ## The documentation site (mkdocs-material, the API reference generated from the docstrings by mkdocstrings)

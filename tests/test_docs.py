@@ -35,3 +35,56 @@ def test_every_code_block_of_the_guide_runs(tmp_path, monkeypatch):
 def test_the_interop_page_shows_the_readme_examples():
     readme = (ROOT / "README.md").read_text()
     assert all(block in readme for block in python_blocks(ROOT / "docs" / "interop.md"))
+
+
+def test_the_claims_page_lists_every_registered_claim_with_its_words():
+    from tempo_lab.phenomena import ALL_CLAIMS
+
+    page = (ROOT / "docs" / "claims.md").read_text()
+    for claim in ALL_CLAIMS:
+        row = next((line for line in page.splitlines() if line.startswith(f"| `{claim.key}` |")), None)
+        assert row is not None, f"docs/claims.md lacks {claim.key}"
+        assert claim.text.replace("|", "\\|") in row and claim.source.replace("|", "\\|") in row, claim.key
+
+
+def test_no_file_refers_to_design_notes_outside_the_repository():
+    names = ("CLAIMS" + ".md", "DESIGN" + ".md")
+    files = [p for pattern in ("*.md", "*.py", "*.ipynb", "*.yml") for p in ROOT.rglob(pattern)
+             if not {".venv", "build", ".git"} & set(p.relative_to(ROOT).parts)]  # fmt: skip
+    bad = [str(p.relative_to(ROOT)) for p in files if any(n in p.read_text(errors="replace") for n in names)]
+    assert not bad
+
+
+def built_site(tmp_path: Path) -> Path:
+    """The site `make docs` built (build/site) if newer than every source of it, else a fresh build."""
+    import os
+    import subprocess
+    import sys
+
+    site = ROOT / "build" / "site"
+    sources = [ROOT / "mkdocs.yml", *ROOT.glob("docs/**/*.md"), *ROOT.glob("docs/hooks/*.py"),
+               *ROOT.glob("tempo_lab/**/*.py"), *ROOT.glob("notebooks/*.ipynb")]  # fmt: skip
+    if (site / "index.html").exists() and (site / "index.html").stat().st_mtime > max(
+        p.stat().st_mtime for p in sources
+    ):
+        return site
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-d", str(tmp_path)]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return tmp_path
+
+
+def test_the_site_renders_every_notebook_and_shows_no_raw_sphinx_role(tmp_path):
+    """The docstrings' roles become links or code on the pages (docs/hooks/roles.py): none reaches the
+    HTML; every committed notebook is a rendered page (mkdocs-jupyter, outputs as committed)."""
+    site = built_site(tmp_path)
+    raw = re.compile(r":(?:class|func|meth|mod|attr|data|exc|obj):(?:`|&#96;|<code>)")
+    pages = list(site.rglob("*.html"))
+    bad = [str(p.relative_to(site)) for p in pages if raw.search(p.read_text())]
+    assert pages and not bad
+    foundations = (site / "reference" / "foundations" / "index.html").read_text()
+    assert 'class="autorefs autorefs-internal"' in foundations  # the roles became links
+    for notebook in (ROOT / "notebooks").glob("*.ipynb"):
+        page = site / "notebooks" / notebook.stem / "index.html"
+        assert page.exists() and "<img" in page.read_text(), notebook.name
