@@ -4,7 +4,7 @@ method the study holds. Numeric axes (distances and positions in tokens), lines 
 each accuracy with its Wilson 95% interval and its number of samples, colours from seaborn's colour-blind
 palette.
 
-Contents: :func:`passkey_figure`, :func:`loss_figure`, :data:`COLOURS`.
+Contents: :func:`passkey_figure`, :func:`loss_figure`, :func:`passkey_view`, :data:`COLOURS`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from tempo_lab import plots
-from tempo_lab.extension.methods import LABELS
+from tempo_lab.extension.methods import LABELS, METHODS, Method
+from tempo_lab.loaded import LoadedModel
+from tempo_lab.long_context.passkey import Tokens, answer
+from tempo_lab.long_context.ruler import Sample
 from tempo_lab.stats import wilson
+from tempo_lab.views import Control, Rendered, View, live_view
 
 _PALETTE = sns.color_palette("colorblind")
 #: one colour per method (and per model for the distance curves), distinguishable for colour-blind readers
@@ -122,3 +126,40 @@ def loss_figure(loss: pd.DataFrame, bucket: int = 1024) -> Figure:
     ax.set_title(f"{loss.model.iloc[0]}: loss by position on {length}-token windows of one text")
     ax.legend(fontsize=8)
     return fig
+
+
+def passkey_view(lm: LoadedModel, samples: list[Sample]) -> View:
+    """Notebook 10 (b)'s live control: one of ``samples`` (RULER's, see
+    :func:`~tempo_lab.long_context.ruler.ruler_samples`) re-scored on every move, in its gap version at a
+    chosen distance under a chosen method set for that distance: the greedy answer, RULER's score and the
+    value's log-probability, beside the plain model's."""
+    if not samples:
+        raise ValueError("give at least one RULER sample to re-score")
+    tokens = [Tokens.of(lm, s) for s in samples]
+
+    def score(name: str, t: Tokens, distance: int):
+        version, method = t.gap(distance), Method.for_length(lm, name, distance)
+        with method.applied(lm):
+            return answer(lm, version, t, max_new=12), method
+
+    def update(values, progress) -> Rendered:
+        i, name, distance = int(values["sample"]), values["method"], int(values["distance"])
+        t = tokens[i]
+        found, method = score(name, t, distance)
+        plain, _ = score("plain", t, distance)
+        fig, (ax,) = plots.live_figure(6, 2.6)
+        ax.bar(["plain", LABELS[name]], [plain.logprob, found.logprob],
+               color=[COLOURS["plain"], COLOURS.get(name)])  # fmt: skip
+        ax.set_ylabel("log p(value), nats")
+        ax.set_title(f"sample {t.sample.index}, the needle {distance} positions before the question")
+        text = (f"{LABELS[name]} ({method.setting or 'as set'}): {found.text!r}, score {found.score:g}, "
+                f"log p(value) {found.logprob:.3f}; plain: {plain.text!r}, {plain.score:g}, "
+                f"{plain.logprob:.3f}")  # fmt: skip
+        state = {"score": found.score, "logprob": round(found.logprob, 4), "plain": round(plain.logprob, 4)}
+        return Rendered(text, fig, state)
+
+    return live_view("passkey", "Passkey by distance", {
+        "sample": Control(0, 0, len(samples) - 1, 1, description="sample"),
+        "method": Control("yarn", options=list(METHODS), description="method"),
+        "distance": Control(16384, 2048, 65536, 2048, description="distance"),
+    }, update)  # fmt: skip

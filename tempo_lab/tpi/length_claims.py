@@ -68,7 +68,10 @@ def _fmt(m: float, lo: float, hi: float, digits: int = 3) -> str:
 
 
 def _ratio(study: LengthStudy, model: str, factor: float) -> tuple[float, float, float]:
+    """A factor the study did not measure gives NaN, which every rule reads as undecided."""
     table = _bpc(study, model)
+    if factor not in table.columns or 1.0 not in table.columns:
+        return NAN, NAN, NAN
     return _t(table[factor] / table[1.0])
 
 

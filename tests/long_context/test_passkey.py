@@ -125,3 +125,16 @@ def test_the_gap_version_s_log_probability_equals_a_plain_call_at_its_positions(
             found = answer(lm, version, tokens, max_new=2)
         want = _plain_logprob(lm, version.ids, version.layout.positions, tokens.value)
         assert found.logprob == pytest.approx(want, abs=1e-3)
+
+
+def test_the_live_control_rescores_a_sample_as_the_study_does(lm, samples):
+    from tempo_lab.extension.methods import Method
+    from tempo_lab.long_context.display import passkey_view
+
+    view = passkey_view(lm, samples[:2])
+    shown = view.render(sample=1, method="yarn", distance=16384).state
+    tokens = Tokens.of(lm, samples[1])
+    with Method.for_length(lm, "yarn", 16384).applied(lm):
+        want = answer(lm, tokens.gap(16384), tokens, max_new=12)
+    assert shown["score"] == want.score and shown["logprob"] == round(want.logprob, 4)
+    assert "error" in view.render(sample=0, method="yarn", distance=0).state  # refused, named, not raised

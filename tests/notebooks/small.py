@@ -83,6 +83,8 @@ PARAMS: dict[str, dict[str, Any]] = {
         "verdict_factor": 4,
         "band_factor": 4,
         "model_band_factor": 2,
+        "live_source": 1024,
+        "live_samples": 1,
     },
     "11": {
         "prompt": "Hi",
