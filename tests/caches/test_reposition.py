@@ -99,3 +99,16 @@ def test_bad_input_is_refused_naming_the_value(tiny, tiny_gpt2):
         reposition(other, old.cache, 1.0)
     with pytest.warns(UserWarning, match=r"puts slots 3 and 4 on one position \(4\)"):
         reposition(tiny, old.cache, 1.0, slots=[3], positions=p[None])
+
+
+def test_evicting_no_slot_is_refused_not_a_silent_copy(tiny):
+    """Found by tests/test_properties.py, shrunk: ``evict(cache, [])`` returned the cache unchanged."""
+    from transformers import DynamicCache
+
+    from tempo_lab.caches.slots import evict
+
+    cache = DynamicCache(config=tiny.model.config)
+    ids = tiny.encode("The cat sat")
+    DecodingCore(tiny).forward(ids, Layout.contiguous(ids.shape[1]), cache)
+    with pytest.raises(ValueError, match="got none"):
+        evict(cache, [])

@@ -79,7 +79,8 @@ def test_a_folder_of_another_spec_is_refused(folder):
     ("kwargs", "message"),
     [({"gap_n": 0}, "gap_n must be"), ({"methods": ("yarn",)}, "must include 'plain'"),
      ({"methods": ("plain", "rope")}, "must include 'plain'"), ({"models": ()}, "models must be a non-empty"),
-     ({"real_n": 501}, "at most 500"), ({"gaps": (2048, -1)}, r"gaps\[1\] must be")],
+     ({"real_n": 501}, "at most 500"), ({"gaps": (2048, -1)}, r"gaps\[1\] must be"),
+     ({"gaps": 5}, "gaps must be a non-empty list")],  # the last one found by tests/test_properties.py
 )
 def test_bad_settings_are_refused_before_anything_runs(kwargs, message):
     with pytest.raises(ValueError, match=message):
