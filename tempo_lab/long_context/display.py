@@ -36,8 +36,9 @@ def _accuracy(part: pd.DataFrame, by: str) -> pd.DataFrame:
     rows = []
     for x, cell in part.groupby(by):
         k, n = int(cell.score.sum()), len(cell)
-        mean, lo, hi = wilson(k, n)
-        rows.append({by: x, "n": n, "acc": mean, "lo": lo, "hi": hi})
+        _, lo, hi = wilson(k, n)
+        acc = k / n  # the interval is Wilson's; the point is the observed share (clipped into it)
+        rows.append({by: x, "n": n, "acc": acc, "lo": min(lo, acc), "hi": max(hi, acc)})
     return pd.DataFrame(rows)
 
 
@@ -87,9 +88,10 @@ def passkey_figure(passkey: pd.DataFrame) -> Figure:
     left.set_xlabel("distance from the needle to the question (positions)")
     left.set_ylabel("passkey accuracy (RULER's score)")
     left.set_title("By distance: the plain models")
-    left.legend(fontsize=8, loc="lower left")
-    real = passkey[(passkey.version == "real") & (passkey.model == passkey.model.iloc[0])]
-    real = real[(real.method == "plain") | (real.setting != "as plain")]  # inside: the plain model
+    left.legend(fontsize=8, loc="center right")
+    real = passkey[passkey.version == "real"]
+    model = real.model.iloc[0] if len(real) else passkey.model.iloc[0]  # the study's first model has them
+    real = real[(real.model == model) & ((real.method == "plain") | (real.setting != "as plain"))]
     for method, part in real.groupby("method", sort=False):
         acc = _accuracy(part, "length")
         label, marker = LABELS.get(method, method), MARKERS.get(method, "o")
@@ -98,8 +100,9 @@ def passkey_figure(passkey: pd.DataFrame) -> Figure:
         _trained_line(right, int(real.trained.iloc[0]), "trained", COLOURS["plain"])
     _tokens_axis(right)
     right.set_xlabel("sample length (tokens)")
-    right.set_title(f"By length: {passkey.model.iloc[0]}, each method past its trained context")
-    right.legend(fontsize=8, loc="lower left")
+    right.set_title(f"By length: {model}, each method")
+    if len(real):
+        right.legend(fontsize=8, loc="center right")
     right.set_ylim(-0.05, 1.1)
     return fig
 
