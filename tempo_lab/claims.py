@@ -210,9 +210,11 @@ def claims_table(
             "p": p, "decided by": by,
             "rule": "descriptive: no verdict" if rule is None else f"{rule.text} [unit: {rule.unit}]",
         })  # fmt: skip
+    if not rows:  # no claim to decide (a study of other models): the table's columns, no rows
+        columns = ["key", "claim", "source", "original", "single prompt", "at scale", "verdict",
+                   "rule stands", "post hoc", "p", "p (Holm)", "decided by", "rule"]  # fmt: skip
+        return pd.DataFrame(columns=columns)
     table = pd.DataFrame(rows)
-    if not rows:
-        return table
     table.insert(table.columns.get_loc("p") + 1, "p (Holm)", stats.holm(table.p.tolist()))
     table.attrs["decisions"] = int(
         sum(not c.descriptive for c in claims) + sum(len(c.post_hoc) for c in claims)

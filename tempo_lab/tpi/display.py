@@ -239,13 +239,13 @@ def layer_figure(table: pd.DataFrame) -> Figure:
 
 
 def positions_figure(positions: pd.DataFrame, factor: float = 8.0, margin: float = 0.01) -> Figure:
-    """Two panels from :func:`~tempo_lab.tpi.positions.read_positions`. Left: bits by position at
+    """Two panels from :func:`~tempo_lab.tpi.by_position.read_positions`. Left: bits by position at
     ``factor`` x the trained length under each method and the trained-length ``window`` (mean over the
     seeds). Right: Self-Extend minus the window past the trained length at each factor, per seed and its mean
     with a 95% Student-t interval over the seeds, against ``margin`` below zero (what "uses the longer
     context" needs)."""
     from tempo_lab import stats
-    from tempo_lab.tpi.positions import past_trained
+    from tempo_lab.tpi.by_position import past_trained
 
     fig = plots.figure(11, 4)
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})

@@ -20,8 +20,8 @@ import pandas as pd
 
 from tempo_lab import stats
 from tempo_lab.claims import Claim, Evidence, Rule, above, below
+from tempo_lab.tpi.by_position import past_trained, read_positions
 from tempo_lab.tpi.lengths import every_layer, read_lengths
-from tempo_lab.tpi.positions import past_trained, read_positions
 from tempo_lab.tpi.runs import RunsFolder
 
 TOLERANCE = 0.05  # "within" the 1x score: less than 5% more bits per byte

@@ -21,7 +21,7 @@ models, a ``lengths`` table with one part per model (architecture, seed), its id
 :class:`LengthSpec`; a rerun measures what is missing.
 
 The loss by position under each method, against a model that sees only the trained length before each
-position, is the ``positions`` table of :mod:`tempo_lab.tpi.positions`.
+position, is the ``positions`` table of :mod:`tempo_lab.tpi.by_position`.
 
 Contents: :data:`METHODS`, :class:`LengthSpec`, :func:`method`, :func:`loss_by_position`,
 :func:`bits_per_byte`, :func:`score_model`, :func:`measure_lengths`, :func:`read_lengths`,

@@ -95,7 +95,9 @@ def test_notebook_runs_with_injected_parameters(runs, number):
 
 def test_figures_of_the_tiny_run_did_not_touch_the_committed_ones(runs):
     _, fig_dir, _ = runs
+    # notebook 10 (b) draws the committed long-context study whatever the parameters: the same figure
+    from_committed = {"10_beyond_the_trained_context_passkey.png", "10_beyond_the_trained_context_long_loss.png"}
     for png in fig_dir.glob("*.png"):
         committed = ROOT / "figures" / png.name
         assert committed.exists(), f"{png.name} has no committed counterpart in figures/"
-        assert committed.read_bytes() != png.read_bytes()
+        assert (committed.read_bytes() == png.read_bytes()) == (png.name in from_committed), png.name

@@ -129,7 +129,7 @@ def test_the_tiny_setting_exercises_parallel_sets_and_dropout(lm, batch):
 def test_conditions_refuse_gap_lists_without_zero():
     with pytest.raises(ValueError, match="retro_gaps must start at 0"):
         Conditions(retro_gaps=(5, 10))
-    with pytest.raises(ValueError, match=r"thresholds must be in \(0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"thresholds\[0\] must be in \(0, 1\], got 1.5"):
         Conditions(tempo_thresholds=(1.5,))
 
 

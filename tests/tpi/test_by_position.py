@@ -10,8 +10,8 @@ import torch
 from tempo_lab.corpus import load_corpus
 from tempo_lab.results import IncompleteResults
 from tempo_lab.tpi import lengths, runs, train
+from tempo_lab.tpi.by_position import PositionSpec, measure_positions, past_trained, read_positions
 from tempo_lab.tpi.convert import as_transformers
-from tempo_lab.tpi.positions import PositionSpec, measure_positions, past_trained, read_positions
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_rows_are_the_one_by_one_curves_binned_and_resume(folder):
     measure_positions(folder, SPEC, progress=False)
     assert {p.name: p.stat().st_mtime_ns for p in (folder / "positions").glob("part-*.parquet")} == parts
     (folder / "positions" / "part-rope-s0.parquet").unlink()
-    with pytest.raises(IncompleteResults, match=r"rope-s0[\s\S]*tempo_lab.tpi.positions.measure_positions"):
+    with pytest.raises(IncompleteResults, match=r"rope-s0[\s\S]*tempo_lab.tpi.by_position.measure_positions"):
         read_positions(folder)
 
 

@@ -102,7 +102,7 @@ def measure_positions(
 
 def read_positions(folder: str | Path) -> pd.DataFrame:
     """The verified ``positions`` table: ``seed, trained, method, factor, bin, bits``."""
-    parts = RunsFolder(folder).runs(POSITIONS, resume="tempo_lab.tpi.positions.measure_positions")
+    parts = RunsFolder(folder).runs(POSITIONS, resume="tempo_lab.tpi.by_position.measure_positions")
     rows = [{"seed": int(p.seed), "trained": int(p.trained), **score} for p in parts.itertuples()
             for score in p.scores]  # fmt: skip
     return pd.DataFrame(rows).sort_values(["seed", "method", "factor", "bin"], ignore_index=True)
