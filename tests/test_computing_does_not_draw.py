@@ -25,7 +25,6 @@ DISPLAY = {
     "tempo_lab.views.base",
     "tempo_lab.views.panel",
     "tempo_lab.phenomena.dashboard",
-    "tempo_lab.studies.figures",
     "tempo_lab.views.kinds",
     "tempo_lab.tpi.display",
 }

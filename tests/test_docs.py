@@ -88,3 +88,25 @@ def test_the_site_renders_every_notebook_and_shows_no_raw_sphinx_role(tmp_path):
     for notebook in (ROOT / "notebooks").glob("*.ipynb"):
         page = site / "notebooks" / notebook.stem / "index.html"
         assert page.exists() and "<img" in page.read_text(), notebook.name
+
+
+def test_contributing_maps_every_module_and_names_no_missing_one():
+    """CONTRIBUTING's "Where things are" tree, held to the package: every module it names exists under the
+    directory its line sits in, and every module of the package is named somewhere in the tree."""
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    tree = text.split("## Where things are", 1)[1].split("```", 2)[1]
+    named, folder = set(), ""
+    for line in tree.split("tempo_lab/\n", 1)[1].split("\nnotebooks/", 1)[0].splitlines():
+        tokens = line[:57].split()  # the names' column; the description starts at column 57
+        if not tokens:
+            continue
+        if len(line) - len(line.lstrip()) == 2:  # a line of the package's root or a directory's first line
+            folder = tokens[0] if tokens[0].endswith("/") else ""
+        named |= {folder + t for t in tokens if t.endswith(".py")}
+    package = ROOT / "tempo_lab"
+    missing = sorted(p for p in named if not (package / p).is_file())
+    assert not missing, f"CONTRIBUTING names modules that do not exist: {missing}"
+    modules = {str(p.relative_to(package)) for p in package.rglob("*.py") if p.name != "__init__.py"}
+    phenomena = {m for m in modules if m.startswith("phenomena/") and m.count("/") == 2}  # listed as slices
+    unnamed = sorted(modules - named - phenomena)
+    assert not unnamed, f"CONTRIBUTING's tree does not name: {unnamed}"

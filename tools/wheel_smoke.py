@@ -64,7 +64,7 @@ def main() -> None:
         table = read_study(folder).table("retroactive")
         check("a 4-prompt study writes and reads its results folder", table["prompt"].nunique() == 4)
 
-    from tempo_lab.tpi import report, runs
+    from tempo_lab.tpi import display, runs
 
     try:
         runs.read_runs()
@@ -72,7 +72,7 @@ def main() -> None:
     except FileNotFoundError as exc:
         check(f"without a checkout, the error says where the TPI results are: {exc}", "checkout" in str(exc))
     trained, recall = runs.read_runs(checkout / "results" / "08_tpi")
-    table = report.bpc_table(trained)
+    table = display.bpc_table(trained)
     read = bool(len(table) and len(recall))
     check(f"the TPI report reads the committed results ({len(trained)} runs)", read)
     print("wheel smoke test passed")
