@@ -37,15 +37,16 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+Model = TypeVar("Model")  # whatever ``load`` returns (a LoadedModel); the store does not look inside
 MANIFEST = "manifest.json"
 LOCK = ".writer.lock"
 QUARANTINE = "quarantine"
@@ -121,6 +122,19 @@ class ResultsFolder:
             probe.unlink()
         except OSError as exc:
             raise ValueError(f"cannot write results to {self.path}: {exc.strerror or exc}") from exc
+
+    def load_before_claiming(self, names: Sequence[str], load: Callable[[str], Model]) -> dict[str, Model]:
+        """Before a new folder is claimed, every model of ``names`` loads: a name that does not load raises
+        here and leaves no folder behind, so the corrected retry runs. The first is returned (``{name:
+        model}``, kept for the run); the others are checked and let go, one model in memory at a time. A
+        folder already claimed loads nothing (``{}``): its models load when its missing parts need them."""
+        if self.manifest_path.exists() or not names:
+            return {}
+        first, *rest = names
+        kept = {first: load(first)}
+        for name in rest:
+            load(name)
+        return kept
 
     def claim(self, manifest: dict, identity_keys: Sequence[str], grows: Sequence[str] = ()) -> None:
         """Write ``manifest`` for a new folder, or check that the folder's manifest agrees on every key of

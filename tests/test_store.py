@@ -167,3 +167,23 @@ def test_a_manifest_of_another_run_is_refused(tmp_path):
     assert folder.read_manifest() == {"model": "a", "plan": [1, 2], "note": "first", "extra": 3}
     with pytest.raises(ValueError, match="another model .*'a'.*'b'"):
         folder.claim({"model": "b"}, ["model"])
+
+
+def test_every_model_loads_before_a_new_folder_is_claimed_and_a_claimed_one_loads_none(tmp_path):
+    loaded: list[str] = []
+
+    def load(name: str) -> str:
+        if name == "missing":
+            raise FileNotFoundError(f"no model {name!r}")
+        loaded.append(name)
+        return f"model {name}"
+
+    store = ResultsFolder(tmp_path / "study")
+    with pytest.raises(FileNotFoundError, match="'missing'"):
+        store.load_before_claiming(["a", "missing"], load)
+    assert not store.path.exists()  # nothing claimed: the corrected retry starts clean
+    assert store.load_before_claiming(["a", "b"], load) == {"a": "model a"}  # the first kept, the second checked
+    assert loaded == ["a", "a", "b"]
+    store.claim({"study": "x"}, ["study"])
+    assert store.load_before_claiming(["a", "missing"], load) == {}  # a claimed folder loads its models later
+    assert loaded == ["a", "a", "b"]

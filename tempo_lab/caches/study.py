@@ -211,12 +211,7 @@ def run_cache_study(
     store.check_writable()
     manifest = _manifest(spec)
     with store.writing():
-        ready: dict[str, LoadedModel] = {}
-        if not store.manifest_path.exists():  # every model loads before a new folder is claimed
-            first, *rest = spec.models
-            ready[first] = load(first)
-            for name in rest:
-                load(name)  # checked, then let go: one model in memory at a time
+        ready = store.load_before_claiming(spec.models, load)
         store.claim(manifest, ["study", "spec"], grows=["plan"])
         identity, plan = identity_hash({"spec": spec.header()}), spec.plan()
         have = {t: set(store.verified(t, {k: k for k in plan[t]}, identity)) for t in TABLES}

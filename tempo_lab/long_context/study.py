@@ -182,12 +182,7 @@ def run_long_context(
     store.check_writable()
     plan = spec.plan()
     with store.writing():
-        models: dict[str, LoadedModel] = {}
-        if not store.manifest_path.exists():  # every model loads before a new folder is claimed
-            first, *rest = spec.models
-            models[first] = load(first)
-            for name in rest:
-                load(name)  # checked, then let go: one model in memory at a time
+        models = store.load_before_claiming(spec.models, load)
         store.claim(_manifest(spec), ["study", "spec"])
         identity = identity_hash({"spec": spec.header()})
         verified = {t: store.verified(t, {k: k for k in plan[t]}, identity) for t in TABLES}
