@@ -2,10 +2,13 @@
 
 Each notebook of the series ends with a cell tagged ``key-numbers`` that calls :func:`print_key_numbers`;
 ``tempo-lab run`` reads that cell's output back with :func:`read_key_numbers` for its summary, and the tests
-compare the numbers quoted in each notebook's text against it.
+compare the numbers quoted in each notebook's text against it. A notebook that decides claims records them
+there too (:func:`claims_record`): the documentation's phenomenon pages show its claims table from that record
+(``docs/hooks/claims.py``), so a page says what the committed notebook decided. The site hides that cell
+(mkdocs-jupyter's ``remove_cell_tags``) and JupyterLab shows its output collapsed.
 
-Contents: :func:`setup`, :func:`print_key_numbers`, :func:`read_key_numbers`, :data:`KEY_NUMBERS_TAG`,
-:data:`DECIMALS`.
+Contents: :func:`setup`, :func:`print_key_numbers`, :func:`read_key_numbers`, :func:`claims_record`,
+:data:`KEY_NUMBERS_TAG`, :data:`DECIMALS`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ KEY_NUMBERS_TAG = "key-numbers"
 
 
 def setup() -> None:
-    """Figures shown inline, no model-loading progress bars, 4-decimal pandas tables.
+    """Figures shown inline in the shared style (:func:`tempo_lab.plots.use_style`), no model-loading
+    progress bars, 4-decimal pandas tables.
 
     The figures are built without pyplot, which loads its backend lazily; ``%matplotlib inline`` is what
     registers the PNG formatter that displays a ``Figure`` in a kernel (without it a cell shows only its
@@ -31,12 +35,14 @@ def setup() -> None:
     """
     from transformers.utils import logging as hf_logging
 
+    from tempo_lab import plots
     from tempo_lab.views import has_frontend
 
     if has_frontend():
         from IPython import get_ipython
 
         get_ipython().run_line_magic("matplotlib", "inline")
+    plots.use_style()
     hf_logging.disable_progress_bar()
     pd.set_option("display.precision", DECIMALS)
     pd.set_option("display.width", 160)
@@ -49,6 +55,26 @@ def print_key_numbers(numbers: Mapping[str, Any], *, decimals: int = DECIMALS) -
     out = plain(dict(numbers), decimals)
     body = ",\n".join(f" {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in out.items())
     print("{\n" + body + "\n}")
+
+
+def claims_record(decided: pd.DataFrame) -> list[dict[str, str]]:
+    """The rows of a decided claims table (:func:`tempo_lab.claims.claims_table`) as the key numbers keep
+    them: per claim its key, words and source, the registered rule's statistic and resampling unit, the
+    measurement at scale, the verdict, where the rule stands (registered before the data, written with it,
+    or changed since) and the post-hoc verdicts."""
+    from tempo_lab.phenomena import ALL_CLAIMS
+
+    rules = {c.key: c.rule for c in ALL_CLAIMS}
+    out = []
+    for row in decided.to_dict("records"):
+        rule = rules.get(row["key"])
+        out.append({
+            "key": row["key"], "claim": row["claim"], "source": row["source"],
+            "statistic": "descriptive" if rule is None else f"{rule.statistic} (unit: {rule.unit})",
+            "at scale": row["at scale"], "verdict": row["verdict"] or "descriptive",
+            "rule": row["rule stands"], "post hoc": row["post hoc"],
+        })  # fmt: skip
+    return out
 
 
 def read_key_numbers(nb) -> dict[str, Any]:

@@ -1,11 +1,17 @@
 """What every figure shares: fresh figures, deterministic PNGs, and drawing elements several phenomena use.
 
-Figures are built with the object-oriented API (``matplotlib.figure.Figure``), never through pyplot's global
-state, so rendering one in a loop (a slider) leaks nothing. :func:`save` writes PNGs with a fixed dpi and no
-"Software" metadata, so re-running a notebook on the same numbers rewrites byte-identical files. Each
-phenomenon's own figures live in its slice (:mod:`tempo_lab.phenomena`).
+Figures are built with the object-oriented API (``matplotlib.figure.Figure``), never through pyplot's
+global state, so rendering one in a loop (a slider) leaks nothing. :func:`save` writes PNGs at
+:data:`SAVE_DPI` with no "Software" metadata, so re-running a notebook on the same numbers rewrites
+byte-identical files, and refuses a figure without a title or with an unlabelled axis
+(:func:`figure_problems`). Each phenomenon's own figures live in its slice (:mod:`tempo_lab.phenomena`).
 
-Contents: :func:`figure`, :func:`figure_with_axes`, :func:`live_figure`, :class:`LiveFigure`, :func:`save`;
+The style every figure shares (:data:`STYLE`, applied by :func:`use_style`, which ``notebook.setup``
+calls): seaborn's colour-blind palette (:data:`PALETTE`, distinguishable in grey and for colour-blind
+readers), no text smaller than :data:`SMALL` points, legends without a frame.
+
+Contents: :data:`STYLE`, :func:`use_style`, :func:`figure`, :func:`figure_with_axes`, :func:`live_figure`,
+:class:`LiveFigure`, :func:`save`, :func:`figure_problems`, :func:`legend_outside`;
 what study figures share: :data:`CI` (seaborn's 95% bootstrap intervals with a fixed seed, so the intervals
 and the PNGs are the same on every run), :func:`n_prompts`, :func:`ci_histogram`;
 drawing elements :func:`paired_bars`, :func:`layer_mass_bars`, :func:`top_token_bars`, :func:`attention_map`,
@@ -20,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from cycler import cycler
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -27,9 +34,36 @@ from matplotlib.patches import Rectangle
 from tempo_lab.labels import token_label
 from tempo_lab.stats import bootstrap_ci
 
-DPI = 100
+DPI = 100  # on screen (inline and live figures)
+SAVE_DPI = 150  # the PNGs in figures/: token labels of SMALL points stay legible in print
+SMALL = 8  # the smallest text of any figure (token labels, legends), in points
+#: seaborn's "colorblind" palette (``sns.color_palette("colorblind").as_hex()``)
+PALETTE = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4", "#949494", "#ece133",
+           "#56b4e9")  # fmt: skip
+BLUE, ORANGE, GREEN, RED, PURPLE, BROWN, PINK, GREY = PALETTE[:8]
 #: bar colours: one highlighted bar among plain ones
-HIGHLIGHT, PLAIN = "#ff7f0e", "#1f77b4"
+HIGHLIGHT, PLAIN = ORANGE, BLUE
+#: the rcParams of every figure (see :func:`use_style`)
+STYLE = {
+    "axes.prop_cycle": cycler(color=PALETTE),
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": SMALL,
+    "legend.title_fontsize": SMALL,
+    "legend.frameon": False,
+    "image.cmap": "viridis",
+}
+
+
+def use_style() -> None:
+    """Apply :data:`STYLE` to matplotlib's rcParams: global display state, as ``%matplotlib inline`` is, so
+    only ``notebook.setup`` calls it (a library user's own figures keep their style)."""
+    import matplotlib
+
+    matplotlib.rcParams.update(STYLE)
 
 
 #: seaborn's 95% bootstrap intervals, seeded: the same intervals (and PNGs) on every run
@@ -78,11 +112,50 @@ def figure_with_axes(width: float = 8.0, height: float = 4.0) -> tuple[Figure, A
 
 
 def save(fig: Figure, fig_dir: str | Path, name: str) -> Path:
-    """Write ``fig`` to ``fig_dir/name.png`` (folder created) with deterministic metadata; return the path."""
+    """Write ``fig`` to ``fig_dir/name.png`` (folder created) at :data:`SAVE_DPI` with deterministic metadata;
+    return the path. A figure with :func:`figure_problems` is refused before anything is written."""
+    problems = figure_problems(fig)
+    if problems:
+        raise ValueError(f"figure {name!r} is not ready to print: " + "; ".join(problems))
     path = Path(fig_dir) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    fig.savefig(path, dpi=SAVE_DPI, metadata={"Software": None})
     return path
+
+
+def figure_problems(fig: Figure) -> list[str]:
+    """What keeps ``fig`` from print: no title (the figure's or each panel's), a panel's axis with neither a
+    label nor a labelled axis it shares (nor the figure's ``supxlabel``/``supylabel``), or text smaller than
+    :data:`SMALL` points. Colour bars and hidden axes are not panels. ``[]`` when ready."""
+    panels = [ax for ax in fig.axes if ax.axison and ax.get_label() != "<colorbar>"]
+    found = []
+    sup = {"x": fig.get_supxlabel(), "y": fig.get_supylabel()}
+    for i, ax in enumerate(panels):
+        where = f"panel {i}" + (f" ({ax.get_title()!r})" if ax.get_title() else "")
+        if not (ax.get_title() or fig.get_suptitle()):
+            found.append(f"{where} has no title")
+        for a, shared in (("x", ax.get_shared_x_axes()), ("y", ax.get_shared_y_axes())):
+            labelled = any(getattr(s, f"get_{a}label")() for s in shared.get_siblings(ax))
+            if not (labelled or sup[a]):
+                found.append(f"{where} has no {a} label")
+        small = sorted({round(t.get_fontsize(), 1) for t in _texts(ax)
+                        if t.get_text() and t.get_fontsize() < SMALL})  # fmt: skip
+        if small:
+            found.append(f"{where} has text of {small[0]:g} pt (at least {SMALL} pt)")
+    return found
+
+
+def _texts(ax: Axes) -> list:
+    """The visible texts of a panel: tick labels, texts, legend and title."""
+    out = [*ax.get_xticklabels(), *ax.get_yticklabels(), *ax.texts, ax.title]
+    if ax.get_legend() is not None:
+        out += ax.get_legend().get_texts()
+    return [t for t in out if t.get_visible()]
+
+
+def legend_outside(ax: Axes, **kwargs) -> None:
+    """The panel's legend to the right of its data, never on it (constrained layout makes the room)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
 
 
 def paired_bars(
@@ -135,7 +208,7 @@ def update_layer_mass_bars(layer_mass: Sequence[float], highlight: int | None, t
 def top_token_bars(tokens: Sequence[str], probs: Sequence[float], title: str, ax: Axes) -> None:
     """Horizontal bars of the top tokens, most probable on top."""
     ys = np.arange(len(tokens))[::-1]
-    ax.barh(ys, probs, color="#2ca02c")
+    ax.barh(ys, probs, color=GREEN)
     ax.set_xlabel("probability")
     for y in ys:
         ax.text(0, y, "", va="center", fontsize=8)
@@ -178,8 +251,8 @@ def attention_map(
     data = np.asarray(attention, dtype=float)
     im = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax if vmax is not None else max(1e-9, data.max()))
     labels = [token_label(t) for t in tokens]
-    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
-    ax.set_yticks(range(len(labels)), labels, fontsize=6)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=SMALL)
+    ax.set_yticks(range(len(labels)), labels, fontsize=SMALL)
     ax.set_xlabel("key slot (attended to)")
     ax.set_ylabel("query slot")
     ax.set_title(title, fontsize=10)
@@ -205,10 +278,10 @@ def ci_histogram(
     returns ``((mean, lo, hi), figure)``."""
     interval = bootstrap_ci(values)
     fig, ax = figure_with_axes(7, 3.2)
-    ax.hist(np.asarray(values, dtype=float), bins=20, color="#4c72b0")
+    ax.hist(np.asarray(values, dtype=float), bins=20, color=BLUE)
     mean, lo, hi = interval
-    ax.axvline(mean, color="#c44e52", lw=2, label=f"mean {mean:.3f} [{lo:.3f}, {hi:.3f}]")
-    ax.axvspan(lo, hi, color="#c44e52", alpha=0.2)
+    ax.axvline(mean, color=RED, lw=2, label=f"mean {mean:.3f} [{lo:.3f}, {hi:.3f}]")
+    ax.axvspan(lo, hi, color=RED, alpha=0.2)
     ax.set(xlabel=xlabel, ylabel="prompts", title=title)
     ax.legend(fontsize=8)
     return interval, fig

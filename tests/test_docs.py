@@ -77,7 +77,8 @@ def built_site(tmp_path: Path) -> Path:
 
 def test_the_site_renders_every_notebook_and_shows_no_raw_sphinx_role(tmp_path):
     """The docstrings' roles become links or code on the pages (docs/hooks/roles.py): none reaches the
-    HTML; every committed notebook is a rendered page (mkdocs-jupyter, outputs as committed)."""
+    HTML; every committed notebook is a rendered page (mkdocs-jupyter, outputs as committed), without the
+    key numbers' cell (kept in the notebook for the tests) and without a widget's repr line."""
     site = built_site(tmp_path)
     raw = re.compile(r":(?:class|func|meth|mod|attr|data|exc|obj):(?:`|&#96;|<code>)")
     pages = list(site.rglob("*.html"))
@@ -88,6 +89,13 @@ def test_the_site_renders_every_notebook_and_shows_no_raw_sphinx_role(tmp_path):
     for notebook in (ROOT / "notebooks").glob("*.ipynb"):
         page = site / "notebooks" / notebook.stem / "index.html"
         assert page.exists() and "<img" in page.read_text(), notebook.name
+        html = page.read_text()
+        assert "print_key_numbers" not in html, f"{notebook.name}: the key numbers' cell reached the page"
+        assert "Panel at 0x" not in html, f"{notebook.name}: a widget's repr line reached the page"
+    for page in (ROOT / "docs" / "phenomena").glob("*.md"):  # docs/hooks/claims.py fills the claims tables
+        if "<!-- claims:" in page.read_text():
+            html = (site / "phenomena" / page.stem / "index.html").read_text()
+            assert "<!-- claims:" not in html and "<table>" in html.split('id="the-claims"')[1], page.name
 
 
 def test_contributing_maps_every_module_and_names_no_missing_one():

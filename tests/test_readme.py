@@ -53,7 +53,7 @@ def all_findings() -> list[tuple[str, str, str, str, str]]:
                 number,
                 file,
                 section("The finding", text),
-                section("At scale", text),
+                section("At scale", text) if "\n## At scale\n" in text else "",
             )
         )
     return rows

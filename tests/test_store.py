@@ -182,7 +182,8 @@ def test_every_model_loads_before_a_new_folder_is_claimed_and_a_claimed_one_load
     with pytest.raises(FileNotFoundError, match="'missing'"):
         store.load_before_claiming(["a", "missing"], load)
     assert not store.path.exists()  # nothing claimed: the corrected retry starts clean
-    assert store.load_before_claiming(["a", "b"], load) == {"a": "model a"}  # the first kept, the second checked
+    kept = store.load_before_claiming(["a", "b"], load)
+    assert kept == {"a": "model a"}  # the first kept, the second checked and let go
     assert loaded == ["a", "a", "b"]
     store.claim({"study": "x"}, ["study"])
     assert store.load_before_claiming(["a", "missing"], load) == {}  # a claimed folder loads its models later

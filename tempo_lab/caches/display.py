@@ -22,8 +22,8 @@ from tempo_lab.caches.rolling import Rolling, rolling_logprobs
 from tempo_lab.loaded import LoadedModel
 from tempo_lab.views import Control, Rendered, View, live_view
 
-COLOURS = {"streaming": "#1f77b4", "window": "#d62728", "recomputed": "#444444", "first": "#2ca02c",
-           "deviating": "#ff7f0e", "key_error": "#9467bd", "value_error": "#8c564b"}  # fmt: skip
+COLOURS = {"streaming": plots.BLUE, "window": plots.RED, "recomputed": "#444444", "first": plots.GREEN,
+           "deviating": plots.ORANGE, "key_error": plots.PURPLE, "value_error": plots.BROWN}  # fmt: skip
 
 
 def _panels(models: list[str], height: float = 3.6) -> tuple[Figure, list]:
@@ -90,11 +90,13 @@ def partial_figure(curve: pd.DataFrame, gap: pd.DataFrame) -> Figure:
             ax.fill_between(xs, [base.tv_lo, *part.tv_lo], [base.tv_hi, *part.tv_hi], alpha=0.2,
                             color=COLOURS[selection])  # fmt: skip
         ax.axhline(base.tv / 2, color="#999999", linestyle=":", label="half the reuse's TV")
-        ax.set_xlabel("chunk tokens recomputed")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # the prompts behind each point: those whose chunk is longer than the tokens recomputed
+        n = curve[curve.model == model].groupby("tokens").n.max()
+        ax.set_xticks([0, *n.index], [f"0\n{int(base.n)}", *(f"{k}\n{int(v)}" for k, v in n.items())])
+        ax.set_xlabel("chunk tokens recomputed (top line), prompts measured there (bottom)")
         ax.set_ylabel("TV against the full recompute")
-        ax.set_title(f"{model}: partial recompute ({int(base.n)} prompts)")
-        ax.legend(fontsize=8)
+        ax.set_title(f"{model}: partial recompute")
+        ax.legend()
     return fig
 
 

@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 
 from tempo_lab import plots
 
-COLOURS = {"plain": "#444444", "pi": "#1f77b4", "ntk": "#2ca02c", "yarn": "#ff7f0e", "self-extend": "#9467bd",
-           "tpi": "#8c564b", "tpi-decay": "#e377c2"}  # fmt: skip
+COLOURS = {"plain": "#444444", "pi": plots.BLUE, "ntk": plots.GREEN, "yarn": plots.ORANGE,
+           "self-extend": plots.PURPLE, "tpi": plots.BROWN, "tpi-decay": plots.PINK}  # fmt: skip
 
 
 def angles_figure(angles: pd.DataFrame, title: str) -> Figure:
@@ -41,10 +41,14 @@ def angles_figure(angles: pd.DataFrame, title: str) -> Figure:
     ):
         image = ax.imshow(data.values, aspect="auto", cmap=cmap, vmin=lo, vmax=hi)
         ax.set_yticks(range(len(methods)), methods)
-        ax.set_xticks(range(len(bands)), [str(b) for b in bands], fontsize=7 if len(bands) > 16 else 9)
+        size = plots.SMALL if len(bands) > 16 else 9
+        ax.set_xticks(range(len(bands)), [str(b) for b in bands], fontsize=size)
         ax.set_xlabel("rotary band (0 = highest frequency)")
+        ax.set_ylabel("method")
         fig.colorbar(image, ax=ax, label=label)
-    top.set_title(title)
+    top.set_title("The share of each band's angles never seen in training")
+    bottom.set_title("Each band's step per position against training's (log2)")
+    fig.suptitle(title)
     return fig
 
 

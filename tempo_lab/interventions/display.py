@@ -29,13 +29,13 @@ def heatmap(result: PatchResult, kind: str, slot: int | None = None, title: str 
     lim = max(1e-9, float(np.nanmax(np.abs(data))) if data.size else 1.0)
     im = ax.imshow(data, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, origin="lower")
     if kind == "head":
-        ax.set_xticks(range(table.shape[1]), [str(h) for h in table.columns], fontsize=7)
+        ax.set_xticks(range(table.shape[1]), [str(h) for h in table.columns], fontsize=plots.SMALL)
         ax.set_xlabel("head")
     else:
         labels = [f"{token_label(result.tokens[s])} {s}" for s in table.columns]
-        ax.set_xticks(range(table.shape[1]), labels, rotation=90, fontsize=7)
+        ax.set_xticks(range(table.shape[1]), labels, rotation=90, fontsize=plots.SMALL)
         ax.set_xlabel("slot (token)")
-    ax.set_yticks(range(table.shape[0]), [str(v) for v in table.index], fontsize=7)
+    ax.set_yticks(range(table.shape[0]), [str(v) for v in table.index], fontsize=plots.SMALL)
     ax.set_ylabel("layer")
     where = f" at slot {slot}" if slot is not None else ""
     ax.set_title(
@@ -61,9 +61,8 @@ def attribution_figure(values: torch.Tensor, tokens: list[str], title: str, ylab
         ax.bar(range(len(tokens)), values.numpy(), color=["C3" if v < 0 else "C0" for v in values.tolist()])
         ax.axhline(0, color="0.5", lw=0.8)
         ax.set_ylabel(ylabel)
-    ax.set_xticks(
-        range(len(tokens)), [f"{token_label(t)} {i}" for i, t in enumerate(tokens)], rotation=90, fontsize=7
-    )
+    labels = [f"{token_label(t)} {i}" for i, t in enumerate(tokens)]
+    ax.set_xticks(range(len(tokens)), labels, rotation=90, fontsize=plots.SMALL)
     ax.set_xlabel("slot (token)")
     ax.set_title(title, fontsize=10)
     return fig
@@ -94,7 +93,7 @@ def search_figure(found: PositionSearch, title: str | None = None) -> Figure:
         ax.plot([float(found.positions[0])], [found.value], "r*", ms=12, label="ascent best")
         ax.set_xlabel(f"position of {names[0]}")
         ax.set_ylabel(found.metric)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=plots.SMALL)
     else:
         xs = sorted(set(found.grid[:, 0].tolist()))
         ys = sorted(set(found.grid[:, 1].tolist()))

@@ -2,15 +2,18 @@
 accuracy by the needle's distance and by the sample's length, and the long text's loss by position, for every
 method the study holds. Numeric axes (distances and positions in tokens), lines only between measured points,
 each accuracy with its Wilson 95% interval and its number of samples, colours from seaborn's colour-blind
-palette.
+palette; and the differences each rule of LC1-LC7 reads, with their intervals against the rule's margin.
 
-Contents: :func:`passkey_figure`, :func:`loss_figure`, :func:`passkey_view`, :data:`COLOURS`.
+Contents: :func:`passkey_figure`, :func:`loss_figure`, :func:`differences_figure`, :func:`passkey_view`,
+:data:`COLOURS`, :data:`STATISTICS`.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import pandas as pd
-import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
@@ -20,14 +23,18 @@ from tempo_lab.extension.methods import LABELS, METHODS, Method
 from tempo_lab.loaded import LoadedModel
 from tempo_lab.long_context.passkey import Tokens, answer
 from tempo_lab.long_context.ruler import Sample
+from tempo_lab.long_context.rules import DELTA, EPSILON
 from tempo_lab.stats import wilson
 from tempo_lab.views import Control, Rendered, View, live_view
 
-_PALETTE = sns.color_palette("colorblind")
+_PALETTE = plots.PALETTE
 #: one colour per method (and per model for the distance curves), distinguishable for colour-blind readers
 COLOURS = {"plain": _PALETTE[7], "pi": _PALETTE[0], "ntk": _PALETTE[2], "dynamic": _PALETTE[4],
            "yarn": _PALETTE[1], "self_extend": _PALETTE[3],
            "smollm2-135m": _PALETTE[0], "gemma3-270m": _PALETTE[1]}  # fmt: skip
+#: a verdict's colour in the differences figure
+VERDICT_COLOURS = {"confirmed": plots.GREEN, "refined": plots.BLUE, "refuted": plots.RED,
+                   "undecided": plots.GREY}  # fmt: skip
 MARKERS = {"plain": "o", "pi": "s", "ntk": "^", "dynamic": "v", "yarn": "D", "self_extend": "P"}
 
 
@@ -88,7 +95,7 @@ def passkey_figure(passkey: pd.DataFrame) -> Figure:
     left.set_xlabel("distance from the needle to the question (positions)")
     left.set_ylabel("passkey accuracy (RULER's score)")
     left.set_title("By distance: the plain models")
-    left.legend(fontsize=8, loc="center right")
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2)
     real = passkey[passkey.version == "real"]
     model = real.model.iloc[0] if len(real) else passkey.model.iloc[0]  # the study's first model has them
     real = real[(real.model == model) & ((real.method == "plain") | (real.setting != "as plain"))]
@@ -102,7 +109,7 @@ def passkey_figure(passkey: pd.DataFrame) -> Figure:
     right.set_xlabel("sample length (tokens)")
     right.set_title(f"By length: {model}, each method")
     if len(real):
-        right.legend(fontsize=8, loc="center right")
+        plots.legend_outside(right)
     right.set_ylim(-0.05, 1.1)
     return fig
 
@@ -127,7 +134,55 @@ def loss_figure(loss: pd.DataFrame, bucket: int = 1024) -> Figure:
     ax.set_ylabel("loss (nats per token)")
     length = int(loss.length.iloc[0])
     ax.set_title(f"{loss.model.iloc[0]}: loss by position on {length}-token windows of one text")
-    ax.legend(fontsize=8)
+    plots.legend_outside(ax)
+    return fig
+
+
+#: what each statistic of the long-context rules is (the letters their registered words use)
+STATISTICS = {
+    "d": "acc 4k - acc 16k (plain)", "s": "acc method - acc plain, 16k", "u": "acc plain 4k - acc method 16k",
+    "g": "acc gap - acc real, 16k", "f": "acc gap 4k - acc gap 16k", "h": "acc natural - acc start-far 16k",
+    "r": "loss 12k-16k - loss 4k-8k (plain)", "k": "loss method 12k-16k - plain 4k-8k",
+    "b": "loss plain - loss method, 12k-16k",
+}  # fmt: skip
+
+
+def differences_figure(study: Any) -> Figure:
+    """The differences behind LC1-LC7's verdicts, as their registered rules read them: each statistic with
+    its 95% interval (paired where the rule pairs samples or windows) beside the rule's margin (dotted: δ for
+    accuracies, ε for the loss), one row per statistic, its claim and verdict in the label. A statistic the
+    study has not computed yet is left out."""
+    from tempo_lab.long_context.evidence import CLAIMS
+
+    rows = []
+    for claim in CLAIMS:
+        values = claim.measure(study, {}).values
+        verdict = claim.rule(values)
+        for name, words in STATISTICS.items():
+            v, lo, hi = (values.get(k, math.nan) for k in (name, f"{name}_lo", f"{name}_hi"))
+            if all(math.isfinite(x) for x in (v, lo, hi)):
+                rows.append((claim.key, name, words, v, lo, hi, verdict, claim.key.startswith("LC6")))
+    if not rows:
+        raise ValueError("the study holds no statistic of the long-context rules yet")
+    panels = [(False, DELTA, "accuracy", "Passkey"), (True, EPSILON, "nats", "Loss")]
+    panels = [p for p in panels if any(r[-1] == p[0] for r in rows)]
+    sizes = [sum(r[-1] == p[0] for r in rows) for p in panels]
+    fig = plots.figure(10, 1.2 * len(panels) + 0.38 * len(rows))
+    axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=sizes)[:, 0]
+    for ax, (loss, margin, unit, what) in zip(axes, panels, strict=True):
+        part = list(reversed([r for r in rows if r[-1] == loss]))
+        for y, (_, _, _, v, lo, hi, verdict, _) in enumerate(part):
+            ax.errorbar([v], [y], xerr=[[v - lo], [hi - v]], fmt="o", capsize=3,
+                        color=VERDICT_COLOURS[verdict])
+        ax.set_yticks(range(len(part)), [f"{r[0]} {r[1]} = {r[2]}: {r[6]}" for r in part])
+        for x in (-margin, margin):
+            ax.axvline(x, color="#999999", linestyle=":")
+        ax.axvline(0, color="#000000", linewidth=0.8)
+        ax.set_ylim(-0.6, len(part) - 0.4)
+        ax.set_xlabel(f"difference ({unit}); dotted: the margin ±{margin:g}")
+        ax.set_ylabel("claim, statistic: verdict")
+        ax.set_title(f"{what}: each statistic's 95% interval against the rule's margin")
+    fig.suptitle("The differences behind the long-context verdicts")
     return fig
 
 

@@ -18,8 +18,6 @@ Contents:
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import torch
@@ -175,26 +173,29 @@ def shift_view(models: dict[str, CharLM], text: str) -> View:
 
 
 def factor_figure(table: pd.DataFrame, tolerance: float = 0.05) -> Figure:
-    """Mean bits per byte (± std over the seeds) against the length, in multiples of the trained one, per
-    method and TPI model; the dotted line is the plain model's 1x score plus ``tolerance``."""
+    """Left: mean bits per byte (± std over the seeds) against the length, in multiples of the trained one,
+    per method and TPI model. Right: each one's bits per byte over its own 1x score, what the verdicts
+    compare with ``1 + tolerance`` (the dotted line)."""
     every = lengths.every_layer(table)
-    fig, ax = plots.figure_with_axes(8, 4.2)
+    fig = plots.figure(12, 4.2)
+    left, right = fig.subplots(1, 2)
     for model, part in every.groupby("model", sort=False):
         stats = part.groupby("factor").bpc.agg(["mean", "std"])
-        ax.errorbar(stats.index, stats["mean"], yerr=stats["std"], marker="o", capsize=3, label=model,
-                    color=COLOURS.get(model), linestyle="--" if model.startswith("tpi") else "-")  # fmt: skip
-    plain = every[(every.model == "plain") & (every.factor == 1)].bpc.mean()
-    if not math.isnan(plain):
-        ax.axhline(
-            plain * (1 + tolerance), color="#999999", linestyle=":", label=f"plain at 1x + {tolerance:.0%}"
-        )
-    ax.set_xscale("log", base=2)
+        style = {"color": COLOURS.get(model), "linestyle": "--" if model.startswith("tpi") else "-"}
+        left.errorbar(stats.index, stats["mean"], yerr=stats["std"], marker="o", capsize=3, label=model,
+                      **style)
+        if 1 in stats.index:
+            right.plot(stats.index, stats["mean"] / stats.loc[1, "mean"], marker="o", label=model, **style)
+    right.axhline(1 + tolerance, color="#999999", linestyle=":", label=f"its own 1x + {tolerance:.0%}")
     factors = sorted(set(every.factor))
-    ax.set_xticks(factors, [f"{f:g}x\n{round(f * every.trained.iloc[0])}" for f in factors])
-    ax.set_xlabel("sequence length (x trained length, bytes)")
-    ax.set_ylabel("bits per byte (validation)")
-    ax.set_title("Char-LMs past their trained length, by method (mean ± std over seeds)")
-    ax.legend(fontsize=8, ncol=2)
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(factors, [f"{f:g}x\n{round(f * every.trained.iloc[0])}" for f in factors])
+        ax.set_xlabel("sequence length (x trained length, bytes)")
+    left.set(ylabel="bits per byte (validation)", title="Bits per byte (mean ± std over seeds)")
+    right.set(ylabel="bits per byte / its own 1x", title="Against its own trained length")
+    plots.legend_outside(right, ncols=1)
+    fig.suptitle("Char-LMs past their trained length, by method")
     return fig
 
 
@@ -213,28 +214,21 @@ def layer_figure(table: pd.DataFrame) -> Figure:
     for i, name in enumerate(methods):
         stats = sweep[sweep.method == name].groupby("layer").bpc.agg(["mean", "std"])
         x = np.arange(len(layers)) + (i - (len(methods) - 1) / 2) * width
-        ax.bar(
-            x,
-            stats["mean"],
-            width,
-            yerr=stats["std"],
-            capsize=3,
-            color=COLOURS.get(name),
-            label=f"{name}, one layer",
-        )
+        ax.errorbar(x, stats["mean"], yerr=stats["std"], fmt="o", capsize=3, color=COLOURS.get(name),
+                    label=f"{name}, one layer")  # points, not bars: the axis need not start at 0
         every = rope[(rope.layer == -1) & (rope.method == name) & (rope.factor == factor)].bpc.mean()
         ax.axhline(every, color=COLOURS.get(name), linestyle="--", label=f"{name}, every layer")
     plain = rope[(rope.layer == -1) & (rope.method == "plain") & (rope.factor == factor)].bpc.mean()
     ax.axhline(plain, color=COLOURS["plain"], linestyle=":", label="plain")
     lowest = min(sweep.bpc.min(), rope[rope.layer == -1].bpc.min())
-    ax.set_ylim(bottom=0.9 * lowest)  # the differences, not the common floor
+    ax.set_ylim(bottom=0.9 * lowest)  # the differences, not the common floor (points: no bar is cut)
     ax.set_xticks(range(len(layers)), [f"layer {layer}" for layer in layers])
     ax.set_xlabel("the one layer the method rotates")
     ax.set_ylabel("bits per byte (validation)")
     ax.set_title(
         f"Where the rotation matters: each method in one layer only, at {factor:g}x the trained length"
     )
-    ax.legend(fontsize=8, ncol=3)
+    plots.legend_outside(ax)
     return fig
 
 

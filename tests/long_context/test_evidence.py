@@ -66,3 +66,22 @@ def test_bucket_loss_weighs_the_bins_by_their_tokens():
     far = bucket_loss(study, "plain", 12288, 16384)
     assert far.to_numpy() == pytest.approx(4.0 + 0.01 * np.arange(6))
     assert len(bucket_loss(study, "ntk", 0, 16384)) == 0
+
+
+def test_the_differences_figure_draws_each_computed_statistic_at_its_interval():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tempo_lab.long_context.display import STATISTICS, differences_figure
+
+    study = _study(acc16=0.0, se16=1.0)
+    fig = differences_figure(study)
+    passkey, loss = fig.axes
+    labels = [t.get_text() for t in passkey.get_yticklabels()]
+    assert "LC2 s = acc method - acc plain, 16k: confirmed" in labels
+    assert not any(label.startswith("LC3") for label in labels)  # not computed: left out, not drawn at NaN
+    values = CLAIMS[1].measure(study, {}).values  # LC2
+    row = len(labels) - 1 - labels.index("LC2 s = acc method - acc plain, 16k: confirmed")  # drawn bottom-up
+    drawn = [line for line in passkey.lines if list(line.get_ydata()) == [row]]
+    assert drawn[0].get_xdata()[0] == pytest.approx(values["s"])
+    assert {t.get_text().split(" = ")[0].split()[-1] for t in loss.get_yticklabels()} <= set(STATISTICS)

@@ -96,7 +96,8 @@ def test_notebook_runs_with_injected_parameters(runs, number):
 def test_figures_of_the_tiny_run_did_not_touch_the_committed_ones(runs):
     _, fig_dir, _ = runs
     # notebook 10 (b) draws the committed long-context study whatever the parameters: the same figure
-    from_committed = {"10_beyond_the_trained_context_passkey.png", "10_beyond_the_trained_context_long_loss.png"}
+    from_committed = {"10_beyond_the_trained_context_passkey.png", "10_beyond_the_trained_context_long_loss.png",
+                      "10_beyond_the_trained_context_differences.png"}
     for png in fig_dir.glob("*.png"):
         committed = ROOT / "figures" / png.name
         assert committed.exists(), f"{png.name} has no committed counterpart in figures/"

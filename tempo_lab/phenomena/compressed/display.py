@@ -49,12 +49,12 @@ def thought_paths(paths, title: str, ax: Axes | None = None) -> Figure:
                     0.96,
                     0.84,
                     color=cmap(0.15 + 0.75 * prob),
-                    ec="#1f77b4" if j == 0 else "white",
+                    ec=plots.BLUE if j == 0 else "white",
                     lw=1.5 if j == 0 else 0.5,
                 )
             )
             shown = repr(tok)[1:-1].replace(" ", "\u00b7")[:9]  # a leading space shown as a middle dot
-            ax.text(j + 0.48, y + 0.5, shown, ha="center", va="center", fontsize=7)
+            ax.text(j + 0.48, y + 0.5, shown, ha="center", va="center", fontsize=plots.SMALL)
     ax.set_xlim(0, width)
     ax.set_ylim(0, max(1, len(paths)))
     ax.set_yticks(
@@ -62,7 +62,7 @@ def thought_paths(paths, title: str, ax: Axes | None = None) -> Figure:
         [f"{p.candidate.token!r} {p.candidate.prob:.3f}" for p in paths],
         fontsize=8,
     )
-    ax.set_xticks([j + 0.48 for j in range(width)], [str(j) for j in range(width)], fontsize=7)
+    ax.set_xticks([j + 0.48 for j in range(width)], [str(j) for j in range(width)], fontsize=plots.SMALL)
     ax.set_xlabel(
         "path token (0 = the candidate; \u00b7 = space); shade = the model's probability of that token"
     )
@@ -149,9 +149,9 @@ def figure(table: pd.DataFrame) -> Figure:
     """Path agreement with gap 0 and repetition (degeneration) against the gap."""
     fig = plots.figure(9, 3.4)
     left, right = fig.subplots(1, 2)
-    sns.pointplot(table, x="gap", y="agreement", ax=left, color="#4c72b0", **CI)
+    sns.pointplot(table, x="gap", y="agreement", ax=left, color=plots.BLUE, native_scale=True, **CI)
     left.set(xlabel="gap", ylabel="share of path tokens as at gap 0", title="Agreement", ylim=(0, 1.05))
-    sns.pointplot(table, x="gap", y="repetition", ax=right, color="#dd8452", **CI)
+    sns.pointplot(table, x="gap", y="repetition", ax=right, color=plots.ORANGE, native_scale=True, **CI)
     right.set(xlabel="gap", ylabel="share of repeated tokens in a path", title="Degeneration")
     fig.suptitle(f"Compressed thoughts over {n_prompts(table)} prompts (95% CI)")
     return fig

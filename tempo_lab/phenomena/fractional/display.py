@@ -29,10 +29,10 @@ def position_sweep_plot(divergence: pd.DataFrame, curves: pd.DataFrame, natural:
     fig = plots.figure(11, 4.2)
     left, right = fig.subplots(1, 2)
     x = divergence["position"]
-    left.plot(x, divergence["tv_floor"], label="TV to floor(position)", color="#1f77b4")
-    left.plot(x, divergence["tv_ceil"], label="TV to ceil(position)", color="#ff7f0e")
+    left.plot(x, divergence["tv_floor"], label="TV to floor(position)", color=plots.BLUE)
+    left.plot(x, divergence["tv_ceil"], label="TV to ceil(position)", color=plots.ORANGE)
     left.plot(
-        x, divergence["tv_natural"], label=f"TV to natural position {natural:g}", color="#7f7f7f", ls="--"
+        x, divergence["tv_natural"], label=f"TV to natural position {natural:g}", color=plots.GREY, ls="--"
     )
     for p in sorted({float(v) for v in divergence["floor"]} | {float(v) for v in divergence["ceil"]}):
         left.axvline(p, color="#dddddd", lw=0.8, zorder=0)
@@ -67,9 +67,9 @@ def render(sweep: PositionSweep, position: float, top_k: int) -> Rendered:
     )
     fig, (ax,) = plots.live_figure(8, 3.6)
     x = np.arange(len(ids))
-    for k, (label, row, color) in enumerate([(f"position {lo:g}", p_lo, "#1f77b4"),
-                                             (f"position {position:g}", p, "#d62728"),
-                                             (f"position {hi:g}", p_hi, "#ff7f0e")]):  # fmt: skip
+    for k, (label, row, color) in enumerate([(f"position {lo:g}", p_lo, plots.BLUE),
+                                             (f"position {position:g}", p, plots.RED),
+                                             (f"position {hi:g}", p_hi, plots.ORANGE)]):  # fmt: skip
         ax.bar(x + (k - 1) * 0.27, [float(row[t]) for t in ids], 0.27, label=label, color=color)
     ax.set_xticks(x, [token_label(t) for t in tokens])
     ax.set_xlabel("next token (top-k at the chosen position)")
@@ -118,7 +118,7 @@ def figure(table: pd.DataFrame) -> Figure:
     )
     fig = plots.figure(6, 3.4)
     ax = fig.subplots()
-    sns.barplot(long, x="pair", y="tv", ax=ax, color="#4c72b0", **CI)
+    sns.barplot(long, x="pair", y="tv", ax=ax, color=plots.BLUE, **CI)
     ax.set(xlabel="positions compared (last prompt token)", ylabel="total variation",
            title=f"A half-step position over {n_prompts(table)} prompts (95% CI)")  # fmt: skip
     return fig

@@ -32,10 +32,10 @@ from tempo_lab.plots import CI, n_prompts
 from tempo_lab.views import Control, Rendered, View, live_view
 
 STRATEGY_STYLE: dict[str, dict] = {
-    "default_no_cache": {"color": "#d62728", "marker": "o", "linestyle": "-"},
-    "default_cache": {"color": "#1f77b4", "marker": "s", "linestyle": "--"},
-    "ones_2d": {"color": "#9467bd", "marker": "^", "linestyle": ":"},
-    "additive_4d": {"color": "#2ca02c", "marker": "x", "linestyle": "-."},
+    "default_no_cache": {"color": plots.RED, "marker": "o", "linestyle": "-"},
+    "default_cache": {"color": plots.BLUE, "marker": "s", "linestyle": "--"},
+    "ones_2d": {"color": plots.PURPLE, "marker": "^", "linestyle": ":"},
+    "additive_4d": {"color": plots.GREEN, "marker": "x", "linestyle": "-."},
 }
 
 # --- tables ---
@@ -86,7 +86,7 @@ def layer_mass_heatmaps(probe: GapProbe) -> Figure:
         rows = probe.frame[probe.frame["strategy"] == strategy]
         data = np.stack(list(rows["layer_mass"])).T  # (layers, gaps)
         im = ax.imshow(data, aspect="auto", vmin=0, vmax=1, cmap="viridis", origin="lower")
-        ax.set_xticks(range(len(rows)), [f"{g:g}" for g in rows["gap"]], fontsize=7)
+        ax.set_xticks(range(len(rows)), [f"{g:g}" for g in rows["gap"]], fontsize=plots.SMALL)
         ax.set_title(strategy, fontsize=9)
         ax.set_xlabel("gap")
     axes[0].set_ylabel("layer")
@@ -186,7 +186,8 @@ def figure(table: pd.DataFrame) -> Figure:
     """Attention mass of the token after the gap on the prompt, per gap and mask strategy."""
     fig = plots.figure(7, 3.6)
     ax = fig.subplots()
-    sns.pointplot(table, x="gap", y="prompt_mass", hue="strategy", ax=ax, dodge=0.2, **CI)
+    sns.pointplot(table, x="gap", y="prompt_mass", hue="strategy", ax=ax, dodge=0.1, native_scale=True, **CI)
     ax.set(xlabel="gap (positions skipped)", ylabel="attention on the prompt (mean over layers, heads)",
            title=f"Gap dropout over {n_prompts(table)} prompts (95% CI)", ylim=(-0.02, 1.02))  # fmt: skip
+    plots.legend_outside(ax, title="strategy")
     return fig

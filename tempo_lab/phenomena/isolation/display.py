@@ -18,15 +18,18 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 
 from tempo_lab import masks, plots
 from tempo_lab.phenomena.isolation.probe import NAME, TITLE, ModePair
+from tempo_lab.phenomena.isolation.study import SAME_ATTENTION, relative_later
 from tempo_lab.phenomena.tempo_sets.display import render as render_run
 from tempo_lab.plots import CI
+from tempo_lab.stats import t_interval
 from tempo_lab.summaries import set_spans
 from tempo_lab.views import Control, View
 
-MODE_COLOR = {"isolated": "#1f77b4", "visible": "#ff7f0e"}
+MODE_COLOR = {"isolated": plots.BLUE, "visible": plots.ORANGE}
 
 
 def mode_maps(iso, vis, tokens: Sequence[str], spans, title: str) -> Figure:
@@ -60,7 +63,7 @@ def mode_mass_bars(table: pd.DataFrame, ax: Axes | None = None) -> Figure:
         x,
         [f"{s}: {t}" for s, t in zip(table["step"], table["tokens"], strict=True)],
         rotation=60,
-        fontsize=7,
+        fontsize=plots.SMALL,
         ha="right",
     )
     ax.set_xlabel("parallel set (step: members)")
@@ -97,12 +100,32 @@ def view(pairs: Mapping[float, ModePair]) -> View:
 
 
 def figure(table: pd.DataFrame) -> Figure:
-    """Later tokens' attention on parallel sets in each intra-set mode, per prompt kind."""
-    fig = plots.figure(9, 3.6)
-    ax = fig.subplots()
-    sns.barplot(table, x="kind", y="later_mass", hue="mode", ax=ax, **CI)
-    ax.set(xlabel="prompt kind", ylabel="later attention on a parallel set",
-           title=f"Isolated vs visible sets over {table.dropna(subset=['later_mass'])['prompt'].nunique()} "
-                 "prompts with parallel sets (95% CI)")  # fmt: skip
-    ax.tick_params(axis="x", rotation=30)
+    """Left: later tokens' attention on parallel sets in each intra-set mode, per prompt kind (95% bootstrap
+    CI). Right: what claim 04.later's verdict rests on, the paired relative change per prompt (isolated
+    against visible), its mean with the 95% and 90% t-intervals, and the equivalence margin."""
+    fig = plots.figure(12, 3.8)
+    left, right = fig.subplots(1, 2, width_ratios=(2.2, 1))
+    sns.barplot(table, x="kind", y="later_mass", hue="mode", ax=left, palette=MODE_COLOR, **CI)
+    left.set(xlabel="prompt kind", ylabel="later attention on a parallel set",
+             title=f"Both modes over {table.dropna(subset=['later_mass'])['prompt'].nunique()} prompts "
+                   "with parallel sets (95% CI)")  # fmt: skip
+    left.tick_params(axis="x", rotation=30)
+    plots.legend_outside(left, title="mode")
+    change = relative_later(table).to_numpy()
+    right.axvspan(-SAME_ATTENTION, SAME_ATTENTION, color=plots.GREY, alpha=0.2,
+                  label=f"equivalence margin ±{SAME_ATTENTION:.0%}")  # fmt: skip
+    jitter = np.random.default_rng(0).uniform(-0.25, 0.25, len(change))
+    right.scatter(change, jitter, s=8, color=plots.GREY, alpha=0.6, label=f"one prompt ({len(change)})")
+    if len(change) >= 2:
+        mean, lo, hi = t_interval(change)
+        _, lo90, hi90 = t_interval(change, level=0.90)
+        right.errorbar([mean], [0], xerr=[[mean - lo], [hi - mean]], fmt="o", color=plots.BLUE, capsize=6,
+                       lw=1.5, zorder=3, label=f"mean {mean:+.1%}, 95% t-interval [{lo:+.1%}, {hi:+.1%}]")
+        right.plot([lo90, hi90], [0, 0], color=plots.BLUE, lw=5, alpha=0.6, zorder=3,
+                   label=f"90% t-interval (TOST) [{lo90:+.1%}, {hi90:+.1%}]")  # fmt: skip
+    right.axvline(0, color="#000000", lw=0.8)
+    right.set(xlabel="(isolated - visible) / visible, per prompt", ylabel="prompts (jittered)", yticks=[],
+              ylim=(-0.5, 0.5), title="The paired change behind the verdict")  # fmt: skip
+    right.xaxis.set_major_formatter(PercentFormatter(1.0))
+    right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), fontsize=plots.SMALL)
     return fig

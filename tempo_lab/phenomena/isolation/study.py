@@ -89,11 +89,17 @@ def _identical(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
     )
 
 
-def _relative_later(study: Any) -> pd.Series:
-    """Per prompt with sets in both modes: (isolated - visible) / visible later-token attention on sets."""
-    iso, vis = _paired(study)
+def relative_later(table: pd.DataFrame) -> pd.Series:
+    """Per prompt with sets in both modes (the study's ``isolation`` table): (isolated - visible) / visible
+    later-token attention on the sets; indexed by prompt. The statistic of claim 04.later."""
+    iso = table[table["mode"] == "isolated"].set_index("prompt")
+    vis = table[table["mode"] == "visible"].set_index("prompt").loc[iso.index]
     both = iso.later_mass.notna() & vis.later_mass.notna() & (vis.later_mass > 0)
     return (iso.later_mass[both] - vis.later_mass[both]) / vis.later_mass[both]
+
+
+def _relative_later(study: Any) -> pd.Series:
+    return relative_later(study.table(NAME))
 
 
 def _later(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:

@@ -36,7 +36,7 @@ def recovery_figure(locs: Mapping[str, Localisation], title: str) -> Figure:
         ylabel="share of the effect restored",
         title=title,
     )
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=plots.SMALL)
     return fig
 
 
@@ -49,8 +49,8 @@ def heads_figure(loc: Localisation, title: str) -> Figure:
     data = table.to_numpy(dtype=float)
     lim = max(1e-9, float(np.nanmax(np.abs(data))))
     im = ax.imshow(data, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, origin="lower")
-    ax.set_xticks(range(table.shape[1]), [str(h) for h in table.columns], fontsize=7)
-    ax.set_yticks(range(table.shape[0]), [str(v) for v in table.index], fontsize=6)
+    ax.set_xticks(range(table.shape[1]), [str(h) for h in table.columns], fontsize=plots.SMALL)
+    ax.set_yticks(range(table.shape[0]), [str(v) for v in table.index], fontsize=plots.SMALL)
     ax.set(xlabel="head", ylabel="layer", title=title)
     fig.colorbar(im, ax=ax, label="share of the effect restored")
     return fig
@@ -65,13 +65,13 @@ def bands_figure(locs: Mapping[str, Localisation], title: str) -> Figure:
         if loc.bands is not None:
             ax.plot(loc.bands.band, loc.bands.share, marker="o", ms=3, label=label)
     ticks = list(range(0, len(first.bands), max(1, len(first.bands) // 8)))
-    ax.set_xticks(ticks, [f"{b}\n{first.bands.wavelength.iloc[b]:.0f}" for b in ticks], fontsize=7)
+    ax.set_xticks(ticks, [f"{b}\n{first.bands.wavelength.iloc[b]:.0f}" for b in ticks], fontsize=plots.SMALL)
     ax.set(
         xlabel="rotary band (0 = highest frequency) / wavelength in tokens",
         ylabel="share of the one-band effects",
         title=title,
     )
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=plots.SMALL)
     return fig
 
 
@@ -84,7 +84,7 @@ def gradient_figure(locs: Mapping[str, Localisation], title: str) -> Figure:
             ax.bar(loc.gradient.layer + k * width, loc.gradient.gradient, width=width, label=label)
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set(xlabel="layer", ylabel=f"d {next(iter(locs.values())).metric} / d position", title=title)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=plots.SMALL)
     return fig
 
 
@@ -98,14 +98,14 @@ def collapse_figure(collapse: BandCollapse, title: str) -> Figure:
     ax.set_xticks(
         x,
         [f"{b}\n{w:.0f}" for b, w in zip(collapse.frame.bands, collapse.frame.wavelength, strict=True)],
-        fontsize=7,
+        fontsize=plots.SMALL,
     )
     ax.set(
         xlabel="band(s) without positions / shortest wavelength in tokens",
         ylabel="share over the bands",
         title=title,
     )
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=plots.SMALL)
     return fig
 
 
@@ -188,7 +188,7 @@ def figure(table: pd.DataFrame) -> Figure:
         ylabel="share of the TV restored",
         title="Where the effect is written in",
     )
-    left.legend(fontsize=7)
+    left.legend(fontsize=plots.SMALL)
     for g in sorted(table[table.measure == "band_tv"].gap.unique()):
         s = shares(table, "band_tv", g)
         middle.plot(s.columns, s.mean(), marker="o", ms=3, label=f"gap {g:g}")
@@ -197,7 +197,7 @@ def figure(table: pd.DataFrame) -> Figure:
         ylabel="share of the band TVs",
         title="Which bands carry the move",
     )
-    middle.legend(fontsize=7)
+    middle.legend(fontsize=plots.SMALL)
     for name, colour, label in (
         ("prev_drop", "C3", "previous-token score drop"),
         ("prev_tv", "C0", "next-token TV"),
@@ -209,6 +209,6 @@ def figure(table: pd.DataFrame) -> Figure:
         ylabel="share over the groups",
         title="Previous-token heads vs the prediction",
     )
-    right.legend(fontsize=7)
+    right.legend(fontsize=plots.SMALL)
     fig.suptitle(f"Where position acts, over {n_prompts(table)} prompts (95% CI)")
     return fig

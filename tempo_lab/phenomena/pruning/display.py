@@ -26,12 +26,12 @@ def pruning_shares(result: ParallelResult, threshold: float, title: str, ax: Axe
     x, ticks, labels = 0.0, [], []
     for k, s in sets:
         for token, share, cut in zip(s.tokens, s.attention_scores, s.pruned, strict=True):
-            ax.bar(x, share, color="#d62728" if cut else "#1f77b4", hatch="//" if cut else None)
+            ax.bar(x, share, color=plots.RED if cut else plots.BLUE, hatch="//" if cut else None)
             ticks.append(x)
             labels.append(f"{k}: {token_label(token)}")
             x += 1
         x += 0.5  # a gap between sets
-    ax.set_xticks(ticks, labels, rotation=60, ha="right", fontsize=7)
+    ax.set_xticks(ticks, labels, rotation=60, ha="right", fontsize=plots.SMALL)
     ax.axhline(threshold, color="k", ls=":", lw=1, label=f"pruning threshold {threshold:g}")
     ax.set_xlabel("parallel set (step: member)")
     ax.set_ylabel("share of the next steps' attention")

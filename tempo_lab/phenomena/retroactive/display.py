@@ -97,7 +97,7 @@ def render(
             right.plot(xs, ys, marker=".", ms=3, label=label)
         right.axvline(gap, color="k", lw=0.8, ls=":")
         right.set(xlabel="gap (positions after the prompt)", ylabel="probability", title=title)
-        right.legend(fontsize=7)
+        right.legend(fontsize=plots.SMALL)
         return fig
 
     keep = kept or plots.LiveFigure()
@@ -184,10 +184,10 @@ def figure(table: pd.DataFrame) -> Figure:
     """TV against gap 0 and top-1 stability of the greedy next token re-placed at each gap."""
     fig = plots.figure(9, 3.4)
     left, right = fig.subplots(1, 2)
-    sns.pointplot(table, x="gap", y="tv", ax=left, color="#c44e52", **CI)
+    sns.pointplot(table, x="gap", y="tv", ax=left, color=plots.RED, native_scale=True, **CI)
     left.set(xlabel="gap", ylabel="total variation vs gap 0", title="Distribution shift")
     sns.pointplot(table.assign(same=table["top1_same"].astype(float)), x="gap", y="same", ax=right,
-                  color="#55a868", **CI)  # fmt: skip
+                  color=plots.GREEN, native_scale=True, **CI)  # fmt: skip
     right.set(xlabel="gap", ylabel="share with the gap-0 top token", title="Top-1 stability", ylim=(0, 1.05))
     fig.suptitle(f"Retroactive re-positioning over {n_prompts(table)} prompts (95% CI)")
     return fig

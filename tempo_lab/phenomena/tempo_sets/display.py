@@ -105,10 +105,11 @@ def figure(table: pd.DataFrame) -> Figure:
     """Mean TEMPO set size against the threshold, per prompt kind."""
     fig = plots.figure(8, 3.6)
     ax = fig.subplots()
-    sns.pointplot(table, x="threshold", y="mean_set_size", hue="kind", ax=ax, dodge=0.4, **CI)
+    sns.pointplot(table, x="threshold", y="mean_set_size", hue="kind", ax=ax, dodge=0.15, native_scale=True,
+                  **CI)
     ax.set(xlabel="selection threshold", ylabel="mean set size",
            title=f"TEMPO set sizes over {n_prompts(table)} prompts (95% CI)")  # fmt: skip
-    ax.legend(fontsize=7, ncols=3, title="kind")
+    plots.legend_outside(ax, title="prompt kind")
     return fig
 
 
