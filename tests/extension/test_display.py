@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from tempo_lab import plots
 from tempo_lab.extension import RopeScaling, display
 from tempo_lab.extension.angles import band_angles
 from tempo_lab.tpi import display as tpi_display
@@ -34,15 +35,17 @@ def table() -> pd.DataFrame:
 
 def test_the_figures_are_titled_labelled_and_drawn_from_the_table():
     fig = tpi_display.factor_figure(table())
-    ax = fig.axes[0]
-    assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
-    assert set(ax.get_legend_handles_labels()[1]) == {"plain", "pi", "tpi", "plain at 1x + 5%"}
+    ax, own = fig.axes
+    assert plots.figure_problems(fig) == []
+    assert set(own.get_legend_handles_labels()[1]) == {"plain", "pi", "tpi", "its own 1x + 5%"}
     curves = {c.get_label(): c.lines[0] for c in ax.containers}
     assert list(curves["plain"].get_ydata()) == pytest.approx([3.05, 4.05])  # the mean over the two seeds
     assert list(curves["pi"].get_ydata()) == pytest.approx([2.05, 2.05])
+    ratios = {line.get_label(): list(line.get_ydata()) for line in own.lines}
+    assert ratios["plain"] == pytest.approx([1.0, 4.05 / 3.05])  # each over its own 1x, as the verdicts read
     fig = tpi_display.layer_figure(table())
-    bars = [p.get_height() for p in fig.axes[0].patches]
-    assert bars == pytest.approx([3.0, 4.0]) and fig.axes[0].get_title()
+    points = [float(c.lines[0].get_ydata()[i]) for c in fig.axes[0].containers for i in range(2)]
+    assert points == pytest.approx([3.0, 4.0]) and plots.figure_problems(fig) == []
     with pytest.raises(ValueError, match="no per-layer sweep"):
         tpi_display.layer_figure(table().query("layer == -1"))
 
@@ -52,7 +55,8 @@ def test_the_band_figure_has_a_row_per_method():
     angles = band_angles(lm, 64, {"plain": None, "pi": RopeScaling.linear(4)})
     fig = display.angles_figure(angles, "bands")
     top = fig.axes[0]
-    assert [t.get_text() for t in top.get_yticklabels()] == ["plain", "pi"] and top.get_title() == "bands"
+    assert [t.get_text() for t in top.get_yticklabels()] == ["plain", "pi"] and fig.get_suptitle() == "bands"
+    assert plots.figure_problems(fig) == []
 
 
 def test_the_live_view_reports_the_char_lms_own_bits_per_byte():
