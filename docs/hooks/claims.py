@@ -9,10 +9,13 @@ claims, or whose prefixes match none, fails the build.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
+
+import nbformat
+
+from tempo_lab.notebook import read_key_numbers
 
 MARKER = re.compile(r"<!-- claims: (?P<notebook>\d\d) (?P<prefixes>[^>]*?) -->")
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,15 +23,12 @@ COLUMNS = ("claim", "source", "statistic", "at scale", "verdict", "rule")
 
 
 def _record(number: str) -> list[dict[str, str]]:
-    """The ``decided`` list of notebook ``number``'s key numbers (the cell tagged ``key-numbers``)."""
+    """The ``decided`` list of notebook ``number``'s key numbers (``notebook.read_key_numbers``)."""
     path = next((ROOT / "notebooks").glob(f"{number}_*.ipynb"))
-    for cell in json.loads(path.read_text())["cells"]:
-        if "key-numbers" in cell.get("metadata", {}).get("tags", []):
-            text = "".join("".join(o.get("text", "")) for o in cell.get("outputs", []))
-            decided = json.loads(text).get("decided")
-            if decided:
-                return decided
-    raise ValueError(f"{path.name} records no decided claims in its key numbers")
+    decided = read_key_numbers(nbformat.read(path, as_version=4)).get("decided")
+    if not decided:
+        raise ValueError(f"{path.name} records no decided claims in its key numbers")
+    return decided
 
 
 def _cell(text: Any) -> str:

@@ -58,10 +58,14 @@ def single_rows(lm: LoadedModel, i: int, ids: torch.Tensor, cond: Conditions) ->
 # --- the claims ---
 
 
-def _paired(study: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
-    table = study.table(NAME)
+def _modes(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The isolated and the visible rows of the study's ``isolation`` table, indexed by prompt, aligned."""
     iso = table[table["mode"] == "isolated"].set_index("prompt")
     return iso, table[table["mode"] == "visible"].set_index("prompt").loc[iso.index]
+
+
+def _paired(study: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return _modes(study.table(NAME))
 
 
 def _with_sets(study: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -92,8 +96,7 @@ def _identical(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
 def relative_later(table: pd.DataFrame) -> pd.Series:
     """Per prompt with sets in both modes (the study's ``isolation`` table): (isolated - visible) / visible
     later-token attention on the sets; indexed by prompt. The statistic of claim 04.later."""
-    iso = table[table["mode"] == "isolated"].set_index("prompt")
-    vis = table[table["mode"] == "visible"].set_index("prompt").loc[iso.index]
+    iso, vis = _modes(table)
     both = iso.later_mass.notna() & vis.later_mass.notna() & (vis.later_mass > 0)
     return (iso.later_mass[both] - vis.later_mass[both]) / vis.later_mass[both]
 
