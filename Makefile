@@ -13,6 +13,8 @@ SMOKE  := build/wheel-venv
 # Where `make test` re-executes copies of the notebooks (nbval), so that their figures do not land in figures/.
 NBVAL  := build/nbval
 ARGS   ?=
+# pytest-xdist workers for make test (the project's machines have 2 cores); tests/conftest.py groups the tests.
+WORKERS ?= 2
 # Seconds nbval lets one cell or a kernel's start-up take: only a hang reaches it (tests/helpers.py HANG_S).
 HANG   := 1200
 
@@ -50,7 +52,7 @@ test-steps: setup
 	$(VENV)/bin/ruff check tempo_lab tests benchmarks tools docs/hooks
 	$(MAKE) --no-print-directory docs
 	rm -rf $(NBVAL) && mkdir -p $(NBVAL)/figures && cp -r notebooks $(NBVAL)/notebooks && ln -s ../../results $(NBVAL)/results
-	$(PY) -m pytest tests $(NBVAL)/notebooks --nbval --nbval-current-env \
+	$(PY) -m pytest -n $(WORKERS) --dist loadscope tests $(NBVAL)/notebooks --nbval --nbval-current-env \
 		--nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=$(HANG) \
 		--nbval-kernel-startup-timeout=$(HANG) --durations=25 $(ARGS)
 	$(MAKE) --no-print-directory wheel-smoke

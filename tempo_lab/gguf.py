@@ -4,7 +4,9 @@ A GGUF file is de-quantised (every tensor and the tokenizer) into a plain float3
 time it is loaded, and later loads read that folder. The folder is keyed by the file's SHA-256, so a changed
 file is converted again and a renamed or copied one is not; hashes are remembered per path, size and
 modification time, so a cached load does not read the file again. Conversion writes into a temporary sibling
-folder and renames it into place: an interrupted conversion leaves nothing half-written.
+folder and renames it into place: an interrupted conversion leaves nothing half-written. Processes that
+load the same file at once (two notebooks, two test workers) take turns on a lock file beside the folder, so
+the file is converted once and no process reads a folder another is replacing.
 
 Contents: :func:`converted_dir` (what :func:`tempo_lab.load_model` uses for ``*.gguf`` paths and the bundled
 models), :func:`check_gguf` (the file's architecture and integrity, before any conversion),
@@ -13,6 +15,7 @@ models), :func:`check_gguf` (the file's architecture and integrity, before any c
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -104,9 +107,14 @@ def converted_dir(path: str | Path, name: str | None = None, progress: bool = Tr
         raise FileNotFoundError(f"no GGUF file at {str(path)!r}")
     sha = file_sha256(path, progress)
     target = cache_dir() / "gguf" / f"{name or path.stem}.{sha[:16]}"
-    if not (target / "config.json").is_file():
-        check_gguf(path)
-        convert(path, target, progress)
+    if (target / "config.json").is_file():
+        return target
+    check_gguf(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f"{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process converting the same file: wait for it, then reuse
+        if not (target / "config.json").is_file():
+            convert(path, target, progress)
     return target
 
 

@@ -11,6 +11,12 @@ nbval, and those marked ``cpu_only``) are skipped there, saying why.
 ``bundled``: the bundled SmolLM2-135M-Instruct, loaded once per session (converted and cached on first use).
 ``gemma``: the bundled Gemma 3 270M, the same way.
 Tests must leave these models as they found them (eval mode, same attention implementation, no hooks).
+
+``make test`` runs the suite on two pytest-xdist workers (``-n 2 --dist loadscope``). A worker takes whole
+groups (:func:`pytest_xdist_make_scheduler`): one test file or notebook each (module fixtures are built
+once, nbval runs a notebook's cells in order in one kernel), and :data:`SHARED_GROUPS` puts files that share
+an expensive session fixture on one worker. Each worker gets its share of the cores, for torch and for the
+kernels and processes it starts.
 """
 
 from __future__ import annotations
@@ -28,6 +34,45 @@ from tempo_lab.models import LoadedModel, check_device
 from tempo_lab.tiny import tiny_random
 
 CPU_ONLY_MARKERS = ("cpu_only", "browser", "notebooks")
+
+# Files that share an expensive session fixture run on one worker: the first load of Gemma 3 converts it
+# (about 100 s on an empty cache; a second worker would wait for it), and the browser suite shares one
+# JupyterLab server and one Chromium. Keys are paths from the repository root, or a notebook's file name
+# (nbval runs copies).
+SHARED_GROUPS = {
+    "tests/test_gemma.py": "gemma",
+    "06_claims_at_scale.ipynb": "gemma",
+    "tests/browser/": "browser",
+}
+
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # a worker of make test's -n: its share of the cores
+    _threads = max(1, len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
+    torch.set_num_threads(_threads)
+
+
+def worker_group(path: str) -> str:
+    """The group a worker runs the tests of ``path`` (a test file or notebook, from the repository root) in:
+    its :data:`SHARED_GROUPS` entry, else the file itself."""
+    for key, group in SHARED_GROUPS.items():
+        if path.startswith(key) or path.rpartition("/")[2] == key:
+            return group
+    return path
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``--dist loadscope`` with :func:`worker_group` as the scope: xdist's scheduler for whole work units
+    (largest first), through its public hook. xdist's own ``loadgroup`` cannot be used here: it renames the
+    collected ids through an attribute that pytest 9 no longer reads."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid.split("::", 1)[0])
+
+    return FileGroups(config, log)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -99,7 +99,35 @@ def test_an_interrupted_conversion_leaves_nothing_half_written(cache, tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         gguf.converted_dir(path, progress=False)
     assert converted(cache) == []
-    assert [p.name for p in (cache / "gguf").iterdir()] == ["hashes.json"]
+    sha = gguf.file_sha256(path, progress=False)
+    assert sorted(p.name for p in (cache / "gguf").iterdir()) == ["hashes.json", f"m.{sha[:16]}.lock"]
+
+
+def test_two_loads_at_once_convert_the_file_once(cache, tmp_path, monkeypatch):
+    """A second load of the same file while the first converts it waits for the first (the lock file beside
+    the folder) and then reads its folder: one conversion, one folder."""
+    import threading
+
+    path = write_gguf(tmp_path / "m.gguf")
+    calls, second, returned = [], [], []
+
+    def load():
+        returned.append(gguf.converted_dir(path, progress=False))
+
+    def slow_convert(gguf_path, target, progress=True):
+        calls.append(target)
+        if len(calls) == 1:  # start the second load now, and give it time to reach the lock
+            second.append(threading.Thread(target=load))
+            second[0].start()
+            second[0].join(timeout=0.5)
+            assert second[0].is_alive()  # it waits for this conversion
+        target.mkdir(parents=True)
+        (target / "config.json").write_text("{}")
+
+    monkeypatch.setattr(gguf, "convert", slow_convert)
+    load()
+    second[0].join()
+    assert len(calls) == 1 and returned == [calls[0], calls[0]] and converted(cache) == [calls[0].name]
 
 
 @pytest.mark.bundled
