@@ -18,7 +18,7 @@ WORKERS ?= 2
 # Seconds nbval lets one cell or a kernel's start-up take: only a hang reaches it (tests/helpers.py HANG_S).
 HANG   := 1200
 
-.PHONY: setup run test test-steps unit docs lab explore bench notebooks lock drift wheel-smoke clean
+.PHONY: setup run test suite smoke-beside unit docs lab explore bench notebooks lock drift wheel-smoke clean
 
 $(STAMP): pyproject.toml Makefile $(LOCK) $(MODELS)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,31 +36,35 @@ run: setup
 	$(VENV)/bin/tempo-lab run $(ARGS)
 
 ## Lint, the docs site (strict), the whole test suite (unit, bundled model, notebooks via nbval + papermill,
-## browser), then the wheel;
-## the last line is its wall time, setup included (CI's budget: a fresh clone in about 20 minutes on the
-## slower CPU). Each notebook is executed once by nbval (default parameters), once by papermill (small
+## browser) on $(WORKERS) pytest-xdist workers, and beside them the wheel smoke test (its own venv: the two installs
+## each use one core); the last line is its wall time, setup included (CI's budget: a fresh clone in 20 minutes
+## on the slower CPU). Each notebook is executed once by nbval (default parameters), once by papermill (small
 ## parameters, tests/notebooks) and in part by the browser suite (its first view's cell alone).
 ## nbval re-executes the committed notebooks and compares their outputs (sanitized, widget cells ignored). It
 ## runs copies in $(NBVAL)/notebooks, beside a link to results/, so the figures they write go to
 ## $(NBVAL)/figures and figures/ stays as committed (another CPU's rounding changes a PNG's bytes); a failure
-## names the copy, notebooks/<same name> is the notebook to fix. The log lists the 25 slowest tests.
+## names the copy, notebooks/<same name> is the notebook to fix. The log lists the 25 slowest tests, then the
+## end of the wheel smoke test's log (all of it in build/wheel-smoke.log).
 test:
-	@start=$$(date +%s); rc=0; $(MAKE) --no-print-directory test-steps || rc=$$?; \
+	@start=$$(date +%s); rc=0; $(MAKE) --no-print-directory -j2 suite smoke-beside || rc=$$?; \
 	echo "=== make test: exit $$rc after $$(( $$(date +%s) - start )) s of wall time ==="; exit $$rc
 
-test-steps: setup
+suite: setup
 	$(VENV)/bin/ruff check tempo_lab tests benchmarks tools docs/hooks
 	$(MAKE) --no-print-directory docs
 	rm -rf $(NBVAL) && mkdir -p $(NBVAL)/figures && cp -r notebooks $(NBVAL)/notebooks && ln -s ../../results $(NBVAL)/results
 	$(PY) -m pytest -n $(WORKERS) --dist loadscope tests $(NBVAL)/notebooks --nbval --nbval-current-env \
 		--nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=$(HANG) \
 		--nbval-kernel-startup-timeout=$(HANG) --durations=25 $(ARGS)
-	$(MAKE) --no-print-directory wheel-smoke
 
-## The fast tests only: no bundled model, no notebook execution, no browser (about three minutes).
+smoke-beside:
+	@mkdir -p build; rc=0; $(MAKE) --no-print-directory wheel-smoke > build/wheel-smoke.log 2>&1 || rc=$$?; \
+	echo "=== make wheel-smoke: exit $$rc (build/wheel-smoke.log ends:) ==="; tail -n 10 build/wheel-smoke.log; exit $$rc
+
+## The fast tests only, on $(WORKERS) workers: no bundled model, no notebook execution, no browser (about 2.5 minutes).
 unit: setup
 	$(VENV)/bin/ruff check tempo_lab tests benchmarks tools docs/hooks
-	$(PY) -m pytest tests -m "not bundled and not gemma and not browser and not notebooks" $(ARGS)
+	$(PY) -m pytest -n $(WORKERS) --dist loadscope tests -m "not bundled and not gemma and not browser and not notebooks" $(ARGS)
 
 ## The documentation site (mkdocs-material, the API reference generated from the docstrings by mkdocstrings)
 ## into build/site, with --strict: a broken link, a page left out of the nav or an unresolved reference fails.
@@ -112,11 +116,14 @@ drift:
 	$(DRIFT)/bin/python -m pytest tests -m "not bundled and not gemma and not browser and not notebooks" -q -p no:cacheprovider
 
 ## Build the wheel, install it (not editable) into a clean venv from the lock, and use it from another folder.
-wheel-smoke: setup
-	rm -rf build/wheel $(SMOKE)
-	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w build/wheel .
+## It needs nothing from .venv: it builds from a copy of what the wheel holds, so make test runs it beside the
+## suite.
+wheel-smoke:
+	rm -rf build/wheel build/wheel-src $(SMOKE)
+	mkdir -p build/wheel-src && cp -r pyproject.toml README.md tempo_lab build/wheel-src/
 	python3 -m venv $(SMOKE)
-	$(SMOKE)/bin/python -m pip install -q "$$(grep -E '^pip==' $(LOCK))" $(TORCH)
+	$(SMOKE)/bin/python -m pip install -q "$$(grep -E '^pip==' $(LOCK))" "$$(grep -E '^setuptools==' $(LOCK))" $(TORCH)
+	$(SMOKE)/bin/python -m pip wheel -q --no-deps --no-build-isolation -w build/wheel build/wheel-src
 	$(SMOKE)/bin/python -m pip install -q -c $(LOCK) build/wheel/tempo_lab-*.whl
 	cd "$$(mktemp -d)" && $(CURDIR)/$(SMOKE)/bin/python $(CURDIR)/tools/wheel_smoke.py --checkout $(CURDIR)
 
