@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 
@@ -40,6 +41,22 @@ def float32_atol(scale: float, terms: int) -> float:
     random walk, so ``4 x EPS32 x scale x sqrt(terms)`` (four standard deviations). Real-model tests use this
     instead of a number a machine happened to give."""
     return 4 * EPS32 * scale * math.sqrt(terms)
+
+
+def real_atol(lm, expected) -> float:
+    """:func:`float32_atol` for values that a real float32 model (``lm``: SmolLM2, Gemma 3) computed, against
+    another computation of them or their committed copy: the scale is the larger of 1 and the largest finite
+    ``|expected|`` (logits, probabilities, a column of a results table), the terms the model's hidden size
+    times its layers (SmolLM2: 4 x eps x 131 x the scale: 6.3e-5 for probabilities, 1.7e-3 for logits up to
+    27; a wrong mask, position or slot moves them by 1e-2 or more)."""
+    if isinstance(expected, torch.Tensor):
+        values = expected.detach().double().cpu().numpy()
+    else:
+        values = np.asarray(expected, dtype=float)
+    finite = np.abs(values[np.isfinite(values)])
+    config = lm.model.config.get_text_config()
+    scale = max(1.0, float(finite.max())) if finite.size else 1.0
+    return float32_atol(scale, config.hidden_size * config.num_hidden_layers)
 
 
 #: Seconds a test waits for an event (a process writing its first parts, a kernel going idle, a page showing

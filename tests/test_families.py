@@ -26,7 +26,6 @@ from tests.helpers import assert_same
 
 SLIDING = {"mistral", "qwen2", "gemma2", "gemma3_text", "cohere2", "olmo3", "gpt_oss"}
 PROMPT = "Once upon a time"  # 16 byte tokens: four times the sliding window
-ATOL = 2e-5
 
 
 def build(family: str, **extra):

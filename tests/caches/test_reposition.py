@@ -13,11 +13,10 @@ from tempo_lab.families import ARCHITECTURES
 from tempo_lab.forward import DecodingCore
 from tempo_lab.layout import Layout
 from tempo_lab.tiny import MATRIX, tiny_random
-from tests.helpers import assert_same
+from tests.helpers import EXACT, assert_same
 
 ROTARY = [f for f in MATRIX if ARCHITECTURES[f].has_bands]
 PROMPT = "Once upon a time"  # 16 byte tokens
-ATOL = 1e-5
 
 
 def shift_of(n: int) -> torch.Tensor:
@@ -38,7 +37,7 @@ def layer0_keys_equal_a_recompute(lm) -> None:
     _, _, new = prefill(lm, p + shift_of(n))
     moved = reposition(lm, old.cache, shift_of(n))
     assert_same(moved.layers[0].keys, new.cache.layers[0].keys)
-    assert (old.cache.layers[0].keys - new.cache.layers[0].keys).abs().max() > 100 * ATOL  # it moved
+    assert (old.cache.layers[0].keys - new.cache.layers[0].keys).abs().max() > 100 * EXACT  # it moved
     torch.testing.assert_close(moved.layers[0].values, new.cache.layers[0].values, atol=0, rtol=0)
 
 

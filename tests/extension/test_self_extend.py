@@ -18,12 +18,11 @@ from tempo_lab.interventions import PositionEdit, intervene
 from tempo_lab.layout import Layout
 from tempo_lab.loaded import LoadedModel
 from tempo_lab.tiny import MATRIX, tiny_random
-from tests.helpers import assert_same
+from tests.helpers import EXACT, assert_same
 from tests.interventions.reference import hand_rotated
 
 PROMPT = "Once upon a time"  # 16 byte tokens
 WINDOW, GROUP = 4, 3
-ATOL = 1e-5
 
 
 def layout(n: int) -> torch.Tensor:
@@ -81,7 +80,7 @@ def test_self_extend_equals_the_two_matrix_reference(lm):
         got = forward(lm, ids, p[None])[0]
     assert_same(got, want)
     plain = forward(lm, ids, p[None])[0]
-    assert (got - plain).abs().max() > 100 * ATOL  # far pairs are grouped: the logits move
+    assert (got - plain).abs().max() > 100 * EXACT  # far pairs are grouped: the logits move
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 1024])

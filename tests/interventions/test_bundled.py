@@ -18,6 +18,7 @@ from tempo_lab.interventions import (
     position_gradients,
 )
 from tempo_lab.layout import Layout
+from tests.helpers import real_atol
 from tests.interventions.reference import layer_by_layer
 from tests.interventions.test_patching import _sites
 
@@ -36,10 +37,12 @@ def test_late_layers_moved_equal_the_layer_by_layer_forward_and_every_head_the_p
     per_layer[20:] += shift
     with intervene(bundled, PositionEdit(shift, layers=range(20, 30))):
         got = core.full(ids, Layout(positions))[0]
-    torch.testing.assert_close(got, layer_by_layer(bundled, ids, per_layer), atol=2e-4, rtol=0)
+    reference = layer_by_layer(bundled, ids, per_layer)
+    torch.testing.assert_close(got, reference, atol=real_atol(bundled, reference), rtol=0)
     with intervene(bundled, PositionEdit(shift, heads=list(range(9)))):
         heads = core.full(ids, Layout(positions))[0, -1]
-    torch.testing.assert_close(heads, core.full(ids, Layout(positions + shift))[0, -1], atol=2e-4, rtol=0)
+    shifted = core.full(ids, Layout(positions + shift))[0, -1]
+    torch.testing.assert_close(heads, shifted, atol=real_atol(bundled, shifted), rtol=0)
 
 
 def test_head_patching_and_a_position_gradient_against_their_independent_paths(bundled):
@@ -51,7 +54,8 @@ def test_head_patching_and_a_position_gradient_against_their_independent_paths(b
     assert result.frame.ran.sum() == 3 * 9  # the moved read-out slot only
     checked = result.frame[result.frame.ran | (result.frame.slot == n - 2)]  # and the slot before it
     naive = patch_naively(bundled, ids, clean, corrupt, metric, _sites(checked))
-    torch.testing.assert_close(torch.tensor(checked.metric.tolist()), torch.tensor(naive), atol=1e-4, rtol=0)
+    torch.testing.assert_close(torch.tensor(checked.metric.tolist()), torch.tensor(naive),
+                               atol=real_atol(bundled, naive), rtol=0)
     grads = position_gradients(bundled, ids, corrupt, metric)
     core = DecodingCore(bundled)
     for slot in (n - 1, n - 4):

@@ -25,7 +25,6 @@ from tests.test_families import FAMILIES, PROMPT, build
 
 ROTARY = sorted(f for f in FAMILIES if ARCHITECTURES[f].has_bands)
 LOCAL = ("llama", "qwen2", "gemma2", "gpt_neox")  # plain, grouped-query, soft-capped sliding, partial rotary
-ATOL = 2e-5
 
 
 def _layout(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,8 +44,8 @@ def _shift(n: int) -> torch.Tensor:
     return shift
 
 
-def _close(got: torch.Tensor, expected: torch.Tensor, atol: float = ATOL, msg: str = "") -> None:
-    """Equal to ``atol`` relative to the logits' scale (a tiny Cohere's logits are ~0.01)."""
+def _close(got: torch.Tensor, expected: torch.Tensor, msg: str = "") -> None:
+    """Equal to ``EXACT`` relative to the logits' scale (a tiny Cohere's logits are ~0.01)."""
     scale = float(expected.abs().max())
     assert_same(got / scale, expected / scale, msg=msg or None)
 
@@ -90,7 +89,7 @@ def test_every_unit_moved_equals_the_plainly_shifted_forward_and_no_unit_the_pla
             _close(core.full(ids, Layout(positions, mask)), shifted, msg=name)
     for name in everything:
         with intervene(lm, PositionEdit(shift, **{name: []})):
-            _close(core.full(ids, Layout(positions, mask)), plain, atol=1e-6, msg=name)
+            _close(core.full(ids, Layout(positions, mask)), plain, msg=name)
     assert lm.model.config._attn_implementation == "eager"
 
 
