@@ -50,6 +50,7 @@ from tempo_lab.corpus import load_corpus
 from tempo_lab.extension import self_extended
 from tempo_lab.forward import DecodingCore
 from tempo_lab.layout import Layout
+from tempo_lab.long_context.study import load_study_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from roofline import peak  # noqa: E402  (the measured matmul peak, one definition)
@@ -158,12 +159,8 @@ def _long_runs(lm, length: int) -> dict:
     return {"model": model, **{name: under(name) for name in LONG[1:]}}
 
 
-def _long_model():
-    return load_model("smollm2-135m", attn_implementation="sdpa")
-
-
 def long_memory_part(length: int, repeats: int, variant: str = "model") -> dict:
-    lm = _long_model()
+    lm = load_study_model("smollm2-135m")
     loaded = rss_bytes()
     start = time.perf_counter()
     _long_runs(lm, length)[variant]()
@@ -172,7 +169,7 @@ def long_memory_part(length: int, repeats: int, variant: str = "model") -> dict:
 
 
 def long_time_part(length: int, repeats: int) -> dict:
-    lm = _long_model()
+    lm = load_study_model("smollm2-135m")
     config = lm.model.config
     small = min(length, 2048)  # the linear layers' FLOPs grow with the tokens: counted at 2048, scaled
     with FlopCounterMode(display=False) as counter:

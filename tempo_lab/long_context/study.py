@@ -24,7 +24,7 @@ method that is the plain model at that length (every method inside the trained c
 took, so the study states its own CPU time.
 
 Contents: :class:`LongContextSpec`, :class:`Cell`, :class:`LongContextStudy`, :func:`run_long_context`,
-:func:`read_long_context`, :data:`TABLES`.
+:func:`read_long_context`, :func:`load_study_model`, :data:`TABLES`.
 """
 
 from __future__ import annotations
@@ -158,7 +158,10 @@ def _manifest(spec: LongContextSpec) -> dict:
     return {"study": "long_context", "spec": spec.header(), "plan": spec.plan(), "rules": rules}
 
 
-def _load(name: str) -> LoadedModel:
+def load_study_model(name: str) -> LoadedModel:
+    """The model ``name`` as the study (and its benchmark and tests) load it: float32 with SDPA attention,
+    whose causal path keeps a 16k forward small (eager attention holds a 16k x 16k score matrix per head, for
+    SmolLM2 about 9.7 GB a layer in float32)."""
     from tempo_lab.models import load_model
 
     return load_model(name, attn_implementation="sdpa")
@@ -177,7 +180,7 @@ def run_long_context(
     :func:`read_long_context` with ``allow_partial=True``. A folder of another spec is refused; one writer at
     a time; a new folder is claimed only once every model has loaded. ``load``: how a model name becomes a
     model (default: :func:`~tempo_lab.load_model`, with SDPA attention)."""
-    load = load or _load
+    load = load or load_study_model
     store = ResultsFolder(folder)
     store.check_writable()
     plan = spec.plan()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tempo_lab.long_context.study import read_long_context
+from tempo_lab.long_context.study import load_study_model, read_long_context
 
 pytestmark = pytest.mark.bundled
 pytest.importorskip("lm_eval")
@@ -23,9 +23,7 @@ def study():
 
 @pytest.fixture(scope="module")
 def lm():
-    from tempo_lab import load_model
-
-    return load_model(MODEL, attn_implementation="sdpa")
+    return load_study_model(MODEL)
 
 
 @pytest.mark.parametrize(("version", "length"), [("real", 4096), ("gap", 16384)])
