@@ -36,10 +36,13 @@ def prompt(gemma) -> str:
     raise AssertionError("the bundled prompts do not pass the window")
 
 
-def own_logits(lm, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """The model's own forward (default cache, native masks): logits ``(n, vocab)``."""
+def own_logits(lm, ids: torch.Tensor, pos: torch.Tensor, first: int) -> torch.Tensor:
+    """The model's own forward (default cache, native masks): the logits of rows ``first`` to the end,
+    ``(n - first, vocab)`` (its ``logits_to_keep``: the 262k-token head only where a test reads it)."""
+    keep = ids.shape[1] - first
     with torch.no_grad():
-        return lm.model(ids, position_ids=positions.as_model_positions(pos)).logits[0].float()
+        out = lm.model(ids, position_ids=positions.as_model_positions(pos), logits_to_keep=keep)
+    return out.logits[0].float()
 
 
 def test_the_prompt_passes_the_window_and_starts_with_bos(gemma, prompt):
@@ -53,12 +56,12 @@ def test_the_prompt_passes_the_window_and_starts_with_bos(gemma, prompt):
 def test_retroactive_integer_fractional_and_far_equal_the_models_own_forward(gemma, prompt):
     ids = gemma.encode(prompt)
     t = ids.shape[1]
-    token = int(own_logits(gemma, ids, positions.contiguous(t))[-1].argmax())
+    token = int(own_logits(gemma, ids, positions.contiguous(t), first=t - 1)[-1].argmax())
     gaps = [0, 3, 2.5, 700.25]
     res = RetroactivePositionGenerator(gemma).explore(prompt, gaps=gaps, token=token)
     seq = torch.cat([ids, torch.tensor([[token]])], 1)
     for i, g in enumerate(gaps):
-        expected = own_logits(gemma, seq, positions.appended(t, t + g))[-1]
+        expected = own_logits(gemma, seq, positions.appended(t, t + g), first=t)[-1]
         torch.testing.assert_close(res.logits[i], expected, atol=real_atol(gemma, expected), rtol=0,
                                    msg=f"gap {g}")
 
@@ -73,8 +76,8 @@ def test_compressed_paths_equal_the_models_own_forward(gemma, prompt):
         assert len(res.paths) >= 2
         for path in res.paths:
             seq = torch.cat([ids, torch.tensor([path.token_ids])], 1)
-            own = own_logits(gemma, seq, positions.with_gap(t, len(path.token_ids), gap))
-            expected = own[t - 1 : t - 1 + len(path.token_ids)]
+            own = own_logits(gemma, seq, positions.with_gap(t, len(path.token_ids), gap), first=t - 1)
+            expected = own[: len(path.token_ids)]
             torch.testing.assert_close(path.logits, expected, atol=real_atol(gemma, expected), rtol=0)
 
 
@@ -88,8 +91,8 @@ def test_tempo_visible_sets_equal_the_models_own_forward_with_shared_positions(g
     )
     sizes = [len(step.token_ids) for step in res.steps]
     assert max(sizes) >= 2, f"no parallel set formed ({sizes}): the check would be plain greedy decoding"
-    own = torch.softmax(own_logits(gemma, res.input_ids, res.positions), -1)
-    fed = t - 1
+    own = torch.softmax(own_logits(gemma, res.input_ids, res.positions, first=t - 1), -1)  # row t - 1 first
+    fed = 0
     for k, step in enumerate(res.steps):
         torch.testing.assert_close(step.distribution, own[fed], atol=real_atol(gemma, 1.0), rtol=0,
                                    msg=f"step {k}")
@@ -103,7 +106,7 @@ def test_tempo_single_member_sets_are_greedy_decoding_by_the_models_own_forward(
         res = ParallelTokenGenerator(gemma).generate(
             prompt, threshold=1.0, max_steps=4, intraset=mode, progress=False
         )
-        own = torch.softmax(own_logits(gemma, res.input_ids, res.positions), -1)
+        own = torch.softmax(own_logits(gemma, res.input_ids, res.positions, first=t - 1), -1)
         for k, step in enumerate(res.steps):
-            torch.testing.assert_close(step.distribution, own[t - 1 + k], atol=real_atol(gemma, 1.0), rtol=0)
-            assert step.token_ids == [int(own[t - 1 + k].argmax())]
+            torch.testing.assert_close(step.distribution, own[k], atol=real_atol(gemma, 1.0), rtol=0)
+            assert step.token_ids == [int(own[k].argmax())]
