@@ -61,7 +61,7 @@ smoke-beside:
 	@mkdir -p build; rc=0; $(MAKE) --no-print-directory wheel-smoke > build/wheel-smoke.log 2>&1 || rc=$$?; \
 	echo "=== make wheel-smoke: exit $$rc (build/wheel-smoke.log ends:) ==="; tail -n 10 build/wheel-smoke.log; exit $$rc
 
-## The fast tests only, on $(WORKERS) workers: no bundled model, no notebook execution, no browser (about 2.5 minutes).
+## The fast tests only, on $(WORKERS) workers: no bundled model, no notebooks, no browser (2.5 min).
 unit: setup
 	$(VENV)/bin/ruff check tempo_lab tests benchmarks tools docs/hooks
 	$(PY) -m pytest -n $(WORKERS) --dist loadscope tests -m "not bundled and not gemma and not browser and not notebooks" $(ARGS)
