@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.helpers import real_atol
 from tests.interop.cases import needs
 
 needs("lm_eval", "eval")
@@ -40,12 +41,12 @@ def both(lm):
 
 
 @pytest.mark.bundled
-def test_loglikelihoods_equal_hflm(both):
+def test_loglikelihoods_equal_hflm(lm, both):
     ours, hf = both
     requests = [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(PAIRS)]
     got, want = ours.loglikelihood(requests, disable_tqdm=True), hf.loglikelihood(requests, disable_tqdm=True)
     for (a, greedy_a), (b, greedy_b) in zip(got, want, strict=True):
-        assert a == pytest.approx(b, abs=1e-4) and greedy_a == greedy_b
+        assert a == pytest.approx(b, abs=real_atol(lm, b)) and greedy_a == greedy_b
 
 
 @pytest.mark.bundled
