@@ -36,10 +36,11 @@ run: setup
 	$(VENV)/bin/tempo-lab run $(ARGS)
 
 ## Lint, the docs site (strict), the whole test suite (unit, bundled model, notebooks via nbval + papermill,
-## browser) on $(WORKERS) pytest-xdist workers, and beside them the wheel smoke test (its own venv: the two installs
-## each use one core); the last line is its wall time, setup included (CI's budget: a fresh clone in 20 minutes
-## on the slower CPU). Each notebook is executed once by nbval (default parameters), once by papermill (small
-## parameters, tests/notebooks) and in part by the browser suite (its first view's cell alone).
+## browser) on $(WORKERS) pytest-xdist workers, and beside them the wheel smoke test (its own venv: the two
+## installs each use one core); the last line is its wall time, setup included (CI's budget: a fresh clone in
+## 20 minutes on the slower CPU). Each notebook is executed once by nbval (default parameters), once by
+## papermill (small parameters, tests/notebooks) and in part by the browser suite (its first view's cell
+## alone).
 ## nbval re-executes the committed notebooks and compares their outputs (sanitized, widget cells ignored). It
 ## runs copies in $(NBVAL)/notebooks, beside a link to results/, so the figures they write go to
 ## $(NBVAL)/figures and figures/ stays as committed (another CPU's rounding changes a PNG's bytes); a failure

@@ -15,7 +15,6 @@ models), :func:`check_gguf` (the file's architecture and integrity, before any c
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -24,6 +23,11 @@ import tempfile
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+try:
+    import fcntl  # POSIX file locks: processes that convert the same file take turns
+except ImportError:  # Windows has none: there, two processes loading a new file at once both convert it
+    fcntl = None
 
 _NOT_ARCHITECTURES = ("general", "tokenizer")
 _BLOCK = 1 << 22  # bytes read per hashing step
@@ -112,7 +116,8 @@ def converted_dir(path: str | Path, name: str | None = None, progress: bool = Tr
     check_gguf(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f"{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another process converting the same file: wait for it, then reuse
+        if fcntl is not None:  # another process converting the same file: wait for it, then reuse its folder
+            fcntl.flock(lock, fcntl.LOCK_EX)
         if not (target / "config.json").is_file():
             convert(path, target, progress)
     return target

@@ -103,6 +103,7 @@ def test_an_interrupted_conversion_leaves_nothing_half_written(cache, tmp_path, 
     assert sorted(p.name for p in (cache / "gguf").iterdir()) == ["hashes.json", f"m.{sha[:16]}.lock"]
 
 
+@pytest.mark.skipif(gguf.fcntl is None, reason="no POSIX file locks on this platform")
 def test_two_loads_at_once_convert_the_file_once(cache, tmp_path, monkeypatch):
     """A second load of the same file while the first converts it waits for the first (the lock file beside
     the folder) and then reads its folder: one conversion, one folder."""

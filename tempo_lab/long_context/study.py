@@ -179,7 +179,7 @@ def run_long_context(
     docstring); ``cells``: only the cells whose keys start with one of these. Returns
     :func:`read_long_context` with ``allow_partial=True``. A folder of another spec is refused; one writer at
     a time; a new folder is claimed only once every model has loaded. ``load``: how a model name becomes a
-    model (default: :func:`~tempo_lab.load_model`, with SDPA attention)."""
+    model (default: :func:`load_study_model`)."""
     load = load or load_study_model
     store = ResultsFolder(folder)
     store.check_writable()
