@@ -62,6 +62,21 @@ def rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def peak_memory(loaded: int) -> dict:
+    """This process's peak resident set so far, and that over ``loaded`` (the resident set after loading),
+    in MiB."""
+    return {"peak_rss_mib": rss_bytes() / 2**20, "peak_rss_over_loaded_mib": (rss_bytes() - loaded) / 2**20}
+
+
+def attention_flops(config, length: int, *, causal_only: bool) -> int:
+    """The score and value matmuls of every head and layer at ``length`` tokens: ``4 n² head_dim`` per head
+    and layer when the whole square is computed (SDPA with a mask), half that when only the causal triangle
+    is."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    per_head = (2 if causal_only else 4) * length**2 * head_dim
+    return config.num_hidden_layers * config.num_attention_heads * per_head
+
+
 def text_ids(lm, length: int) -> torch.Tensor:
     """``(1, length)`` token ids of the TPI corpus's training text."""
     text = bytes(load_corpus().train.tolist()).decode("utf-8", errors="replace")
@@ -91,8 +106,7 @@ def forward_part(length: int, repeats: int) -> dict:
 
     with FlopCounterMode(display=False) as counter:
         run()
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    attention = config.num_hidden_layers * config.num_attention_heads * 4 * length**2 * head_dim
+    attention = attention_flops(config, length, causal_only=False)
     seconds = timing.side_by_side({"forward": run}, repeats, warm_up=False).medians["forward"]
     total = counter.get_total_flops() + attention
     return {
@@ -104,8 +118,7 @@ def forward_part(length: int, repeats: int) -> dict:
         "gflops": total / seconds / 1e9,
         "peak_gflops": top,
         "fraction_of_peak": total / seconds / 1e9 / top,
-        "peak_rss_mib": rss_bytes() / 2**20,
-        "peak_rss_over_loaded_mib": (rss_bytes() - loaded) / 2**20,
+        **peak_memory(loaded),
     }
 
 
@@ -164,8 +177,7 @@ def long_memory_part(length: int, repeats: int, variant: str = "model") -> dict:
     loaded = rss_bytes()
     start = time.perf_counter()
     _long_runs(lm, length)[variant]()
-    return {"seconds_once": time.perf_counter() - start, "peak_rss_mib": rss_bytes() / 2**20,
-            "peak_rss_over_loaded_mib": (rss_bytes() - loaded) / 2**20}  # fmt: skip
+    return {"seconds_once": time.perf_counter() - start, **peak_memory(loaded)}
 
 
 def long_time_part(length: int, repeats: int) -> dict:
@@ -186,8 +198,7 @@ def long_time_part(length: int, repeats: int) -> dict:
     medians = timing.side_by_side({name: kept(name) for name in LONG}, repeats, warm_up=False).medians
     same = torch.allclose(last["model"], last["plain"], atol=1e-3, rtol=1e-3)
     assert same, "the plain layout's logits left the model's own"
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    causal_attention = config.num_hidden_layers * config.num_attention_heads * 2 * length**2 * head_dim
+    causal_attention = attention_flops(config, length, causal_only=True)
     top = peak(config, torch.float32)["peak"]
     out = {"tokens": length, "peak_gflops": top, "gflop_linear": linear / 1e9,
            "gflop_attention_causal": causal_attention / 1e9,
