@@ -85,3 +85,21 @@ def test_the_differences_figure_draws_each_computed_statistic_at_its_interval():
     drawn = [line for line in passkey.lines if list(line.get_ydata()) == [row]]
     assert drawn[0].get_xdata()[0] == pytest.approx(values["s"])
     assert {t.get_text().split(" = ")[0].split()[-1] for t in loss.get_yticklabels()} <= set(STATISTICS)
+
+
+def test_the_differences_figure_names_lc5s_own_statistic():
+    """LC1 and LC5 both call theirs d; LC5's is Gemma 3's gap version at 16k against 64k, not 4k - 16k."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tempo_lab.long_context.display import differences_figure
+
+    study = _study(acc16=0.0, se16=1.0)
+    gemma = _rows("gemma3-270m", "gap", "plain", 16384, np.ones(50)) + _rows(
+        "gemma3-270m", "gap", "plain", 65536, np.zeros(50)
+    )
+    study.passkey = pd.concat([study.passkey, pd.DataFrame(gemma)], ignore_index=True)
+    labels = [t.get_text() for t in differences_figure(study).axes[0].get_yticklabels()]
+    lc5 = [label for label in labels if label.startswith("LC5")]
+    assert lc5 and all("gap 16k - acc gap 64k" in label for label in lc5)
+    assert any(label.startswith("LC1 d = acc 4k - acc 16k (plain)") for label in labels)
