@@ -115,11 +115,14 @@ class Rule:
 @dataclass(frozen=True)
 class Evidence:
     """What a claim's rules read: ``values`` (the numbers, by name), and the row's two sentences: the
-    one-prompt number (``single``) and the measurement over the study (``at_scale``)."""
+    one-prompt number (``single``) and the measurement over the study (``at_scale``). ``statistics``: what
+    each statistic with an interval in ``values`` is, in words (``"d"`` with ``"d_lo"`` and ``"d_hi"`` ->
+    ``"acc 4k - acc 16k (plain)"``), for a figure's labels; empty where no figure draws them."""
 
     values: Mapping[str, float]
     single: str
     at_scale: str
+    statistics: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

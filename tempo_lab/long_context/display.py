@@ -5,7 +5,7 @@ each accuracy with its Wilson 95% interval and its number of samples, colours fr
 palette; and the differences each rule of LC1-LC7 reads, with their intervals against the rule's margin.
 
 Contents: :func:`passkey_figure`, :func:`loss_figure`, :func:`differences_figure`, :func:`passkey_view`,
-:data:`COLOURS`, :data:`STATISTICS`, :data:`CLAIM_STATISTICS`.
+:data:`COLOURS`.
 """
 
 from __future__ import annotations
@@ -138,32 +138,22 @@ def loss_figure(loss: pd.DataFrame, bucket: int = 1024) -> Figure:
     return fig
 
 
-#: what each statistic of the long-context rules is (the letters their registered words use)
-STATISTICS = {
-    "d": "acc 4k - acc 16k (plain)", "s": "acc method - acc plain, 16k", "u": "acc plain 4k - acc method 16k",
-    "g": "acc gap - acc real, 16k", "f": "acc gap 4k - acc gap 16k", "h": "acc natural - acc start-far 16k",
-    "r": "loss 12k-16k - loss 4k-8k (plain)", "k": "loss method 12k-16k - plain 4k-8k",
-    "b": "loss plain - loss method, 12k-16k",
-}  # fmt: skip
-#: where a claim's registered words give a letter another statistic: LC5's d is Gemma 3's gap 16k - gap 64k
-CLAIM_STATISTICS = {("LC5", "d"): "acc gap 16k - acc gap 64k (Gemma 3)"}
-
-
 def differences_figure(study: Any) -> Figure:
     """The differences behind LC1-LC7's verdicts, as their registered rules read them: each statistic with
     its 95% interval (paired where the rule pairs samples or windows) beside the rule's margin (dotted: δ for
-    accuracies, ε for the loss), one row per statistic, its claim and verdict in the label. A statistic the
-    study has not computed yet is left out."""
+    accuracies, ε for the loss), one row per statistic, its claim, its words (the claim's own
+    :attr:`~tempo_lab.claims.Evidence.statistics`) and its verdict in the label. A statistic the study has
+    not computed yet is left out."""
     from tempo_lab.long_context.evidence import CLAIMS
 
     rows = []
     for claim in CLAIMS:
-        values = claim.measure(study, {}).values
+        evidence = claim.measure(study, {})
+        values = evidence.values
         verdict = claim.rule(values)
-        for name, words in STATISTICS.items():
+        for name, words in evidence.statistics.items():
             v, lo, hi = (values.get(k, math.nan) for k in (name, f"{name}_lo", f"{name}_hi"))
             if all(math.isfinite(x) for x in (v, lo, hi)):
-                words = CLAIM_STATISTICS.get((claim.key, name), words)
                 rows.append((claim.key, name, words, v, lo, hi, verdict, claim.key.startswith("LC6")))
     if not rows:
         raise ValueError("the study holds no statistic of the long-context rules yet")

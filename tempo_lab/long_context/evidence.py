@@ -1,5 +1,6 @@
 """The long-context claims (LC1-LC7) as records: each registered rule of :mod:`.rules` with the statistics it
-reads, computed from a :class:`~tempo_lab.long_context.study.LongContextStudy`.
+reads (and what each is, in words, for notebook 10's differences figure), computed from a
+:class:`~tempo_lab.long_context.study.LongContextStudy`.
 
 Accuracy cells are read per sample (RULER's score, 0 or 1); a cell the study has not computed yet gives NaN,
 and every rule reads NaN as undecided, so a partial study never decides a claim it cannot.
@@ -76,7 +77,8 @@ def _lc1(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
     v = _lc1_values(study)
     a4, a16 = _scores(study, SMOLLM2, "real", "plain", 4096), _scores(study, SMOLLM2, "real", "plain", 16384)
     d = _fmt(v["d"], v["d_lo"], v["d_hi"])
-    return Evidence(v, "", f"acc(4k) {_acc(a4)}, acc(16k) {_acc(a16)}; d = {d}")
+    return Evidence(v, "", f"acc(4k) {_acc(a4)}, acc(16k) {_acc(a16)}; d = {d}",
+                    {"d": "acc 4k - acc 16k (plain)"})
 
 
 def _restores(method: str) -> Callable[[Any, Mapping], Evidence]:
@@ -91,7 +93,7 @@ def _restores(method: str) -> Callable[[Any, Mapping], Evidence]:
         return Evidence(values, "", (
             f"{LABELS[method]} at 16k {_acc(own16)}; s = {_fmt(s, s_lo, s_hi)} over {n} paired samples; "
             f"u = {_fmt(u, u_lo, u_hi)}"
-        ))  # fmt: skip
+        ), {"s": "acc method - acc plain, 16k", "u": "acc plain 4k - acc method 16k"})  # fmt: skip
 
     return measure
 
@@ -108,14 +110,14 @@ def _lc4(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
     return Evidence(values, "", (
         f"gap 16k {_acc(gap16)}, real 16k {_acc(real16)}, gap 4k {_acc(gap4)}; g = {_fmt(g, g_lo, g_hi)} "
         f"(90% [{g90_lo:+.2f}, {g90_hi:+.2f}], {ng} pairs), f = {_fmt(f, f_lo, f_hi)} ({nf} pairs)"
-    ))  # fmt: skip
+    ), {"g": "acc gap - acc real, 16k", "f": "acc gap 4k - acc gap 16k"})  # fmt: skip
 
 
 def _lc5(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
     g16, g64 = _scores(study, GEMMA, "gap", "plain", 16384), _scores(study, GEMMA, "gap", "plain", 65536)
     d, lo, hi, n = _paired(g16, g64)
     found = f"gap 16k {_acc(g16)}, gap 64k {_acc(g64)}; d = {_fmt(d, lo, hi)} ({n} pairs)"
-    return Evidence({"d": d, "d_lo": lo, "d_hi": hi}, "", found)
+    return Evidence({"d": d, "d_lo": lo, "d_hi": hi}, "", found, {"d": "acc gap 16k - acc gap 64k (Gemma 3)"})
 
 
 def bucket_loss(study: Any, method: str, lo: int, hi: int) -> pd.Series:
@@ -142,7 +144,8 @@ def _lc6_values(study: Any) -> dict[str, float]:
 
 def _lc6(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
     v = _lc6_values(study)
-    return Evidence(v, "", f"r = {_fmt(v['r'], v['r_lo'], v['r_hi'])} nats over {int(v['windows'])} windows")
+    found = f"r = {_fmt(v['r'], v['r_lo'], v['r_hi'])} nats over {int(v['windows'])} windows"
+    return Evidence(v, "", found, {"r": "loss 12k-16k - loss 4k-8k (plain)"})
 
 
 def _lc6_method(method: str) -> Callable[[Any, Mapping], Evidence]:
@@ -156,7 +159,8 @@ def _lc6_method(method: str) -> Callable[[Any, Mapping], Evidence]:
         values = {"lc6_confirmed": float(plain), "k": km, "k_lo": k_lo, "k_hi": k_hi, "b": bm, "b_lo": b_lo,
                   "b_hi": b_hi}  # fmt: skip
         found = f"{LABELS[method]}: k = {_fmt(km, k_lo, k_hi)}, b = {_fmt(bm, b_lo, b_hi)} nats"
-        return Evidence(values, "", f"{found} over {len(k)} windows")
+        return Evidence(values, "", f"{found} over {len(k)} windows", {
+            "k": "loss method 12k-16k - plain 4k-8k", "b": "loss plain - loss method, 12k-16k"})
 
     return measure
 
@@ -171,7 +175,7 @@ def _lc7(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
     return Evidence({"lc1_confirmed": _lc1_confirmed(study), "h": h, "h_lo": lo, "h_hi": hi}, "", (
         f"natural {_acc(natural)}, start-far 16k {_acc(far)}; h = {_fmt(h, lo, hi)} ({n} pairs); without a "
         f"verdict, start-far {others}"
-    ))  # fmt: skip
+    ), {"h": "acc natural - acc start-far 16k"})  # fmt: skip
 
 
 #: why LC5's gap version does not test what it was registered to test on Gemma 3 (found with the data)

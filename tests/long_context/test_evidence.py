@@ -72,7 +72,7 @@ def test_the_differences_figure_draws_each_computed_statistic_at_its_interval():
     import matplotlib
 
     matplotlib.use("Agg")
-    from tempo_lab.long_context.display import STATISTICS, differences_figure
+    from tempo_lab.long_context.display import differences_figure
 
     study = _study(acc16=0.0, se16=1.0)
     fig = differences_figure(study)
@@ -84,7 +84,19 @@ def test_the_differences_figure_draws_each_computed_statistic_at_its_interval():
     row = len(labels) - 1 - labels.index("LC2 s = acc method - acc plain, 16k: confirmed")  # drawn bottom-up
     drawn = [line for line in passkey.lines if list(line.get_ydata()) == [row]]
     assert drawn[0].get_xdata()[0] == pytest.approx(values["s"])
-    assert {t.get_text().split(" = ")[0].split()[-1] for t in loss.get_yticklabels()} <= set(STATISTICS)
+    named = {f"{c.key} {n} = {w}" for c in CLAIMS for n, w in c.measure(study, {}).statistics.items()}
+    assert {t.get_text().rsplit(": ", 1)[0] for t in loss.get_yticklabels()} <= named
+
+
+def test_each_claim_names_exactly_the_statistics_it_gives_an_interval():
+    """The figure's words come from the claim: each named statistic has its interval in the values, and
+    each interval in the values has its words (else the figure would drop or mislabel it)."""
+    study = _study(acc16=0.0, se16=1.0)
+    for claim in CLAIMS:
+        evidence = claim.measure(study, {})
+        intervals = {k[: -len("_lo")] for k in evidence.values if k.endswith("_lo") and not k[0].isdigit()}
+        intervals -= {k for k in intervals if k.endswith("90")}  # LC4's 90% interval of g, not a statistic
+        assert set(evidence.statistics) == intervals, claim.key
 
 
 def test_the_differences_figure_names_lc5s_own_statistic():
