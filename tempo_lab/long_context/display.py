@@ -5,7 +5,7 @@ each accuracy with its Wilson 95% interval and its number of samples, colours fr
 palette; and the differences each rule of LC1-LC7 reads, with their intervals against the rule's margin.
 
 Contents: :func:`passkey_figure`, :func:`loss_figure`, :func:`differences_figure`, :func:`passkey_view`,
-:data:`COLOURS`.
+:data:`COLOURS`, :data:`DODGE`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ COLOURS = {"plain": _PALETTE[7], "pi": _PALETTE[0], "ntk": _PALETTE[2], "dynamic
 #: a verdict's colour in the differences figure
 VERDICT_COLOURS = {"confirmed": plots.GREEN, "refined": plots.BLUE, "refuted": plots.RED,
                    "undecided": plots.GREY}  # fmt: skip
+#: how far apart (in octaves) the methods' points at one length are drawn, so none hides another
+DODGE = 0.07
 MARKERS = {"plain": "o", "pi": "s", "ntk": "^", "dynamic": "v", "yarn": "D", "self_extend": "P"}
 
 
@@ -61,19 +63,26 @@ def _tokens_axis(ax: Axes) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1024:g}k"))
 
 
-def _points(ax: Axes, acc: pd.DataFrame, x: str, label: str, colour, marker: str) -> None:
-    ax.errorbar(acc[x], acc.acc, yerr=[acc.acc - acc.lo, acc.hi - acc.acc], color=colour, marker=marker,
+def _points(
+    ax: Axes, acc: pd.DataFrame, x: str, label: str, colour, marker: str, *, shift: float = 1.0, counts=True
+) -> None:
+    """One curve with its intervals, drawn at ``x`` times ``shift`` (a dodge on the log axis), each point's
+    number of samples beside it if ``counts``."""
+    at = acc[x] * shift
+    ax.errorbar(at, acc.acc, yerr=[acc.acc - acc.lo, acc.hi - acc.acc], color=colour, marker=marker,
                 capsize=3, label=label)  # fmt: skip
-    for r in acc.itertuples():
-        ax.annotate(f"n={r.n}", (getattr(r, x), r.acc), textcoords="offset points", xytext=(4, 5), fontsize=8,
-                    color=colour)  # fmt: skip
+    for r, xy in zip(acc.itertuples(), at, strict=True):
+        if counts:
+            ax.annotate(f"n={r.n}", (xy, r.acc), textcoords="offset points", xytext=(4, 5), fontsize=8,
+                        color=colour)  # fmt: skip
 
 
 def passkey_figure(passkey: pd.DataFrame) -> Figure:
     """Two panels. Left: accuracy against the needle's distance from the question, the plain models, on the
     gap version (the haystack cut, the positions kept apart) beside the real samples of RULER at each length
-    (distance: its median over the samples). Right: the real samples at each length under each method.
-    Dotted lines: each model's trained context."""
+    (distance: its median over the samples). Right: the real samples at each length under each method, the
+    methods side by side (:data:`DODGE`), so equal accuracies do not hide one another. Dotted lines: each
+    model's trained context."""
     if passkey.empty:
         raise ValueError("the study holds no passkey rows yet")
     fig = plots.figure(11, 4.2)
@@ -99,15 +108,19 @@ def passkey_figure(passkey: pd.DataFrame) -> Figure:
     real = passkey[passkey.version == "real"]
     model = real.model.iloc[0] if len(real) else passkey.model.iloc[0]  # the study's first model has them
     real = real[(real.model == model) & ((real.method == "plain") | (real.setting != "as plain"))]
-    for method, part in real.groupby("method", sort=False):
+    methods = list(real.groupby("method", sort=False))
+    sizes = {len(cell) for _, part in methods for _, cell in part.groupby("length")}
+    for i, (method, part) in enumerate(methods):
         acc = _accuracy(part, "length")
         label, marker = LABELS.get(method, method), MARKERS.get(method, "o")
-        _points(right, acc, "length", label, COLOURS.get(method), marker)
+        shift = 2 ** (DODGE * (i - (len(methods) - 1) / 2))  # methods side by side at each length
+        _points(right, acc, "length", label, COLOURS.get(method), marker, shift=shift, counts=len(sizes) > 1)
     if len(real):
         _trained_line(right, int(real.trained.iloc[0]), "trained", COLOURS["plain"])
     _tokens_axis(right)
     right.set_xlabel("sample length (tokens)")
-    right.set_title(f"By length: {model}, each method")
+    each = f", n={sizes.pop()} each" if len(sizes) == 1 else ""
+    right.set_title(f"By length: {model}, each method{each}")
     if len(real):
         plots.legend_outside(right)
     right.set_ylim(-0.05, 1.1)

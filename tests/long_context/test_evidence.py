@@ -115,3 +115,22 @@ def test_the_differences_figure_names_lc5s_own_statistic():
     lc5 = [label for label in labels if label.startswith("LC5")]
     assert lc5 and all("gap 16k - acc gap 64k" in label for label in lc5)
     assert any(label.startswith("LC1 d = acc 4k - acc 16k (plain)") for label in labels)
+
+
+def test_the_passkey_figure_draws_equal_accuracies_apart_at_their_length():
+    """Two methods with the same accuracy at 16k (the study's YaRN and dynamic NTK) are both visible: each
+    drawn at its own accuracy, at distinct places near 16k, and the samples per point named once."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tempo_lab.long_context.display import passkey_figure
+
+    study = _study(acc16=0.0, se16=1.0)
+    same = study.passkey[(study.passkey.method == "self_extend") & (study.passkey.version == "real")]
+    p = pd.concat([study.passkey, same.assign(method="yarn")], ignore_index=True)
+    right = passkey_figure(p.assign(trained=8192, distance=p.length)).axes[1]
+    points = [(float(x), float(y)) for line in right.lines for x, y in zip(line.get_xdata(), line.get_ydata(),
+              strict=True) if line.get_marker() not in (None, "None", "", "_")]  # fmt: skip
+    at16 = [(x, y) for x, y in points if 16384 / 1.2 < x < 16384 * 1.2 and y == 1.0]
+    assert len(at16) == 2 and at16[0][0] != at16[1][0], points
+    assert "n=20 each" in right.get_title()
