@@ -241,12 +241,16 @@ class LongContextStudy:
         return _spec(self.manifest)
 
     def decided_by(self) -> str:
-        """The models, the dtype, and how many answers and windows were computed (the rows that stand for a
-        method inside the trained context, copied from plain, not counted)."""
-        windows = self.loss.window.nunique() if len(self.loss) else 0
+        """The models, the dtype, how many answers and window losses (a text window under one method) were
+        computed, and over how many text windows (the rows that stand for a method inside the trained context,
+        copied from plain, not counted)."""
         answers = int((self.passkey.setting != "as plain").sum()) if len(self.passkey) else 0
+        loss = self.loss[self.loss.setting != "as plain"] if len(self.loss) else self.loss
+        losses = loss.groupby(["window", "method"]).ngroups if len(loss) else 0
+        windows = loss.window.nunique() if len(loss) else 0
         models = ", ".join(self.spec.models)
-        return f"{models}, float32, {answers} passkey answers computed, {windows} windows"
+        return (f"{models}, float32, {answers} passkey answers and {losses} window losses "
+                f"({windows} text windows) computed")
 
     def cpu_hours(self) -> float:
         """The CPU time the computed rows took (the rows copied from plain not counted), in hours."""

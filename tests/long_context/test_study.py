@@ -51,7 +51,13 @@ def test_every_cell_is_computed_once_and_the_rules_are_recorded(folder, loads):
     assert set(study.loss.window) == {0, 1} and set(study.loss.setting) == {"", "as plain"}
     assert study.manifest["rules"] == fingerprints(CLAIMS)
     assert 0 < study.cpu_hours() < 1
-    assert study.decided_by() == f"smollm2-135m, float32, {len(computed)} passkey answers computed, 2 windows"
+    own = study.loss[study.loss.setting == ""]
+    losses = len(set(zip(own.window, own.method, strict=True)))
+    assert losses >= 2 and losses < len(set(zip(study.loss.window, study.loss.method, strict=True)))
+    assert study.decided_by() == (
+        f"smollm2-135m, float32, {len(computed)} passkey answers and {losses} window losses (2 text windows) "
+        "computed"
+    )
 
 
 def test_a_second_run_loads_nothing_and_a_lost_part_is_recomputed_alone(folder, loads):
