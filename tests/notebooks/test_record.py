@@ -115,6 +115,25 @@ def test_numbers_in_the_text_come_from_the_outputs(path):
     assert not missing, f"numbers in the markdown that no output shows: {missing}"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_claims_table_quotes_each_decided_claim_as_decided(path):
+    """A row of the claims markdown that names a registered claim by its key (``| LC2. ...``) states the
+    verdict and the measurement of the decided table the notebook records, not an earlier run's."""
+    nb = load(path)
+    decided = {row["key"]: row for row in notebook.read_key_numbers(nb).get("decided", [])}
+    stale = []
+    for cell in tagged(nb, "claims"):
+        for line in cell.source.splitlines():
+            columns = [c.strip() for c in line.strip().strip("|").split("|")]
+            key = columns[0].split(". ")[0] if line.startswith("|") and len(columns) == 3 else None
+            if key not in decided:
+                continue
+            verdict = re.match(r"\*\*(\w+)\*\*", columns[2])
+            if columns[1] != decided[key]["at scale"] or not verdict or verdict[1] != decided[key]["verdict"]:
+                stale.append(key)
+    assert not stale, f"claims-table rows that disagree with the decided claims the notebook records: {stale}"
+
+
 # --- the key numbers, recomputed with the package on the bundled model ---
 
 
