@@ -244,8 +244,8 @@ class LongContextStudy:
         """The models, the dtype, how many answers and window losses (a text window under one method) were
         computed, and over how many text windows (the rows that stand for a method inside the trained context,
         copied from plain, not counted)."""
-        answers = int((self.passkey.setting != "as plain").sum()) if len(self.passkey) else 0
-        loss = self.loss[self.loss.setting != "as plain"] if len(self.loss) else self.loss
+        answers = len(_computed(self.passkey))
+        loss = _computed(self.loss)
         losses = loss.groupby(["window", "method"]).ngroups if len(loss) else 0
         windows = loss.window.nunique() if len(loss) else 0
         models = ", ".join(self.spec.models)
@@ -254,9 +254,14 @@ class LongContextStudy:
 
     def cpu_hours(self) -> float:
         """The CPU time the computed rows took (the rows copied from plain not counted), in hours."""
-        own = self.passkey[self.passkey.setting != "as plain"]
-        loss = self.loss[self.loss.setting != "as plain"] if len(self.loss) else self.loss
+        own, loss = _computed(self.passkey), _computed(self.loss)
         return float(own.seconds.sum() + (loss.seconds.sum() if len(loss) else 0.0)) / 3600
+
+
+def _computed(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``table`` that were computed (not copied from plain for a method inside the trained
+    context); an empty table as it is."""
+    return table[table.setting != "as plain"] if len(table) else table
 
 
 def _spec(manifest: dict) -> LongContextSpec:
