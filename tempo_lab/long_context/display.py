@@ -71,8 +71,8 @@ def _points(
     at = acc[x] * shift
     ax.errorbar(at, acc.acc, yerr=[acc.acc - acc.lo, acc.hi - acc.acc], color=colour, marker=marker,
                 capsize=3, label=label)  # fmt: skip
-    for r, xy in zip(acc.itertuples(), at, strict=True):
-        if counts:
+    if counts:
+        for r, xy in zip(acc.itertuples(), at, strict=True):
             ax.annotate(f"n={r.n}", (xy, r.acc), textcoords="offset points", xytext=(4, 5), fontsize=8,
                         color=colour)  # fmt: skip
 
