@@ -77,16 +77,37 @@ def _points(
                         color=colour)  # fmt: skip
 
 
+def _each_method(ax: Axes, rows: pd.DataFrame, x: str) -> str:
+    """Accuracy against ``x`` under each method in ``rows`` (one model, one version), in the order of
+    :data:`~tempo_lab.extension.methods.METHODS`, side by side at each ``x`` (:data:`DODGE`) so equal
+    accuracies do not hide one another; the rows that stand for a method inside the trained context (copied
+    from plain) left out. Returns ", n=N each" when every point has the same number of samples (then not
+    written beside each point), else ""."""
+    rows = rows[(rows.method == "plain") | (rows.setting != "as plain")]
+    order = {m: i for i, m in enumerate(METHODS)}
+    methods = sorted(rows.groupby("method", sort=False), key=lambda mp: order.get(mp[0], len(order)))
+    sizes = {len(cell) for _, part in methods for _, cell in part.groupby(x)}
+    for i, (method, part) in enumerate(methods):
+        label, marker = LABELS.get(method, method), MARKERS.get(method, "o")
+        shift = 2 ** (DODGE * (i - (len(methods) - 1) / 2))
+        _points(ax, _accuracy(part, x), x, label, COLOURS.get(method), marker, shift=shift,
+                counts=len(sizes) > 1)  # fmt: skip
+    if len(rows):
+        _trained_line(ax, int(rows.trained.iloc[0]), "trained", COLOURS["plain"])
+    _tokens_axis(ax)
+    return f", n={sizes.pop()} each" if len(sizes) == 1 else ""
+
+
 def passkey_figure(passkey: pd.DataFrame) -> Figure:
-    """Two panels. Left: accuracy against the needle's distance from the question, the plain models, on the
-    gap version (the haystack cut, the positions kept apart) beside the real samples of RULER at each length
-    (distance: its median over the samples). Right: the real samples at each length under each method, the
-    methods side by side (:data:`DODGE`), so equal accuracies do not hide one another. Dotted lines: each
-    model's trained context."""
+    """Three panels, each accuracy with its Wilson 95% interval. Left: accuracy against the needle's
+    distance from the question, the plain models, on the gap version (the haystack cut, the positions kept
+    apart) beside the real samples of RULER at each length (distance: its median over the samples). Middle
+    and right: the study's first model under each method, by distance on the gap version and by length on
+    the real samples: the two curves of each method. Dotted lines: each model's trained context."""
     if passkey.empty:
         raise ValueError("the study holds no passkey rows yet")
-    fig = plots.figure(11, 4.2)
-    left, right = fig.subplots(1, 2, sharey=True)
+    fig = plots.figure(15, 4.4)
+    left, middle, right = fig.subplots(1, 3, sharey=True)
     plain = passkey[passkey.method == "plain"]
     for model, part in plain.groupby("model", sort=False):
         colour = COLOURS.get(model)
@@ -104,24 +125,17 @@ def passkey_figure(passkey: pd.DataFrame) -> Figure:
     left.set_xlabel("distance from the needle to the question (positions)")
     left.set_ylabel("passkey accuracy (RULER's score)")
     left.set_title("By distance: the plain models")
-    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2)
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=1)
     real = passkey[passkey.version == "real"]
     model = real.model.iloc[0] if len(real) else passkey.model.iloc[0]  # the study's first model has them
-    real = real[(real.model == model) & ((real.method == "plain") | (real.setting != "as plain"))]
-    methods = list(real.groupby("method", sort=False))
-    sizes = {len(cell) for _, part in methods for _, cell in part.groupby("length")}
-    for i, (method, part) in enumerate(methods):
-        acc = _accuracy(part, "length")
-        label, marker = LABELS.get(method, method), MARKERS.get(method, "o")
-        shift = 2 ** (DODGE * (i - (len(methods) - 1) / 2))  # methods side by side at each length
-        _points(right, acc, "length", label, COLOURS.get(method), marker, shift=shift, counts=len(sizes) > 1)
-    if len(real):
-        _trained_line(right, int(real.trained.iloc[0]), "trained", COLOURS["plain"])
-    _tokens_axis(right)
+    ours = passkey[passkey.model == model]
+    each = _each_method(middle, ours[ours.version == "gap"], "length")
+    middle.set_xlabel("distance from the needle to the question (positions)")
+    middle.set_title(f"By distance: {model}, gap version{each}")
+    each = _each_method(right, ours[ours.version == "real"], "length")
     right.set_xlabel("sample length (tokens)")
-    each = f", n={sizes.pop()} each" if len(sizes) == 1 else ""
-    right.set_title(f"By length: {model}, each method{each}")
-    if len(real):
+    right.set_title(f"By length: {model}, real{each}")
+    if len(ours):
         plots.legend_outside(right)
     right.set_ylim(-0.05, 1.1)
     return fig

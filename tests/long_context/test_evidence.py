@@ -128,9 +128,36 @@ def test_the_passkey_figure_draws_equal_accuracies_apart_at_their_length():
     study = _study(acc16=0.0, se16=1.0)
     same = study.passkey[(study.passkey.method == "self_extend") & (study.passkey.version == "real")]
     p = pd.concat([study.passkey, same.assign(method="yarn")], ignore_index=True)
-    right = passkey_figure(p.assign(trained=8192, distance=p.length)).axes[1]
-    points = [(float(x), float(y)) for line in right.lines for x, y in zip(line.get_xdata(), line.get_ydata(),
-              strict=True) if line.get_marker() not in (None, "None", "", "_")]  # fmt: skip
+    right = passkey_figure(p.assign(trained=8192, distance=p.length)).axes[2]
+    points = _points(right)
     at16 = [(x, y) for x, y in points if 16384 / 1.2 < x < 16384 * 1.2 and y == 1.0]
     assert len(at16) == 2 and at16[0][0] != at16[1][0], points
     assert "n=20 each" in right.get_title()
+
+
+def _points(ax) -> list[tuple[float, float]]:
+    """The measured points of a panel (the lines with markers; not the dotted trained context)."""
+    return [(float(x), float(y)) for line in ax.lines for x, y in zip(line.get_xdata(), line.get_ydata(),
+            strict=True) if line.get_marker() not in (None, "None", "", "_")]  # fmt: skip
+
+
+def test_the_passkey_figure_draws_each_methods_gap_curve_without_the_rows_copied_from_plain():
+    """The middle panel: the first model's gap version under each method, each at its own accuracy; a
+    method's rows inside the trained context (copied from plain) are not drawn as the method's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tempo_lab.long_context.display import passkey_figure
+
+    study = _study(acc16=0.0, se16=1.0)
+    gap = study.passkey[(study.passkey.version == "gap") & (study.passkey.method == "plain")]
+    yarn = pd.concat([gap[gap.length == 16384].assign(method="yarn", score=1.0),
+                      gap[gap.length == 4096].assign(method="yarn", setting="as plain")])  # fmt: skip
+    p = pd.concat([study.passkey, yarn], ignore_index=True)
+    middle = passkey_figure(p.assign(trained=8192, distance=p.length)).axes[1]
+    points = _points(middle)
+    plain16 = float(gap[gap.length == 16384].score.mean())
+    at16 = sorted(y for x, y in points if 16384 / 1.2 < x < 16384 * 1.2)
+    assert at16 == sorted([plain16, 1.0]) and plain16 != 1.0, points  # plain and YaRN, each its own
+    assert [y for x, y in points if 4096 / 1.2 < x < 4096 * 1.2] == [1.0], points  # plain alone at 4k
+    assert "n=50 each" in middle.get_title()
