@@ -5,7 +5,8 @@ reads (and what each is, in words, for notebook 10's differences figure), comput
 Accuracy cells are read per sample (RULER's score, 0 or 1); a cell the study has not computed yet gives NaN,
 and every rule reads NaN as undecided, so a partial study never decides a claim it cannot.
 
-Contents: :data:`CLAIMS`, :func:`evidence_values` (the numbers each rule reads).
+Contents: :data:`CLAIMS`, :func:`evidence_values` (the numbers each rule reads), :func:`bucket_loss`,
+:func:`loss_levels` (LC6's statistics for every method, those no rule reads included).
 """
 
 from __future__ import annotations
@@ -148,18 +149,36 @@ def _lc6(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
     return Evidence(v, "", found, {"r": "loss 12k-16k - loss 4k-8k (plain)"})
 
 
+def _levels(study: Any, method: str) -> dict[str, float]:
+    """LC6's statistics for ``method``: k (its loss at 12k-16k minus plain's at 4k-8k) and b (plain's loss
+    minus its own at 12k-16k), each its mean over the windows and 95% t-interval, and the windows."""
+    plain_far = bucket_loss(study, "plain", 12288, 16384)
+    plain_in = bucket_loss(study, "plain", 4096, 8192)
+    own_far = bucket_loss(study, method, 12288, 16384)
+    k, b = (own_far - plain_in).dropna(), (plain_far - own_far).dropna()
+    (km, k_lo, k_hi), (bm, b_lo, b_hi) = _t(k), _t(b)
+    return {"k": km, "k_lo": k_lo, "k_hi": k_hi, "b": bm, "b_lo": b_lo, "b_hi": b_hi,
+            "windows": float(len(k))}  # fmt: skip
+
+
+def loss_levels(study: Any) -> pd.DataFrame:
+    """LC6's statistics for each method of the study's loss table but plain, in its order, the methods no
+    rule reads (NTK, dynamic NTK) beside those LC6 decides: k (the method's loss at 12k-16k minus plain's at
+    4k-8k) and b (plain's loss minus the method's at 12k-16k), each its mean over the windows with a 95%
+    t-interval (``k_lo``, ``k_hi``, ...), and ``windows``. One row per method; empty without loss rows."""
+    loss = study.loss
+    methods = [] if loss.empty else [m for m in loss.method.unique() if m != "plain"]
+    return pd.DataFrame([{"method": m, **_levels(study, m)} for m in methods])
+
+
 def _lc6_method(method: str) -> Callable[[Any, Mapping], Evidence]:
     def measure(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
-        plain_far = bucket_loss(study, "plain", 12288, 16384)
-        plain_in = bucket_loss(study, "plain", 4096, 8192)
-        own_far = bucket_loss(study, method, 12288, 16384)
-        k, b = (own_far - plain_in).dropna(), (plain_far - own_far).dropna()
-        (km, k_lo, k_hi), (bm, b_lo, b_hi) = _t(k), _t(b)
+        v = _levels(study, method)
         plain = RULES["LC6"](_lc6_values(study)) == "confirmed"
-        values = {"lc6_confirmed": float(plain), "k": km, "k_lo": k_lo, "k_hi": k_hi, "b": bm, "b_lo": b_lo,
-                  "b_hi": b_hi}  # fmt: skip
-        found = f"{LABELS[method]}: k = {_fmt(km, k_lo, k_hi)}, b = {_fmt(bm, b_lo, b_hi)} nats"
-        return Evidence(values, "", f"{found} over {len(k)} windows", {
+        values = {"lc6_confirmed": float(plain), **{k: x for k, x in v.items() if k != "windows"}}
+        k, b = _fmt(v["k"], v["k_lo"], v["k_hi"]), _fmt(v["b"], v["b_lo"], v["b_hi"])
+        found = f"{LABELS[method]}: k = {k}, b = {b} nats"
+        return Evidence(values, "", f"{found} over {int(v['windows'])} windows", {
             "k": "loss method 12k-16k - plain 4k-8k", "b": "loss plain - loss method, 12k-16k"})
 
     return measure
@@ -235,4 +254,4 @@ def evidence_values(study: Any) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["CLAIMS", "DELTA", "EPSILON", "bucket_loss", "evidence_values"]
+__all__ = ["CLAIMS", "DELTA", "EPSILON", "bucket_loss", "evidence_values", "loss_levels"]

@@ -9,7 +9,7 @@ import pytest
 
 from tempo_lab import stats
 from tempo_lab.claims import claims_table
-from tempo_lab.long_context.evidence import CLAIMS, bucket_loss
+from tempo_lab.long_context.evidence import CLAIMS, bucket_loss, loss_levels
 from tempo_lab.long_context.study import LongContextSpec, LongContextStudy
 
 rng = np.random.default_rng(0)
@@ -66,6 +66,26 @@ def test_bucket_loss_weighs_the_bins_by_their_tokens():
     far = bucket_loss(study, "plain", 12288, 16384)
     assert far.to_numpy() == pytest.approx(4.0 + 0.01 * np.arange(6))
     assert len(bucket_loss(study, "ntk", 0, 16384)) == 0
+
+
+def test_loss_levels_are_lc6s_statistics_for_every_method_a_rule_reads_or_not():
+    """k and b per window by hand (YaRN rises 0.05 past 8k where plain rises 2.0, PI 1.0: k = rise, b = 2.0
+    minus it, the same in every window); an NTK no rule reads gets the same statistics; each equals the value
+    LC6's rule for the method reads."""
+    study = _study(0.0, 0.0)
+    ntk = study.loss[study.loss.method == "pi"].assign(method="ntk")
+    study.loss = pd.concat([study.loss, ntk], ignore_index=True)
+    levels = loss_levels(study).set_index("method")
+    assert list(levels.index) == ["yarn", "pi", "ntk"]
+    for method, rise in [("yarn", 0.05), ("pi", 1.0), ("ntk", 1.0)]:
+        row = levels.loc[method]
+        assert (row.k, row.k_lo, row.k_hi) == pytest.approx((rise,) * 3)
+        assert (row.b, row.b_lo, row.b_hi) == pytest.approx((2.0 - rise,) * 3)
+        assert row.windows == 6
+    ruled = {c.key: c.measure(study, {}).values for c in CLAIMS}
+    for method in ("yarn", "pi"):
+        assert ruled[f"LC6.{method}"]["k"] == levels.loc[method, "k"]
+    assert len(loss_levels(LongContextStudy(study.passkey, pd.DataFrame(), study.manifest, {}))) == 0
 
 
 def test_the_differences_figure_draws_each_computed_statistic_at_its_interval():
