@@ -77,25 +77,39 @@ def _points(
                         color=colour)  # fmt: skip
 
 
+def _in_order(groups) -> list[tuple[str, pd.DataFrame]]:
+    """``(method, rows)`` pairs in the order of :data:`~tempo_lab.extension.methods.METHODS` (others last)."""
+    order = {m: i for i, m in enumerate(METHODS)}
+    return sorted(groups, key=lambda pair: order.get(pair[0], len(order)))
+
+
 def _each_method(ax: Axes, rows: pd.DataFrame, x: str) -> str:
     """Accuracy against ``x`` under each method in ``rows`` (one model, one version), in the order of
     :data:`~tempo_lab.extension.methods.METHODS`, side by side at each ``x`` (:data:`DODGE`) so equal
     accuracies do not hide one another; the rows that stand for a method inside the trained context (copied
-    from plain) left out. Returns ", n=N each" when every point has the same number of samples (then not
-    written beside each point), else ""."""
+    from plain) left out. Where every point at an ``x`` has the same number of samples, the numbers are not
+    written beside the points but returned for the title (", n=N each", or ", n=N at 4k, M at 8k, ..."
+    on a line of its own); else each point is labelled and "" is returned."""
     rows = rows[(rows.method == "plain") | (rows.setting != "as plain")]
-    order = {m: i for i, m in enumerate(METHODS)}
-    methods = sorted(rows.groupby("method", sort=False), key=lambda mp: order.get(mp[0], len(order)))
-    sizes = {len(cell) for _, part in methods for _, cell in part.groupby(x)}
+    methods = _in_order(rows.groupby("method", sort=False))
+    sizes: dict[int, set[int]] = {}
+    for _, part in methods:
+        for at, cell in part.groupby(x):
+            sizes.setdefault(int(at), set()).add(len(cell))
+    counts = any(len(n) > 1 for n in sizes.values())
     for i, (method, part) in enumerate(methods):
         label, marker = LABELS.get(method, method), MARKERS.get(method, "o")
         shift = 2 ** (DODGE * (i - (len(methods) - 1) / 2))
-        _points(ax, _accuracy(part, x), x, label, COLOURS.get(method), marker, shift=shift,
-                counts=len(sizes) > 1)  # fmt: skip
+        _points(ax, _accuracy(part, x), x, label, COLOURS.get(method), marker, shift=shift, counts=counts)
     if len(rows):
         _trained_line(ax, int(rows.trained.iloc[0]), "trained", COLOURS["plain"])
     _tokens_axis(ax)
-    return f", n={sizes.pop()} each" if len(sizes) == 1 else ""
+    if counts or not sizes:
+        return ""
+    each = {at: min(n) for at, n in sorted(sizes.items())}
+    if len(set(each.values())) == 1:
+        return f", n={next(iter(each.values()))} each"
+    return "\nn=" + ", ".join(f"{n} at {at / 1024:g}k" for at, n in each.items())
 
 
 def passkey_figure(passkey: pd.DataFrame) -> Figure:
@@ -149,7 +163,7 @@ def loss_figure(loss: pd.DataFrame, bucket: int = 1024) -> Figure:
         raise ValueError("the study holds no loss rows yet")
     fig, ax = plots.figure_with_axes(8, 4)
     binned = loss.assign(bucket=loss.bin // bucket * bucket, total=loss.loss * loss.tokens)
-    for method, part in binned.groupby("method", sort=False):
+    for method, part in _in_order(binned.groupby("method", sort=False)):
         per = part.groupby(["window", "bucket"])[["total", "tokens"]].sum()
         mean = (per.total / per.tokens).groupby("bucket").mean()
         windows = part.window.nunique()

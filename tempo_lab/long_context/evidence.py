@@ -19,7 +19,7 @@ import pandas as pd
 
 from tempo_lab import stats
 from tempo_lab.claims import Claim, Evidence
-from tempo_lab.extension.methods import LABELS
+from tempo_lab.extension.methods import LABELS, METHODS
 from tempo_lab.long_context.rules import DELTA, EPSILON, LOSS_METHODS, RULES, SCALINGS
 
 NAME = "long_context"
@@ -162,12 +162,13 @@ def _levels(study: Any, method: str) -> dict[str, float]:
 
 
 def loss_levels(study: Any) -> pd.DataFrame:
-    """LC6's statistics for each method of the study's loss table but plain, in its order, the methods no
-    rule reads (NTK, dynamic NTK) beside those LC6 decides: k (the method's loss at 12k-16k minus plain's at
-    4k-8k) and b (plain's loss minus the method's at 12k-16k), each its mean over the windows with a 95%
-    t-interval (``k_lo``, ``k_hi``, ...), and ``windows``. One row per method; empty without loss rows."""
+    """LC6's statistics for each method of the study's loss table but plain, in the order of
+    :data:`~tempo_lab.extension.methods.METHODS`, the methods no rule reads (NTK, dynamic NTK) beside those
+    LC6 decides: k (the method's loss at 12k-16k minus plain's at 4k-8k) and b (plain's loss minus the
+    method's at 12k-16k), each its mean over the windows with a 95% t-interval (``k_lo``, ``k_hi``, ...),
+    and ``windows``. One row per method; empty without loss rows."""
     loss = study.loss
-    methods = [] if loss.empty else [m for m in loss.method.unique() if m != "plain"]
+    methods = [] if loss.empty else [m for m in METHODS if m != "plain" and m in set(loss.method)]
     return pd.DataFrame([{"method": m, **_levels(study, m)} for m in methods])
 
 

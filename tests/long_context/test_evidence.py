@@ -76,7 +76,7 @@ def test_loss_levels_are_lc6s_statistics_for_every_method_a_rule_reads_or_not():
     ntk = study.loss[study.loss.method == "pi"].assign(method="ntk")
     study.loss = pd.concat([study.loss, ntk], ignore_index=True)
     levels = loss_levels(study).set_index("method")
-    assert list(levels.index) == ["yarn", "pi", "ntk"]
+    assert list(levels.index) == ["pi", "ntk", "yarn"]  # METHODS' order
     for method, rise in [("yarn", 0.05), ("pi", 1.0), ("ntk", 1.0)]:
         row = levels.loc[method]
         assert (row.k, row.k_lo, row.k_hi) == pytest.approx((rise,) * 3)
@@ -153,6 +153,26 @@ def test_the_passkey_figure_draws_equal_accuracies_apart_at_their_length():
     at16 = [(x, y) for x, y in points if 16384 / 1.2 < x < 16384 * 1.2 and y == 1.0]
     assert len(at16) == 2 and at16[0][0] != at16[1][0], points
     assert "n=20 each" in right.get_title()
+
+
+def test_the_passkey_figure_names_the_samples_per_length_once_where_each_length_has_one_count():
+    """The real cells at 4k and 16k hold 20 samples, at 8k 10 (plain alone: the methods are plain there): the
+    title names each length's count, no point is labelled; two counts at one length label every point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tempo_lab.long_context.display import passkey_figure
+
+    study = _study(acc16=0.0, se16=1.0)
+    at8 = study.passkey[(study.passkey.version == "real") & (study.passkey.length == 4096)]
+    p = pd.concat([study.passkey, at8.head(10).assign(length=8192)], ignore_index=True)
+    right = passkey_figure(p.assign(trained=8192, distance=p.length)).axes[2]
+    assert right.get_title().endswith("\nn=20 at 4k, 10 at 8k, 20 at 16k"), right.get_title()
+    assert not [t for t in right.texts if t.get_text().startswith("n=")]
+    fewer = p.drop(p[(p.method == "self_extend") & (p.version == "real")].index[:5])  # 15 beside plain's 20
+    right = passkey_figure(fewer.assign(trained=8192, distance=fewer.length)).axes[2]
+    labels = sorted(t.get_text() for t in right.texts if t.get_text().startswith("n="))
+    assert labels == ["n=10", "n=15", "n=20", "n=20"] and "n=" not in right.get_title(), labels
 
 
 def _points(ax) -> list[tuple[float, float]]:
