@@ -11,6 +11,7 @@ Contents: :func:`passkey_figure`, :func:`loss_figure`, :func:`differences_figure
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -64,11 +65,12 @@ def _tokens_axis(ax: Axes) -> None:
 
 
 def _points(
-    ax: Axes, acc: pd.DataFrame, x: str, label: str, colour, marker: str, *, shift: float = 1.0, counts=True
-) -> None:
-    """One curve with its intervals, drawn at ``x`` times ``shift`` (a dodge on the log axis), each point's
-    number of samples beside it if ``counts``."""
-    at = acc[x] * shift
+    ax: Axes, acc: pd.DataFrame, x: str, label: str, colour, marker: str, *,
+    shift: float | Sequence[float] = 1.0, counts=True,
+) -> None:  # fmt: skip
+    """One curve with its intervals, drawn at ``x`` times ``shift`` (a dodge on the log axis; one per point,
+    or one for all), each point's number of samples beside it if ``counts``."""
+    at = acc[x] * (list(shift) if isinstance(shift, Sequence) else shift)
     ax.errorbar(at, acc.acc, yerr=[acc.acc - acc.lo, acc.hi - acc.acc], color=colour, marker=marker,
                 capsize=3, label=label)  # fmt: skip
     if counts:
@@ -86,10 +88,11 @@ def _in_order(groups) -> list[tuple[str, pd.DataFrame]]:
 def _each_method(ax: Axes, rows: pd.DataFrame, x: str) -> str:
     """Accuracy against ``x`` under each method in ``rows`` (one model, one version), in the order of
     :data:`~tempo_lab.extension.methods.METHODS`, side by side at each ``x`` (:data:`DODGE`) so equal
-    accuracies do not hide one another; the rows that stand for a method inside the trained context (copied
-    from plain) left out. Where every point at an ``x`` has the same number of samples, the numbers are not
-    written beside the points but returned for the title (", n=N each", or ", n=N at 4k, M at 8k, ..."
-    on a line of its own); else each point is labelled and "" is returned."""
+    accuracies do not hide one another (a point alone at its ``x`` stays there); the rows that stand for a
+    method inside the trained context (copied from plain) left out. Where every point at an ``x`` has the
+    same number of samples, the numbers are not written beside the points but returned for the title
+    (", n=N each", or ", n=N at 4k, M at 8k, ..." on a line of its own); else each point is labelled and ""
+    is returned."""
     rows = rows[(rows.method == "plain") | (rows.setting != "as plain")]
     methods = _in_order(rows.groupby("method", sort=False))
     sizes: dict[int, set[int]] = {}
@@ -97,10 +100,13 @@ def _each_method(ax: Axes, rows: pd.DataFrame, x: str) -> str:
         for at, cell in part.groupby(x):
             sizes.setdefault(int(at), set()).add(len(cell))
     counts = any(len(n) > 1 for n in sizes.values())
-    for i, (method, part) in enumerate(methods):
+    present = {at: [m for m, part in methods if (part[x] == at).any()] for at in sizes}
+    for method, part in methods:
         label, marker = LABELS.get(method, method), MARKERS.get(method, "o")
-        shift = 2 ** (DODGE * (i - (len(methods) - 1) / 2))
-        _points(ax, _accuracy(part, x), x, label, COLOURS.get(method), marker, shift=shift, counts=counts)
+        acc = _accuracy(part, x)
+        # side by side among the methods with a point at that x (a point alone stays at its x)
+        shift = [2 ** (DODGE * (present[at].index(method) - (len(present[at]) - 1) / 2)) for at in acc[x]]
+        _points(ax, acc, x, label, COLOURS.get(method), marker, shift=shift, counts=counts)
     if len(rows):
         _trained_line(ax, int(rows.trained.iloc[0]), "trained", COLOURS["plain"])
     _tokens_axis(ax)

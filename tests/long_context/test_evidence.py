@@ -199,5 +199,5 @@ def test_the_passkey_figure_draws_each_methods_gap_curve_without_the_rows_copied
     plain16 = float(gap[gap.length == 16384].score.mean())
     at16 = sorted(y for x, y in points if 16384 / 1.2 < x < 16384 * 1.2)
     assert at16 == sorted([plain16, 1.0]) and plain16 != 1.0, points  # plain and YaRN, each its own
-    assert [y for x, y in points if 4096 / 1.2 < x < 4096 * 1.2] == [1.0], points  # plain alone at 4k
+    assert [(x, y) for x, y in points if 4096 / 1.2 < x < 4096 * 1.2] == [(4096, 1.0)], points  # alone, at 4k
     assert "n=50 each" in middle.get_title()
