@@ -1,6 +1,7 @@
 """Notebook 10 (b)'s figures, drawn from a :class:`~tempo_lab.long_context.study.LongContextStudy`: passkey
-accuracy by the needle's distance and by the sample's length, and the long text's loss by position, for every
-method the study holds. Numeric axes (distances and positions in tokens), lines only between measured points,
+accuracy by distance (the gap version at D: the positions of a D-token sample, a few hundred tokens) and by
+length (RULER's real D-token samples), and the long text's loss by position, for every method the study
+holds. Numeric axes (distances and positions in tokens), lines only between measured points,
 each accuracy with its Wilson 95% interval and its number of samples, colours from seaborn's colour-blind
 palette; and the differences each rule of LC1-LC7 reads, with their intervals against the rule's margin.
 
@@ -119,11 +120,12 @@ def _each_method(ax: Axes, rows: pd.DataFrame, x: str) -> str:
 
 
 def passkey_figure(passkey: pd.DataFrame) -> Figure:
-    """Three panels, each accuracy with its Wilson 95% interval. Left: accuracy against the needle's
-    distance from the question, the plain models, on the gap version (the haystack cut, the positions kept
-    apart) beside the real samples of RULER at each length (distance: its median over the samples). Middle
-    and right: the study's first model under each method, by distance on the gap version and by length on
-    the real samples: the two curves of each method. Dotted lines: each model's trained context."""
+    """Three panels, each accuracy with its Wilson 95% interval, against D. Left: the plain models on the gap
+    version at D (a few hundred tokens at the positions of a D-token sample: the question near D, the needle
+    at its depth in D; :mod:`~tempo_lab.long_context.passkey`) beside RULER's real samples of D tokens, so
+    the same D has the same positions with and without the haystack's tokens. Middle and right: the study's
+    first model under each method, by distance on the gap version and by length on the real samples: the two
+    curves of each method. Dotted lines: each model's trained context."""
     if passkey.empty:
         raise ValueError("the study holds no passkey rows yet")
     fig = plots.figure(15, 4.4)
@@ -132,28 +134,31 @@ def passkey_figure(passkey: pd.DataFrame) -> Figure:
     for model, part in plain.groupby("model", sort=False):
         colour = COLOURS.get(model)
         gap = _accuracy(part[part.version == "gap"], "length")
+        real = _accuracy(part[part.version == "real"], "length")
+        both = set(gap.length) & set(real.length) if len(gap) and len(real) else set()
+        half = 2**DODGE  # at a D with both, the gap point left of D and the real one right of it
         if len(gap):
-            _points(left, gap, "length", f"{model}, gap version", colour, "o")
-        real = part[part.version == "real"]
+            shift = [1 / half if d in both else 1.0 for d in gap.length]
+            _points(left, gap, "length", f"{model}, gap version (D's positions)", colour, "o", shift=shift)
         if len(real):
-            acc = _accuracy(real, "length").merge(real.groupby("length").distance.median().reset_index())
-            left.errorbar(acc.distance, acc.acc, yerr=[acc.acc - acc.lo, acc.hi - acc.acc], color=colour,
+            at = [d * half if d in both else d for d in real.length]
+            left.errorbar(at, real.acc, yerr=[real.acc - real.lo, real.hi - real.acc], color=colour,
                           marker="s", linestyle="none", capsize=3, mfc="white",
-                          label=f"{model}, real (RULER at its length)")  # fmt: skip
+                          label=f"{model}, real (RULER's D tokens)")  # fmt: skip
         _trained_line(left, int(part.trained.iloc[0]), f"{model} trained", colour)
     _tokens_axis(left)
-    left.set_xlabel("distance from the needle to the question (positions)")
+    left.set_xlabel("D: a sample's length, or the positions it spans")
     left.set_ylabel("passkey accuracy (RULER's score)")
-    left.set_title("By distance: the plain models")
+    left.set_title("The plain models, by distance and by length")
     left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=1)
     real = passkey[passkey.version == "real"]
     model = real.model.iloc[0] if len(real) else passkey.model.iloc[0]  # the study's first model has them
     ours = passkey[passkey.model == model]
     each = _each_method(middle, ours[ours.version == "gap"], "length")
-    middle.set_xlabel("distance from the needle to the question (positions)")
+    middle.set_xlabel("D: the positions of a D-token sample")
     middle.set_title(f"By distance: {model}, gap version{each}")
     each = _each_method(right, ours[ours.version == "real"], "length")
-    right.set_xlabel("sample length (tokens)")
+    right.set_xlabel("D: the sample's length (tokens)")
     right.set_title(f"By length: {model}, real{each}")
     if len(ours):
         plots.legend_outside(right)
@@ -229,8 +234,9 @@ def differences_figure(study: Any) -> Figure:
 def passkey_view(lm: LoadedModel, samples: list[Sample]) -> View:
     """Notebook 10 (b)'s live control: one of ``samples`` (RULER's, see
     :func:`~tempo_lab.long_context.ruler.ruler_samples`) re-scored on every move, in its gap version at a
-    chosen distance under a chosen method set for that distance: the greedy answer, RULER's score and the
-    value's log-probability, beside the plain model's."""
+    chosen D (the positions of a D-token sample; the title gives the needle's distance from the question)
+    under a chosen method set for D: the greedy answer, RULER's score and the value's log-probability,
+    beside the plain model's."""
     if not samples:
         raise ValueError("give at least one RULER sample to re-score")
     tokens = [Tokens.of(lm, s) for s in samples]
@@ -249,11 +255,14 @@ def passkey_view(lm: LoadedModel, samples: list[Sample]) -> View:
         ax.bar(["plain", LABELS[name]], [plain.logprob, found.logprob],
                color=[COLOURS["plain"], COLOURS.get(name)])  # fmt: skip
         ax.set_ylabel("log p(value), nats")
-        ax.set_title(f"sample {t.sample.index}, the needle {distance} positions before the question")
+        apart = t.gap(distance).distance  # the needle's distance from the question at D's positions
+        ax.set_title(f"sample {t.sample.index} at a {distance}-token sample's positions: the needle "
+                     f"{apart:g} positions before the question")  # fmt: skip
         text = (f"{LABELS[name]} ({method.setting or 'as set'}): {found.text!r}, score {found.score:g}, "
                 f"log p(value) {found.logprob:.3f}; plain: {plain.text!r}, {plain.score:g}, "
                 f"{plain.logprob:.3f}")  # fmt: skip
-        state = {"score": found.score, "logprob": round(found.logprob, 4), "plain": round(plain.logprob, 4)}
+        state = {"score": found.score, "logprob": round(found.logprob, 4), "plain": round(plain.logprob, 4),
+                 "distance": float(apart)}  # fmt: skip
         return Rendered(text, fig, state)
 
     return live_view("passkey", "Passkey by distance", {

@@ -207,6 +207,17 @@ GEMMA_GAP_NOTE = (
     "included, while the same samples retrieve at their own positions. The verdict stands as computed; it "
     "says nothing about Gemma 3's trained context."
 )
+#: how the study's gap version differs from the one the claims file defines (found after the data)
+GAP_NOTE = (
+    "The claims file defines the gap version at D by the question sitting D positions after the needle's "
+    "position in the real sample. The study builds it as the positions of a D-token sample "
+    "(tempo_lab.long_context.passkey): each kept run starts at its real slot scaled by D/L, so the question "
+    "sits near position D, the needle at its depth in D, and the needle-to-question distance is the real "
+    "sample's scaled by D/L (about D/2 at the median; the cells table prints it), not D. At D = L = 16k "
+    "every kept token sits at its real position, so g compares the same positions with and without the "
+    "haystack's tokens. The verdict is the built version's; the literal one (the needle at its real "
+    "position, the question D after it) is not computed."
+)
 SOURCE = "the claims file's 'Long context' section, registered 2026-12-07 before any data"
 CLAIMS = (
     Claim("LC1", NAME, "A RoPE model fails to retrieve past its trained context",
@@ -225,7 +236,8 @@ CLAIMS = (
             _restores(m), RULES[f"LC3.{m}"]) for m in SCALINGS),
     Claim("LC4", NAME, "Past the trained context, retrieval fails because of the distance, not the length",
           "tempo_lab's own question", "(no earlier number)",
-          ("study:long_context.passkey (SmolLM2, plain: gap 16k and 4k, real 16k)",), _lc4, RULES["LC4"]),
+          ("study:long_context.passkey (SmolLM2, plain: gap 16k and 4k, real 16k)",), _lc4, RULES["LC4"],
+          note=GAP_NOTE),
     Claim("LC5", NAME,
           "Gemma 3 270M retrieves at every distance inside its trained context (32,768) and fails past it",
           "Gemma 3's 32k context", "trained context 32,768",

@@ -201,3 +201,23 @@ def test_the_passkey_figure_draws_each_methods_gap_curve_without_the_rows_copied
     assert at16 == sorted([plain16, 1.0]) and plain16 != 1.0, points  # plain and YaRN, each its own
     assert [(x, y) for x, y in points if 4096 / 1.2 < x < 4096 * 1.2] == [(4096, 1.0)], points  # alone, at 4k
     assert "n=50 each" in middle.get_title()
+
+
+def test_the_passkey_figure_draws_the_gap_version_and_the_real_samples_at_the_same_d():
+    """Left panel: the gap version at D and RULER's real D-token samples are the same positions, so both are
+    drawn at D (the gap point just left of it, the real one just right), each at its own accuracy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tempo_lab.long_context.display import passkey_figure
+
+    study = _study(acc16=0.0, se16=1.0)
+    p = study.passkey.assign(trained=8192, distance=study.passkey.length // 2)  # distance is not the x
+    left = passkey_figure(p).axes[0]
+    points = _points(left)
+    for d in (4096, 16384):
+        near = sorted((x, y) for x, y in points if d / 1.2 < x < d * 1.2)
+        assert len(near) == 2 and near[0][0] < d < near[1][0], points  # gap left, real right
+        gap = p[(p.version == "gap") & (p.method == "plain") & (p.length == d)].score.mean()
+        real = p[(p.version == "real") & (p.method == "plain") & (p.length == d)].score.mean()
+        assert [y for _, y in near] == [gap, real]

@@ -137,4 +137,5 @@ def test_the_live_control_rescores_a_sample_as_the_study_does(lm, samples):
     with Method.for_length(lm, "yarn", 16384).applied(lm):
         want = answer(lm, tokens.gap(16384), tokens, max_new=12)
     assert shown["score"] == want.score and shown["logprob"] == round(want.logprob, 4)
+    assert shown["distance"] == tokens.gap(16384).distance < 16384  # D spans the positions; not the distance
     assert "error" in view.render(sample=0, method="yarn", distance=0).state  # refused, named, not raised
