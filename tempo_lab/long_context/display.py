@@ -23,7 +23,7 @@ from matplotlib.ticker import FuncFormatter
 from tempo_lab import plots
 from tempo_lab.extension.methods import LABELS, METHODS, Method
 from tempo_lab.loaded import LoadedModel
-from tempo_lab.long_context.passkey import Tokens, answer
+from tempo_lab.long_context.passkey import Positions, Tokens, answer
 from tempo_lab.long_context.ruler import Sample
 from tempo_lab.long_context.rules import DELTA, EPSILON
 from tempo_lab.stats import wilson
@@ -65,13 +65,25 @@ def _tokens_axis(ax: Axes) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1024:g}k"))
 
 
+def _shifts(series: Sequence[Sequence[int]], spacing: float = DODGE) -> list[list[float]]:
+    """Per series, per x in it: the factor that draws its point side by side (``spacing`` octaves apart)
+    with the other series that have a point at the same x, in the series' order; a point alone stays at its
+    x (factor 1)."""
+    present: dict[int, list[int]] = {}
+    for i, xs in enumerate(series):
+        for x in xs:
+            present.setdefault(int(x), []).append(i)
+    return [[2 ** (spacing * (present[int(x)].index(i) - (len(present[int(x)]) - 1) / 2)) for x in xs]
+            for i, xs in enumerate(series)]  # fmt: skip
+
+
 def _points(
-    ax: Axes, acc: pd.DataFrame, x: str, label: str, colour, marker: str, *,
-    shift: float | Sequence[float] = 1.0, counts=True,
+    ax: Axes, acc: pd.DataFrame, x: str, label: str, colour, marker: str, *, shift: Sequence[float],
+    counts=True,
 ) -> None:  # fmt: skip
-    """One curve with its intervals, drawn at ``x`` times ``shift`` (a dodge on the log axis; one per point,
-    or one for all), each point's number of samples beside it if ``counts``."""
-    at = acc[x] * (list(shift) if isinstance(shift, Sequence) else shift)
+    """One curve with its intervals, each point drawn at its ``x`` times its ``shift`` (a dodge on the log
+    axis, :func:`_shifts`), its number of samples beside it if ``counts``."""
+    at = acc[x] * list(shift)
     ax.errorbar(at, acc.acc, yerr=[acc.acc - acc.lo, acc.hi - acc.acc], color=colour, marker=marker,
                 capsize=3, label=label)  # fmt: skip
     if counts:
@@ -96,17 +108,14 @@ def _each_method(ax: Axes, rows: pd.DataFrame, x: str) -> str:
     is returned."""
     rows = rows[(rows.method == "plain") | (rows.setting != "as plain")]
     methods = _in_order(rows.groupby("method", sort=False))
+    accs = [_accuracy(part, x) for _, part in methods]
     sizes: dict[int, set[int]] = {}
-    for _, part in methods:
-        for at, cell in part.groupby(x):
-            sizes.setdefault(int(at), set()).add(len(cell))
+    for acc in accs:
+        for at, n in zip(acc[x], acc.n, strict=True):
+            sizes.setdefault(int(at), set()).add(int(n))
     counts = any(len(n) > 1 for n in sizes.values())
-    present = {at: [m for m, part in methods if (part[x] == at).any()] for at in sizes}
-    for method, part in methods:
+    for (method, _), acc, shift in zip(methods, accs, _shifts([acc[x] for acc in accs]), strict=True):
         label, marker = LABELS.get(method, method), MARKERS.get(method, "o")
-        acc = _accuracy(part, x)
-        # side by side among the methods with a point at that x (a point alone stays at its x)
-        shift = [2 ** (DODGE * (present[at].index(method) - (len(present[at]) - 1) / 2)) for at in acc[x]]
         _points(ax, acc, x, label, COLOURS.get(method), marker, shift=shift, counts=counts)
     if len(rows):
         _trained_line(ax, int(rows.trained.iloc[0]), "trained", COLOURS["plain"])
@@ -135,13 +144,13 @@ def passkey_figure(passkey: pd.DataFrame) -> Figure:
         colour = COLOURS.get(model)
         gap = _accuracy(part[part.version == "gap"], "length")
         real = _accuracy(part[part.version == "real"], "length")
-        both = set(gap.length) & set(real.length) if len(gap) and len(real) else set()
-        half = 2**DODGE  # at a D with both, the gap point left of D and the real one right of it
+        # at a D with both, the gap point left of D and the real one right of it, DODGE octaves each way
+        gap_shift, real_shift = _shifts([gap.get("length", []), real.get("length", [])], 2 * DODGE)
         if len(gap):
-            shift = [1 / half if d in both else 1.0 for d in gap.length]
-            _points(left, gap, "length", f"{model}, gap version (D's positions)", colour, "o", shift=shift)
+            label = f"{model}, gap version (D's positions)"
+            _points(left, gap, "length", label, colour, "o", shift=gap_shift)
         if len(real):
-            at = [d * half if d in both else d for d in real.length]
+            at = real.length * real_shift
             left.errorbar(at, real.acc, yerr=[real.acc - real.lo, real.hi - real.acc], color=colour,
                           marker="s", linestyle="none", capsize=3, mfc="white",
                           label=f"{model}, real (RULER's D tokens)")  # fmt: skip
@@ -241,21 +250,22 @@ def passkey_view(lm: LoadedModel, samples: list[Sample]) -> View:
         raise ValueError("give at least one RULER sample to re-score")
     tokens = [Tokens.of(lm, s) for s in samples]
 
-    def score(name: str, t: Tokens, distance: int):
-        version, method = t.gap(distance), Method.for_length(lm, name, distance)
+    def score(name: str, t: Tokens, version: Positions, distance: int):
+        method = Method.for_length(lm, name, distance)
         with method.applied(lm):
             return answer(lm, version, t, max_new=12), method
 
     def update(values, progress) -> Rendered:
         i, name, distance = int(values["sample"]), values["method"], int(values["distance"])
         t = tokens[i]
-        found, method = score(name, t, distance)
-        plain, _ = score("plain", t, distance)
+        version = t.gap(distance)  # one gap version for both methods
+        found, method = score(name, t, version, distance)
+        plain, _ = score("plain", t, version, distance)
         fig, (ax,) = plots.live_figure(6, 2.6)
         ax.bar(["plain", LABELS[name]], [plain.logprob, found.logprob],
                color=[COLOURS["plain"], COLOURS.get(name)])  # fmt: skip
         ax.set_ylabel("log p(value), nats")
-        apart = t.gap(distance).distance  # the needle's distance from the question at D's positions
+        apart = version.distance  # the needle's distance from the question at D's positions
         ax.set_title(f"sample {t.sample.index} at a {distance}-token sample's positions: the needle "
                      f"{apart:g} positions before the question")  # fmt: skip
         text = (f"{LABELS[name]} ({method.setting or 'as set'}): {found.text!r}, score {found.score:g}, "
