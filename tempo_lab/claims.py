@@ -10,9 +10,9 @@ rules in force when its data was computed, so a rule changed afterwards is shown
 
 A :class:`Claim` holds the claim (quoted, with who made it), its original number, where its numbers come
 from (``sources``), a ``measure`` that reads them into :class:`Evidence`, its registered ``rule`` (``None``:
-the claim only describes, and gets no verdict), the rules added after its data was seen (``post_hoc``, shown
-beside the registered verdict, never in its place), and its ``headline``: the one number per prompt it rests
-on, which :mod:`tempo_lab.studies.compare` pairs across two models. The verdicts:
+no registered verdict), the rules added after its data was seen (``post_hoc``, shown beside the registered
+verdict, never in its place; a claim with neither only describes), and its ``headline``: the one number per
+prompt it rests on, which :mod:`tempo_lab.studies.compare` pairs across two models. The verdicts:
 
 - **confirmed**: the interval (or test) agrees with the claim;
 - **refuted**: it excludes the claim;
@@ -146,8 +146,8 @@ class Claim:
 
     @property
     def descriptive(self) -> bool:
-        """True for a claim that only describes: no rule, no verdict."""
-        return self.rule is None
+        """True for a claim that only describes: no rule, registered or post hoc, so no verdict."""
+        return self.rule is None and not self.post_hoc
 
     def rules(self) -> dict[str, str]:
         """The fingerprints a study computed now records for this claim: ``{key: ..., key + "*": ...}``
@@ -211,7 +211,7 @@ def claims_table(
             "rule stands": standing(claim, manifest),
             "post hoc": "; ".join(f"{r(evidence.values)} ({r.text})" for r in claim.post_hoc),
             "p": p, "decided by": by,
-            "rule": "descriptive: no verdict" if rule is None else f"{rule.text} [unit: {rule.unit}]",
+            "rule": _rule_words(claim),
         })  # fmt: skip
     if not rows:  # no claim to decide (a study of other models): the table's columns, no rows
         columns = ["key", "claim", "source", "original", "single prompt", "at scale", "verdict",
@@ -220,9 +220,15 @@ def claims_table(
     table = pd.DataFrame(rows)
     table.insert(table.columns.get_loc("p") + 1, "p (Holm)", stats.holm(table.p.tolist()))
     table.attrs["decisions"] = int(
-        sum(not c.descriptive for c in claims) + sum(len(c.post_hoc) for c in claims)
+        sum(c.rule is not None for c in claims) + sum(len(c.post_hoc) for c in claims)
     )
     return table
+
+
+def _rule_words(claim: Claim) -> str:
+    if claim.rule is not None:
+        return f"{claim.rule.text} [unit: {claim.rule.unit}]"
+    return "descriptive: no verdict" if claim.descriptive else "none registered: post-hoc rules only"
 
 
 def ci(values: Any) -> tuple[float, float, float]:

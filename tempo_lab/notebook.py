@@ -59,19 +59,23 @@ def print_key_numbers(numbers: Mapping[str, Any], *, decimals: int = DECIMALS) -
 
 def claims_record(decided: pd.DataFrame) -> list[dict[str, str]]:
     """The rows of a decided claims table (:func:`tempo_lab.claims.claims_table`) as the key numbers keep
-    them: per claim its key, words and source, the registered rule's statistic and resampling unit, the
-    measurement at scale, the verdict, where the rule stands (registered before the data, written with it,
-    or changed since) and the post-hoc verdicts."""
+    them: per claim its key, words and source, the registered rule's statistic and resampling unit (the
+    first post-hoc rule's where none is registered), the measurement at scale, the verdict ("descriptive" for
+    a claim with no rule, "post hoc only" for one with post-hoc rules alone), where the rule stands
+    (registered before the data, written with it, or changed since) and the post-hoc verdicts."""
     from tempo_lab.phenomena import ALL_CLAIMS
 
-    rules = {c.key: c.rule for c in ALL_CLAIMS}
+    claims = {c.key: c for c in ALL_CLAIMS}
     out = []
     for row in decided.to_dict("records"):
-        rule = rules.get(row["key"])
+        claim = claims.get(row["key"])
+        rule = None if claim is None else claim.rule or next(iter(claim.post_hoc), None)
+        post = "" if claim is None or claim.rule is not None else ", post hoc"
         out.append({
             "key": row["key"], "claim": row["claim"], "source": row["source"],
-            "statistic": "descriptive" if rule is None else f"{rule.statistic} (unit: {rule.unit})",
-            "at scale": row["at scale"], "verdict": row["verdict"] or "descriptive",
+            "statistic": "descriptive" if rule is None else f"{rule.statistic} (unit: {rule.unit}{post})",
+            "at scale": row["at scale"],
+            "verdict": row["verdict"] or ("post hoc only" if row["post hoc"] else "descriptive"),
             "rule": row["rule stands"], "post hoc": row["post hoc"],
         })  # fmt: skip
     return out

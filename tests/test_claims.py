@@ -136,15 +136,19 @@ def test_the_table_counts_decisions_and_adjusts_p_values_by_holm():
         _claim("a", rule, p=0.01),
         _claim("b", rule, post_hoc=(_rule(),), p=0.04, lo=0.2),
         _claim("c", None, p=0.03),
+        _claim("d", None, post_hoc=(_rule(),), lo=0.7),  # post-hoc rules alone (LC4.positions)
     ]
     study = SimpleNamespace(manifest={"rules": {"a": rule.fingerprint(), "b": "0" * 16}}, decided_by="tiny")
     table = claims_table(study, {}, claims)
-    assert table.attrs["decisions"] == 3
-    assert table.verdict.tolist() == ["confirmed", "refuted", ""]
-    assert table["rule stands"].tolist() == [REGISTERED, CHANGED, ""]
+    assert table.attrs["decisions"] == 4
+    assert table.verdict.tolist() == ["confirmed", "refuted", "", ""]
+    assert table["rule stands"].tolist() == [REGISTERED, CHANGED, "", ""]
     assert table["post hoc"].iloc[1].startswith("refuted (")
+    assert table["post hoc"].iloc[3].startswith("confirmed (")
     np.testing.assert_allclose(table["p (Holm)"].iloc[:2], [0.02, 0.04])
     assert math.isnan(table["p"].iloc[2]) and table.rule.iloc[2].startswith("descriptive")
+    assert table.rule.iloc[3] == "none registered: post-hoc rules only"
+    assert [c.descriptive for c in claims] == [False, False, True, False]
 
 
 # --- the statistics, against independent references ---

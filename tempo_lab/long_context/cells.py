@@ -39,7 +39,7 @@ class Samples:
     def of(self, cell: Cell) -> list[Tokens]:
         if cell.version == "real":
             source, n, near = cell.length, cell.n, False
-        elif cell.version == "gap":
+        elif cell.version in ("gap", "distance"):
             source, n, near = self.spec.gap_source, cell.n, False
         else:
             source, n, near = self.spec.near_source, cell.n, True
@@ -68,6 +68,8 @@ def passkey_rows(lm: LoadedModel, model: str, cell: Cell, tokens: Sequence[Token
                 version = t.real()
             elif cell.version == "gap":
                 version = t.gap(cell.length)
+            elif cell.version == "distance":
+                version = t.at_distance(cell.length)
             else:
                 version = t.start_far(cell.length)
             start = time.perf_counter()

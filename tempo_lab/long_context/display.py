@@ -203,15 +203,19 @@ def differences_figure(study: Any) -> Figure:
     """The differences behind LC1-LC7's verdicts, as their registered rules read them: each statistic with
     its 95% interval (paired where the rule pairs samples or windows) beside the rule's margin (dotted: δ for
     accuracies, ε for the loss), one row per statistic, its claim, its words (the claim's own
-    :attr:`~tempo_lab.claims.Evidence.statistics`) and its verdict in the label. A statistic the study has
-    not computed yet is left out."""
+    :attr:`~tempo_lab.claims.Evidence.statistics`) and its verdict in the label (a claim with no registered
+    rule, LC4.positions: its post-hoc rule's, so marked). A statistic the study has not computed yet is left
+    out."""
     from tempo_lab.long_context.evidence import CLAIMS
 
     rows = []
     for claim in CLAIMS:
+        rule = claim.rule or next(iter(claim.post_hoc), None)  # LC4.positions: LC4's rule, post hoc
+        if rule is None:
+            continue
         evidence = claim.measure(study, {})
         values = evidence.values
-        verdict = claim.rule(values)
+        verdict = rule(values) + ("" if claim.rule else " (post hoc)")
         for name, words in evidence.statistics.items():
             v, lo, hi = (values.get(k, math.nan) for k in (name, f"{name}_lo", f"{name}_hi"))
             if all(math.isfinite(x) for x in (v, lo, hi)):
@@ -227,7 +231,7 @@ def differences_figure(study: Any) -> Figure:
         part = list(reversed([r for r in rows if r[-1] == loss]))
         for y, (_, _, _, v, lo, hi, verdict, _) in enumerate(part):
             ax.errorbar([v], [y], xerr=[[v - lo], [hi - v]], fmt="o", capsize=3,
-                        color=VERDICT_COLOURS[verdict])
+                        color=VERDICT_COLOURS[verdict.removesuffix(" (post hoc)")])
         ax.set_yticks(range(len(part)), [f"{r[0]} {r[1]} = {r[2]}: {r[6]}" for r in part])
         for x in (-margin, margin):
             ax.axvline(x, color="#999999", linestyle=":")

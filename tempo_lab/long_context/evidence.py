@@ -99,19 +99,26 @@ def _restores(method: str) -> Callable[[Any, Mapping], Evidence]:
     return measure
 
 
-def _lc4(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
-    real16 = _scores(study, SMOLLM2, "real", "plain", 16384)
-    gap16 = _scores(study, SMOLLM2, "gap", "plain", 16384)
-    gap4 = _scores(study, SMOLLM2, "gap", "plain", 4096)
-    g, g_lo, g_hi, ng = _paired(gap16, real16)
-    _, g90_lo, g90_hi, _ = _paired(gap16, real16, level=0.90)
-    f, f_lo, f_hi, nf = _paired(gap4, gap16)
-    values = {"lc1_confirmed": _lc1_confirmed(study), "g": g, "g_lo": g_lo, "g_hi": g_hi, "g90_lo": g90_lo,
-              "g90_hi": g90_hi, "f": f, "f_lo": f_lo, "f_hi": f_hi}  # fmt: skip
-    return Evidence(values, "", (
-        f"gap 16k {_acc(gap16)}, real 16k {_acc(real16)}, gap 4k {_acc(gap4)}; g = {_fmt(g, g_lo, g_hi)} "
-        f"(90% [{g90_lo:+.2f}, {g90_hi:+.2f}], {ng} pairs), f = {_fmt(f, f_lo, f_hi)} ({nf} pairs)"
-    ), {"g": "acc gap - acc real, 16k", "f": "acc gap 4k - acc gap 16k"})  # fmt: skip
+def _lc4(version: str, words: str) -> Callable[[Any, Mapping], Evidence]:
+    """LC4's statistics on one gap version of the samples (``distance``: the claims file's; ``gap``: the
+    positions of a D-token sample), ``words`` naming it."""
+
+    def measure(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
+        real16 = _scores(study, SMOLLM2, "real", "plain", 16384)
+        gap16 = _scores(study, SMOLLM2, version, "plain", 16384)
+        gap4 = _scores(study, SMOLLM2, version, "plain", 4096)
+        g, g_lo, g_hi, ng = _paired(gap16, real16)
+        _, g90_lo, g90_hi, _ = _paired(gap16, real16, level=0.90)
+        f, f_lo, f_hi, nf = _paired(gap4, gap16)
+        values = {"lc1_confirmed": _lc1_confirmed(study), "g": g, "g_lo": g_lo, "g_hi": g_hi,
+                  "g90_lo": g90_lo, "g90_hi": g90_hi, "f": f, "f_lo": f_lo, "f_hi": f_hi}  # fmt: skip
+        return Evidence(values, "", (
+            f"gap version, {words}: D = 16k {_acc(gap16)}, D = 4k {_acc(gap4)}; real 16k {_acc(real16)}; "
+            f"g = {_fmt(g, g_lo, g_hi)} (90% [{g90_lo:+.2f}, {g90_hi:+.2f}], {ng} pairs), "
+            f"f = {_fmt(f, f_lo, f_hi)} ({nf} pairs)"
+        ), {"g": "acc gap - acc real, 16k", "f": "acc gap 4k - acc gap 16k"})  # fmt: skip
+
+    return measure
 
 
 def _lc5(study: Any, single: Mapping[str, Mapping[str, Any]]) -> Evidence:
@@ -207,16 +214,15 @@ GEMMA_GAP_NOTE = (
     "included, while the same samples retrieve at their own positions. The verdict stands as computed; it "
     "says nothing about Gemma 3's trained context."
 )
-#: how the study's gap version differs from the one the claims file defines (found after the data)
-GAP_NOTE = (
-    "The claims file defines the gap version at D by the question sitting D positions after the needle's "
-    "position in the real sample. The study builds it as the positions of a D-token sample "
-    "(tempo_lab.long_context.passkey): each kept run starts at its real slot scaled by D/L, so the question "
-    "sits near position D, the needle at its depth in D, and the needle-to-question distance is the real "
-    "sample's scaled by D/L (about D/2 at the median; the cells table prints it), not D. At D = L = 16k "
-    "every kept token sits at its real position, so g compares the same positions with and without the "
-    "haystack's tokens. The verdict is the built version's; the literal one (the needle at its real "
-    "position, the question D after it) is not computed."
+#: what LC4's two versions hold fixed (found with the data)
+DISTANCE_NOTE = (
+    "LC4 reads the gap version as the claims file defines it: the needle at its real position in the 16k "
+    "sample, the question D positions after it (tempo_lab.long_context.passkey, Tokens.at_distance). The "
+    "question then sits the needle's position plus D from the start, past the trained context at both D (the "
+    "cells table prints the median last position), so f compares two needle distances with the start far at "
+    "both. LC4.positions decides the same rule, post hoc, on the gap version the passkey figure draws "
+    "(Tokens.gap: a D-token sample's positions, the question near D, the needle about D/2 before it at the "
+    "median), where D moves the start's distance and the needle's together."
 )
 SOURCE = "the claims file's 'Long context' section, registered 2026-12-07 before any data"
 CLAIMS = (
@@ -236,8 +242,13 @@ CLAIMS = (
             _restores(m), RULES[f"LC3.{m}"]) for m in SCALINGS),
     Claim("LC4", NAME, "Past the trained context, retrieval fails because of the distance, not the length",
           "tempo_lab's own question", "(no earlier number)",
-          ("study:long_context.passkey (SmolLM2, plain: gap 16k and 4k, real 16k)",), _lc4, RULES["LC4"],
-          note=GAP_NOTE),
+          ("study:long_context.passkey (SmolLM2, plain: at distance 16k and 4k, real 16k)",),
+          _lc4("distance", "the question D after the needle"), RULES["LC4"], note=DISTANCE_NOTE),
+    Claim("LC4.positions", NAME,
+          "Past the trained context, retrieval fails because of the distance, not the length (at a D-token "
+          "sample's positions)", "tempo_lab's own question", "(no earlier number)",
+          ("study:long_context.passkey (SmolLM2, plain: gap 16k and 4k, real 16k)",),
+          _lc4("gap", "a D-token sample's positions"), None, post_hoc=(RULES["LC4"],)),
     Claim("LC5", NAME,
           "Gemma 3 270M retrieves at every distance inside its trained context (32,768) and fails past it",
           "Gemma 3's 32k context", "trained context 32,768",

@@ -1,8 +1,9 @@
-"""A RULER sample as the model reads it, three ways, and its two scores.
+"""A RULER sample as the model reads it, four ways, and its two scores.
 
     tokens = Tokens.of(lm, sample)
     tokens.real()                                 # the sample as RULER builds it
     tokens.gap(4096)                              # its haystack cut, positions as a 4,096-token sample's
+    tokens.at_distance(4096)                      # its haystack cut, the question 4,096 after the needle
     tokens.start_far(16384)                       # every token, the first 4 then a jump
     found = answer(lm, tokens.gap(4096), tokens)  # RULER's score of the greedy answer, log p(value)
 
@@ -20,6 +21,14 @@ positions; a few hundred tokens lie in between. A run that would overlap the one
 it instead (only at ``D`` far below ``L``); :attr:`Positions.distance` says how far the question's first
 token sits from the needle's.
 
+**At distance D** (``distance``): the gap version as the registered rules (LC4) define it, the
+question ``D`` positions after the needle's real position. The same kept runs as the gap version; those up to
+the needle's run keep their real positions, the later ones move together so that the question's first token
+sits at ``needle + D``. Where the needle and the question share a run (a needle within :data:`AROUND` tokens
+of the question's run), the run is cut after the needle. At ``D`` = the real distance every kept token sits
+at its real position, as in the gap version at ``D = L``; the question sits at ``needle + D``, so past the
+real distance the last position exceeds ``D`` itself (about ``D + L/2`` at a median depth).
+
 **Start-far at D** (``start_far``): every token of the sample, the first :data:`START` at positions ``0..3``,
 then a jump so that the question's first token sits at position ``D``, the rest contiguous. The needle stays
 as near the question as in the sample; only the start moves away (where the attention sink sits, notebook 11).
@@ -30,8 +39,9 @@ are causal, and every position differs, so no packed-sequence detection can trig
 generates greedily up to :data:`MAX_NEW` tokens or the end-of-sequence token, scored by RULER's own
 ``process_results``.
 
-Contents: :class:`Tokens`, :class:`Positions`, :class:`Answer`, :func:`answer`, :data:`AROUND`,
-:data:`START`, :data:`MAX_NEW`.
+Contents: :class:`Tokens` (its versions :meth:`~Tokens.real`, :meth:`~Tokens.gap`,
+:meth:`~Tokens.at_distance`, :meth:`~Tokens.start_far`), :class:`Positions`, :class:`Answer`, :func:`answer`,
+:data:`AROUND`, :data:`START`, :data:`MAX_NEW`.
 """
 
 from __future__ import annotations
@@ -148,6 +158,32 @@ class Tokens:
         positions = torch.cat(where)[None]
         layout = Layout(positions, None, f"gap {length}")
         return Positions(self.ids[:, slots], layout, moved[self.needle[0]], moved[self.question])
+
+    def at_distance(self, distance: int) -> Positions:
+        """The version at ``distance`` (see the module docstring): the question's first token ``distance``
+        positions after the needle's real one. Refused below the least distance at which the moved runs still
+        start after the runs before them (the message names it)."""
+        distance = checks.count("distance", distance)
+        a, b = self.needle
+        runs: list[tuple[int, int, bool]] = []  # (start, stop, moved)
+        for start, stop in self.runs():
+            if start <= a < stop and self.question < stop:  # the needle's run holds the question: cut it
+                runs += [(start, b, False), (b, stop, True)]
+            else:
+                runs.append((start, stop, start > a))
+        first = next(i for i, run in enumerate(runs) if run[2])  # the question's run, or the one before it
+        least = runs[first - 1][1] - runs[first][0] + self.question - a  # moved runs right after the rest
+        if distance < least:
+            raise ValueError(
+                f"distance = {distance} would put the question's run before the needle's end in sample "
+                f"{self.sample.index}: the least distance there is {least}"
+            )
+        shift = float(a + distance - self.question)
+        slots = torch.cat([torch.arange(start, stop) for start, stop, _ in runs])
+        positions = torch.cat([torch.arange(start, stop, dtype=torch.float32) + (shift if moved else 0.0)
+                               for start, stop, moved in runs])  # fmt: skip
+        layout = Layout(positions[None], None, f"distance {distance}")
+        return Positions(self.ids[:, slots], layout, float(a), float(a + distance))
 
     def start_far(self, length: int) -> Positions:
         """Start-far at ``length``: the first :data:`START` tokens at ``0..3``, the rest moved on so that the

@@ -11,6 +11,9 @@ the samples, one method and one length:
 - ``real``: RULER's ``niah_single_1`` samples at that length (:mod:`.ruler`), as RULER builds them;
 - ``gap``: the gap version (:meth:`~tempo_lab.long_context.passkey.Tokens.gap`) at that distance of the
   samples RULER sized for :attr:`LongContextSpec.gap_source` tokens;
+- ``distance``: the same samples cut the same way, the question that many positions after the needle's real
+  position (:meth:`~tempo_lab.long_context.passkey.Tokens.at_distance`, the gap version as the claims file
+  defines it), at the two lengths LC4 reads (4k and 16k), plain only;
 - ``natural`` / ``start_far``: the samples sized for :attr:`LongContextSpec.near_source` tokens whose needle
   lies within :attr:`LongContextSpec.near` tokens of the question, at their own positions and start-far
   (:meth:`~tempo_lab.long_context.passkey.Tokens.start_far`);
@@ -24,7 +27,7 @@ method that is the plain model at that length (every method inside the trained c
 took, so the study states its own CPU time.
 
 Contents: :class:`LongContextSpec`, :class:`Cell`, :class:`LongContextStudy`, :func:`run_long_context`,
-:func:`read_long_context`, :func:`load_study_model`, :data:`TABLES`.
+:func:`read_long_context`, :func:`load_study_model`, :data:`TABLES`, :data:`VERSIONS`, :data:`DISTANCES`.
 """
 
 from __future__ import annotations
@@ -45,7 +48,10 @@ from tempo_lab.plumbing import checks
 from tempo_lab.results import IncompleteResults, ResultsFolder, identity_hash
 
 TABLES = ("passkey", "loss")
-VERSIONS = ("real", "gap", "natural", "start_far")
+#: the distances of the ``distance`` version (LC4's two)
+DISTANCES = (4096, 16384)
+#: the passkey versions of the plan (see the module docstring)
+VERSIONS = ("real", "gap", "distance", "natural", "start_far")
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,7 @@ class LongContextSpec:
         out += [Cell("passkey", first, "real", "plain", length, self.real_n) for length in ruled]
         for model in self.models:
             out += [Cell("passkey", model, "gap", "plain", d, self.gap_n) for d in self.gaps]
+        out += [Cell("passkey", first, "distance", "plain", d, self.gap_n) for d in DISTANCES]
         out += [Cell("passkey", first, "natural", "plain", self.near_source, self.near_n)]
         out += [Cell("passkey", first, "start_far", "plain", d, self.near_n) for d in self.start_far]
         loss_first = [m for m in ("plain", "pi", "yarn", "self_extend") if m in self.methods]
@@ -186,7 +193,7 @@ def run_long_context(
     plan = spec.plan()
     with store.writing():
         models = store.load_before_claiming(spec.models, load)
-        store.claim(_manifest(spec), ["study", "spec"])
+        store.claim(_manifest(spec), ["study", "spec"], grows=["plan"])  # a plan grown by a version
         identity = identity_hash({"spec": spec.header()})
         verified = {t: store.verified(t, {k: k for k in plan[t]}, identity) for t in TABLES}
         have = {t: set(parts) for t, parts in verified.items()}

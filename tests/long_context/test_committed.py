@@ -1,6 +1,6 @@
 """The committed long-context study (results/10_long_context), checked against a recomputation: the first
-sample of the plain model's real 4k cell, and the first gap sample where the folder holds one, answered again
-by the package must give the stored answer, score and log-probability."""
+sample of the plain model's real 4k cell, and the first sample of each gap version at 16k where the folder
+holds one, answered again by the package must give the stored answer, score and log-probability."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def lm():
     return load_study_model(MODEL)
 
 
-@pytest.mark.parametrize(("version", "length"), [("real", 4096), ("gap", 16384)])
+@pytest.mark.parametrize(("version", "length"), [("real", 4096), ("gap", 16384), ("distance", 16384)])
 def test_a_committed_answer_is_a_recomputation(study, lm, version, length):
     from tempo_lab.extension.methods import Method
     from tempo_lab.long_context.passkey import Tokens, answer
@@ -40,7 +40,10 @@ def test_a_committed_answer_is_a_recomputation(study, lm, version, length):
     source = length if version == "real" else study.spec.gap_source
     (sample,) = [s for s in ruler_samples(lm, source, int(row["sample"]) + 1) if s.index == row["sample"]]
     tokens = Tokens.of(lm, sample)
-    laid = tokens.real() if version == "real" else tokens.gap(length)
+    if version == "real":
+        laid = tokens.real()
+    else:
+        laid = tokens.gap(length) if version == "gap" else tokens.at_distance(length)
     with Method.for_length(lm, "plain", length).applied(lm):
         found = answer(lm, laid, tokens)
     assert (found.text, found.score) == (row.answer, row.score)

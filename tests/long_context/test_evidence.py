@@ -28,6 +28,8 @@ def _study(acc16: float, se16: float) -> LongContextStudy:
     rows += _rows(s, "real", "self_extend", 16384, (rng.uniform(size=20) < se16).astype(float))
     rows += _rows(s, "gap", "plain", 16384, np.concatenate([real16, np.zeros(30)]))
     rows += _rows(s, "gap", "plain", 4096, np.ones(50))
+    rows += _rows(s, "distance", "plain", 16384, np.concatenate([real16, np.zeros(30)]))
+    rows += _rows(s, "distance", "plain", 4096, np.r_[np.ones(30), np.zeros(20)])
     rows += _rows(s, "natural", "plain", 2048, np.ones(50))
     rows += _rows(s, "start_far", "plain", 16384, np.ones(50))
     loss = []
@@ -51,7 +53,7 @@ def test_lc1_is_newcombe_on_the_two_real_cells():
 def test_verdicts_follow_the_registered_rules_and_their_dependencies():
     failing = claims_table(_study(acc16=0.0, se16=1.0), {}, CLAIMS).set_index("key").verdict
     assert failing["LC1"] == "confirmed" and failing["LC2"] == "confirmed"
-    assert failing["LC4"] == "confirmed"  # the gap version fails as the real one: distance
+    assert failing["LC4"] == "confirmed"  # the question 16k after the needle fails as the real 16k: distance
     assert failing["LC7"] == "confirmed"  # start-far retrieves as the natural one
     assert failing["LC6"] == "confirmed" and failing["LC6.yarn"] == "confirmed"
     assert failing["LC6.pi"] == "refined"  # better than plain by 1 nat, not back within 0.1
@@ -59,6 +61,21 @@ def test_verdicts_follow_the_registered_rules_and_their_dependencies():
     retrieving = claims_table(_study(acc16=1.0, se16=1.0), {}, CLAIMS).set_index("key").verdict
     assert retrieving["LC1"] == "refuted"
     assert retrieving["LC2"] == retrieving["LC4"] == retrieving["LC7"] == "undecided"
+
+
+def test_lc4_reads_the_claims_files_gap_version_and_lc4_positions_the_other_post_hoc():
+    """LC4 is decided on the ``distance`` version (the question D after the needle), as registered; the
+    study's other gap version (a D-token sample's positions) gets the same rule post hoc (LC4.positions)."""
+    study = _study(acc16=0.0, se16=1.0)
+    p = study.passkey
+    one = (p.version == "distance") & (p.length == 4096)
+    study.passkey = p.assign(score=p.score.where(~one, 0.0))  # the distance version fails at 4k too
+    table = claims_table(study, {}, CLAIMS).set_index("key")
+    assert table.loc["LC4", "verdict"] == "undecided"  # g inside the margin, f = 0: neither one
+    assert table.loc["LC4.positions", "verdict"] == ""  # no registered rule
+    assert table.loc["LC4.positions", "post hoc"].startswith("confirmed (")  # gap 4k 50/50, 16k as real
+    values = {c.key: c.measure(study, {}).values for c in CLAIMS}
+    assert values["LC4"]["f"] == 0.0 and values["LC4.positions"]["f"] == pytest.approx(1.0)
 
 
 def test_bucket_loss_weighs_the_bins_by_their_tokens():

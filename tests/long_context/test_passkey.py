@@ -4,6 +4,8 @@ call of the model on the context and the value, at the version's positions."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -77,6 +79,40 @@ def test_the_gap_version_puts_the_question_as_a_longer_sample_would(lm, samples)
         assert (steps >= 1).all() and (steps > 1).sum() == len(tokens.runs()) - 1  # jumps only between runs
 
 
+def test_the_version_at_a_distance_keeps_the_needle_where_it_is_and_moves_the_question(lm, samples):
+    for s in samples:
+        tokens = Tokens.of(lm, s)
+        a, real = tokens.needle[0], tokens.real()
+        same = tokens.at_distance(int(real.distance))  # the real distance: every kept token where it was
+        assert torch.equal(same.layout.positions, tokens.gap(s.max_length).layout.positions)
+        assert torch.equal(same.ids, tokens.gap(s.max_length).ids)
+        far = tokens.at_distance(16384)
+        slots = torch.cat([torch.arange(x, y) for x, y in tokens.runs()])
+        p = far.layout.positions[0]
+        assert far.needle == a and far.question == a + 16384 and far.distance == 16384
+        assert p[slots == tokens.question].item() == a + 16384
+        assert torch.equal(p[slots <= a], slots[slots <= a].float())  # the needle and all before it: real
+        assert set((p - slots).tolist()) == {0.0, a + 16384.0 - tokens.question}  # one jump, after the needle
+        assert (p.diff() >= 1).all()
+
+
+def test_a_needle_in_the_question_s_run_is_cut_from_it_and_too_short_a_distance_refused(lm, samples):
+    tokens = Tokens.of(lm, samples[0])
+    a, b = tokens.needle
+    near = dataclasses.replace(tokens, question=b + 8)  # the question's run now holds the needle
+    assert [x for x, y in near.runs() if x <= a < y and b + 8 < y]
+    version = near.at_distance(4096)
+    slots = torch.cat([torch.arange(x, y) for x, y in near.runs()])
+    moved = version.layout.positions[0] - slots
+    assert torch.equal(moved[slots < b], torch.zeros(int((slots < b).sum())))
+    assert (moved[slots >= b] == a + 4096 - (b + 8)).all()
+    with pytest.raises(ValueError, match=f"the least distance there is {b + 8 - a}"):
+        near.at_distance(b + 7 - a)
+    assert near.at_distance(b + 8 - a).distance == b + 8 - a
+    with pytest.raises(ValueError, match="distance must be"):
+        tokens.at_distance(0)
+
+
 def test_start_far_moves_only_the_start(lm, samples):
     tokens = Tokens.of(lm, samples[1])
     version = tokens.start_far(16384)
@@ -115,12 +151,11 @@ def test_the_answer_equals_the_model_s_own_generate_and_forward(lm, samples):
     assert found.logprob == pytest.approx(want, abs=1e-3)
 
 
-def test_the_gap_version_s_log_probability_equals_a_plain_call_at_its_positions(lm, samples):
-    """The model called directly with the gap version's ``position_ids`` and a 2D all-ones mask (its own
+def test_the_gap_versions_log_probability_equals_a_plain_call_at_its_positions(lm, samples):
+    """The model called directly with a gap version's ``position_ids`` and a 2D all-ones mask (its own
     causal path) gives the same log-probability of the value."""
     tokens = Tokens.of(lm, samples[0])
-    for length in (2048, 32768):
-        version = tokens.gap(length)
+    for version in (tokens.gap(2048), tokens.gap(32768), tokens.at_distance(32768)):
         with beyond_context(lm):  # 32k is past SmolLM2's 8,192: the plain model run there, as the study does
             found = answer(lm, version, tokens, max_new=2)
         want = _plain_logprob(lm, version.ids, version.layout.positions, tokens.value)

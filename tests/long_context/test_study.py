@@ -8,7 +8,7 @@ import pytest
 
 from tempo_lab.claims import fingerprints
 from tempo_lab.long_context.evidence import CLAIMS
-from tempo_lab.long_context.study import LongContextSpec, read_long_context, run_long_context
+from tempo_lab.long_context.study import VERSIONS, LongContextSpec, read_long_context, run_long_context
 from tempo_lab.results import IncompleteResults, ResultsFolder
 
 SMALL = LongContextSpec(models=("smollm2-135m",), methods=("plain", "yarn"), real=(1024,), real_n=1,
@@ -42,7 +42,7 @@ def test_every_cell_is_computed_once_and_the_rules_are_recorded(folder, loads):
     study = read_long_context(folder)
     assert loads == ["smollm2-135m"] and study.missing == {}
     p = study.passkey
-    assert set(p.version) == {"real", "gap", "natural", "start_far"}
+    assert set(p.version) == set(VERSIONS)
     computed = p[p.setting != "as plain"]
     cells = set(zip(computed.method, computed.length, strict=True))
     assert cells >= {("plain", 1024), ("plain", 16384), ("yarn", 16384)}
@@ -74,6 +74,33 @@ def test_a_second_run_loads_nothing_and_a_lost_part_is_recomputed_alone(folder, 
                      load=lambda name: load_model(name, attn_implementation="sdpa"))
     assert part.exists()
     assert {p: p.stat().st_mtime_ns for p in kept} == kept  # the others untouched
+
+
+def test_a_plan_grown_by_a_version_computes_only_its_cells(folder):
+    """A folder computed before a version joined the plan (the ``distance`` version did, after the rest of
+    the committed study): its parts are missing, named, and computed alone; the manifest's plan grows."""
+    import json
+
+    store = ResultsFolder(folder)
+    manifest = store.read_manifest()
+    grown = manifest["plan"]["passkey"]
+    older = {**manifest, "plan": {**manifest["plan"], "passkey": [k for k in grown if "-distance-" not in k]}}
+    store.manifest_path.write_text(json.dumps(older, indent=1, sort_keys=True) + "\n")
+    new = [store.part_path("passkey", k) for k in grown if "-distance-" in k]
+    assert len(new) == 2
+    for path in new:
+        path.unlink()
+    kept = {p: p.stat().st_mtime_ns for p in (folder / "passkey").glob("part-*.parquet")}
+    with pytest.raises(IncompleteResults, match="smollm2-135m-distance-plain-4096-s000"):
+        read_long_context(folder)
+    from tempo_lab import load_model
+
+    run_long_context(folder, SMALL, progress=False,
+                     load=lambda name: load_model(name, attn_implementation="sdpa"))
+    assert all(p.exists() for p in new) and store.read_manifest()["plan"]["passkey"] == grown
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
+    found = read_long_context(folder).passkey
+    assert set(found[found.version == "distance"].distance) == {4096.0, 16384.0}
 
 
 def test_a_folder_of_another_spec_is_refused(folder):
