@@ -21,13 +21,13 @@ positions; a few hundred tokens lie in between. A run that would overlap the one
 it instead (only at ``D`` far below ``L``); :attr:`Positions.distance` says how far the question's first
 token sits from the needle's.
 
-**At distance D** (``distance``): the gap version as the registered rules (LC4) define it, the
-question ``D`` positions after the needle's real position. The same kept runs as the gap version; those up to
-the needle's run keep their real positions, the later ones move together so that the question's first token
-sits at ``needle + D``. Where the needle and the question share a run (a needle within :data:`AROUND` tokens
-of the question's run), the run is cut after the needle. At ``D`` = the real distance every kept token sits
-at its real position, as in the gap version at ``D = L``; the question sits at ``needle + D``, so past the
-real distance the last position exceeds ``D`` itself (about ``D + L/2`` at a median depth).
+**At distance D** (``distance``): the gap version as the registered rules (LC4) define it, the question ``D``
+positions after the needle's real position. The same kept runs as the gap version; those up to the needle's
+run keep their real positions, the later ones move together so that the question's first token sits at
+``needle + D``. Where the needle and the question share a run (a needle close enough to the question that
+their kept runs merge), the run is cut after the needle. At ``D`` = the real distance every kept token sits at
+its real position, as in the gap version at ``D = L``; the question sits at ``needle + D``, so past the real
+distance the last position exceeds ``D`` itself (about ``D + L/2`` at a median depth).
 
 **Start-far at D** (``start_far``): every token of the sample, the first :data:`START` at positions ``0..3``,
 then a jump so that the question's first token sits at position ``D``, the rest contiguous. The needle stays
@@ -171,7 +171,7 @@ class Tokens:
                 runs += [(start, b, False), (b, stop, True)]
             else:
                 runs.append((start, stop, start > a))
-        first = next(i for i, run in enumerate(runs) if run[2])  # the question's run, or the one before it
+        first = next(i for i, run in enumerate(runs) if run[2])  # the question's run (or its part after b)
         least = runs[first - 1][1] - runs[first][0] + self.question - a  # moved runs right after the rest
         if distance < least:
             raise ValueError(
