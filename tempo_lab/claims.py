@@ -149,6 +149,12 @@ class Claim:
         """True for a claim that only describes: no rule, registered or post hoc, so no verdict."""
         return self.rule is None and not self.post_hoc
 
+    @property
+    def deciding_rule(self) -> Rule | None:
+        """The rule whose verdict the claim is shown with: the registered one, else the first post-hoc one (a
+        claim with post-hoc rules alone); ``None`` for a descriptive claim."""
+        return self.rule or next(iter(self.post_hoc), None)
+
     def rules(self) -> dict[str, str]:
         """The fingerprints a study computed now records for this claim: ``{key: ..., key + "*": ...}``
         (``*``: the post-hoc rules, in order, joined)."""

@@ -69,7 +69,7 @@ def claims_record(decided: pd.DataFrame) -> list[dict[str, str]]:
     out = []
     for row in decided.to_dict("records"):
         claim = claims.get(row["key"])
-        rule = None if claim is None else claim.rule or next(iter(claim.post_hoc), None)
+        rule = None if claim is None else claim.deciding_rule
         post = "" if claim is None or claim.rule is not None else ", post hoc"
         out.append({
             "key": row["key"], "claim": row["claim"], "source": row["source"],

@@ -149,6 +149,8 @@ def test_the_table_counts_decisions_and_adjusts_p_values_by_holm():
     assert math.isnan(table["p"].iloc[2]) and table.rule.iloc[2].startswith("descriptive")
     assert table.rule.iloc[3] == "none registered: post-hoc rules only"
     assert [c.descriptive for c in claims] == [False, False, True, False]
+    assert claims[1].deciding_rule is rule and claims[2].deciding_rule is None
+    assert claims[3].deciding_rule is claims[3].post_hoc[0]
 
 
 # --- the statistics, against independent references ---

@@ -210,7 +210,7 @@ def differences_figure(study: Any) -> Figure:
 
     rows = []
     for claim in CLAIMS:
-        rule = claim.rule or next(iter(claim.post_hoc), None)  # LC4.positions: LC4's rule, post hoc
+        rule = claim.deciding_rule  # LC4.positions: LC4's rule, post hoc
         if rule is None:
             continue
         evidence = claim.measure(study, {})
