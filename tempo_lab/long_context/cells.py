@@ -64,14 +64,7 @@ def passkey_rows(lm: LoadedModel, model: str, cell: Cell, tokens: Sequence[Token
     rows = []
     with method.applied(lm):
         for t in tokens:
-            if cell.version in ("real", "natural"):
-                version = t.real()
-            elif cell.version == "gap":
-                version = t.gap(cell.length)
-            elif cell.version == "distance":
-                version = t.at_distance(cell.length)
-            else:
-                version = t.start_far(cell.length)
+            version = t.version(cell.version, cell.length)
             start = time.perf_counter()
             found = answer(lm, version, t)
             rows.append({

@@ -40,8 +40,9 @@ generates greedily up to :data:`MAX_NEW` tokens or the end-of-sequence token, sc
 ``process_results``.
 
 Contents: :class:`Tokens` (its versions :meth:`~Tokens.real`, :meth:`~Tokens.gap`,
-:meth:`~Tokens.at_distance`, :meth:`~Tokens.start_far`), :class:`Positions`, :class:`Answer`, :func:`answer`,
-:data:`AROUND`, :data:`START`, :data:`MAX_NEW`.
+:meth:`~Tokens.at_distance`, :meth:`~Tokens.start_far`, and :meth:`~Tokens.version` by name),
+:class:`Positions`, :class:`Answer`, :func:`answer`, :data:`VERSIONS`, :data:`AROUND`, :data:`START`,
+:data:`MAX_NEW`.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ from tempo_lab.plumbing import checks
 
 AROUND = 64  # haystack tokens kept on each side of the needle and before the question
 START = 4  # tokens kept at the start in the start-far layout (StreamingLLM's four sinks)
+#: the versions :meth:`Tokens.version` builds, by the names the study's plan gives them
+VERSIONS = ("real", "gap", "distance", "natural", "start_far")
 #: greedy tokens generated per answer: the 7-digit value takes at most 8 after RULER's answer prefix;
 #: lm-eval's task asks for 128, which changes no score here (RULER's score is a substring match) but costs
 MAX_NEW = 32
@@ -184,6 +187,20 @@ class Tokens:
                                for start, stop, moved in runs])  # fmt: skip
         layout = Layout(positions[None], None, f"distance {distance}")
         return Positions(self.ids[:, slots], layout, float(a), float(a + distance))
+
+    def version(self, name: str, length: int) -> Positions:
+        """The version ``name`` (one of :data:`VERSIONS`) at ``length``: ``real`` and ``natural`` (the study's
+        near samples at their own positions) :meth:`real`, ``gap`` :meth:`gap`, ``distance``
+        :meth:`at_distance`, ``start_far`` :meth:`start_far`."""
+        if name in ("real", "natural"):
+            return self.real()
+        if name == "gap":
+            return self.gap(length)
+        if name == "distance":
+            return self.at_distance(length)
+        if name == "start_far":
+            return self.start_far(length)
+        raise ValueError(f"unknown version {name!r}: one of {VERSIONS}")
 
     def start_far(self, length: int) -> Positions:
         """Start-far at ``length``: the first :data:`START` tokens at ``0..3``, the rest moved on so that the

@@ -27,7 +27,7 @@ method that is the plain model at that length (every method inside the trained c
 took, so the study states its own CPU time.
 
 Contents: :class:`LongContextSpec`, :class:`Cell`, :class:`LongContextStudy`, :func:`run_long_context`,
-:func:`read_long_context`, :func:`load_study_model`, :data:`TABLES`, :data:`VERSIONS`, :data:`DISTANCES`.
+:func:`read_long_context`, :func:`load_study_model`, :data:`TABLES`, :data:`DISTANCES`.
 """
 
 from __future__ import annotations
@@ -50,8 +50,6 @@ from tempo_lab.results import IncompleteResults, ResultsFolder, identity_hash
 TABLES = ("passkey", "loss")
 #: the distances of the ``distance`` version (LC4's two)
 DISTANCES = (4096, 16384)
-#: the passkey versions of the plan (see the module docstring)
-VERSIONS = ("real", "gap", "distance", "natural", "start_far")
 
 
 @dataclass(frozen=True)

@@ -40,10 +40,7 @@ def test_a_committed_answer_is_a_recomputation(study, lm, version, length):
     source = length if version == "real" else study.spec.gap_source
     (sample,) = [s for s in ruler_samples(lm, source, int(row["sample"]) + 1) if s.index == row["sample"]]
     tokens = Tokens.of(lm, sample)
-    if version == "real":
-        laid = tokens.real()
-    else:
-        laid = tokens.gap(length) if version == "gap" else tokens.at_distance(length)
+    laid = tokens.version(version, length)
     with Method.for_length(lm, "plain", length).applied(lm):
         found = answer(lm, laid, tokens)
     assert (found.text, found.score) == (row.answer, row.score)

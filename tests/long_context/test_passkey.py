@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tempo_lab.loaded import beyond_context
-from tempo_lab.long_context.passkey import AROUND, START, Tokens, answer
+from tempo_lab.long_context.passkey import AROUND, START, VERSIONS, Tokens, answer
 from tempo_lab.long_context.ruler import check_task, ruler_samples, score
 
 pytestmark = pytest.mark.bundled
@@ -111,6 +111,18 @@ def test_a_needle_in_the_question_s_run_is_cut_from_it_and_too_short_a_distance_
     assert near.at_distance(b + 8 - a).distance == b + 8 - a
     with pytest.raises(ValueError, match="distance must be"):
         tokens.at_distance(0)
+
+
+def test_a_version_by_name_is_the_method_of_that_name_and_an_unknown_name_is_refused(lm, samples):
+    tokens = Tokens.of(lm, samples[0])
+    direct = {"real": tokens.real(), "natural": tokens.real(), "gap": tokens.gap(4096),
+              "distance": tokens.at_distance(4096), "start_far": tokens.start_far(4096)}  # fmt: skip
+    assert set(direct) == set(VERSIONS)
+    for name, want in direct.items():
+        got = tokens.version(name, 4096)
+        assert torch.equal(got.layout.positions, want.layout.positions) and torch.equal(got.ids, want.ids)
+    with pytest.raises(ValueError, match="unknown version 'gaps'"):
+        tokens.version("gaps", 4096)
 
 
 def test_start_far_moves_only_the_start(lm, samples):

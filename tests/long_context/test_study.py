@@ -8,7 +8,8 @@ import pytest
 
 from tempo_lab.claims import fingerprints
 from tempo_lab.long_context.evidence import CLAIMS
-from tempo_lab.long_context.study import VERSIONS, LongContextSpec, read_long_context, run_long_context
+from tempo_lab.long_context.passkey import VERSIONS
+from tempo_lab.long_context.study import LongContextSpec, read_long_context, run_long_context
 from tempo_lab.results import IncompleteResults, ResultsFolder
 
 SMALL = LongContextSpec(models=("smollm2-135m",), methods=("plain", "yarn"), real=(1024,), real_n=1,
